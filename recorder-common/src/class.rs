@@ -1,0 +1,19 @@
+//! What the probes do for a syscall, by class. The daemon fills `CLASSES` (syscall number →
+//! class) from the host architecture's numbers, so the probes never hard-code them.
+
+/// Not a boundary syscall: ignored.
+pub const NONE: u8 = 0;
+/// Arguments and result only (close, dup, socket, listen, shutdown, ...).
+pub const PLAIN: u8 = 1;
+/// Outgoing payload `arg1[..arg2]`, copied at enter (write, pwrite64, sendto).
+pub const OUT_BUF: u8 = 2;
+/// Incoming payload `arg1[..ret]`, copied at exit (read, pread64, recvfrom).
+pub const IN_BUF: u8 = 3;
+/// Path string in arg0 (open, creat, truncate, unlink).
+pub const PATH_ARG0: u8 = 4;
+/// Path string in arg1 (openat, openat2, unlinkat, renameat).
+pub const PATH_ARG1: u8 = 5;
+/// Socket address `arg1[..arg2]` passed in (connect, bind).
+pub const ADDR_IN: u8 = 6;
+/// Socket address the kernel writes to arg1, its length behind arg2 (accept, accept4).
+pub const ADDR_OUT: u8 = 7;

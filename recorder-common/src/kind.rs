@@ -1,0 +1,8 @@
+//! `EventHeader::kind` values. Ranges: process 1.., syscalls 100... A retired number is never
+//! reused.
+
+/// A completed boundary syscall: [`crate::SyscallRecord`] plus an aux string or address.
+pub const SYSCALL: u32 = 100;
+/// One chunk of a syscall's payload: [`crate::DataRecord`] plus bytes. Chunks of a syscall
+/// come before its `SYSCALL` record, from the same tid.
+pub const DATA: u32 = 101;

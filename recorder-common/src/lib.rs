@@ -1,0 +1,61 @@
+//! The kernel/user ABI of recorderd: the records the eBPF programs write into the `EVENTS`
+//! ring buffer, the maps and globals both sides name, and the capture limits.
+//!
+//! Everything here is `#[repr(C)]` with fixed-width fields so the two sides agree byte for
+//! byte; decoding into owned types is the daemon's job (`recorder_daemon::event`).
+
+#![no_std]
+
+pub mod class;
+pub mod kind;
+pub mod loss;
+pub mod record;
+
+pub use record::{DataRecord, EventHeader, Stash, SyscallRecord};
+
+/// Ring buffer all records go through (one buffer keeps a single global order).
+pub const EVENTS_MAP: &str = "EVENTS";
+/// tgid → 1 for every process being recorded.
+pub const TARGETS_MAP: &str = "TARGETS";
+/// syscall number → [`class`] value; 0 means "not a boundary syscall".
+pub const CLASSES_MAP: &str = "CLASSES";
+/// Per-CPU counters of records that could not be written, indexed by [`loss`] kind.
+pub const LOSSES_MAP: &str = "LOSSES";
+
+/// Global set at load time: the daemon's own tgid, never recorded.
+pub const SELF_TGID_GLOBAL: &str = "SELF_TGID";
+/// Global set at load time: bytes of payload captured per syscall.
+pub const MAX_PAYLOAD_GLOBAL: &str = "MAX_PAYLOAD_BYTES";
+
+/// Payload bytes carried by one [`DataRecord`]; bigger payloads take several.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+/// The highest `--max-payload` the probes support (their chunk loop is bounded by it).
+pub const MAX_PAYLOAD_LIMIT: u32 = 1024 * 1024;
+/// Chunks needed to carry [`MAX_PAYLOAD_LIMIT`].
+pub const MAX_CHUNKS: u32 = MAX_PAYLOAD_LIMIT / CHUNK_BYTES as u32;
+/// Bytes of a path or socket address carried after a [`SyscallRecord`].
+pub const MAX_AUX_BYTES: usize = 4096;
+/// Entries in the syscall class table (x86_64 and aarch64 numbers are all below this).
+pub const MAX_SYSCALL_NR: u32 = 512;
+/// Size of the per-CPU scratch buffer a record is assembled in before output.
+pub const SCRATCH_BYTES: usize = {
+    let data = core::mem::size_of::<DataRecord>() + CHUNK_BYTES;
+    let syscall = core::mem::size_of::<SyscallRecord>() + MAX_AUX_BYTES;
+    if data > syscall {
+        data
+    } else {
+        syscall
+    }
+};
+
+/// The per-CPU scratch area a record is built in (too large for the 512-byte BPF stack).
+#[repr(C, align(8))]
+pub struct Scratch {
+    pub bytes: [u8; SCRATCH_BYTES],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all fields are plain integers with no padding holes left unnamed.
+    unsafe impl aya::Pod for crate::Stash {}
+}

@@ -1,0 +1,86 @@
+//! The records in the `EVENTS` ring buffer and the per-thread stash between enter and exit.
+
+use core::mem::{offset_of, size_of};
+
+/// Common prefix of every record. The decoder reads `kind` and `len` first; keep them first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// A [`crate::kind`] value; never a Rust enum, so unknown values decode as errors.
+    pub kind: u32,
+    /// Bytes in the whole record: header, body and trailing bytes.
+    pub len: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the record was made.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+}
+
+/// `SyscallRecord::flags` bits.
+pub mod flags {
+    /// The payload was longer than the cap; only the first `MAX_PAYLOAD_BYTES` were copied.
+    pub const PAYLOAD_TRUNCATED: u32 = 1 << 0;
+    /// A payload chunk could not be written to the ring buffer (counted in `LOSSES`).
+    pub const PAYLOAD_LOST: u32 = 1 << 1;
+    /// The payload could not be read from user memory.
+    pub const PAYLOAD_FAULT: u32 = 1 << 2;
+    /// The path or address was longer than `MAX_AUX_BYTES`.
+    pub const AUX_TRUNCATED: u32 = 1 << 3;
+    /// The path or address could not be read from user memory.
+    pub const AUX_FAULT: u32 = 1 << 4;
+}
+
+/// A completed syscall, written at sys_exit. Followed by `aux_len` bytes: the path (without
+/// its NUL) or the raw `struct sockaddr` that the syscall named, per its class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallRecord {
+    pub header: EventHeader,
+    /// Syscall number on the recording host's architecture.
+    pub nr: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+    /// The six raw arguments as the syscall received them.
+    pub args: [u64; 6],
+    /// Return value: a result, or `-errno`.
+    pub ret: i64,
+    /// Monotonic time at sys_enter (the header holds the time at sys_exit).
+    pub enter_ns: u64,
+    /// Trailing bytes after this struct.
+    pub aux_len: u32,
+    /// The syscall's [`crate::class`] value.
+    pub class: u32,
+}
+
+/// One chunk of payload. Followed by `len` bytes, which are bytes `offset..offset + len` of
+/// the payload of the next `SyscallRecord` from the same tid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataRecord {
+    pub header: EventHeader,
+    pub nr: u32,
+    pub len: u32,
+    pub offset: u64,
+}
+
+/// What sys_enter leaves for sys_exit, keyed by tid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stash {
+    pub nr: u32,
+    pub class: u32,
+    pub args: [u64; 6],
+    pub enter_ns: u64,
+    /// [`flags`] bits already known at enter (payload truncated or lost).
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<EventHeader>() == 24);
+const _: () = assert!(offset_of!(EventHeader, kind) == 0);
+const _: () = assert!(offset_of!(EventHeader, len) == 4);
+const _: () = assert!(size_of::<SyscallRecord>() == 104);
+const _: () = assert!(offset_of!(SyscallRecord, args) == 32);
+const _: () = assert!(offset_of!(SyscallRecord, aux_len) == 96);
+const _: () = assert!(size_of::<DataRecord>() == 40);
+const _: () = assert!(size_of::<Stash>() == 72);

@@ -1,0 +1,59 @@
+//! `recorderd`: records the processes named on the command line until they exit, a signal,
+//! or `--duration`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use recorder_daemon::{
+    capture::Limits,
+    cli::RecorderdArgs,
+    session::{self, Options},
+    telemetry,
+};
+
+fn main() -> ExitCode {
+    let args = RecorderdArgs::parse();
+    telemetry::init();
+    let options = Options {
+        pids: args.pids,
+        command: args.command,
+        output: args.output,
+        duration: args.duration,
+        limits: Limits {
+            max_payload_bytes: args.max_payload,
+            ring_bytes: args.ring_bytes,
+        },
+    };
+    match session::run(options) {
+        Ok(outcome) => {
+            eprintln!(
+                "recorderd: stopped ({}): {} events, {} records lost",
+                outcome.end_reason, outcome.events, outcome.lost
+            );
+            if let Some(code) = outcome.exit_code {
+                eprintln!("recorderd: the command exited with status {code}");
+            }
+            println!("recording: {}", outcome.path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("recorderd: {}", one_line(&error));
+            ExitCode::from(if error.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}

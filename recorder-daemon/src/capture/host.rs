@@ -1,0 +1,102 @@
+//! What the host must provide before probes can load: privileges, tracefs, locked memory.
+
+use std::{ffi::CString, path::Path};
+
+use thiserror::Error;
+
+/// Capability numbers from linux/capability.h.
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error(
+        "recorderd needs root (or CAP_BPF and CAP_PERFMON) to load its probes: run it with sudo"
+    )]
+    NotPrivileged,
+    #[error("tracefs is not mounted and mounting it at {TRACEFS} failed ({source}): run `sudo mount -t tracefs tracefs {TRACEFS}`")]
+    Tracefs {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Refuses early, with the fix, when this process cannot load BPF programs.
+pub fn check_privileges() -> Result<(), HostError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let effective = effective_capabilities().unwrap_or(0);
+    let needed = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
+    if effective & needed == needed {
+        Ok(())
+    } else {
+        Err(HostError::NotPrivileged)
+    }
+}
+
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Mounts tracefs when it is missing: classic tracepoints attach through it, and a fresh host
+/// often has it unmounted.
+pub fn ensure_tracefs() -> Result<(), HostError> {
+    if Path::new(TRACEFS).join("events").is_dir()
+        || Path::new("/sys/kernel/debug/tracing/events").is_dir()
+    {
+        return Ok(());
+    }
+    let source = CString::new("tracefs").expect("no NUL in literal");
+    let target = CString::new(TRACEFS).expect("no NUL in literal");
+    // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            source.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(HostError::Tracefs {
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    tracing::info!(path = TRACEFS, "Mounted tracefs.");
+    Ok(())
+}
+
+/// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps to it. Since 5.11 maps are
+/// charged to the memory cgroup instead, so a failure here is only worth a debug line.
+pub fn raise_memlock() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: the pointer is to a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::debug!(%error, "Could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11.");
+    }
+}
+
+/// Path of the per-syscall tracepoint directory, to tell "missing on this kernel" apart from
+/// a real attach failure.
+pub fn tracepoint_exists(category: &str, name: &str) -> bool {
+    [TRACEFS, "/sys/kernel/debug/tracing"].iter().any(|root| {
+        Path::new(root)
+            .join("events")
+            .join(category)
+            .join(name)
+            .is_dir()
+    })
+}

@@ -1,0 +1,83 @@
+//! The boundary syscalls recorderd traces: name, number on this architecture, what the probes
+//! do for it (its class) and which descriptor it acts on.
+
+use recorder_common::class;
+
+/// Which descriptor an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdSource {
+    /// The first argument (read, write, close, connect, ...).
+    Arg0,
+    /// The result, when it is not an error (open, socket, accept, ...).
+    Result,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Syscall {
+    pub name: &'static str,
+    pub nr: i64,
+    pub class: u8,
+    pub fd: FdSource,
+}
+
+const fn sc(name: &'static str, nr: i64, class: u8, fd: FdSource) -> Syscall {
+    Syscall {
+        name,
+        nr,
+        class,
+        fd,
+    }
+}
+
+use FdSource::{Arg0, Result};
+
+/// Every traced syscall. Entries whose tracepoint the kernel lacks (say, `open` on arm64) are
+/// skipped at attach time.
+pub static SYSCALLS: &[Syscall] = &[
+    #[cfg(target_arch = "x86_64")]
+    sc("open", libc::SYS_open, class::PATH_ARG0, Result),
+    #[cfg(target_arch = "x86_64")]
+    sc("creat", libc::SYS_creat, class::PATH_ARG0, Result),
+    sc("openat", libc::SYS_openat, class::PATH_ARG1, Result),
+    sc("openat2", libc::SYS_openat2, class::PATH_ARG1, Result),
+    sc("read", libc::SYS_read, class::IN_BUF, Arg0),
+    sc("pread64", libc::SYS_pread64, class::IN_BUF, Arg0),
+    sc("write", libc::SYS_write, class::OUT_BUF, Arg0),
+    sc("pwrite64", libc::SYS_pwrite64, class::OUT_BUF, Arg0),
+    sc("close", libc::SYS_close, class::PLAIN, Arg0),
+    sc("socket", libc::SYS_socket, class::PLAIN, Result),
+    sc("connect", libc::SYS_connect, class::ADDR_IN, Arg0),
+    sc("bind", libc::SYS_bind, class::ADDR_IN, Arg0),
+    sc("listen", libc::SYS_listen, class::PLAIN, Arg0),
+    sc("accept", libc::SYS_accept, class::ADDR_OUT, Result),
+    sc("accept4", libc::SYS_accept4, class::ADDR_OUT, Result),
+    sc("sendto", libc::SYS_sendto, class::OUT_BUF, Arg0),
+    sc("recvfrom", libc::SYS_recvfrom, class::IN_BUF, Arg0),
+    sc("shutdown", libc::SYS_shutdown, class::PLAIN, Arg0),
+];
+
+/// The syscall with number `nr`, if it is one we trace.
+pub fn by_nr(nr: u32) -> Option<&'static Syscall> {
+    SYSCALLS.iter().find(|syscall| syscall.nr == i64::from(nr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_and_fit_the_class_table() {
+        let mut seen = std::collections::HashSet::new();
+        for syscall in SYSCALLS {
+            assert!(seen.insert(syscall.nr), "{} listed twice", syscall.name);
+            assert!((syscall.nr as u32) < recorder_common::MAX_SYSCALL_NR);
+            assert_ne!(syscall.class, class::NONE);
+        }
+    }
+
+    #[test]
+    fn lookup_by_number() {
+        assert_eq!(by_nr(libc::SYS_openat as u32).unwrap().name, "openat");
+        assert!(by_nr(libc::SYS_getpid as u32).is_none());
+    }
+}

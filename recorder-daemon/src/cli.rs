@@ -1,0 +1,128 @@
+//! Command-line definitions for `recorderd` and `recorder` (clap derive only; validation of
+//! combinations lives in the binaries' conversion to `session::Options`).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{ArgGroup, Parser, Subcommand};
+use recorder_common::MAX_PAYLOAD_LIMIT;
+
+/// Where recordings go unless `--output` says otherwise.
+pub const DEFAULT_OUTPUT: &str = "/var/lib/recorderd/recordings";
+
+/// recorderd: record what a process exchanges with the outside world, from the kernel.
+#[derive(Debug, Parser)]
+#[command(name = "recorderd", version)]
+#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["pids", "command"])))]
+pub struct RecorderdArgs {
+    /// Record this process (and all its threads). Repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Directory for recordings (created 0700).
+    #[arg(long, short, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
+    pub output: PathBuf,
+
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Payload bytes kept per syscall (e.g. 64KiB, 1MiB); longer payloads are marked truncated.
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_max_payload)]
+    pub max_payload: u32,
+
+    /// Kernel ring buffer size (a power of two, at least 4KiB).
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_ring_bytes)]
+    pub ring_bytes: u32,
+
+    /// Spawn this command and record it from its first instruction.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// recorder: read recorderd recordings.
+#[derive(Debug, Parser)]
+#[command(name = "recorder", version)]
+pub struct RecorderArgs {
+    #[command(subcommand)]
+    pub command: RecorderCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecorderCommand {
+    /// Print a recording segment as a timeline.
+    Inspect {
+        /// A segment file (.rcd).
+        file: PathBuf,
+    },
+}
+
+/// `4096`, `64K`, `64KiB`, `1M`, `1MiB` → bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 64KiB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1024,
+        "m" | "mib" | "mb" => 1024 * 1024,
+        "g" | "gib" | "gb" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn parse_max_payload(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if bytes > u64::from(MAX_PAYLOAD_LIMIT) {
+        return Err(format!("at most {} KiB", MAX_PAYLOAD_LIMIT / 1024));
+    }
+    Ok(bytes as u32)
+}
+
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err("must be a power of two between 4KiB and 1GiB".to_owned());
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("KiB").is_err());
+        assert!(parse_max_payload("2MiB").is_err());
+        assert!(parse_ring_bytes("5000").is_err());
+        assert_eq!(parse_ring_bytes("8KiB"), Ok(8192));
+    }
+
+    #[test]
+    fn recorderd_needs_a_target() {
+        assert!(RecorderdArgs::try_parse_from(["recorderd"]).is_err());
+        let args =
+            RecorderdArgs::try_parse_from(["recorderd", "--pid", "1", "--pid", "2"]).unwrap();
+        assert_eq!(args.pids, [1, 2]);
+        let args =
+            RecorderdArgs::try_parse_from(["recorderd", "--duration", "2s", "--", "cat", "-n"])
+                .unwrap();
+        assert_eq!(
+            (args.command.len(), args.duration),
+            (2, Some(Duration::from_secs(2)))
+        );
+        assert!(RecorderdArgs::try_parse_from(["recorderd", "--pid", "x"]).is_err());
+    }
+}

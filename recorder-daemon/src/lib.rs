@@ -1,0 +1,21 @@
+//! recorderd records what processes exchange with the outside world.
+//!
+//! ```text
+//! kernel probes ──ring buffer──▶ capture ──▶ event::decode ──▶ event::Assembler
+//!     ──▶ fdtable ──▶ record::SegmentWriter (protobuf frames in zstd, 0600 file)
+//! ```
+//!
+//! `session` runs one recording end to end; `record::SegmentReader` and `timeline` are the
+//! reading side used by the `recorder` tool, and never touch the probes.
+
+pub mod capture;
+pub mod cli;
+pub mod event;
+pub mod fdtable;
+pub mod host_info;
+pub mod pipeline;
+pub mod record;
+pub mod session;
+pub mod target;
+pub mod telemetry;
+pub mod timeline;

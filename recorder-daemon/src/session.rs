@@ -1,0 +1,258 @@
+//! One recording session, start to finish: check the targets, load the probes, write the
+//! segment, and stop on a signal, at the deadline, or when every target has exited — always
+//! finishing the segment with a trailer.
+
+use std::{
+    os::fd::OwnedFd,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use aya::maps::{MapData, RingBuf};
+use recorder_proto::v1::{CaptureLimits, Header, RedactionPolicy, Target};
+use thiserror::Error;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+    time::{interval, sleep},
+};
+
+use crate::{
+    capture::{host, Capture, CaptureError, Limits, LossCounts},
+    fdtable::FdTable,
+    host_info,
+    pipeline::Pipeline,
+    record::{segment, DirError, OutputDir, SegmentWriter, WriteError},
+    target::{self, Spawned, TargetError},
+};
+
+/// How often losses are polled and an idle zstd frame is closed.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pids: Vec<u32>,
+    /// `recorderd -- CMD ARGS`: spawn and record this command.
+    pub command: Vec<String>,
+    pub output: PathBuf,
+    pub duration: Option<Duration>,
+    pub limits: Limits,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub path: PathBuf,
+    pub events: u64,
+    pub lost: u64,
+    pub end_reason: &'static str,
+    /// Exit code of the spawned command (128 + signal if killed).
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("internal I/O setup failed: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl SessionError {
+    /// Errors caused by what the user asked for, as opposed to the host failing us.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Target(
+                TargetError::NoSuchProcess { .. }
+                    | TargetError::SelfTarget { .. }
+                    | TargetError::NulInCommand
+            ) | SessionError::Dir(_)
+        )
+    }
+}
+
+pub fn run(options: Options) -> Result<Outcome, SessionError> {
+    for &pid in &options.pids {
+        target::check_pid(pid)?;
+    }
+    host::check_privileges().map_err(CaptureError::from)?;
+    let dir = OutputDir::open_or_create(&options.output)?;
+    let mut spawned = match options.command.is_empty() {
+        true => None,
+        false => Some(target::spawn(&options.command)?),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SessionError::Runtime)?;
+    let recorded = runtime.block_on(record(&options, &dir, spawned.as_mut()));
+    // A spawned command still running when recording stops (signal, deadline) is ours to end.
+    let exit_code = spawned.as_ref().and_then(|child| {
+        if recorded
+            .as_ref()
+            .is_ok_and(|r| r.end_reason != END_TARGET_EXITED)
+        {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGTERM) };
+        }
+        child.wait()
+    });
+    let mut outcome = recorded?;
+    outcome.exit_code = exit_code;
+    Ok(outcome)
+}
+
+const END_TARGET_EXITED: &str = "target exited";
+
+async fn record(
+    options: &Options,
+    dir: &OutputDir,
+    spawned: Option<&mut Spawned>,
+) -> Result<Outcome, SessionError> {
+    let mut capture = Capture::load(options.limits)?;
+    let mut fds = FdTable::default();
+    let mut watched: Vec<(u32, OwnedFd)> = Vec::new();
+    for &pid in &options.pids {
+        // Watch before targeting, so an exit in between is still seen.
+        watched.push((pid, target::watch(pid)?));
+        capture.add_target(pid)?;
+        fds.seed(pid);
+    }
+    if let Some(child) = spawned.as_deref() {
+        watched.push((child.pid, target::watch(child.pid)?));
+        target::wait_until_parked(child.pid);
+        capture.add_target(child.pid)?;
+        // The command inherits our stdin/stdout/stderr; name them in its events.
+        fds.seed(child.pid);
+    }
+
+    let recording_id = host_info::new_recording_id();
+    let started = SystemTime::now();
+    let start_mono_ns = host_info::monotonic_ns();
+    let header = header(options, &recording_id, spawned.as_deref());
+    let name = segment::file_name(started, &recording_id, 0);
+    let writer = SegmentWriter::create(dir, &name, header)?;
+    let path = writer.path().clone();
+    let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, writer);
+    if let Some(child) = spawned {
+        child.release()?;
+    }
+    eprintln!(
+        "recorderd: recording {} into {} ({} syscalls traced; Ctrl-C to stop)",
+        describe(options, &watched),
+        path.display(),
+        capture.attached().len()
+    );
+
+    let (exit_tx, mut exit_rx) = mpsc::channel(watched.len());
+    let mut running = watched.len();
+    for (pid, pidfd) in watched {
+        // SAFETY: the AsyncFd owns the pidfd and nothing else closes or replaces it.
+        let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+            .map_err(|error| SessionError::Runtime(error.into()))?;
+        let exit_tx = exit_tx.clone();
+        tokio::spawn(async move {
+            let _ = pidfd.readable().await;
+            let _ = exit_tx.send(pid).await;
+        });
+    }
+    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
+    let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let mut tick = interval(TICK);
+    let mut reported = LossCounts::default();
+    let mut reported_at = start_mono_ns;
+
+    let end_reason = loop {
+        tokio::select! {
+            ready = capture.ring().readable_mut() => {
+                let mut guard = ready.map_err(SessionError::Runtime)?;
+                drain(guard.get_inner_mut(), &mut pipeline)?;
+                guard.clear_ready();
+            }
+            _ = sigint.recv() => break "interrupted",
+            _ = sigterm.recv() => break "terminated",
+            _ = &mut deadline, if options.duration.is_some() => break "duration reached",
+            Some(_) = exit_rx.recv() => {
+                running -= 1;
+                if running == 0 {
+                    break END_TARGET_EXITED;
+                }
+            }
+            _ = tick.tick() => {
+                let now = host_info::monotonic_ns();
+                let losses = capture.losses()?;
+                pipeline.record_loss(losses.since(&reported), reported_at, now)?;
+                (reported, reported_at) = (losses, now);
+                pipeline.tick()?;
+            }
+        }
+    };
+
+    // Everything the targets did before we stopped is already in the ring: take it all.
+    drain(capture.ring().get_mut(), &mut pipeline)?;
+    let end_mono_ns = host_info::monotonic_ns();
+    let totals = capture.losses()?;
+    pipeline.record_loss(totals.since(&reported), reported_at, end_mono_ns)?;
+    let events = pipeline.stats().events;
+    let path_written = pipeline.finish(totals, end_reason, start_mono_ns, end_mono_ns, dir)?;
+    debug_assert_eq!(path, path_written);
+    Ok(Outcome {
+        path: path_written,
+        events,
+        lost: totals.total(),
+        end_reason,
+        exit_code: None,
+    })
+}
+
+fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<(), WriteError> {
+    while let Some(item) = ring.next() {
+        pipeline.handle(&item)?;
+    }
+    Ok(())
+}
+
+fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> Header {
+    let mut pids = options.pids.clone();
+    pids.extend(spawned.map(|child| child.pid));
+    Header {
+        recording_id: recording_id.to_owned(),
+        segment_seq: 0,
+        host: host_info::hostname(),
+        kernel: host_info::kernel(),
+        boot_id: host_info::boot_id(),
+        recorder_version: env!("CARGO_PKG_VERSION").to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+        target: Some(Target {
+            pids,
+            command: options.command.clone(),
+        }),
+        limits: Some(CaptureLimits {
+            max_payload_bytes: options.limits.max_payload_bytes,
+            ring_bytes: options.limits.ring_bytes,
+        }),
+        redaction: Some(RedactionPolicy {
+            enabled: false,
+            rules: Vec::new(),
+        }),
+        clock: Some(host_info::clock_base()),
+    }
+}
+
+fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {
+    let pids: Vec<String> = watched.iter().map(|(pid, _)| pid.to_string()).collect();
+    if options.command.is_empty() {
+        format!("pid {}", pids.join(", "))
+    } else {
+        format!("`{}` (pid {})", options.command.join(" "), pids.join(", "))
+    }
+}

@@ -1,0 +1,218 @@
+//! Helpers for the privileged integration tests: find the built binaries, refuse loudly when
+//! probes cannot load, run recorderd against a target, and read what it recorded.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use recorder_daemon::record::SegmentReader;
+use recorder_proto::v1::{frame::Body, Event, Header, Loss, Trailer};
+
+/// How long any one step may take before the test fails instead of hanging.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails the test unless this process can load probes. `RECORDER_SKIP_PRIVILEGED=1` (never set
+/// in CI) turns that into a loud skip for a laptop without root; the function then returns
+/// false and the caller returns.
+pub fn require_privileges() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("RECORDER_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: privileged test needs root (RECORDER_SKIP_PRIVILEGED=1)");
+        return false;
+    }
+    panic!("privileged tests load eBPF probes and need root: run `sudo -E cargo xtask test`");
+}
+
+/// A binary built by this workspace (`cargo xtask test` builds them before the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running recorderd whose stderr is followed line by line.
+pub struct Recorder {
+    pub child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Recorder {
+    /// Starts `recorderd ARGS` and waits until it says it is recording.
+    pub fn start(args: &[&str]) -> Recorder {
+        let mut child = Command::new(binary("recorderd"))
+            .args(args)
+            // cargo points LD_LIBRARY_PATH at target/; spawned commands should see a clean one.
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn recorderd");
+        let (tx, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut recorder = Recorder {
+            child,
+            stderr,
+            stderr_seen: Vec::new(),
+        };
+        recorder.wait_for_line("recorderd: recording ");
+        recorder
+    }
+
+    /// Waits for a stderr line starting with `prefix`; fails with everything seen if recorderd
+    /// ends or the step times out first.
+    pub fn wait_for_line(&mut self, prefix: &str) -> String {
+        loop {
+            match self.stderr.recv_timeout(STEP_TIMEOUT) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "recorderd never printed `{prefix}`; stderr: {:#?}",
+                    self.stderr_seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for recorderd to stop by itself; returns the recording path it printed.
+    pub fn finish(mut self) -> PathBuf {
+        let status = wait_timeout(&mut self.child, STEP_TIMEOUT);
+        self.stderr_seen.extend(self.stderr.try_iter());
+        assert!(
+            status.success(),
+            "recorderd failed ({status}); stderr: {:#?}",
+            self.stderr_seen
+        );
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(
+            self.child.stdout.as_mut().expect("stdout piped"),
+            &mut stdout,
+        )
+        .expect("stdout");
+        let path = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("recording: "))
+            .unwrap_or_else(|| panic!("recorderd printed no recording path; stdout: {stdout}"));
+        PathBuf::from(path)
+    }
+}
+
+/// Waits for a child, failing the test after `timeout` instead of hanging.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(timeout).is_err() {
+            // SAFETY: signalling a child we spawned.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let status = child.wait().expect("wait");
+    let _ = tx.send(());
+    watchdog.join().expect("watchdog");
+    assert!(
+        status.signal_is_not_kill(),
+        "process {pid} did not finish within {timeout:?}"
+    );
+    status
+}
+
+trait NotKilled {
+    fn signal_is_not_kill(&self) -> bool;
+}
+
+impl NotKilled for ExitStatus {
+    fn signal_is_not_kill(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.signal() != Some(libc::SIGKILL)
+    }
+}
+
+/// Everything in one segment, read through the production reader.
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub header: Option<Header>,
+    pub events: Vec<Event>,
+    pub losses: Vec<Loss>,
+    pub trailer: Option<Trailer>,
+}
+
+impl Recording {
+    pub fn read(path: &Path) -> Recording {
+        let mut reader = SegmentReader::open(path).unwrap_or_else(|e| panic!("{e}"));
+        let mut recording = Recording::default();
+        while let Some(body) = reader.next_body().unwrap_or_else(|e| panic!("{e}")) {
+            match body {
+                Body::Header(header) => recording.header = Some(header),
+                Body::Event(event) => recording.events.push(event),
+                Body::Loss(loss) => recording.losses.push(loss),
+                Body::Trailer(trailer) => recording.trailer = Some(trailer),
+            }
+        }
+        recording
+    }
+
+    /// Events of process `pid`, in recorded order.
+    pub fn of_pid(&self, pid: u32) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|event| event.pid == pid)
+            .collect()
+    }
+}
+
+/// Parses the workload's `key=value` report.
+pub fn parse_report(stdout: &str) -> HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+pub fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn report_parsing() {
+        let report = super::parse_report("pid=4\npath=/tmp/a=b\n");
+        assert_eq!(report["path"], "/tmp/a=b");
+        assert_eq!(super::unhex("00ff41"), vec![0, 255, 65]);
+    }
+}

@@ -1,0 +1,120 @@
+//! Bad input gets one line saying what is wrong, a non-zero exit, and no panic. See: issue #2.
+
+use std::{
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    process::Command,
+};
+
+use recorder_tests::{binary, require_privileges};
+
+/// stderr as lines, after checking the command failed without a panic.
+fn failure_lines(command: &mut Command) -> (i32, Vec<String>) {
+    let output = command.output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<String> = stderr.lines().map(str::to_owned).collect();
+    (
+        output.status.code().expect("exit code, not a signal"),
+        lines,
+    )
+}
+
+#[test]
+fn without_root_recorderd_says_it_needs_root() {
+    if !require_privileges() {
+        return;
+    }
+    // A copy nobody can reach: the checkout itself may sit under a 0700 home directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let recorderd = dir.path().join("recorderd");
+    std::fs::copy(binary("recorderd"), &recorderd).unwrap();
+    let (code, lines) = failure_lines(
+        Command::new(&recorderd)
+            .args(["--pid", "1", "--output", "/nonexistent/r"])
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("needs root (or CAP_BPF and CAP_PERFMON)"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_pid_that_does_not_exist_is_one_line() {
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = failure_lines(
+        Command::new(binary("recorderd"))
+            .args(["--pid", &gone.id().to_string(), "--output"])
+            .arg(dir.path().join("r")),
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines,
+        [format!(
+            "recorderd: no process with pid {0}: check it with `ps -p {0}`",
+            gone.id()
+        )]
+    );
+    assert!(
+        !dir.path().join("r").exists(),
+        "nothing is created for a bad target"
+    );
+}
+
+#[test]
+fn recorderd_refuses_to_record_itself_and_needs_a_target() {
+    let (code, _) = failure_lines(&mut Command::new(binary("recorderd")));
+    assert_eq!(code, 2, "clap usage error");
+    let (code, lines) =
+        failure_lines(Command::new(binary("recorderd")).args(["--pid", "not-a-pid"]));
+    assert_eq!(code, 2);
+    assert!(lines[0].contains("invalid value 'not-a-pid'"), "{lines:?}");
+}
+
+#[test]
+fn inspect_rejects_files_that_are_not_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8]); 3] = [
+        ("empty", b""),
+        ("text", b"just some text that is long enough\n"),
+        (
+            "random",
+            &[
+                0x89, 0x13, 0x37, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+            ],
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, lines) =
+            failure_lines(Command::new(binary("recorder")).arg("inspect").arg(&path));
+        assert_eq!(code, 1);
+        assert_eq!(
+            lines,
+            [format!(
+                "recorder: {} is not a recorderd recording (no segment header)",
+                path.display()
+            )]
+        );
+    }
+    let (code, lines) = failure_lines(
+        Command::new(binary("recorder"))
+            .arg("inspect")
+            .arg(dir.path().join("missing")),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("No such file"), "{lines:?}");
+}

@@ -1,0 +1,167 @@
+//! `cargo xtask`: setup, builds, tests, the demo and benchmarks for recorderd.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use setup::run_checked;
+use xtask::{ebpf, toolchain};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo recorderd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what this machine lacks: nightly rust-src, bpf-linker, Debian packages.
+    Setup,
+    /// Build the eBPF object (what CI on staging pipelines runs).
+    BuildEbpf,
+    /// Build the eBPF object and every binary in release mode.
+    Build,
+    /// Run setup, then formatting, lints, unit tests and the privileged integration tests.
+    Test,
+    /// Record a small sample workload with recorderd and print its timeline (needs root).
+    Demo,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => build_ebpf().map(drop),
+        Task::Build => build(),
+        Task::Test => test(),
+        Task::Demo => demo(),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn build_ebpf() -> Result<PathBuf> {
+    if let Some(missing) = ebpf::missing_tools() {
+        bail!("cannot build the eBPF object: {missing}; run `cargo xtask setup`");
+    }
+    let root = workspace_root();
+    println!(
+        "build-ebpf: {} with {}",
+        toolchain::output("rustc", &["+nightly", "-V"])?.trim(),
+        toolchain::output("bpf-linker", &["--version"])?.trim()
+    );
+    let object = ebpf::build(&root, &ebpf::target_dir(&root))?;
+    let size = std::fs::metadata(&object)?.len();
+    println!("build-ebpf: {} ({size} bytes)", object.display());
+    Ok(object)
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run_checked(
+        Command::new("cargo")
+            .args(args)
+            .current_dir(workspace_root()),
+    )
+}
+
+fn build() -> Result<()> {
+    build_ebpf()?;
+    cargo(&[
+        "build",
+        "--release",
+        "--workspace",
+        "--exclude",
+        ebpf::PACKAGE,
+        "--bins",
+    ])
+}
+
+fn test() -> Result<()> {
+    setup::run()?;
+    build_ebpf()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        ebpf::PACKAGE,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&[
+        "test",
+        "--workspace",
+        "--exclude",
+        ebpf::PACKAGE,
+        "--exclude",
+        "recorder-tests",
+    ])?;
+    if !setup::is_root() {
+        bail!("the privileged integration tests load probes and need root: run `sudo -E cargo xtask test`");
+    }
+    // One test thread: the tests share the kernel's tracepoints and the machine's two cores,
+    // and their timelines are easier to read one at a time.
+    cargo(&[
+        "test",
+        "--package",
+        "recorder-tests",
+        "--",
+        "--test-threads=1",
+    ])
+}
+
+fn demo() -> Result<()> {
+    if !setup::is_root() {
+        bail!("the demo loads eBPF probes and needs root: run `sudo -E cargo xtask demo`");
+    }
+    setup::run()?;
+    cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "recorder-daemon",
+        "--package",
+        "recorder-tests",
+        "--bins",
+    ])?;
+    let root = workspace_root();
+    let bin = root.join("target/release");
+    let output = root.join("target/demo-recordings");
+    let recorded = Command::new(bin.join("recorderd"))
+        // cargo's LD_LIBRARY_PATH would send the demo's loader through target/ first.
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("--output")
+        .arg(&output)
+        .arg("--")
+        .arg(bin.join("recorder-workload"))
+        .arg("demo")
+        .output()
+        .context("running recorderd")?;
+    if !recorded.status.success() {
+        bail!(
+            "recorderd failed: {}",
+            String::from_utf8_lossy(&recorded.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&recorded.stdout);
+    let recording = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("recording: "))
+        .context("recorderd did not say where the recording went")?
+        .trim()
+        .to_owned();
+    println!("recorded {recording}\n");
+    run_checked(Command::new(bin.join("recorder")).args(["inspect", &recording]))
+}
