@@ -111,6 +111,9 @@ fn test() -> Result<()> {
     if !setup::is_root() {
         bail!("the privileged integration tests load probes and need root: run `sudo -E cargo xtask test`");
     }
+    // The privileged tests run the binaries of other packages, which `cargo test` alone
+    // does not build.
+    cargo(&["build", "--workspace", "--exclude", ebpf::PACKAGE, "--bins"])?;
     // One test thread: the tests share the kernel's tracepoints and the machine's two cores,
     // and their timelines are easier to read one at a time.
     cargo(&[
