@@ -188,3 +188,36 @@ fn spawn_mode_records_from_the_first_instruction() {
     );
     assert!(opens.contains(&"/etc/hostname"), "{opens:?}");
 }
+
+#[test]
+fn sigterm_and_duration_both_finish_the_segment() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("recordings");
+    let output = output.to_str().unwrap();
+
+    // --duration stops a recording whose target is still running, and ends that command.
+    let recorder = Recorder::start(&["--output", output, "--duration", "1s", "--", "sleep", "30"]);
+    let recording = Recording::read(&recorder.finish());
+    assert_eq!(
+        recording.trailer.expect("trailer").end_reason,
+        "duration reached"
+    );
+
+    // SIGTERM stops a recording by pid and leaves the target alone.
+    let mut target = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut recorder = Recorder::start(&["--output", output, "--pid", &target.id().to_string()]);
+    // SAFETY: signalling the recorderd child we started.
+    unsafe { libc::kill(recorder.child.id() as i32, libc::SIGTERM) };
+    recorder.wait_for_line("recorderd: stopped (terminated)");
+    let recording = Recording::read(&recorder.finish());
+    assert_eq!(recording.trailer.expect("trailer").end_reason, "terminated");
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "a --pid target is never signalled"
+    );
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
