@@ -6,6 +6,8 @@ use std::{path::PathBuf, time::Duration};
 use clap::{ArgGroup, Parser, Subcommand};
 use recorder_common::MAX_PAYLOAD_LIMIT;
 
+use crate::command::{export::ExportFormat, inspect::EventKind};
+
 /// Where recordings go unless `--output` says otherwise.
 pub const DEFAULT_OUTPUT: &str = "/var/lib/recorderd/recordings";
 
@@ -34,6 +36,18 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_ring_bytes)]
     pub ring_bytes: u32,
 
+    /// Start a new segment when the current one reaches this size.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_segment_bytes)]
+    pub segment_bytes: u64,
+
+    /// Start a new segment when the current one is this old.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub segment_duration: Duration,
+
+    /// fsync the open segment this often (0s = only when a segment is finished).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub fsync_interval: Duration,
+
     /// Spawn this command and record it from its first instruction.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -49,11 +63,61 @@ pub struct RecorderArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RecorderCommand {
-    /// Print a recording segment as a timeline.
-    Inspect {
-        /// A segment file (.rcd).
-        file: PathBuf,
+    /// One row per recording in DIR: id, target, start, duration, events, bytes, losses, state.
+    List {
+        /// Directory of recordings.
+        #[arg(default_value = DEFAULT_OUTPUT)]
+        dir: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
+    /// Print a recording as a timeline.
+    Inspect {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Only events of this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Only events on this file descriptor.
+        #[arg(long)]
+        fd: Option<i64>,
+        /// Only events of this boundary.
+        #[arg(long, value_enum)]
+        kind: Option<EventKind>,
+        /// Only events whose payload contains this text.
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// Show whole payloads as hex dumps.
+        #[arg(long)]
+        hex: bool,
+        /// Keep printing as a recording still being written grows.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Check a recording: exit 0 complete, 3 incomplete (writer stopped without a trailer),
+    /// 4 corrupt (names the segment and byte offset).
+    Verify {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Write a recording as JSON lines, one object per frame.
+    Export {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+}
+
+/// A recording named by segment file, directory holding one recording, or recording id.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// A segment file, a directory with one recording, or a recording id (or unique prefix).
+    pub target: String,
+    /// Where to look up a recording id.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
+    pub dir: PathBuf,
 }
 
 /// `4096`, `64K`, `64KiB`, `1M`, `1MiB` → bytes.
@@ -84,6 +148,14 @@ fn parse_max_payload(text: &str) -> Result<u32, String> {
         return Err(format!("at most {} KiB", MAX_PAYLOAD_LIMIT / 1024));
     }
     Ok(bytes as u32)
+}
+
+fn parse_segment_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < 64 * 1024 {
+        return Err("at least 64KiB".to_owned());
+    }
+    Ok(bytes)
 }
 
 fn parse_ring_bytes(text: &str) -> Result<u32, String> {

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod command;
 pub mod event;
 pub mod fdtable;
 pub mod host_info;

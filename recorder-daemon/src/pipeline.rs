@@ -1,19 +1,20 @@
 //! The synchronous path every ring-buffer record takes: decode → assemble → fd table →
 //! segment writer. The async edges (ring readiness, signals) live in `session`.
 
-use recorder_proto::v1::{frame::Body, Event, Loss, Trailer};
+use std::path::PathBuf;
+
+use recorder_proto::v1::{frame::Body, Event, Loss};
 
 use crate::{
     capture::LossCounts,
     event::{decode, Assembler, RawRecord},
     fdtable::FdTable,
-    record::{OutputDir, SegmentWriter, WriteError},
+    record::{RecordingWriter, WriteError},
 };
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PipelineStats {
     pub events: u64,
-    pub payload_bytes: u64,
     /// Records that did not decode (never expected; counted, not fatal).
     pub decode_errors: u64,
 }
@@ -21,12 +22,12 @@ pub struct PipelineStats {
 pub struct Pipeline {
     assembler: Assembler,
     pub fds: FdTable,
-    writer: SegmentWriter,
+    writer: RecordingWriter,
     stats: PipelineStats,
 }
 
 impl Pipeline {
-    pub fn new(max_payload_bytes: u32, fds: FdTable, writer: SegmentWriter) -> Self {
+    pub fn new(max_payload_bytes: u32, fds: FdTable, writer: RecordingWriter) -> Self {
         Pipeline {
             assembler: Assembler::new(max_payload_bytes),
             fds,
@@ -57,7 +58,6 @@ impl Pipeline {
     fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
         self.fds.apply(&mut event);
         self.stats.events += 1;
-        self.stats.payload_bytes += event.payload.as_ref().map_or(0, |p| p.data.len() as u64);
         self.writer.append(Body::Event(event))
     }
 
@@ -75,26 +75,13 @@ impl Pipeline {
             .append(Body::Loss(loss_frame(lost, from_mono_ns, to_mono_ns)))
     }
 
-    pub fn tick(&mut self) -> Result<(), WriteError> {
-        self.writer.tick()
+    pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
+        self.writer.tick(now_mono_ns)
     }
 
-    pub fn finish(
-        self,
-        totals: LossCounts,
-        end_reason: &str,
-        start_mono_ns: u64,
-        end_mono_ns: u64,
-        dir: &OutputDir,
-    ) -> Result<std::path::PathBuf, WriteError> {
-        let trailer = Trailer {
-            events: self.stats.events,
-            payload_bytes: self.stats.payload_bytes,
-            losses: Some(loss_frame(totals, start_mono_ns, end_mono_ns)),
-            end_reason: end_reason.to_owned(),
-            end_mono_ns,
-        };
-        self.writer.finish(trailer, dir)
+    /// Finishes the recording; returns its segment files.
+    pub fn finish(self, end_reason: &str, end_mono_ns: u64) -> Result<Vec<PathBuf>, WriteError> {
+        self.writer.finish(end_reason, end_mono_ns)
     }
 }
 

@@ -2,11 +2,7 @@
 //! segment, and stop on a signal, at the deadline, or when every target has exited — always
 //! finishing the segment with a trailer.
 
-use std::{
-    os::fd::OwnedFd,
-    path::PathBuf,
-    time::{Duration, SystemTime},
-};
+use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use recorder_proto::v1::{CaptureLimits, Header, RedactionPolicy, Target};
@@ -23,12 +19,14 @@ use crate::{
     fdtable::FdTable,
     host_info,
     pipeline::Pipeline,
-    record::{segment, DirError, OutputDir, SegmentWriter, WriteError},
+    record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
     target::{self, Spawned, TargetError},
 };
 
-/// How often losses are polled and an idle zstd frame is closed.
-const TICK: Duration = Duration::from_secs(1);
+/// How often losses are polled and the writer's periodic work runs (closing a zstd frame
+/// that has been open a second, rotation by age, fsync). Short, so a crash loses at most
+/// about a second and a quarter of events.
+const TICK: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -38,11 +36,13 @@ pub struct Options {
     pub output: PathBuf,
     pub duration: Option<Duration>,
     pub limits: Limits,
+    pub segments: SegmentPolicy,
 }
 
 #[derive(Debug)]
 pub struct Outcome {
-    pub path: PathBuf,
+    /// The recording's segment files, in order.
+    pub paths: Vec<PathBuf>,
     pub events: u64,
     pub lost: u64,
     pub end_reason: &'static str,
@@ -92,7 +92,7 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
         .enable_all()
         .build()
         .map_err(SessionError::Runtime)?;
-    let recorded = runtime.block_on(record(&options, &dir, spawned.as_mut()));
+    let recorded = runtime.block_on(record(&options, dir, spawned.as_mut()));
     // A spawned command still running when recording stops (signal, deadline) is ours to end.
     let exit_code = spawned.as_ref().and_then(|child| {
         if recorded
@@ -113,7 +113,7 @@ const END_TARGET_EXITED: &str = "target exited";
 
 async fn record(
     options: &Options,
-    dir: &OutputDir,
+    dir: OutputDir,
     spawned: Option<&mut Spawned>,
 ) -> Result<Outcome, SessionError> {
     let mut capture = Capture::load(options.limits)?;
@@ -133,13 +133,10 @@ async fn record(
         fds.seed(child.pid);
     }
 
-    let recording_id = host_info::new_recording_id();
-    let started = SystemTime::now();
     let start_mono_ns = host_info::monotonic_ns();
-    let header = header(options, &recording_id, spawned.as_deref());
-    let name = segment::file_name(started, &recording_id, 0);
-    let writer = SegmentWriter::create(dir, &name, header)?;
-    let path = writer.path().clone();
+    let header = header(options, &host_info::new_recording_id(), spawned.as_deref());
+    let writer = RecordingWriter::create(dir, header, options.segments)?;
+    let path = writer.paths()[0].clone();
     let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, writer);
     if let Some(child) = spawned {
         child.release()?;
@@ -192,7 +189,7 @@ async fn record(
                 let losses = capture.losses()?;
                 pipeline.record_loss(losses.since(&reported), reported_at, now)?;
                 (reported, reported_at) = (losses, now);
-                pipeline.tick()?;
+                pipeline.tick(now)?;
             }
         }
     };
@@ -203,10 +200,9 @@ async fn record(
     let totals = capture.losses()?;
     pipeline.record_loss(totals.since(&reported), reported_at, end_mono_ns)?;
     let events = pipeline.stats().events;
-    let path_written = pipeline.finish(totals, end_reason, start_mono_ns, end_mono_ns, dir)?;
-    debug_assert_eq!(path, path_written);
+    let paths = pipeline.finish(end_reason, end_mono_ns)?;
     Ok(Outcome {
-        path: path_written,
+        paths,
         events,
         lost: totals.total(),
         end_reason,

@@ -191,6 +191,34 @@ fn open_flags(flags: u64) -> String {
     names.join("|")
 }
 
+/// The whole captured payload as `xxd`-style lines: offset, 16 hex bytes, ASCII.
+pub fn hex_dump(data: &[u8]) -> String {
+    let mut dump = String::new();
+    for (line, chunk) in data.chunks(16).enumerate() {
+        let _ = write!(dump, "    {:08x}  ", line * 16);
+        for i in 0..16 {
+            match chunk.get(i) {
+                Some(byte) => {
+                    let _ = write!(dump, "{byte:02x} ");
+                }
+                None => dump.push_str("   "),
+            }
+        }
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        let _ = writeln!(dump, " {ascii}");
+    }
+    dump
+}
+
 /// `[11 B] "hello\n"`, with ` (truncated)` / ` (incomplete)` when the capture says so.
 pub fn payload_preview(payload: &Payload) -> String {
     let mut text = String::new();

@@ -1,4 +1,4 @@
-//! `recorder`: reads recordings made by recorderd.
+//! `recorder`: lists, inspects, verifies and exports recordings made by recorderd.
 
 use std::{
     io::{self, Write},
@@ -7,75 +7,67 @@ use std::{
 
 use clap::Parser;
 use recorder_daemon::{
-    cli::{RecorderArgs, RecorderCommand},
-    record::{ReadError, SegmentReader},
-    telemetry, timeline,
+    cli::{RecorderArgs, RecorderCommand, TargetArgs},
+    command::{self, export, inspect, list, verify, CommandError},
+    record::catalog::{self, RecordingSummary},
+    telemetry,
 };
-use recorder_proto::v1::frame::Body;
 
 fn main() -> ExitCode {
     let args = RecorderArgs::parse();
     telemetry::init();
-    let result = match args.command {
-        RecorderCommand::Inspect { file } => inspect(&file),
-    };
-    match result {
-        Ok(code) => code,
-        // A closed pipe (`recorder inspect x | head`) is the reader's choice, not an error.
-        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("recorder: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("writing output failed: {0}")]
-    Output(#[from] io::Error),
-}
-
-fn inspect(file: &std::path::Path) -> Result<ExitCode, Failure> {
-    let mut reader = SegmentReader::open(file)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut clock = timeline::Clock::default();
-    let mut complete = false;
-    loop {
-        let body = match reader.next_body() {
-            Ok(Some(body)) => body,
-            Ok(None) => break,
-            Err(error) => {
-                // Everything readable was printed; say where and why it stopped.
-                out.flush()?;
-                return Err(error.into());
+    let result = run(args.command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    let _ = out.flush();
+    match result {
+        Ok(code) => code,
+        Err(error) => match error.exit_code() {
+            None => ExitCode::SUCCESS,
+            Some(code) => {
+                eprintln!("recorder: {error}");
+                code
             }
-        };
-        match body {
-            Body::Header(header) => {
-                clock = timeline::Clock::new(header.clock.as_ref());
-                writeln!(out, "{}", timeline::header(&header))?;
-            }
-            Body::Event(event) => writeln!(out, "{}", timeline::event(&clock, &event))?,
-            Body::Loss(loss) => writeln!(out, "{}", timeline::loss(&clock, &loss))?,
-            Body::Trailer(trailer) => {
-                complete = true;
-                writeln!(out, "{}", timeline::trailer(&trailer))?;
-            }
-        }
+        },
     }
-    out.flush()?;
-    if !complete {
-        eprintln!(
-            "recorder: {} is incomplete: the writer stopped without a trailer",
-            file.display()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
 }
+
+fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, CommandError> {
+    match command {
+        RecorderCommand::List { dir, json } => {
+            list::run(&dir, json, out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Inspect {
+            target,
+            pid,
+            fd,
+            kind,
+            grep,
+            hex,
+            follow,
+        } => {
+            let filter = inspect::Filter {
+                pid,
+                fd,
+                kind,
+                grep,
+            };
+            inspect::run(&resolve(&target)?, &filter, hex, follow, out)
+        }
+        RecorderCommand::Verify { target } => verify::run(&resolve(&target)?, out),
+        RecorderCommand::Export {
+            target,
+            format: export::ExportFormat::Jsonl,
+        } => export::run(&resolve(&target)?, out),
+    }
+}
+
+fn resolve(target: &TargetArgs) -> Result<RecordingSummary, CommandError> {
+    Ok(catalog::resolve(&target.target, &target.dir)?)
+}
+
+// Keeps the exit-code contract visible next to the binary that implements it.
+const _: () = assert!(command::EXIT_INCOMPLETE == 3 && command::EXIT_CORRUPT == 4);

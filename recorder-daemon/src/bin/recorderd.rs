@@ -7,6 +7,7 @@ use clap::Parser;
 use recorder_daemon::{
     capture::Limits,
     cli::RecorderdArgs,
+    record::SegmentPolicy,
     session::{self, Options},
     telemetry,
 };
@@ -23,6 +24,11 @@ fn main() -> ExitCode {
             max_payload_bytes: args.max_payload,
             ring_bytes: args.ring_bytes,
         },
+        segments: SegmentPolicy {
+            max_bytes: args.segment_bytes,
+            max_age: args.segment_duration,
+            fsync_interval: Some(args.fsync_interval).filter(|every| !every.is_zero()),
+        },
     };
     match session::run(options) {
         Ok(outcome) => {
@@ -33,7 +39,9 @@ fn main() -> ExitCode {
             if let Some(code) = outcome.exit_code {
                 eprintln!("recorderd: the command exited with status {code}");
             }
-            println!("recording: {}", outcome.path.display());
+            for path in &outcome.paths {
+                println!("recording: {}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

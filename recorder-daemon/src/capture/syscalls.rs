@@ -16,14 +16,17 @@ pub enum FdSource {
 pub struct Syscall {
     pub name: &'static str,
     pub nr: i64,
+    /// Arguments the syscall takes; the probes read six, and the rest are not its own.
+    pub nargs: usize,
     pub class: u8,
     pub fd: FdSource,
 }
 
-const fn sc(name: &'static str, nr: i64, class: u8, fd: FdSource) -> Syscall {
+const fn sc(name: &'static str, nr: i64, nargs: usize, class: u8, fd: FdSource) -> Syscall {
     Syscall {
         name,
         nr,
+        nargs,
         class,
         fd,
     }
@@ -35,25 +38,25 @@ use FdSource::{Arg0, Result};
 /// skipped at attach time.
 pub static SYSCALLS: &[Syscall] = &[
     #[cfg(target_arch = "x86_64")]
-    sc("open", libc::SYS_open, class::PATH_ARG0, Result),
+    sc("open", libc::SYS_open, 3, class::PATH_ARG0, Result),
     #[cfg(target_arch = "x86_64")]
-    sc("creat", libc::SYS_creat, class::PATH_ARG0, Result),
-    sc("openat", libc::SYS_openat, class::PATH_ARG1, Result),
-    sc("openat2", libc::SYS_openat2, class::PATH_ARG1, Result),
-    sc("read", libc::SYS_read, class::IN_BUF, Arg0),
-    sc("pread64", libc::SYS_pread64, class::IN_BUF, Arg0),
-    sc("write", libc::SYS_write, class::OUT_BUF, Arg0),
-    sc("pwrite64", libc::SYS_pwrite64, class::OUT_BUF, Arg0),
-    sc("close", libc::SYS_close, class::PLAIN, Arg0),
-    sc("socket", libc::SYS_socket, class::PLAIN, Result),
-    sc("connect", libc::SYS_connect, class::ADDR_IN, Arg0),
-    sc("bind", libc::SYS_bind, class::ADDR_IN, Arg0),
-    sc("listen", libc::SYS_listen, class::PLAIN, Arg0),
-    sc("accept", libc::SYS_accept, class::ADDR_OUT, Result),
-    sc("accept4", libc::SYS_accept4, class::ADDR_OUT, Result),
-    sc("sendto", libc::SYS_sendto, class::OUT_BUF, Arg0),
-    sc("recvfrom", libc::SYS_recvfrom, class::IN_BUF, Arg0),
-    sc("shutdown", libc::SYS_shutdown, class::PLAIN, Arg0),
+    sc("creat", libc::SYS_creat, 2, class::PATH_ARG0, Result),
+    sc("openat", libc::SYS_openat, 4, class::PATH_ARG1, Result),
+    sc("openat2", libc::SYS_openat2, 4, class::PATH_ARG1, Result),
+    sc("read", libc::SYS_read, 3, class::IN_BUF, Arg0),
+    sc("pread64", libc::SYS_pread64, 4, class::IN_BUF, Arg0),
+    sc("write", libc::SYS_write, 3, class::OUT_BUF, Arg0),
+    sc("pwrite64", libc::SYS_pwrite64, 4, class::OUT_BUF, Arg0),
+    sc("close", libc::SYS_close, 1, class::PLAIN, Arg0),
+    sc("socket", libc::SYS_socket, 3, class::PLAIN, Result),
+    sc("connect", libc::SYS_connect, 3, class::ADDR_IN, Arg0),
+    sc("bind", libc::SYS_bind, 3, class::ADDR_IN, Arg0),
+    sc("listen", libc::SYS_listen, 2, class::PLAIN, Arg0),
+    sc("accept", libc::SYS_accept, 3, class::ADDR_OUT, Result),
+    sc("accept4", libc::SYS_accept4, 4, class::ADDR_OUT, Result),
+    sc("sendto", libc::SYS_sendto, 6, class::OUT_BUF, Arg0),
+    sc("recvfrom", libc::SYS_recvfrom, 6, class::IN_BUF, Arg0),
+    sc("shutdown", libc::SYS_shutdown, 2, class::PLAIN, Arg0),
 ];
 
 /// The syscall with number `nr`, if it is one we trace.

@@ -86,7 +86,8 @@ impl Assembler {
             tid: record.header.tid,
             syscall: known.map_or_else(|| format!("syscall_{}", record.nr), |s| s.name.to_owned()),
             syscall_nr: record.nr,
-            args: record.args.to_vec(),
+            // Only the syscall's own arguments: the slots past them hold unrelated kernel data.
+            args: record.args[..known.map_or(0, |s| s.nargs.min(6))].to_vec(),
             ret: record.ret,
             fd,
             ..Event::default()

@@ -7,7 +7,7 @@ pub const FORMAT_VERSION: u16 = 1;
 /// Magic, version (u16 LE), flags (u16 LE), reserved (u32): then the zstd stream.
 pub const PREAMBLE_LEN: usize = 16;
 /// Largest protobuf frame a reader accepts; a length prefix above it means corruption.
-pub const MAX_FRAME_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_FRAME_BYTES: u64 = 16 * 1024 * 1024;
 /// File name extension of segment files.
 pub const EXTENSION: &str = "rcd";
 

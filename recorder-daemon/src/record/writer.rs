@@ -29,10 +29,28 @@ pub enum WriteError {
     Io { path: PathBuf, source: io::Error },
 }
 
+/// The segment file, counting the bytes that reach it (for rotation by size).
+struct CountingFile {
+    file: File,
+    written: u64,
+}
+
+impl Write for CountingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 pub struct SegmentWriter {
     path: PathBuf,
     /// `None` only between closing one zstd frame and opening the next.
-    encoder: Option<zstd::stream::write::Encoder<'static, File>>,
+    encoder: Option<zstd::stream::write::Encoder<'static, CountingFile>>,
     frame_buf: Vec<u8>,
     open_frame_bytes: u64,
     open_since: Instant,
@@ -42,11 +60,12 @@ impl SegmentWriter {
     /// Creates `name` in `dir` and writes the preamble and the Header frame.
     pub fn create(dir: &OutputDir, name: &str, header: Header) -> Result<Self, WriteError> {
         let path = dir.path().join(name);
-        let mut file = dir.create_file(name)?;
+        let file = dir.create_file(name)?;
         let io_error = |source| WriteError::Io {
             path: path.clone(),
             source,
         };
+        let mut file = CountingFile { file, written: 0 };
         file.write_all(&segment::preamble()).map_err(io_error)?;
         let mut writer = SegmentWriter {
             encoder: Some(new_encoder(file).map_err(io_error)?),
@@ -63,6 +82,27 @@ impl SegmentWriter {
 
     pub fn path(&self) -> &PathBuf {
         &self.path
+    }
+
+    /// Bytes in the file so far, plus what is still buffered uncompressed.
+    pub fn approximate_bytes(&self) -> u64 {
+        let on_disk = self.encoder.as_ref().map_or(0, |e| e.get_ref().written);
+        on_disk + self.open_frame_bytes
+    }
+
+    /// Closes the open zstd frame and asks the kernel to put the file on stable storage.
+    pub fn sync(&mut self) -> Result<(), WriteError> {
+        self.close_frame()?;
+        let file = &self
+            .encoder
+            .as_ref()
+            .expect("encoder is open between frames")
+            .get_ref()
+            .file;
+        file.sync_data().map_err(|source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     pub fn append(&mut self, body: Body) -> Result<(), WriteError> {
@@ -119,13 +159,15 @@ impl SegmentWriter {
             source,
         };
         let file = encoder.finish().map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
+        file.file.sync_all().map_err(io_error)?;
         dir.sync().map_err(io_error)?;
         Ok(self.path)
     }
 }
 
-fn new_encoder(file: File) -> io::Result<zstd::stream::write::Encoder<'static, File>> {
+fn new_encoder(
+    file: CountingFile,
+) -> io::Result<zstd::stream::write::Encoder<'static, CountingFile>> {
     let mut encoder = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)?;
     // A checksum per zstd frame lets the reader tell corruption from a valid prefix.
     encoder.include_checksum(true)?;

@@ -5,6 +5,8 @@
 //!   creates a unique file in DIR, writes known bytes, reads them back, connects to ADDR and
 //!   sends a known message.
 //! - `demo`: the same without waiting, against a loopback server it runs itself.
+//! - `busy FILE`: writes numbered lines to FILE, one write each, about 10k a second for at
+//!   most 30 s, saying on stderr after every 1000 (for tests that kill the recorder mid-run).
 
 use std::{
     fs::OpenOptions,
@@ -33,8 +35,9 @@ fn main() {
             basic(Path::new(&args[2]), &args[3])
         }
         Some("demo") => demo(),
+        Some("busy") if args.len() == 3 => busy(Path::new(&args[2])),
         _ => {
-            eprintln!("usage: recorder-workload basic DIR HOST:PORT | recorder-workload demo");
+            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | busy FILE");
             std::process::exit(2);
         }
     };
@@ -77,6 +80,25 @@ fn basic(dir: &Path, address: &str) -> std::io::Result<()> {
     writeln!(out, "connect={address}")?;
     writeln!(out, "net_message={}", hex(NET_MESSAGE))?;
     out.flush()
+}
+
+fn busy(path: &Path) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seq = 0u64;
+    while std::time::Instant::now() < deadline {
+        file.write_all(format!("seq {seq}\n").as_bytes())?;
+        seq += 1;
+        if seq.is_multiple_of(1000) {
+            eprintln!("workload: {seq} writes");
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+    Ok(())
 }
 
 fn demo() -> std::io::Result<()> {

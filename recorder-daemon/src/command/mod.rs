@@ -1,0 +1,130 @@
+//! The `recorder` tool's subcommands. Each reads recordings through `record` and never
+//! touches the probes.
+//!
+//! Exit codes (documented in docs/FORMAT.md): 0 success; 1 error (not a recording, I/O);
+//! 2 usage; 3 the recording is incomplete (the writer stopped without a trailer); 4 corrupt.
+
+pub mod export;
+pub mod inspect;
+pub mod list;
+pub mod verify;
+
+use std::{io, process::ExitCode};
+
+use thiserror::Error;
+
+use crate::record::{catalog::CatalogError, ReadError};
+
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_INCOMPLETE: u8 = 3;
+pub const EXIT_CORRUPT: u8 = 4;
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("writing output failed: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CommandError {
+    /// The exit code for this failure; `None` for a closed output pipe, which is the
+    /// reader's choice (`recorder inspect x | head`) and not an error.
+    pub fn exit_code(&self) -> Option<ExitCode> {
+        match self {
+            CommandError::Output(error) if error.kind() == io::ErrorKind::BrokenPipe => None,
+            CommandError::Read(error) | CommandError::Catalog(CatalogError::Read(error)) => {
+                Some(read_exit(error))
+            }
+            _ => Some(ExitCode::from(EXIT_ERROR)),
+        }
+    }
+}
+
+fn read_exit(error: &ReadError) -> ExitCode {
+    match error {
+        ReadError::Truncated { .. } => ExitCode::from(EXIT_INCOMPLETE),
+        ReadError::Corrupt { .. } => ExitCode::from(EXIT_CORRUPT),
+        _ => ExitCode::from(EXIT_ERROR),
+    }
+}
+
+/// How long `--follow` waits before looking for more of a segment being written.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Visits every frame of every segment of `recording`, in order. With `follow`, waits for
+/// frames (and segments) still being written until the recording's final trailer. Returns
+/// exit code 3 when the recording ends without a trailer.
+pub fn walk(
+    recording: &crate::record::catalog::RecordingSummary,
+    follow: bool,
+    mut visit: impl FnMut(u32, &recorder_proto::v1::frame::Body) -> Result<(), CommandError>,
+) -> Result<ExitCode, CommandError> {
+    use recorder_proto::v1::frame::Body;
+
+    use crate::record::{catalog, SegmentReader};
+
+    let mut seq = 0u32;
+    let mut path = recording.segments[0].path.clone();
+    loop {
+        let mut reader = SegmentReader::open(&path)?;
+        let mut end_reason = None;
+        loop {
+            match reader.next_body() {
+                Ok(Some(body)) => {
+                    if let Body::Trailer(trailer) = &body {
+                        end_reason = Some(trailer.end_reason.clone());
+                    }
+                    visit(seq, &body)?;
+                }
+                Ok(None) if follow && end_reason.is_none() => {
+                    std::thread::sleep(FOLLOW_POLL);
+                    reader.refresh();
+                }
+                Err(error) if follow && error.is_truncation() => {
+                    std::thread::sleep(FOLLOW_POLL);
+                    reader.refresh();
+                }
+                Ok(None) => break,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        match end_reason {
+            Some(reason) if reason == catalog::END_ROTATED => {
+                seq += 1;
+                let next = recording
+                    .segments
+                    .iter()
+                    .find(|s| s.header.segment_seq == seq)
+                    .map(|s| s.path.clone());
+                path = match (next, follow) {
+                    (Some(next), _) => next,
+                    (None, true) => loop {
+                        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                        if let Some(found) = catalog::find_segment(dir, &recording.id, seq) {
+                            break found;
+                        }
+                        std::thread::sleep(FOLLOW_POLL);
+                    },
+                    (None, false) => {
+                        eprintln!(
+                            "recorder: recording {} is incomplete: segment {seq} is missing",
+                            recording.id
+                        );
+                        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+                    }
+                };
+            }
+            Some(_) => return Ok(ExitCode::SUCCESS),
+            None => {
+                eprintln!(
+                    "recorder: {} is incomplete: the writer stopped without a trailer",
+                    path.display()
+                );
+                return Ok(ExitCode::from(EXIT_INCOMPLETE));
+            }
+        }
+    }
+}
