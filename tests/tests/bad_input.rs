@@ -116,5 +116,54 @@ fn inspect_rejects_files_that_are_not_recordings() {
     );
     assert_eq!(code, 1);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("No such file"), "{lines:?}");
+    assert!(
+        lines[0].contains("no such file, directory or recording id"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn every_reader_command_refuses_bad_files_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut future = b"\x89RCDSEG\n".to_vec();
+    future.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0]);
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("empty.rcd", b"", "is not a recorderd recording"),
+        ("random.rcd", &random, "is not a recorderd recording"),
+        (
+            "future.rcd",
+            &future,
+            "is format version 9; this recorder reads up to 1: upgrade recorder",
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for command in ["inspect", "verify", "export"] {
+            let (code, lines) =
+                failure_lines(Command::new(binary("recorder")).arg(command).arg(&path));
+            assert_eq!(code, 1, "{command} {name}");
+            assert_eq!(lines.len(), 1, "{command} {name}: {lines:?}");
+            assert!(lines[0].contains(message), "{command} {name}: {lines:?}");
+        }
+    }
+    let empty = tempfile::tempdir().unwrap();
+    for command in [vec!["list"], vec!["verify"], vec!["inspect"]] {
+        let (code, lines) = failure_lines(
+            Command::new(binary("recorder"))
+                .args(&command)
+                .arg(empty.path()),
+        );
+        assert_eq!(code, 1);
+        assert_eq!(
+            lines,
+            [format!(
+                "recorder: {} holds no recordings (no readable .rcd files)",
+                empty.path().display()
+            )]
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask`: setup, builds, tests, the demo and benchmarks for recorderd.
 
+mod bench;
 mod setup;
 
 use std::{
@@ -31,6 +32,12 @@ enum Task {
     Test,
     /// Record a small sample workload with recorderd and print its timeline (needs root).
     Demo,
+    /// Run the benchmarks and write their tables into docs/BENCHMARKS.md.
+    Bench {
+        /// A small sample that only checks the harness runs; nothing is written.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -40,6 +47,7 @@ fn main() -> Result<()> {
         Task::Build => build(),
         Task::Test => test(),
         Task::Demo => demo(),
+        Task::Bench { quick } => bench::run(&workspace_root(), quick),
     }
 }
 
@@ -113,6 +121,7 @@ fn test() -> Result<()> {
         "--bins",
         "--tests",
     ])?;
+    bench::run(&workspace_root(), true)?;
     if !setup::is_root() {
         bail!("the privileged integration tests load probes and need root: run `sudo -E cargo xtask test`");
     }
