@@ -19,23 +19,45 @@ fn recorder(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Records the busy workload for a second into small segments.
+/// Records the busy workload for two seconds into 64 KiB segments.
 fn rotated_recording(output: &Path) {
+    record_busy(output, &["--segment-bytes", "64KiB", "--duration", "2s"]);
+}
+
+fn record_busy(output: &Path, options: &[&str]) {
     let data = output.parent().unwrap().join("busy.txt");
     let workload = binary("recorder-workload");
-    let recorder = Recorder::start(&[
-        "--output",
-        output.to_str().unwrap(),
-        "--segment-bytes",
-        "64KiB",
-        "--duration",
-        "2s",
+    let mut args = vec!["--output", output.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&[
         "--",
         workload.to_str().unwrap(),
         "busy",
         data.to_str().unwrap(),
     ]);
-    recorder.finish();
+    Recorder::start(&args).finish();
+}
+
+#[test]
+fn segments_also_rotate_by_age() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("recordings");
+    record_busy(
+        &output,
+        &["--segment-duration", "1s", "--duration", "2500ms"],
+    );
+    let (code, stdout, _) = recorder(&["list", output.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let segments = rows[0]["segments"].as_array().unwrap().len();
+    assert!(
+        (2..=4).contains(&segments),
+        "2.5 s in 1 s segments: {segments}"
+    );
+    assert_eq!(rows[0]["state"], "complete");
 }
 
 #[test]
