@@ -17,3 +17,20 @@ pub const PATH_ARG1: u8 = 5;
 pub const ADDR_IN: u8 = 6;
 /// Socket address the kernel writes to arg1, its length behind arg2 (accept, accept4).
 pub const ADDR_OUT: u8 = 7;
+/// Outgoing payload in the iovec array `arg1[..arg2]`, copied at enter (writev, pwritev*).
+pub const OUT_IOV: u8 = 8;
+/// Incoming payload in the iovec array `arg1[..arg2]`, `ret` bytes, copied at exit
+/// (readv, preadv*).
+pub const IN_IOV: u8 = 9;
+/// Outgoing payload in the iovecs of the `struct msghdr` at arg1, copied at enter; its
+/// `msg_name` becomes the address (sendmsg).
+pub const OUT_MSG: u8 = 10;
+/// Incoming payload in the iovecs of the `struct msghdr` at arg1, copied at exit; its
+/// `msg_name` becomes the address (recvmsg).
+pub const IN_MSG: u8 = 11;
+/// Two paths, in arg0 and arg1 (rename).
+pub const PATHS_0_1: u8 = 12;
+/// Two paths, in arg1 and arg3 (renameat, renameat2).
+pub const PATHS_1_3: u8 = 13;
+/// Never returns (exit, exit_group): recorded at enter, with the status in arg0.
+pub const EXIT: u8 = 14;

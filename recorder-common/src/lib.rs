@@ -33,6 +33,8 @@ pub const CHUNK_BYTES: usize = 16 * 1024;
 pub const MAX_PAYLOAD_LIMIT: u32 = 1024 * 1024;
 /// Chunks needed to carry [`MAX_PAYLOAD_LIMIT`].
 pub const MAX_CHUNKS: u32 = MAX_PAYLOAD_LIMIT / CHUNK_BYTES as u32;
+/// iovec entries walked per syscall; more than this marks the payload incomplete.
+pub const MAX_IOV: u64 = 16;
 /// Bytes of a path or socket address carried after a [`SyscallRecord`].
 pub const MAX_AUX_BYTES: usize = 4096;
 /// Entries in the syscall class table (x86_64 and aarch64 numbers are all below this).

@@ -51,6 +51,11 @@ impl FdTable {
             "accept" | "accept4" if succeeded => {
                 self.fds.insert(key, socket(event.address.clone()));
             }
+            // The new descriptor refers to what the old one did.
+            "dup" | "dup2" | "dup3" if succeeded => self.duplicate(event.pid, event.fd, event.ret),
+            "fcntl" if succeeded && is_dupfd(event.args.get(1)) => {
+                self.duplicate(event.pid, event.fd, event.ret)
+            }
             "connect" if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
                 let entry = self.fds.entry(key).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
@@ -63,6 +68,17 @@ impl FdTable {
             self.fds.remove(&key);
         }
     }
+}
+
+impl FdTable {
+    fn duplicate(&mut self, pid: u32, old: i64, new: i64) {
+        let resource = self.fds.get(&(pid, old)).cloned().unwrap_or_else(unknown);
+        self.fds.insert((pid, new), resource);
+    }
+}
+
+fn is_dupfd(cmd: Option<&u64>) -> bool {
+    cmd.is_some_and(|&cmd| cmd as i32 == libc::F_DUPFD || cmd as i32 == libc::F_DUPFD_CLOEXEC)
 }
 
 fn file(path: String) -> Resource {

@@ -93,17 +93,21 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
         .build()
         .map_err(SessionError::Runtime)?;
     let recorded = runtime.block_on(record(&options, dir, spawned.as_mut()));
-    // A spawned command still running when recording stops (signal, deadline) is ours to end.
-    let exit_code = spawned.as_ref().and_then(|child| {
-        if recorded
-            .as_ref()
-            .is_ok_and(|r| r.end_reason != END_TARGET_EXITED)
-        {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGTERM) };
+    // A spawned command still running when recording stops (signal, deadline, failure) is
+    // ours to end; one never released is ended by dropping it (it exits without running).
+    let exit_code = match spawned {
+        Some(child) if child.released() => {
+            if recorded
+                .as_ref()
+                .map_or(true, |r| r.end_reason != END_TARGET_EXITED)
+            {
+                // SAFETY: signalling our own child by pid.
+                unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGTERM) };
+            }
+            child.wait()
         }
-        child.wait()
-    });
+        _ => None,
+    };
     let mut outcome = recorded?;
     outcome.exit_code = exit_code;
     Ok(outcome)

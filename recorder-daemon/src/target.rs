@@ -162,6 +162,11 @@ impl Spawned {
         Ok(())
     }
 
+    /// Whether the child was let go to exec its command.
+    pub fn released(&self) -> bool {
+        self.go.is_none()
+    }
+
     /// Reaps the child; returns its exit code, or 128 + signal.
     pub fn wait(&self) -> Option<i32> {
         let mut status = 0;

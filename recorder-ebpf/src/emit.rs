@@ -1,10 +1,10 @@
 //! Writing records: payload chunks, the syscall record, and loss counting when the ring is full.
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, generated as gen};
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated as gen};
 use core::mem::size_of;
 use recorder_common::{
     kind, loss, record::flags, DataRecord, EventHeader, Scratch, SyscallRecord, CHUNK_BYTES,
-    MAX_AUX_BYTES, MAX_CHUNKS, MAX_PAYLOAD_LIMIT,
+    MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV, MAX_PAYLOAD_LIMIT,
 };
 
 use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, SCRATCH};
@@ -13,11 +13,18 @@ const DATA_HEADER: usize = size_of::<DataRecord>();
 const SYSCALL_HEADER: usize = size_of::<SyscallRecord>();
 
 /// Who and when, shared by every record one syscall produces.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Origin {
     pub tgid: u32,
     pub tid: u32,
     pub nr: u32,
+}
+
+impl Origin {
+    fn pid_tgid(&self) -> u64 {
+        (u64::from(self.tgid) << 32) | u64::from(self.tid)
+    }
 }
 
 pub fn count_loss(index: u32) {
@@ -43,27 +50,100 @@ fn output(buf: *mut Scratch, len: usize) -> bool {
     EVENTS.output::<[u8]>(bytes, 0).is_ok()
 }
 
-/// Copies `len` bytes at user address `src` into DATA chunks (up to the payload cap) and
-/// returns the `flags` bits that describe what happened.
-pub fn copy_payload(origin: Origin, src: u64, len: u64) -> u32 {
+/// Where a payload lives in user memory.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// One buffer: address and length.
+    Buf(u64, u64),
+    /// An array of `struct iovec` and its entry count.
+    Iov(u64, u64),
+}
+
+/// `struct iovec` as user space lays it out on 64-bit targets.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Iovec {
+    base: u64,
+    len: u64,
+}
+
+/// Copies up to `limit` bytes of the payload at `source` (capped at MAX_PAYLOAD_BYTES) into
+/// DATA chunks, and returns the `flags` bits that describe what happened. An iovec array is
+/// walked entry by entry, up to MAX_IOV entries; a payload spread over more is marked lost
+/// past them.
+pub fn copy_payload(origin: Origin, source: Source, limit: u64) -> u32 {
     let cap = global(&MAX_PAYLOAD_BYTES).min(MAX_PAYLOAD_LIMIT) as u64;
-    let mut result = 0;
-    let total = if len > cap {
-        result |= flags::PAYLOAD_TRUNCATED;
-        cap
+    let (total, mut result) = if limit > cap {
+        (cap, flags::PAYLOAD_TRUNCATED)
+    } else {
+        (limit, 0)
+    };
+    let (iov, count) = match source {
+        Source::Buf(ptr, len) => {
+            let n = if len < total { len } else { total };
+            return result | recorder_copy_chunks(origin.pid_tgid(), origin.nr as u64, ptr, n, 0);
+        }
+        Source::Iov(iov, count) => (iov, count),
+    };
+    let mut offset = 0u64;
+    for i in 0..MAX_IOV {
+        if i >= count || offset >= total {
+            return result;
+        }
+        // SAFETY: reads one iovec from user memory through the probe helper.
+        let Ok(entry) = (unsafe { bpf_probe_read_user((iov + i * 16) as *const Iovec) }) else {
+            return result | flags::PAYLOAD_FAULT;
+        };
+        let room = total - offset;
+        let n = if entry.len < room { entry.len } else { room };
+        let copied =
+            recorder_copy_chunks(origin.pid_tgid(), origin.nr as u64, entry.base, n, offset);
+        if copied != 0 {
+            return result | copied;
+        }
+        offset += n;
+    }
+    if count > MAX_IOV && offset < total {
+        result |= flags::PAYLOAD_LOST;
+    }
+    result
+}
+
+/// Copies `len` bytes at user address `src` as DATA chunks numbered from payload byte
+/// `start`; returns flags for what went wrong, 0 if nothing did.
+///
+/// A global (non-static) BPF function: the verifier checks it once, with its arguments
+/// unknown, instead of once per call and caller state — which is what lets `copy_payload`
+/// call it for each of MAX_IOV iovec entries. Global functions take at most five scalars.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn recorder_copy_chunks(
+    pid_tgid: u64,
+    nr: u64,
+    src: u64,
+    len: u64,
+    start: u64,
+) -> u32 {
+    let origin = Origin {
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        nr: nr as u32,
+    };
+    let ktime_ns = unsafe { bpf_ktime_get_ns() };
+    let len = if len > MAX_PAYLOAD_LIMIT as u64 {
+        MAX_PAYLOAD_LIMIT as u64
     } else {
         len
     };
     let Some(buf) = scratch() else {
-        return result | flags::PAYLOAD_LOST;
+        return flags::PAYLOAD_LOST;
     };
-    let ktime_ns = unsafe { bpf_ktime_get_ns() };
     for i in 0..MAX_CHUNKS as u64 {
         let offset = i * CHUNK_BYTES as u64;
-        if offset >= total {
+        if offset >= len {
             break;
         }
-        let remaining = total - offset;
+        let remaining = len - offset;
         let n = if remaining > CHUNK_BYTES as u64 {
             CHUNK_BYTES
         } else {
@@ -79,7 +159,7 @@ pub fn copy_payload(origin: Origin, src: u64, len: u64) -> u32 {
             },
             nr: origin.nr,
             len: n as u32,
-            offset,
+            offset: start + offset,
         };
         // SAFETY: the scratch buffer holds a DataRecord header plus CHUNK_BYTES, and n is at
         // most CHUNK_BYTES; the user pointer is only read through the probe helper.
@@ -92,16 +172,14 @@ pub fn copy_payload(origin: Origin, src: u64, len: u64) -> u32 {
             )
         };
         if read != 0 {
-            result |= flags::PAYLOAD_FAULT;
-            break;
+            return flags::PAYLOAD_FAULT;
         }
         if !output(buf, DATA_HEADER + n) {
             count_loss(loss::DATA);
-            result |= flags::PAYLOAD_LOST;
-            break;
+            return flags::PAYLOAD_LOST;
         }
     }
-    result
+    0
 }
 
 /// Where the aux bytes of a syscall record come from.
@@ -111,7 +189,11 @@ pub enum Aux {
     Path(u64),
     /// A socket address in user memory and its length.
     Addr(u64, u64),
+    /// Two NUL-terminated paths; stored as `first \0 second`, each cut at half the room.
+    TwoPaths(u64, u64),
 }
+
+const HALF_AUX: usize = MAX_AUX_BYTES / 2;
 
 /// Writes the completed syscall record with its aux bytes; counts a loss if the ring is full.
 pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
@@ -140,6 +222,41 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
                         record.flags |= flags::AUX_TRUNCATED;
                     }
                     (read - 1) as usize
+                }
+            }
+            Aux::TwoPaths(first, second) => {
+                let read = gen::bpf_probe_read_user_str(
+                    dst.cast(),
+                    HALF_AUX as u32,
+                    first as *const core::ffi::c_void,
+                );
+                if read <= 0 {
+                    record.flags |= flags::AUX_FAULT;
+                    0
+                } else {
+                    if read as usize >= HALF_AUX {
+                        record.flags |= flags::AUX_TRUNCATED;
+                    }
+                    // `read` counts the NUL, which stays as the separator.
+                    let at = if read as usize > HALF_AUX {
+                        HALF_AUX
+                    } else {
+                        read as usize
+                    };
+                    let more = gen::bpf_probe_read_user_str(
+                        dst.add(at).cast(),
+                        HALF_AUX as u32,
+                        second as *const core::ffi::c_void,
+                    );
+                    if more <= 0 {
+                        record.flags |= flags::AUX_FAULT;
+                        at
+                    } else {
+                        if more as usize >= HALF_AUX {
+                            record.flags |= flags::AUX_TRUNCATED;
+                        }
+                        at + ((more as usize - 1) & (HALF_AUX - 1))
+                    }
                 }
             }
             Aux::Addr(src, len) => {

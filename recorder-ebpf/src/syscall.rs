@@ -5,14 +5,14 @@
 //! `syscalls:sys_exit_*`: `__syscall_nr` at 8 and `long ret` at 16. Checked on 6.18.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
-use recorder_common::{class, loss, EventHeader, Stash, SyscallRecord};
+use recorder_common::{class, loss, record::flags, EventHeader, Stash, SyscallRecord};
 
 use crate::{
-    emit::{copy_payload, count_loss, emit_syscall, Aux, Origin},
+    emit::{copy_payload, count_loss, emit_syscall, Aux, Origin, Source},
     global, CLASSES, SELF_TGID, STASH, TARGETS,
 };
 
@@ -52,14 +52,36 @@ fn try_syscall_enter(ctx: &TracePointContext) -> Option<()> {
         // SAFETY: as above; six 8-byte arguments follow the syscall number.
         *arg = unsafe { ctx.read_at(ARGS_OFFSET + 8 * i) }.ok()?;
     }
-    if class == class::OUT_BUF {
-        let origin = Origin {
-            tgid,
-            tid: pid_tgid as u32,
-            nr: nr as u32,
-        };
-        stash.flags = copy_payload(origin, stash.args[1], stash.args[2]);
+    let origin = Origin {
+        tgid,
+        tid: pid_tgid as u32,
+        nr: nr as u32,
+    };
+    let args = stash.args;
+    if class == class::EXIT {
+        // exit and exit_group never reach sys_exit: record them now.
+        emit_syscall(record(origin, &stash, 0), Aux::None);
+        return Some(());
     }
+    // Plain values rather than Option/Result: LLVM may leave an unused register unset on a
+    // None path, and the verifier rejects any read of it.
+    let mut msg = Msghdr::default();
+    let (copy, iov, ptr, len, limit) = match class {
+        class::OUT_BUF => (true, false, args[1], args[2], args[2]),
+        class::OUT_IOV => (true, true, args[1], args[2], u64::MAX),
+        class::OUT_MSG => {
+            msg = read_msghdr(args[1]);
+            (true, true, msg.iov, msg.iovlen, u64::MAX)
+        }
+        _ => (false, false, 0, 0, 0),
+    };
+    stash.flags = if class == class::OUT_MSG && msg.valid == 0 {
+        flags::PAYLOAD_FAULT
+    } else if copy {
+        copy_payload(origin, source(iov, ptr, len), limit)
+    } else {
+        0
+    };
     if STASH.insert(&(pid_tgid as u32), &stash, 0).is_err() {
         count_loss(loss::STASH);
     }
@@ -86,13 +108,30 @@ fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
         tid,
         nr: stash.nr,
     };
-    let mut flags = stash.flags;
+    let mut record_flags = stash.flags;
     let class = stash.class as u8;
     let args = stash.args;
-    if class == class::IN_BUF && ret > 0 {
-        flags |= copy_payload(origin, args[1], ret as u64);
+    let msg = match class {
+        class::OUT_MSG | class::IN_MSG => read_msghdr(args[1]),
+        _ => Msghdr::default(),
+    };
+    let (copy, iov, ptr, len) = match class {
+        class::IN_BUF => (true, false, args[1], ret as u64),
+        class::IN_IOV => (true, true, args[1], args[2]),
+        class::IN_MSG => (msg.valid != 0, true, msg.iov, msg.iovlen),
+        _ => (false, false, 0, 0),
+    };
+    if ret > 0 && class == class::IN_MSG && msg.valid == 0 {
+        record_flags |= flags::PAYLOAD_FAULT;
+    } else if ret > 0 && copy {
+        record_flags |= copy_payload(origin, source(iov, ptr, len), ret as u64);
     }
     let aux = match class {
+        class::PATHS_0_1 => Aux::TwoPaths(args[0], args[1]),
+        class::PATHS_1_3 => Aux::TwoPaths(args[1], args[3]),
+        class::OUT_MSG | class::IN_MSG if msg.name != 0 && msg.namelen > 0 => {
+            Aux::Addr(msg.name, msg.namelen as u64)
+        }
         class::PATH_ARG0 => Aux::Path(args[0]),
         class::PATH_ARG1 => Aux::Path(args[1]),
         class::ADDR_IN if args[1] != 0 => Aux::Addr(args[1], args[2]),
@@ -104,22 +143,73 @@ fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
         }
         _ => Aux::None,
     };
-    let record = SyscallRecord {
+    let mut record = record(origin, &stash, ret);
+    record.flags = record_flags;
+    emit_syscall(record, aux);
+    Some(())
+}
+
+/// The completed-syscall record for what was stashed at enter.
+#[inline(always)]
+fn record(origin: Origin, stash: &Stash, ret: i64) -> SyscallRecord {
+    SyscallRecord {
         header: EventHeader {
             kind: recorder_common::kind::SYSCALL,
             len: 0,
             ktime_ns: unsafe { bpf_ktime_get_ns() },
             tgid: origin.tgid,
-            tid,
+            tid: origin.tid,
         },
         nr: stash.nr,
-        flags,
-        args,
+        flags: stash.flags,
+        args: stash.args,
         ret,
         enter_ns: stash.enter_ns,
         aux_len: 0,
         class: stash.class,
+    }
+}
+
+#[inline(always)]
+fn source(iov: bool, ptr: u64, len: u64) -> Source {
+    if iov {
+        Source::Iov(ptr, len)
+    } else {
+        Source::Buf(ptr, len)
+    }
+}
+
+/// The parts of a user `struct msghdr` (x86_64/aarch64 layout) the probes need; `valid` is
+/// 0 when it could not be read.
+#[derive(Clone, Copy, Default)]
+struct Msghdr {
+    name: u64,
+    iov: u64,
+    iovlen: u64,
+    namelen: u32,
+    valid: u32,
+}
+
+#[inline(always)]
+fn read_msghdr(ptr: u64) -> Msghdr {
+    // SAFETY: reads user memory through the probe helper; offsets of struct user_msghdr:
+    // msg_name 0, msg_namelen 8, msg_iov 16, msg_iovlen 24.
+    let (name, namelen, iov, iovlen) = unsafe {
+        (
+            bpf_probe_read_user(ptr as *const u64),
+            bpf_probe_read_user((ptr + 8) as *const u32),
+            bpf_probe_read_user((ptr + 16) as *const u64),
+            bpf_probe_read_user((ptr + 24) as *const u64),
+        )
     };
-    emit_syscall(record, aux);
-    Some(())
+    match (name, namelen, iov, iovlen) {
+        (Ok(name), Ok(namelen), Ok(iov), Ok(iovlen)) => Msghdr {
+            name,
+            iov,
+            iovlen,
+            namelen,
+            valid: 1,
+        },
+        _ => Msghdr::default(),
+    }
 }

@@ -67,6 +67,12 @@ pub fn build(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf> {
             cargo.env(keep, value);
         }
     }
+    // BTF in the object: the kernel needs its func_info for programs with bpf_loop callbacks,
+    // and it lets tools name the programs' types.
+    cargo.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+    );
     let status = cargo
         .status()
         .context("could not run `rustup run nightly cargo`")?;

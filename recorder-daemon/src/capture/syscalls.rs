@@ -10,6 +10,8 @@ pub enum FdSource {
     Arg0,
     /// The result, when it is not an error (open, socket, accept, ...).
     Result,
+    /// None (rename, unlink, exit, ...).
+    Nothing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +34,7 @@ const fn sc(name: &'static str, nr: i64, nargs: usize, class: u8, fd: FdSource) 
     }
 }
 
-use FdSource::{Arg0, Result};
+use FdSource::{Arg0, Nothing, Result};
 
 /// Every traced syscall. Entries whose tracepoint the kernel lacks (say, `open` on arm64) are
 /// skipped at attach time.
@@ -57,6 +59,51 @@ pub static SYSCALLS: &[Syscall] = &[
     sc("sendto", libc::SYS_sendto, 6, class::OUT_BUF, Arg0),
     sc("recvfrom", libc::SYS_recvfrom, 6, class::IN_BUF, Arg0),
     sc("shutdown", libc::SYS_shutdown, 2, class::PLAIN, Arg0),
+    sc("readv", libc::SYS_readv, 3, class::IN_IOV, Arg0),
+    sc("writev", libc::SYS_writev, 3, class::OUT_IOV, Arg0),
+    sc("preadv", libc::SYS_preadv, 5, class::IN_IOV, Arg0),
+    sc("pwritev", libc::SYS_pwritev, 5, class::OUT_IOV, Arg0),
+    sc("preadv2", libc::SYS_preadv2, 6, class::IN_IOV, Arg0),
+    sc("pwritev2", libc::SYS_pwritev2, 6, class::OUT_IOV, Arg0),
+    sc("sendmsg", libc::SYS_sendmsg, 3, class::OUT_MSG, Arg0),
+    sc("recvmsg", libc::SYS_recvmsg, 3, class::IN_MSG, Arg0),
+    // Batches of messages: recorded with their arguments and result, without payloads.
+    sc("sendmmsg", libc::SYS_sendmmsg, 4, class::PLAIN, Arg0),
+    sc("recvmmsg", libc::SYS_recvmmsg, 5, class::PLAIN, Arg0),
+    sc("dup", libc::SYS_dup, 1, class::PLAIN, Arg0),
+    #[cfg(target_arch = "x86_64")]
+    sc("dup2", libc::SYS_dup2, 2, class::PLAIN, Arg0),
+    sc("dup3", libc::SYS_dup3, 3, class::PLAIN, Arg0),
+    sc("fcntl", libc::SYS_fcntl, 3, class::PLAIN, Arg0),
+    #[cfg(target_arch = "x86_64")]
+    sc("rename", libc::SYS_rename, 2, class::PATHS_0_1, Nothing),
+    #[cfg(target_arch = "x86_64")]
+    sc("renameat", libc::SYS_renameat, 4, class::PATHS_1_3, Nothing),
+    sc(
+        "renameat2",
+        libc::SYS_renameat2,
+        5,
+        class::PATHS_1_3,
+        Nothing,
+    ),
+    #[cfg(target_arch = "x86_64")]
+    sc("unlink", libc::SYS_unlink, 1, class::PATH_ARG0, Nothing),
+    sc("unlinkat", libc::SYS_unlinkat, 3, class::PATH_ARG1, Nothing),
+    sc("truncate", libc::SYS_truncate, 2, class::PATH_ARG0, Nothing),
+    sc("ftruncate", libc::SYS_ftruncate, 2, class::PLAIN, Arg0),
+    // Kernel-side copies: recorded with their arguments and result; the bytes never pass
+    // through the process's memory, so there is no payload to capture.
+    sc("sendfile", libc::SYS_sendfile, 4, class::PLAIN, Arg0),
+    sc(
+        "copy_file_range",
+        libc::SYS_copy_file_range,
+        6,
+        class::PLAIN,
+        Arg0,
+    ),
+    sc("splice", libc::SYS_splice, 6, class::PLAIN, Arg0),
+    sc("exit", libc::SYS_exit, 1, class::EXIT, Nothing),
+    sc("exit_group", libc::SYS_exit_group, 1, class::EXIT, Nothing),
 ];
 
 /// The syscall with number `nr`, if it is one we trace.

@@ -97,12 +97,23 @@ impl Assembler {
                 event.path = String::from_utf8_lossy(aux).into_owned();
                 event.path_truncated = record.flags & flags::AUX_TRUNCATED != 0;
             }
-            class::ADDR_IN | class::ADDR_OUT => event.address = sockaddr::parse(aux),
+            class::PATHS_0_1 | class::PATHS_1_3 => {
+                let mut paths = aux.splitn(2, |&b| b == 0);
+                event.path = String::from_utf8_lossy(paths.next().unwrap_or_default()).into_owned();
+                event.new_path =
+                    String::from_utf8_lossy(paths.next().unwrap_or_default()).into_owned();
+                event.path_truncated = record.flags & flags::AUX_TRUNCATED != 0;
+            }
+            class::ADDR_IN | class::ADDR_OUT | class::OUT_MSG | class::IN_MSG
+                if !aux.is_empty() =>
+            {
+                event.address = sockaddr::parse(aux)
+            }
             _ => {}
         }
         let direction = match class {
-            class::OUT_BUF => Some(Direction::Out),
-            class::IN_BUF => Some(Direction::In),
+            class::OUT_BUF | class::OUT_IOV | class::OUT_MSG => Some(Direction::Out),
+            class::IN_BUF | class::IN_IOV | class::IN_MSG => Some(Direction::In),
             _ => None,
         };
         if let (Some(direction), Ok(length @ 1..)) = (direction, u64::try_from(record.ret)) {

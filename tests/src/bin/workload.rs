@@ -5,6 +5,8 @@
 //!   creates a unique file in DIR, writes known bytes, reads them back, connects to ADDR and
 //!   sends a known message.
 //! - `demo`: the same without waiting, against a loopback server it runs itself.
+//! - `vectored DIR`: after a line on stdin, writev/readv on a file, dup2 and a write through
+//!   the copy, rename and unlink, and sendmsg/recvmsg over a unix socketpair.
 //! - `busy FILE`: writes numbered lines to FILE, one write each, about 10k a second for at
 //!   most 30 s, saying on stderr after every 1000 (for tests that kill the recorder mid-run).
 
@@ -36,6 +38,11 @@ fn main() {
         }
         Some("demo") => demo(),
         Some("busy") if args.len() == 3 => busy(Path::new(&args[2])),
+        Some("vectored") if args.len() == 3 => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).expect("stdin");
+            vectored(Path::new(&args[2]))
+        }
         _ => {
             eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | busy FILE");
             std::process::exit(2);
@@ -79,6 +86,91 @@ fn basic(dir: &Path, address: &str) -> std::io::Result<()> {
     writeln!(out, "socket_fd={socket_fd}")?;
     writeln!(out, "connect={address}")?;
     writeln!(out, "net_message={}", hex(NET_MESSAGE))?;
+    out.flush()
+}
+
+/// Runs a libc call that returns -1 on error.
+fn check(ret: isize) -> std::io::Result<isize> {
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn iovec(bytes: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    }
+}
+
+fn vectored(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = dir.join(format!("vectored-{}.bin", std::process::id()));
+    let renamed = dir.join(format!("renamed-{}.bin", std::process::id()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let fd = file.as_raw_fd();
+    let parts: [&[u8]; 3] = [b"first part|", b"second part|", b"third part"];
+    let iov: Vec<libc::iovec> = parts.iter().map(|p| iovec(p)).collect();
+    // SAFETY: the iovecs point at live buffers for the duration of each call.
+    unsafe {
+        check(libc::writev(fd, iov.as_ptr(), 3))?;
+        check(libc::lseek(fd, 0, libc::SEEK_SET) as isize)?;
+        let (mut a, mut b) = ([0u8; 8], [0u8; 64]);
+        let read_iov = [
+            libc::iovec {
+                iov_base: a.as_mut_ptr().cast(),
+                iov_len: 8,
+            },
+            libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: 64,
+            },
+        ];
+        check(libc::readv(fd, read_iov.as_ptr(), 2))?;
+        check(libc::dup2(fd, 40) as isize)?;
+        check(libc::write(40, b"|via dup2".as_ptr().cast(), 9))?;
+        check(libc::close(40) as isize)?;
+    }
+    drop(file);
+    std::fs::rename(&path, &renamed)?;
+    std::fs::remove_file(&renamed)?;
+
+    let mut pair = [0; 2];
+    // SAFETY: socketpair fills the array; msghdrs point at live buffers.
+    unsafe {
+        check(libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) as isize)?;
+        let out: [&[u8]; 2] = [b"hello ", b"over sendmsg"];
+        let out_iov: Vec<libc::iovec> = out.iter().map(|p| iovec(p)).collect();
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = out_iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = 2;
+        check(libc::sendmsg(pair[0], &msg, 0))?;
+        let mut buf = [0u8; 64];
+        let mut in_iov = [libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: 64,
+        }];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = in_iov.as_mut_ptr();
+        msg.msg_iovlen = 1;
+        check(libc::recvmsg(pair[1], &mut msg, 0))?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "fd={fd}")?;
+    writeln!(
+        out,
+        "path={}",
+        String::from_utf8_lossy(path.as_os_str().as_bytes())
+    )?;
+    writeln!(out, "renamed={}", renamed.display())?;
+    writeln!(out, "sender={}", pair[0])?;
+    writeln!(out, "receiver={}", pair[1])?;
     out.flush()
 }
 
