@@ -7,6 +7,8 @@
 //! - `demo`: the same without waiting, against a loopback server it runs itself.
 //! - `vectored DIR`: after a line on stdin, writev/readv on a file, dup2 and a write through
 //!   the copy, rename and unlink, and sendmsg/recvmsg over a unix socketpair.
+//! - `burst N`: after a line on stdin, makes exactly N + 2 traced syscalls (an open of
+//!   /dev/null, N 64-byte writes to it, one `done` line on stdout), then blocks on stdin.
 //! - `busy FILE`: writes numbered lines to FILE, one write each, about 10k a second for at
 //!   most 30 s, saying on stderr after every 1000 (for tests that kill the recorder mid-run).
 
@@ -38,6 +40,11 @@ fn main() {
         }
         Some("demo") => demo(),
         Some("busy") if args.len() == 3 => busy(Path::new(&args[2])),
+        Some("burst") if args.len() == 3 => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).expect("stdin");
+            burst(args[2].parse().expect("a count"))
+        }
         Some("vectored") if args.len() == 3 => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line).expect("stdin");
@@ -172,6 +179,25 @@ fn vectored(dir: &Path) -> std::io::Result<()> {
     writeln!(out, "sender={}", pair[0])?;
     writeln!(out, "receiver={}", pair[1])?;
     out.flush()
+}
+
+/// Raw libc calls only, so the count of traced syscalls is exactly what the test expects.
+fn burst(count: u64) -> std::io::Result<()> {
+    let payload = [b'x'; 64];
+    // SAFETY: NUL-terminated path literal; writes from a live buffer.
+    unsafe {
+        let fd =
+            check(libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) as isize)?
+                as i32;
+        for _ in 0..count {
+            check(libc::write(fd, payload.as_ptr().cast(), payload.len()))?;
+        }
+        check(libc::write(1, b"done\n".as_ptr().cast(), 5))?;
+    }
+    // Wait, in one more read, until the test has stopped the recorder.
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(())
 }
 
 fn busy(path: &Path) -> std::io::Result<()> {
