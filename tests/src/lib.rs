@@ -207,6 +207,75 @@ pub fn unhex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Starts recorderd (`--output OUTPUT OPTIONS...`) spawning `recorder-workload busy`, which
+/// writes numbered lines to a file beside OUTPUT for up to 30 s.
+pub fn record_busy(output: &Path, options: &[&str]) -> Recorder {
+    let data = output.with_file_name("busy.txt");
+    let workload = binary("recorder-workload");
+    let mut args = vec!["--output", output.to_str().expect("UTF-8 path")];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&[
+        "--",
+        workload.to_str().expect("UTF-8 path"),
+        "busy",
+        data.to_str().expect("UTF-8 path"),
+    ]);
+    Recorder::start(&args)
+}
+
+/// What a gated workload run left behind.
+pub struct GatedRun {
+    pub pid: u32,
+    /// The recording's (first) segment file.
+    pub path: PathBuf,
+    pub report: HashMap<String, String>,
+    pub recording: Recording,
+}
+
+/// Runs `recorder-workload ARGS` (a mode that waits for a line on stdin), attaches recorderd
+/// to it by pid, lets it go, and returns its report and what was recorded.
+pub fn record_gated_workload(args: &[&str], output: &Path) -> GatedRun {
+    use std::io::{Read, Write};
+    let mut workload = Command::new(binary("recorder-workload"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder-workload");
+    let pid = workload.id();
+    let recorder = Recorder::start(&[
+        "--pid",
+        &pid.to_string(),
+        "--output",
+        output.to_str().expect("UTF-8 path"),
+    ]);
+    // recorderd is attached: let the workload run its script.
+    workload
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(b"go\n")
+        .expect("signal the workload");
+    let mut stdout = String::new();
+    workload
+        .stdout
+        .take()
+        .expect("stdout piped")
+        .read_to_string(&mut stdout)
+        .expect("workload report");
+    assert!(
+        wait_timeout(&mut workload, STEP_TIMEOUT).success(),
+        "workload failed"
+    );
+    let path = recorder.finish();
+    GatedRun {
+        pid,
+        recording: Recording::read(&path),
+        path,
+        report: parse_report(&stdout),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,14 +1,7 @@
 //! Vectored and message I/O, dup2, rename and unlink, recorded exactly. See: issue #3.
 
-use std::{
-    io::{Read, Write},
-    process::{Command, Stdio},
-};
-
 use recorder_proto::v1::payload::Direction;
-use recorder_tests::{
-    binary, parse_report, require_privileges, wait_timeout, Recorder, Recording, STEP_TIMEOUT,
-};
+use recorder_tests::{record_gated_workload, require_privileges};
 
 #[test]
 fn vectored_io_dup2_rename_and_messages() {
@@ -16,31 +9,11 @@ fn vectored_io_dup2_rename_and_messages() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let recordings = work.path().join("recordings");
-    let mut workload = Command::new(binary("recorder-workload"))
-        .args(["vectored", work.path().to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = workload.id();
-    let recorder = Recorder::start(&[
-        "--pid",
-        &pid.to_string(),
-        "--output",
-        recordings.to_str().unwrap(),
-    ]);
-    workload.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut stdout = String::new();
-    workload
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(wait_timeout(&mut workload, STEP_TIMEOUT).success());
-    let report = parse_report(&stdout);
-    let recording = Recording::read(&recorder.finish());
+    let run = record_gated_workload(
+        &["vectored", work.path().to_str().unwrap()],
+        &work.path().join("recordings"),
+    );
+    let (report, recording, pid) = (run.report, run.recording, run.pid);
     let events = recording.of_pid(pid);
     let find = |syscall: &str| {
         events

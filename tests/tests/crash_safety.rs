@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 
 use recorder_daemon::record::SegmentReader;
 use recorder_proto::v1::frame::Body;
-use recorder_tests::{binary, require_privileges, Recorder};
+use recorder_tests::{binary, record_busy, require_privileges};
 
 /// The writer closes a zstd frame once it is a second old, checked every 250 ms.
 const MAX_LOST_WINDOW: Duration = Duration::from_millis(1500);
@@ -28,16 +28,7 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     }
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("recordings");
-    let data = work.path().join("busy.txt");
-    let workload = binary("recorder-workload");
-    let mut recorder = Recorder::start(&[
-        "--output",
-        output.to_str().unwrap(),
-        "--",
-        workload.to_str().unwrap(),
-        "busy",
-        data.to_str().unwrap(),
-    ]);
+    let mut recorder = record_busy(&output, &[]);
     let started = recorder.stderr_seen.last().cloned().unwrap();
     let workload_pid: i32 = started
         .rsplit_once("(pid ")

@@ -1,17 +1,11 @@
 //! End to end, for real: probes in the kernel → ring buffer → recorderd → protobuf frames in
 //! zstd → a 0600 file in a 0700 directory → the reader. See: issue #2.
 
-use std::{
-    io::{Read, Write},
-    net::TcpListener,
-    os::unix::fs::PermissionsExt,
-    process::{Command, Stdio},
-};
+use std::{io::Read, net::TcpListener, os::unix::fs::PermissionsExt, process::Command};
 
 use recorder_proto::v1::{payload::Direction, resource::Kind};
 use recorder_tests::{
-    binary, parse_report, require_privileges, unhex, wait_timeout, Recorder, Recording,
-    STEP_TIMEOUT,
+    binary, record_gated_workload, require_privileges, unhex, Recorder, Recording,
 };
 
 #[test]
@@ -30,35 +24,16 @@ fn records_a_workload_by_pid() {
         received
     });
 
-    let mut workload = Command::new(binary("recorder-workload"))
-        .args(["basic", work.path().to_str().unwrap(), &address])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = workload.id().to_string();
-    let recorder = Recorder::start(&["--pid", &pid, "--output", recordings.to_str().unwrap()]);
-
-    // recorderd is attached: let the workload run its script.
-    workload.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut stdout = String::new();
-    workload
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(
-        wait_timeout(&mut workload, STEP_TIMEOUT).success(),
-        "workload failed"
+    let run = record_gated_workload(
+        &["basic", work.path().to_str().unwrap(), &address],
+        &recordings,
     );
-    let report = parse_report(&stdout);
+    let (report, path) = (&run.report, &run.path);
     let received = server.join().unwrap();
-    let path = recorder.finish();
 
     // The recording and its directory are private to the recorder.
     assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
         0o600
     );
     assert_eq!(
@@ -66,14 +41,13 @@ fn records_a_workload_by_pid() {
         0o700
     );
 
-    let recording = Recording::read(&path);
+    let recording = &run.recording;
     let trailer = recording
         .trailer
         .as_ref()
         .expect("a finished recording has a trailer");
     assert_eq!(trailer.end_reason, "target exited");
-    let pid: u32 = pid.parse().unwrap();
-    let events = recording.of_pid(pid);
+    let events = recording.of_pid(run.pid);
     let fd: i64 = report["fd"].parse().unwrap();
     let payload = unhex(&report["payload"]);
 
@@ -136,7 +110,7 @@ fn records_a_workload_by_pid() {
     // The reader prints the same recording as a timeline.
     let inspect = Command::new(binary("recorder"))
         .arg("inspect")
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     assert!(

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use recorder_tests::{binary, require_privileges, Recorder};
+use recorder_tests::{binary, require_privileges};
 
 fn recorder(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(binary("recorder"))
@@ -25,17 +25,7 @@ fn rotated_recording(output: &Path) {
 }
 
 fn record_busy(output: &Path, options: &[&str]) {
-    let data = output.parent().unwrap().join("busy.txt");
-    let workload = binary("recorder-workload");
-    let mut args = vec!["--output", output.to_str().unwrap()];
-    args.extend_from_slice(options);
-    args.extend_from_slice(&[
-        "--",
-        workload.to_str().unwrap(),
-        "busy",
-        data.to_str().unwrap(),
-    ]);
-    Recorder::start(&args).finish();
+    recorder_tests::record_busy(output, options).finish();
 }
 
 #[test]
@@ -176,16 +166,7 @@ fn follow_prints_a_recording_as_it_is_written() {
     use std::io::{BufRead, BufReader};
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("recordings");
-    let data = work.path().join("busy.txt");
-    let workload = binary("recorder-workload");
-    let mut recording = Recorder::start(&[
-        "--output",
-        output.to_str().unwrap(),
-        "--",
-        workload.to_str().unwrap(),
-        "busy",
-        data.to_str().unwrap(),
-    ]);
+    let mut recording = recorder_tests::record_busy(&output, &[]);
     let mut follow = Command::new(binary("recorder"))
         .args([
             "inspect",
