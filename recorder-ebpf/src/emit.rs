@@ -195,6 +195,29 @@ pub enum Aux {
 
 const HALF_AUX: usize = MAX_AUX_BYTES / 2;
 
+/// Reads the NUL-terminated string at user address `src` into `dst` (at most `room` bytes,
+/// NUL included) and returns its length without the NUL; sets AUX_FAULT when it cannot be
+/// read and AUX_TRUNCATED when it filled `room`.
+///
+/// # Safety
+/// `dst` must have `room` writable bytes; `room` must be a power of two.
+#[inline(always)]
+unsafe fn read_path(dst: *mut u8, room: usize, src: u64, record_flags: &mut u32) -> usize {
+    // SAFETY: the caller guarantees `room` bytes at `dst`; the helper bounds the read by it.
+    let read = unsafe {
+        gen::bpf_probe_read_user_str(dst.cast(), room as u32, src as *const core::ffi::c_void)
+    };
+    if read <= 0 {
+        *record_flags |= flags::AUX_FAULT;
+        return 0;
+    }
+    // The count includes the NUL; a full buffer means the string was cut.
+    if read as usize >= room {
+        *record_flags |= flags::AUX_TRUNCATED;
+    }
+    (read as usize - 1) & (room - 1)
+}
+
 /// Writes the completed syscall record with its aux bytes; counts a loss if the ring is full.
 pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
     let Some(buf) = scratch() else {
@@ -207,56 +230,19 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
         let dst = (buf as *mut u8).add(SYSCALL_HEADER);
         match aux {
             Aux::None => 0,
-            Aux::Path(src) => {
-                let read = gen::bpf_probe_read_user_str(
-                    dst.cast(),
-                    MAX_AUX_BYTES as u32,
-                    src as *const core::ffi::c_void,
-                );
-                if read <= 0 {
-                    record.flags |= flags::AUX_FAULT;
-                    0
-                } else {
-                    // The count includes the NUL; a full buffer means the path was cut.
-                    if read as usize >= MAX_AUX_BYTES {
-                        record.flags |= flags::AUX_TRUNCATED;
-                    }
-                    (read - 1) as usize
-                }
-            }
+            Aux::Path(src) => read_path(dst, MAX_AUX_BYTES, src, &mut record.flags),
             Aux::TwoPaths(first, second) => {
-                let read = gen::bpf_probe_read_user_str(
-                    dst.cast(),
-                    HALF_AUX as u32,
-                    first as *const core::ffi::c_void,
-                );
-                if read <= 0 {
-                    record.flags |= flags::AUX_FAULT;
+                let first_len = read_path(dst, HALF_AUX, first, &mut record.flags);
+                if record.flags & flags::AUX_FAULT != 0 {
                     0
                 } else {
-                    if read as usize >= HALF_AUX {
-                        record.flags |= flags::AUX_TRUNCATED;
-                    }
-                    // `read` counts the NUL, which stays as the separator.
-                    let at = if read as usize > HALF_AUX {
+                    // The first path's NUL stays as the separator.
+                    let at = if first_len >= HALF_AUX {
                         HALF_AUX
                     } else {
-                        read as usize
+                        first_len + 1
                     };
-                    let more = gen::bpf_probe_read_user_str(
-                        dst.add(at).cast(),
-                        HALF_AUX as u32,
-                        second as *const core::ffi::c_void,
-                    );
-                    if more <= 0 {
-                        record.flags |= flags::AUX_FAULT;
-                        at
-                    } else {
-                        if more as usize >= HALF_AUX {
-                            record.flags |= flags::AUX_TRUNCATED;
-                        }
-                        at + ((more as usize - 1) & (HALF_AUX - 1))
-                    }
+                    at + read_path(dst.add(at), HALF_AUX, second, &mut record.flags)
                 }
             }
             Aux::Addr(src, len) => {

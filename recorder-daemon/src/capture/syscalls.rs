@@ -106,9 +106,18 @@ pub static SYSCALLS: &[Syscall] = &[
     sc("exit_group", libc::SYS_exit_group, 1, class::EXIT, Nothing),
 ];
 
-/// The syscall with number `nr`, if it is one we trace.
+/// The syscall with number `nr`, if it is one we trace. Called for every event, so it is a
+/// table lookup rather than a search of [`SYSCALLS`].
 pub fn by_nr(nr: u32) -> Option<&'static Syscall> {
-    SYSCALLS.iter().find(|syscall| syscall.nr == i64::from(nr))
+    static BY_NR: std::sync::OnceLock<Vec<Option<&'static Syscall>>> = std::sync::OnceLock::new();
+    let table = BY_NR.get_or_init(|| {
+        let mut table = vec![None; recorder_common::MAX_SYSCALL_NR as usize];
+        for syscall in SYSCALLS {
+            table[syscall.nr as usize] = Some(syscall);
+        }
+        table
+    });
+    table.get(nr as usize).copied().flatten()
 }
 
 #[cfg(test)]
