@@ -34,3 +34,16 @@ pub const PATHS_0_1: u8 = 12;
 pub const PATHS_1_3: u8 = 13;
 /// Never returns (exit, exit_group): recorded at enter, with the status in arg0.
 pub const EXIT: u8 = 14;
+/// Creates a task; its flags in arg0 tell a thread from a process (clone).
+pub const CLONE: u8 = 15;
+/// Creates a task; its flags are the first field of the `struct clone_args` at arg0 (clone3).
+pub const CLONE3: u8 = 16;
+/// Replaces the program: path in arg0, argv in arg1, both read at enter because a successful
+/// exec leaves nothing of the old memory to read at exit (execve).
+pub const EXEC: u8 = 17;
+/// As [`EXEC`] with the path in arg1 and argv in arg2 (execveat).
+pub const EXECAT: u8 = 18;
+/// Two new descriptors, written as `int[2]` to arg0 (pipe, pipe2).
+pub const FD_PAIR0: u8 = 19;
+/// Two new descriptors, written as `int[2]` to arg3 (socketpair).
+pub const FD_PAIR3: u8 = 20;

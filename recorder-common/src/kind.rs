@@ -6,3 +6,6 @@ pub const SYSCALL: u32 = 100;
 /// One chunk of a syscall's payload: [`crate::DataRecord`] plus bytes. Chunks of a syscall
 /// come before its `SYSCALL` record, from the same tid.
 pub const DATA: u32 = 101;
+
+/// A process lifecycle event from the sched/signal tracepoints: [`crate::ProcessRecord`].
+pub const PROCESS: u32 = 102;

@@ -11,7 +11,7 @@ pub mod kind;
 pub mod loss;
 pub mod record;
 
-pub use record::{DataRecord, EventHeader, Stash, SyscallRecord};
+pub use record::{DataRecord, EventHeader, ProcessRecord, Stash, SyscallRecord};
 
 /// Ring buffer all records go through (one buffer keeps a single global order).
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -26,6 +26,23 @@ pub const LOSSES_MAP: &str = "LOSSES";
 pub const SELF_TGID_GLOBAL: &str = "SELF_TGID";
 /// Global set at load time: bytes of payload captured per syscall.
 pub const MAX_PAYLOAD_GLOBAL: &str = "MAX_PAYLOAD_BYTES";
+/// 1: children of targeted processes are targeted from their first instruction (the default).
+pub const FOLLOW_GLOBAL: &str = "FOLLOW";
+/// cgroup v2 id (the directory's inode) whose processes, at any depth, are targeted; 0: none.
+pub const CGROUP_ID_GLOBAL: &str = "CGROUP_ID";
+/// Depth of that cgroup below the root (its ancestor level).
+pub const CGROUP_LEVEL_GLOBAL: &str = "CGROUP_LEVEL";
+/// NUL-padded command name (`--comm`): a process that execs a program of this name becomes a
+/// target. All zero: none.
+pub const COMM_GLOBAL: &str = "COMM";
+/// Field offsets in the sched/signal tracepoints, read from tracefs at load because their
+/// layouts change between kernels (6.x moved `sched_process_fork` to `__data_loc` names).
+pub const FORK_CHILD_OFFSET_GLOBAL: &str = "FORK_CHILD_OFFSET";
+/// 0 when the kernel's `sched_process_exit` has no `group_dead` field.
+pub const EXIT_GROUP_DEAD_OFFSET_GLOBAL: &str = "EXIT_GROUP_DEAD_OFFSET";
+pub const EXEC_OLD_PID_OFFSET_GLOBAL: &str = "EXEC_OLD_PID_OFFSET";
+pub const SIGNAL_SIG_OFFSET_GLOBAL: &str = "SIGNAL_SIG_OFFSET";
+pub const SIGNAL_HANDLER_OFFSET_GLOBAL: &str = "SIGNAL_HANDLER_OFFSET";
 
 /// Payload bytes carried by one [`DataRecord`]; bigger payloads take several.
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -37,6 +54,12 @@ pub const MAX_CHUNKS: u32 = MAX_PAYLOAD_LIMIT / CHUNK_BYTES as u32;
 pub const MAX_IOV: u64 = 16;
 /// Bytes of a path or socket address carried after a [`SyscallRecord`].
 pub const MAX_AUX_BYTES: usize = 4096;
+/// Most argv entries an exec records (the path comes first, then up to this many arguments).
+pub const MAX_ARGV: u64 = 64;
+/// Most bytes an exec records of one argv entry, NUL included; longer ones are cut.
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Length of a task's command name (`TASK_COMM_LEN`), NUL included.
+pub const COMM_BYTES: usize = 16;
 /// Entries in the syscall class table (x86_64 and aarch64 numbers are all below this).
 pub const MAX_SYSCALL_NR: u32 = 512;
 /// Size of the per-CPU scratch buffer a record is assembled in before output.

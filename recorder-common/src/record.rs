@@ -63,6 +63,35 @@ pub struct DataRecord {
     pub offset: u64,
 }
 
+/// `ProcessRecord::op` values.
+pub mod process_op {
+    /// A targeted thread created a task: `child` is its id; `value` 1 if it is a thread of
+    /// the same process, 0 if it is a new process; `flags` 1 if the new process is recorded.
+    pub const FORK: u32 = 1;
+    /// A targeted task ended: `child` is its tid; `value` 1 if it was the last of its process.
+    pub const EXIT: u32 = 2;
+    /// A targeted process was handed a signal whose default action ends it: `child` is the
+    /// signal number.
+    pub const FATAL_SIGNAL: u32 = 3;
+    /// A process started being recorded because it exec'd a program named by `--comm`.
+    pub const COMM_MATCH: u32 = 4;
+    /// A targeted process exec'd: `child` is the tid before the exec (a thread other than the
+    /// leader takes over the leader's id).
+    pub const EXEC: u32 = 5;
+}
+
+/// A process lifecycle event; no trailing bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub header: EventHeader,
+    /// A [`process_op`] value.
+    pub op: u32,
+    pub child: u32,
+    pub value: u32,
+    pub flags: u32,
+}
+
 /// What sys_enter leaves for sys_exit, keyed by tid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,3 +113,4 @@ const _: () = assert!(offset_of!(SyscallRecord, args) == 32);
 const _: () = assert!(offset_of!(SyscallRecord, aux_len) == 96);
 const _: () = assert!(size_of::<DataRecord>() == 40);
 const _: () = assert!(size_of::<Stash>() == 72);
+const _: () = assert!(size_of::<ProcessRecord>() == 40);

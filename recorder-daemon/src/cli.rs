@@ -14,11 +14,24 @@ pub const DEFAULT_OUTPUT: &str = "/var/lib/recorderd/recordings";
 /// recorderd: record what a process exchanges with the outside world, from the kernel.
 #[derive(Debug, Parser)]
 #[command(name = "recorderd", version)]
-#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["pids", "command"])))]
+#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["pids", "command", "cgroup", "comm"])))]
 pub struct RecorderdArgs {
     /// Record this process (and all its threads). Repeatable.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
+
+    /// Record every process in this cgroup v2 (e.g. /system.slice/app.service), at any depth.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+
+    /// Record processes running a program with this name (as `ps -o comm` shows it), and
+    /// those that start it later.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// Do not record the children that targeted processes start (threads are always recorded).
+    #[arg(long)]
+    pub no_follow: bool,
 
     /// Directory for recordings (created 0700).
     #[arg(long, short, value_name = "DIR", default_value = DEFAULT_OUTPUT)]

@@ -1,27 +1,149 @@
 //! What each file descriptor of each recorded process refers to, kept true by the events
-//! themselves (open, socket, accept, connect, close) and seeded from /proc at attach time.
+//! themselves (open, socket, bind, accept, connect, pipe, dup, close) and seeded from /proc
+//! the first time a process is seen, so fds opened before the attach name their file, or
+//! their socket's family, type and addresses. A forked child starts with its parent's table.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use procfs::process::{FDTarget, Process};
 use recorder_proto::v1::{resource::Kind, Event, Resource, SocketAddress};
 
+type Fds = HashMap<i64, Resource>;
+
 #[derive(Default)]
 pub struct FdTable {
-    fds: HashMap<(u32, i64), Resource>,
+    processes: HashMap<u32, Fds>,
 }
 
 impl FdTable {
-    /// Records what `pid`'s descriptors refer to right now, so events on fds opened before the
-    /// attach name their file or socket. A process that is gone seeds nothing.
+    /// Records what `pid`'s descriptors refer to right now. A process that is gone seeds an
+    /// empty table: its fds are then "unknown", never guessed.
     pub fn seed(&mut self, pid: u32) {
-        let Ok(fds) = Process::new(pid as i32).and_then(|process| process.fd()) else {
-            return;
-        };
-        for fd in fds.flatten() {
+        self.processes.insert(pid, read_proc(pid));
+    }
+
+    /// A new process starts with a copy of its parent's descriptors.
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        let fds = self.processes.get(&parent).cloned().unwrap_or_default();
+        self.processes.insert(child, fds);
+    }
+
+    /// The process ended; its descriptors with it.
+    pub fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+    }
+
+    /// Names the resource behind `event.fd`, then applies what the event did to the table.
+    pub fn apply(&mut self, event: &mut Event) {
+        if !self.processes.contains_key(&event.pid) {
+            // First sight of a process recorded by cgroup: read what it has open.
+            self.seed(event.pid);
+        }
+        let fds = self.processes.entry(event.pid).or_default();
+        let succeeded = event.ret >= 0;
+        match event.syscall.as_str() {
+            "pipe" | "pipe2" | "socketpair" if succeeded => {
+                for (i, &fd) in event.new_fds.iter().enumerate() {
+                    fds.insert(fd, new_pair_end(event, i));
+                }
+                return;
+            }
+            _ if event.fd < 0 => return,
+            "open" | "openat" | "openat2" | "creat" if succeeded => {
+                fds.insert(event.fd, file(event.path.clone()));
+            }
+            "socket" if succeeded => {
+                let mut socket = socket(None);
+                socket.socket_family = event.args.first().map_or(0, |&a| a as u32);
+                socket.socket_type = event.args.get(1).map_or(0, |&t| t as u32 & SOCK_TYPE_MASK);
+                fds.insert(event.fd, socket);
+            }
+            "accept" | "accept4" if succeeded => {
+                // The new connection shares the listener's family, type and local address.
+                let listener = event
+                    .args
+                    .first()
+                    .and_then(|&fd| fds.get(&(fd as i32).into()));
+                let mut connection = socket(event.address.clone());
+                if let Some(listener) = listener {
+                    connection.local = listener.local.clone();
+                    connection.socket_family = listener.socket_family;
+                    connection.socket_type = listener.socket_type;
+                }
+                fds.insert(event.fd, connection);
+            }
+            // The new descriptor refers to what the old one did.
+            "dup" | "dup2" | "dup3" if succeeded => duplicate(fds, event.fd, event.ret),
+            "fcntl" if succeeded && is_dupfd(event.args.get(1)) => {
+                duplicate(fds, event.fd, event.ret)
+            }
+            "connect" if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
+                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                entry.kind = Kind::Socket.into();
+                entry.peer = event.address.clone();
+            }
+            "bind" if succeeded => {
+                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                entry.kind = Kind::Socket.into();
+                entry.local = event.address.clone();
+            }
+            _ => {}
+        }
+        event.resource = Some(fds.get(&event.fd).cloned().unwrap_or_else(unknown));
+        if event.syscall == "close" {
+            fds.remove(&event.fd);
+        }
+    }
+}
+
+/// `SOCK_NONBLOCK` and `SOCK_CLOEXEC` share socket(2)'s type argument; the type is below them.
+const SOCK_TYPE_MASK: u32 = 0xf;
+
+fn duplicate(fds: &mut Fds, old: i64, new: i64) {
+    let resource = fds.get(&old).cloned().unwrap_or_else(unknown);
+    fds.insert(new, resource);
+}
+
+fn is_dupfd(cmd: Option<&u64>) -> bool {
+    cmd.is_some_and(|&cmd| cmd as i32 == libc::F_DUPFD || cmd as i32 == libc::F_DUPFD_CLOEXEC)
+}
+
+/// One end of a new pipe (read end first) or socket pair.
+fn new_pair_end(event: &Event, index: usize) -> Resource {
+    if event.syscall == "socketpair" {
+        let mut end = socket(None);
+        end.name = "socketpair".to_owned();
+        end.socket_family = event.args.first().map_or(0, |&a| a as u32);
+        end.socket_type = event.args.get(1).map_or(0, |&t| t as u32 & SOCK_TYPE_MASK);
+        end
+    } else {
+        let end = if index == 0 { "read end" } else { "write end" };
+        other(Kind::Pipe, format!("pipe ({end})"))
+    }
+}
+
+/// The process's descriptors as /proc shows them; sockets are looked up by inode in the
+/// process's network namespace tables.
+fn read_proc(pid: u32) -> Fds {
+    let Ok(process) = Process::new(pid as i32) else {
+        return Fds::new();
+    };
+    let Ok(fds) = process.fd() else {
+        return Fds::new();
+    };
+    let mut sockets: Option<HashMap<u64, Resource>> = None;
+    fds.flatten()
+        .map(|fd| {
             let resource = match fd.target {
                 FDTarget::Path(path) => file(path.to_string_lossy().into_owned()),
-                FDTarget::Socket(inode) => other(Kind::Socket, format!("socket:[{inode}]")),
+                FDTarget::Socket(inode) => sockets
+                    .get_or_insert_with(|| proc_sockets(&process))
+                    .get(&inode)
+                    .cloned()
+                    .unwrap_or_else(|| other(Kind::Socket, format!("socket:[{inode}]"))),
                 FDTarget::Pipe(inode) => other(Kind::Pipe, format!("pipe:[{inode}]")),
                 FDTarget::AnonInode(name) => other(Kind::Other, format!("anon_inode:{name}")),
                 FDTarget::MemFD(name) => other(Kind::Other, format!("memfd:{name}")),
@@ -29,63 +151,67 @@ impl FdTable {
                 FDTarget::Other(kind, inode) => other(Kind::Other, format!("{kind}:[{inode}]")),
                 FDTarget::Unknown(kind, inode) => other(Kind::Other, format!("{kind}:[{inode}]")),
             };
-            self.fds.insert((pid, i64::from(fd.fd)), resource);
-        }
-    }
-
-    /// Names the resource behind `event.fd`, then applies what the event did to the table.
-    pub fn apply(&mut self, event: &mut Event) {
-        if event.fd < 0 {
-            return;
-        }
-        let key = (event.pid, event.fd);
-        let succeeded = event.ret >= 0;
-        match event.syscall.as_str() {
-            "open" | "openat" | "openat2" | "creat" if succeeded => {
-                self.fds.insert(key, file(event.path.clone()));
-            }
-            "socket" if succeeded => {
-                self.fds
-                    .insert(key, other(Kind::Socket, "socket".to_owned()));
-            }
-            "accept" | "accept4" if succeeded => {
-                self.fds.insert(key, socket(event.address.clone()));
-            }
-            // The new descriptor refers to what the old one did.
-            "dup" | "dup2" | "dup3" if succeeded => self.duplicate(event.pid, event.fd, event.ret),
-            "fcntl" if succeeded && is_dupfd(event.args.get(1)) => {
-                self.duplicate(event.pid, event.fd, event.ret)
-            }
-            "connect" if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
-                let entry = self.fds.entry(key).or_insert_with(|| socket(None));
-                entry.kind = Kind::Socket.into();
-                entry.peer = event.address.clone();
-            }
-            _ => {}
-        }
-        event.resource = Some(self.fds.get(&key).cloned().unwrap_or_else(unknown));
-        if event.syscall == "close" {
-            self.fds.remove(&key);
-        }
-    }
+            (i64::from(fd.fd), resource)
+        })
+        .collect()
 }
 
-impl FdTable {
-    fn duplicate(&mut self, pid: u32, old: i64, new: i64) {
-        let resource = self.fds.get(&(pid, old)).cloned().unwrap_or_else(unknown);
-        self.fds.insert((pid, new), resource);
+/// Socket inode → what it is, from the process's /proc/PID/net/{tcp,tcp6,udp,udp6,unix}.
+fn proc_sockets(process: &Process) -> HashMap<u64, Resource> {
+    let mut sockets = HashMap::new();
+    let inet = [process.tcp(), process.tcp6()];
+    for entry in inet.into_iter().flatten().flatten() {
+        let resource = inet_socket(libc::SOCK_STREAM, entry.local_address, entry.remote_address);
+        sockets.insert(entry.inode, resource);
     }
+    for entry in [process.udp(), process.udp6()]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let resource = inet_socket(libc::SOCK_DGRAM, entry.local_address, entry.remote_address);
+        sockets.insert(entry.inode, resource);
+    }
+    for entry in process.unix().into_iter().flatten() {
+        let mut resource = socket(None);
+        resource.socket_family = libc::AF_UNIX as u32;
+        resource.socket_type = entry.socket_type.into();
+        resource.local = entry.path.map(|path| SocketAddress {
+            family: libc::AF_UNIX as u32,
+            unix_path: path.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+        sockets.insert(entry.inode, resource);
+    }
+    sockets
 }
 
-fn is_dupfd(cmd: Option<&u64>) -> bool {
-    cmd.is_some_and(|&cmd| cmd as i32 == libc::F_DUPFD || cmd as i32 == libc::F_DUPFD_CLOEXEC)
+fn inet_socket(socket_type: i32, local: SocketAddr, remote: SocketAddr) -> Resource {
+    let mut resource = socket(inet_address(remote).filter(|peer| peer.port != 0));
+    resource.socket_family = inet_address(local).map_or(0, |a| a.family);
+    resource.socket_type = socket_type as u32;
+    resource.local = inet_address(local);
+    resource
+}
+
+fn inet_address(address: SocketAddr) -> Option<SocketAddress> {
+    let (family, ip) = match address.ip() {
+        IpAddr::V4(ip) => (libc::AF_INET, ip.octets().to_vec()),
+        IpAddr::V6(ip) => (libc::AF_INET6, ip.octets().to_vec()),
+    };
+    Some(SocketAddress {
+        family: family as u32,
+        ip,
+        port: address.port().into(),
+        ..Default::default()
+    })
 }
 
 fn file(path: String) -> Resource {
     Resource {
         kind: Kind::File.into(),
         name: path,
-        peer: None,
+        ..Resource::default()
     }
 }
 
@@ -94,6 +220,7 @@ fn socket(peer: Option<SocketAddress>) -> Resource {
         kind: Kind::Socket.into(),
         name: "socket".to_owned(),
         peer,
+        ..Resource::default()
     }
 }
 
@@ -101,16 +228,12 @@ fn other(kind: Kind, name: String) -> Resource {
     Resource {
         kind: kind.into(),
         name,
-        peer: None,
+        ..Resource::default()
     }
 }
 
 fn unknown() -> Resource {
-    Resource {
-        kind: Kind::Unknown.into(),
-        name: String::new(),
-        peer: None,
-    }
+    Resource::default()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod event;
 pub mod fdtable;
 pub mod host_info;
 pub mod pipeline;
+pub mod processes;
 pub mod record;
 pub mod session;
 pub mod target;

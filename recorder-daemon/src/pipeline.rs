@@ -5,10 +5,13 @@ use std::path::PathBuf;
 
 use recorder_proto::v1::{frame::Body, Event, Loss};
 
+use recorder_common::{record::process_op, ProcessRecord};
+
 use crate::{
     capture::LossCounts,
     event::{decode, Assembler, RawRecord},
     fdtable::FdTable,
+    processes::Processes,
     record::{RecordingWriter, WriteError},
 };
 
@@ -21,19 +24,30 @@ pub struct PipelineStats {
 
 pub struct Pipeline {
     assembler: Assembler,
-    pub fds: FdTable,
+    fds: FdTable,
+    processes: Processes,
     writer: RecordingWriter,
     stats: PipelineStats,
 }
 
 impl Pipeline {
-    pub fn new(max_payload_bytes: u32, fds: FdTable, writer: RecordingWriter) -> Self {
+    pub fn new(
+        max_payload_bytes: u32,
+        fds: FdTable,
+        processes: Processes,
+        writer: RecordingWriter,
+    ) -> Self {
         Pipeline {
             assembler: Assembler::new(max_payload_bytes),
             fds,
+            processes,
             writer,
             stats: PipelineStats::default(),
         }
+    }
+
+    pub fn processes(&mut self) -> &mut Processes {
+        &mut self.processes
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -47,6 +61,7 @@ impl Pipeline {
                 let event = self.assembler.syscall(&record, aux);
                 self.record(event)?;
             }
+            Ok(RawRecord::Process(record)) => self.process(&record)?,
             Err(error) => {
                 self.stats.decode_errors += 1;
                 tracing::debug!(%error, "Undecodable record skipped.");
@@ -57,8 +72,24 @@ impl Pipeline {
 
     fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
         self.fds.apply(&mut event);
+        self.processes.observe(&event);
         self.stats.events += 1;
         self.writer.append(Body::Event(event))
+    }
+
+    fn process(&mut self, record: &ProcessRecord) -> Result<(), WriteError> {
+        let (pid, tid) = (record.header.tgid, record.header.tid);
+        match record.op {
+            process_op::FORK if record.flags != 0 => self.fds.fork(pid, record.child),
+            process_op::EXIT if record.value != 0 => self.fds.forget(pid),
+            process_op::COMM_MATCH => self.fds.seed(pid),
+            process_op::EXEC => self.assembler.rename_tid(record.child, tid),
+            _ => {}
+        }
+        match self.processes.apply(record) {
+            Some(frame) => self.writer.append(Body::Process(frame)),
+            None => Ok(()),
+        }
     }
 
     /// Writes a Loss frame for what the kernel dropped in `from..to`, if it dropped anything.
@@ -92,5 +123,6 @@ fn loss_frame(lost: LossCounts, from_mono_ns: u64, to_mono_ns: u64) -> Loss {
         syscalls: lost.syscalls,
         payload_chunks: lost.payload_chunks,
         stash_failures: lost.stash_failures,
+        process_events: lost.process_events,
     }
 }

@@ -15,10 +15,11 @@ use tokio::{
 };
 
 use crate::{
-    capture::{host, Capture, CaptureError, Limits, LossCounts},
+    capture::{host, Capture, CaptureError, Limits, LossCounts, Scope},
     fdtable::FdTable,
     host_info,
     pipeline::Pipeline,
+    processes::Processes,
     record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
     target::{self, Spawned, TargetError},
 };
@@ -33,6 +34,12 @@ pub struct Options {
     pub pids: Vec<u32>,
     /// `recorderd -- CMD ARGS`: spawn and record this command.
     pub command: Vec<String>,
+    /// `--cgroup`: record every process in this cgroup v2.
+    pub cgroup: Option<String>,
+    /// `--comm`: record processes running a program of this name.
+    pub comm: Option<String>,
+    /// Record the children targeted processes start (`--no-follow` turns it off).
+    pub follow: bool,
     pub output: PathBuf,
     pub duration: Option<Duration>,
     pub limits: Limits,
@@ -73,6 +80,8 @@ impl SessionError {
                 TargetError::NoSuchProcess { .. }
                     | TargetError::SelfTarget { .. }
                     | TargetError::NulInCommand
+                    | TargetError::BadCgroup { .. }
+                    | TargetError::BadComm { .. }
             ) | SessionError::Dir(_)
         )
     }
@@ -81,6 +90,18 @@ impl SessionError {
 pub fn run(options: Options) -> Result<Outcome, SessionError> {
     for &pid in &options.pids {
         target::check_pid(pid)?;
+    }
+    let scope = Scope {
+        follow: options.follow,
+        cgroup: options
+            .cgroup
+            .as_deref()
+            .map(target::resolve_cgroup)
+            .transpose()?,
+        comm: options.comm.clone(),
+    };
+    if let Some(name) = &scope.comm {
+        target::check_comm(name)?;
     }
     host::check_privileges().map_err(CaptureError::from)?;
     let dir = OutputDir::open_or_create(&options.output)?;
@@ -92,7 +113,7 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
         .enable_all()
         .build()
         .map_err(SessionError::Runtime)?;
-    let recorded = runtime.block_on(record(&options, dir, spawned.as_mut()));
+    let recorded = runtime.block_on(record(&options, &scope, dir, spawned.as_mut()));
     // A spawned command still running when recording stops (signal, deadline, failure) is
     // ours to end; one never released is ended by dropping it (it exits without running).
     let exit_code = match spawned {
@@ -117,13 +138,23 @@ const END_TARGET_EXITED: &str = "target exited";
 
 async fn record(
     options: &Options,
+    scope: &Scope,
     dir: OutputDir,
     spawned: Option<&mut Spawned>,
 ) -> Result<Outcome, SessionError> {
-    let mut capture = Capture::load(options.limits)?;
+    let mut capture = Capture::load(options.limits, scope)?;
     let mut fds = FdTable::default();
     let mut watched: Vec<(u32, OwnedFd)> = Vec::new();
-    for &pid in &options.pids {
+    let mut pids = options.pids.clone();
+    // Processes already running the --comm program; later ones are picked up at exec.
+    pids.extend(
+        scope
+            .comm
+            .as_deref()
+            .map(target::pids_with_comm)
+            .unwrap_or_default(),
+    );
+    for pid in pids {
         // Watch before targeting, so an exit in between is still seen.
         watched.push((pid, target::watch(pid)?));
         capture.add_target(pid)?;
@@ -141,7 +172,10 @@ async fn record(
     let header = header(options, &host_info::new_recording_id(), spawned.as_deref());
     let writer = RecordingWriter::create(dir, header, options.segments)?;
     let path = writer.paths()[0].clone();
-    let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, writer);
+    let processes = Processes::new(watched.iter().map(|(pid, _)| *pid));
+    let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, processes, writer);
+    // With --cgroup or --comm, processes come and go; only a signal or --duration ends it.
+    let open_ended = scope.cgroup.is_some() || scope.comm.is_some();
     if let Some(child) = spawned {
         child.release()?;
     }
@@ -152,8 +186,7 @@ async fn record(
         capture.attached().len()
     );
 
-    let (exit_tx, mut exit_rx) = mpsc::channel(watched.len());
-    let mut running = watched.len();
+    let (exit_tx, mut exit_rx) = mpsc::channel(watched.len().max(1));
     for (pid, pidfd) in watched {
         // SAFETY: the AsyncFd owns the pidfd and nothing else closes or replaces it.
         let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
@@ -182,11 +215,10 @@ async fn record(
             _ = sigint.recv() => break "interrupted",
             _ = sigterm.recv() => break "terminated",
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
-            Some(_) = exit_rx.recv() => {
-                running -= 1;
-                if running == 0 {
-                    break END_TARGET_EXITED;
-                }
+            Some(pid) = exit_rx.recv() => {
+                // Its fork records (children to wait for) are in the ring before its exit.
+                drain(capture.ring().get_mut(), &mut pipeline)?;
+                pipeline.processes().gone(pid);
             }
             _ = tick.tick() => {
                 let now = host_info::monotonic_ns();
@@ -194,7 +226,17 @@ async fn record(
                 pipeline.record_loss(losses.since(&reported), reported_at, now)?;
                 (reported, reported_at) = (losses, now);
                 pipeline.tick(now)?;
+                // A process whose exit record was lost still ends the recording.
+                let processes = pipeline.processes();
+                let vanished: Vec<u32> =
+                    processes.live().filter(|&pid| !target::is_running(pid)).collect();
+                for pid in vanished {
+                    processes.gone(pid);
+                }
             }
+        }
+        if !open_ended && pipeline.processes().live_count() == 0 {
+            break END_TARGET_EXITED;
         }
     };
 
@@ -235,6 +277,9 @@ fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> H
         target: Some(Target {
             pids,
             command: options.command.clone(),
+            follow: options.follow,
+            cgroup: options.cgroup.clone().unwrap_or_default(),
+            comm: options.comm.clone().unwrap_or_default(),
         }),
         limits: Some(CaptureLimits {
             max_payload_bytes: options.limits.max_payload_bytes,
@@ -250,9 +295,23 @@ fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> H
 
 fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {
     let pids: Vec<String> = watched.iter().map(|(pid, _)| pid.to_string()).collect();
-    if options.command.is_empty() {
-        format!("pid {}", pids.join(", "))
-    } else {
-        format!("`{}` (pid {})", options.command.join(" "), pids.join(", "))
+    let mut what = Vec::new();
+    if !options.command.is_empty() {
+        what.push(format!("`{}`", options.command.join(" ")));
     }
+    if !pids.is_empty() {
+        what.push(format!("pid {}", pids.join(", ")));
+    }
+    if let Some(cgroup) = &options.cgroup {
+        what.push(format!("cgroup {cgroup}"));
+    }
+    if let Some(comm) = &options.comm {
+        what.push(format!("programs named {comm}"));
+    }
+    let children = if options.follow {
+        ""
+    } else {
+        " (not their children)"
+    };
+    format!("{}{children}", what.join(" and "))
 }

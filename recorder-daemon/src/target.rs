@@ -5,9 +5,12 @@ use std::{
     ffi::CString,
     io,
     os::fd::{FromRawFd, OwnedFd, RawFd},
+    path::{Component, Path, PathBuf},
 };
 
 use thiserror::Error;
+
+use crate::capture::CgroupScope;
 
 #[derive(Debug, Error)]
 pub enum TargetError {
@@ -23,6 +26,10 @@ pub enum TargetError {
     NulInCommand,
     #[error("cannot start `{command}`: {source}")]
     Spawn { command: String, source: io::Error },
+    #[error("--cgroup {path}: {reason}")]
+    BadCgroup { path: String, reason: String },
+    #[error("--comm `{name}`: a command name is 1 to 15 bytes with no `/` (see `ps -o comm`)")]
+    BadComm { name: String },
 }
 
 /// Refuses a pid that does not exist or is our own.
@@ -34,6 +41,87 @@ pub fn check_pid(pid: u32) -> Result<(), TargetError> {
         return Err(TargetError::NoSuchProcess { pid });
     }
     Ok(())
+}
+
+/// Whether `pid` is still running: false once it is gone or a zombie (exited, unreaped).
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state letter follows the command name, which is in parentheses and may hold any byte.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
+/// Checks a `--comm` name: what the kernel keeps of a program name is at most 15 bytes.
+pub fn check_comm(name: &str) -> Result<(), TargetError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', '\0']) {
+        return Err(TargetError::BadComm {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Running processes (not us) whose command name is `name`.
+pub fn pids_with_comm(name: &str) -> Vec<u32> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter(|process| process.pid as u32 != std::process::id())
+        .filter(|process| process.stat().is_ok_and(|stat| stat.comm == name))
+        .map(|process| process.pid as u32)
+        .collect()
+}
+
+/// A cgroup v2 directory, named by its path under the cgroup2 mount
+/// (`/system.slice/app.service`) or by its full path (`/sys/fs/cgroup/system.slice/...`).
+pub fn resolve_cgroup(path: &str) -> Result<CgroupScope, TargetError> {
+    let bad = |reason: &str| TargetError::BadCgroup {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let root = cgroup2_mount().ok_or_else(|| bad("no cgroup v2 filesystem is mounted"))?;
+    let relative = Path::new(path)
+        .strip_prefix(&root)
+        .unwrap_or(Path::new(path));
+    let relative = relative.strip_prefix("/").unwrap_or(relative);
+    if relative
+        .components()
+        .any(|part| !matches!(part, Component::Normal(_)))
+    {
+        return Err(bad("use a plain path without `..`"));
+    }
+    let dir = root.join(relative);
+    let metadata = std::fs::metadata(&dir).map_err(|_| {
+        bad(&format!(
+            "{} does not exist; list cgroups with `systemd-cgls` or `ls {}`",
+            dir.display(),
+            root.display()
+        ))
+    })?;
+    if !metadata.is_dir() || !dir.join("cgroup.procs").exists() {
+        return Err(bad(&format!("{} is not a cgroup directory", dir.display())));
+    }
+    Ok(CgroupScope {
+        // On cgroup v2 a cgroup directory's inode number is the kernel's cgroup id.
+        id: std::os::unix::fs::MetadataExt::ino(&metadata),
+        level: relative.components().count() as u32,
+    })
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mount_point = mount.split(' ').nth(4)?;
+        (fs.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
 }
 
 /// A pidfd: readable once the process has exited.
@@ -220,6 +308,47 @@ mod tests {
             Err(TargetError::NoSuchProcess { .. })
         ));
         assert!(check_pid(1).is_ok());
+    }
+
+    #[test]
+    fn running_means_alive_and_not_a_zombie() {
+        assert!(is_running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait for the exit without reaping: until it is reaped, the child is a zombie.
+        // SAFETY: waitid writes only into the siginfo it is given.
+        let waited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        assert_eq!(waited, 0);
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!is_running(pid));
+        child.wait().unwrap();
+        assert!(!is_running(pid));
+    }
+
+    #[test]
+    fn comm_names_are_what_the_kernel_keeps() {
+        assert!(check_comm("postgres").is_ok());
+        assert!(check_comm("").is_err());
+        assert!(check_comm("a-name-of-16-byt").is_err());
+        assert!(check_comm("bin/sh").is_err());
+        assert!(pids_with_comm("no-such-comm-x").is_empty());
+    }
+
+    #[test]
+    fn cgroups_resolve_to_their_id_and_depth() {
+        let Some(root) = cgroup2_mount() else {
+            panic!("this test needs a cgroup v2 hierarchy mounted (see /proc/self/mountinfo)");
+        };
+        let top = resolve_cgroup("/").unwrap();
+        assert_eq!(top.level, 0);
+        let by_full_path = resolve_cgroup(root.to_str().unwrap()).unwrap();
+        assert_eq!(by_full_path, top);
+        assert!(resolve_cgroup("/no/such/cgroup").is_err());
+        let error = resolve_cgroup("/../etc").unwrap_err().to_string();
+        assert!(error.contains("without `..`"), "{error}");
     }
 
     #[test]

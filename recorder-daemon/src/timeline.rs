@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use recorder_proto::v1::{resource::Kind, ClockBase, Event, Header, Loss, Payload, Trailer};
+use recorder_proto::v1::{
+    process, resource::Kind, ClockBase, Event, Header, Loss, Payload, Process, Trailer,
+};
 
 use crate::event::sockaddr;
 
@@ -47,11 +49,20 @@ impl Clock {
 
 pub fn header(header: &Header) -> String {
     let target = header.target.clone().unwrap_or_default();
-    let what = if target.command.is_empty() {
+    let mut what = if target.command.is_empty() {
         format!("pid {:?}", target.pids)
     } else {
         format!("`{}` (pid {:?})", target.command.join(" "), target.pids)
     };
+    if !target.cgroup.is_empty() {
+        let _ = write!(what, ", cgroup {}", target.cgroup);
+    }
+    if !target.comm.is_empty() {
+        let _ = write!(what, ", programs named {}", target.comm);
+    }
+    if !target.follow {
+        what.push_str(", children not followed");
+    }
     format!(
         "recording {} segment {} — {} on {} ({}), recorder {}",
         header.recording_id,
@@ -84,6 +95,17 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             }
             let _ = write!(line, " → {}", result(event.ret, "fd "));
         }
+        "execve" | "execveat" => {
+            let _ = write!(line, "{:?} {:?}", event.path, event.argv);
+            if event.argv_truncated {
+                line.push_str(" (argv cut)");
+            }
+            let _ = write!(line, " → {}", result(event.ret, ""));
+        }
+        "pipe" | "pipe2" | "socketpair" if event.new_fds.len() == 2 => {
+            let fds = &event.new_fds;
+            let _ = write!(line, "→ fds {} and {}", fds[0], fds[1]);
+        }
         _ => {
             if event.fd >= 0 {
                 let _ = write!(line, "fd {}", event.fd);
@@ -105,20 +127,41 @@ pub fn event(clock: &Clock, event: &Event) -> String {
 
 pub fn loss(clock: &Clock, loss: &Loss) -> String {
     format!(
-        "{}  LOST between here and {}: {} syscalls, {} payload chunks, {} unstashed enters",
+        "{}  LOST between here and {}: {} syscalls, {} payload chunks, {} unstashed enters, {} process records",
         clock.format(loss.from_mono_ns),
         clock.format(loss.to_mono_ns),
         loss.syscalls,
         loss.payload_chunks,
-        loss.stash_failures
+        loss.stash_failures,
+        loss.process_events
+    )
+}
+
+pub fn process(clock: &Clock, process: &Process) -> String {
+    let what = match process.kind() {
+        process::Kind::Fork if process.followed => format!("started process {}", process.child_pid),
+        process::Kind::Fork => format!("started process {} (not followed)", process.child_pid),
+        process::Kind::Thread => format!("started thread {}", process.child_pid),
+        process::Kind::ThreadExit => "thread exited".to_owned(),
+        process::Kind::Exit => match (process.exit_code, process.signal) {
+            (Some(code), _) => format!("process exited with status {code}"),
+            (None, Some(signal)) => format!("process killed by signal {signal}"),
+            (None, None) => "process exited".to_owned(),
+        },
+        process::Kind::Attach => format!("recording this process from here ({})", process.reason),
+        process::Kind::Unspecified => "process event".to_owned(),
+    };
+    format!(
+        "{}  {}/{}  {:<9} {what}",
+        clock.format(process.mono_ns),
+        process.pid,
+        process.tid,
+        "[process]"
     )
 }
 
 pub fn trailer(trailer: &Trailer) -> String {
-    let lost = trailer
-        .losses
-        .as_ref()
-        .map_or(0, |l| l.syscalls + l.payload_chunks + l.stash_failures);
+    let lost = trailer.losses.as_ref().map_or(0, crate::record::loss_total);
     format!(
         "end: {}; {} events, {} payload bytes, {} records lost",
         trailer.end_reason, trailer.events, trailer.payload_bytes, lost
@@ -127,9 +170,20 @@ pub fn trailer(trailer: &Trailer) -> String {
 
 fn resource_name(event: &Event) -> Option<String> {
     let resource = event.resource.as_ref()?;
-    match (resource.kind(), &resource.peer) {
-        (Kind::Unknown, _) => Some("unknown".to_owned()),
-        (Kind::Socket, Some(peer)) => Some(format!("socket → {}", sockaddr::display(peer))),
+    match (resource.kind(), &resource.local, &resource.peer) {
+        (Kind::Unknown, ..) => Some("unknown".to_owned()),
+        (Kind::Socket, Some(local), Some(peer)) => Some(format!(
+            "{} {} → {}",
+            resource.name,
+            sockaddr::display(local),
+            sockaddr::display(peer)
+        )),
+        (Kind::Socket, None, Some(peer)) => {
+            Some(format!("{} → {}", resource.name, sockaddr::display(peer)))
+        }
+        (Kind::Socket, Some(local), None) => {
+            Some(format!("{} {}", resource.name, sockaddr::display(local)))
+        }
         _ => Some(resource.name.clone()),
     }
 }
@@ -287,7 +341,7 @@ mod tests {
             resource: Some(Resource {
                 kind: Kind::File.into(),
                 name: "/tmp/a".into(),
-                peer: None,
+                ..Resource::default()
             }),
             payload: Some(Payload {
                 direction: Direction::Out.into(),

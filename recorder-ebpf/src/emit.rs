@@ -3,8 +3,8 @@
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated as gen};
 use core::mem::size_of;
 use recorder_common::{
-    kind, loss, record::flags, DataRecord, EventHeader, Scratch, SyscallRecord, CHUNK_BYTES,
-    MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV, MAX_PAYLOAD_LIMIT,
+    kind, loss, record::flags, DataRecord, EventHeader, ProcessRecord, Scratch, SyscallRecord,
+    CHUNK_BYTES, MAX_ARGV, MAX_ARG_BYTES, MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV, MAX_PAYLOAD_LIMIT,
 };
 
 use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, SCRATCH};
@@ -180,6 +180,96 @@ pub extern "C" fn recorder_copy_chunks(
         }
     }
     0
+}
+
+/// Copies an exec's path and argv as DATA chunks, one per string with its NUL:
+/// `path \0 argv[0] \0 argv[1] \0 ...`; returns flags for what went wrong. Read at enter,
+/// because a successful exec leaves none of the old memory behind. A global function for the
+/// same reason as `recorder_copy_chunks`.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u64) -> u32 {
+    let Some(buf) = scratch() else {
+        return flags::PAYLOAD_LOST;
+    };
+    let ktime_ns = unsafe { bpf_ktime_get_ns() };
+    let mut offset = 0u64;
+    let mut result = 0;
+    for i in 0..=MAX_ARGV {
+        let src = if i == 0 {
+            path
+        } else if argv == 0 {
+            0
+        } else {
+            // SAFETY: reads one pointer of the user's argv array through the probe helper.
+            match unsafe { bpf_probe_read_user((argv + (i - 1) * 8) as *const u64) } {
+                Ok(src) => src,
+                Err(_) => return result | flags::PAYLOAD_FAULT,
+            }
+        };
+        if src == 0 {
+            return result;
+        }
+        // SAFETY: the scratch buffer has CHUNK_BYTES >= MAX_ARG_BYTES after the header; the
+        // helper bounds the read by the size passed.
+        let read = unsafe {
+            gen::bpf_probe_read_user_str(
+                (buf as *mut u8).add(DATA_HEADER).cast(),
+                MAX_ARG_BYTES as u32,
+                src as *const core::ffi::c_void,
+            )
+        };
+        if read <= 0 {
+            return result | flags::PAYLOAD_FAULT;
+        }
+        // The count includes the NUL; a full buffer means the string was cut.
+        let n = (read as usize) & (2 * MAX_ARG_BYTES - 1);
+        if n >= MAX_ARG_BYTES {
+            result |= flags::PAYLOAD_TRUNCATED;
+        }
+        let header = DataRecord {
+            header: EventHeader {
+                kind: kind::DATA,
+                len: (DATA_HEADER + n) as u32,
+                ktime_ns,
+                tgid: (pid_tgid >> 32) as u32,
+                tid: pid_tgid as u32,
+            },
+            nr: nr as u32,
+            len: n as u32,
+            offset,
+        };
+        // SAFETY: the header fits at the start of the scratch buffer.
+        unsafe { (buf as *mut DataRecord).write_unaligned(header) };
+        if !output(buf, DATA_HEADER + n) {
+            count_loss(loss::DATA);
+            return result | flags::PAYLOAD_LOST;
+        }
+        offset += n as u64;
+    }
+    // More arguments than MAX_ARGV.
+    result | flags::PAYLOAD_TRUNCATED
+}
+
+/// Writes a process record; counts a loss if the ring is full.
+pub fn emit_process(tgid: u32, tid: u32, op: u32, child: u32, value: u32, record_flags: u32) {
+    let record = ProcessRecord {
+        header: EventHeader {
+            kind: kind::PROCESS,
+            len: size_of::<ProcessRecord>() as u32,
+            // SAFETY: a helper without arguments.
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+            tgid,
+            tid,
+        },
+        op,
+        child,
+        value,
+        flags: record_flags,
+    };
+    if EVENTS.output::<ProcessRecord>(&record, 0).is_err() {
+        count_loss(loss::PROCESS);
+    }
 }
 
 /// Where the aux bytes of a syscall record come from.

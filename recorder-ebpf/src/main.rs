@@ -3,7 +3,7 @@
 //!
 //! `syscall_enter` stashes the arguments per thread and copies outgoing payloads;
 //! `syscall_exit` copies incoming payloads and paths/addresses and writes the completed
-//! record. What to do for a syscall comes from its class in `CLASSES`, which the daemon fills
+//! record. `process` follows forks, execs, fatal signals and exits. What to do for a syscall comes from its class in `CLASSES`, which the daemon fills
 //! from the host architecture's syscall numbers. Records go through one ring buffer so the
 //! daemon sees a single order; whatever does not fit is counted in `LOSSES`.
 
@@ -11,13 +11,15 @@
 #![no_main]
 
 mod emit;
+mod process;
 mod syscall;
 
+use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use recorder_common::{Scratch, Stash, MAX_SYSCALL_NR};
+use recorder_common::{Scratch, Stash, COMM_BYTES, MAX_SYSCALL_NR};
 
 /// Default ring size; the daemon sets the real one (`--ring-bytes`) at load time.
 const RING_BYTES: u32 = 16 * 1024 * 1024;
@@ -49,11 +51,54 @@ static SELF_TGID: u32 = 0;
 #[no_mangle]
 static MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
 
+/// 1: a targeted process's children are targeted too (`--no-follow` sets 0).
+#[no_mangle]
+static FOLLOW: u32 = 1;
+
+/// cgroup v2 id whose processes (at any depth) are targeted, and its level; 0: none.
+#[no_mangle]
+static CGROUP_ID: u64 = 0;
+#[no_mangle]
+static CGROUP_LEVEL: u32 = 0;
+
+/// `--comm`: NUL-padded name of programs whose exec makes them targets; all zero: none.
+#[no_mangle]
+static COMM: [u8; COMM_BYTES] = [0; COMM_BYTES];
+
+/// Tracepoint field offsets, read from tracefs by the daemon (see recorder_common).
+#[no_mangle]
+static FORK_CHILD_OFFSET: u32 = 20;
+#[no_mangle]
+static EXIT_GROUP_DEAD_OFFSET: u32 = 0;
+#[no_mangle]
+static EXEC_OLD_PID_OFFSET: u32 = 16;
+#[no_mangle]
+static SIGNAL_SIG_OFFSET: u32 = 8;
+#[no_mangle]
+static SIGNAL_HANDLER_OFFSET: u32 = 24;
+
 /// Reads a load-time global; volatile so the compiler does not fold in the default.
 #[inline(always)]
-fn global(value: &'static u32) -> u32 {
+fn global<T: Copy>(value: &'static T) -> T {
     // SAFETY: the reference is valid; volatile only stops constant folding.
     unsafe { core::ptr::read_volatile(value) }
+}
+
+/// Whether the process `tgid` (the current task's) is recorded: listed in TARGETS, or inside
+/// the `--cgroup`; never the daemon itself. This is all an untargeted process pays.
+#[inline(always)]
+fn targeted(tgid: u32) -> bool {
+    if tgid == global(&SELF_TGID) {
+        return false;
+    }
+    // SAFETY: only presence is checked; nothing is held across calls.
+    if unsafe { TARGETS.get(&tgid) }.is_some() {
+        return true;
+    }
+    let cgroup = global(&CGROUP_ID);
+    // SAFETY: a helper without pointer arguments.
+    cgroup != 0
+        && unsafe { bpf_get_current_ancestor_cgroup_id(global(&CGROUP_LEVEL) as i32) } == cgroup
 }
 
 #[cfg(not(test))]

@@ -12,8 +12,8 @@ use aya_ebpf::{
 use recorder_common::{class, loss, record::flags, EventHeader, Stash, SyscallRecord};
 
 use crate::{
-    emit::{copy_payload, count_loss, emit_syscall, Aux, Origin, Source},
-    global, CLASSES, SELF_TGID, STASH, TARGETS,
+    emit::{copy_payload, count_loss, emit_syscall, recorder_copy_argv, Aux, Origin, Source},
+    targeted, CLASSES, STASH,
 };
 
 const NR_OFFSET: usize = 8;
@@ -30,10 +30,7 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
 fn try_syscall_enter(ctx: &TracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // The one lookup an untargeted process pays.
-    // SAFETY: the value is copied out at once; map values are never held across calls.
-    unsafe { TARGETS.get(&tgid) }?;
-    if tgid == global(&SELF_TGID) {
+    if !targeted(tgid) {
         return None;
     }
     // SAFETY: offsets follow the tracepoint's format (module docs).
@@ -77,6 +74,8 @@ fn try_syscall_enter(ctx: &TracePointContext) -> Option<()> {
     };
     stash.flags = if class == class::OUT_MSG && msg.valid == 0 {
         flags::PAYLOAD_FAULT
+    } else if class == class::EXEC || class == class::EXECAT {
+        copy_exec_args(pid_tgid, &stash)
     } else if copy {
         copy_payload(origin, source(iov, ptr, len), limit)
     } else {
@@ -115,12 +114,27 @@ fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
         class::OUT_MSG | class::IN_MSG => read_msghdr(args[1]),
         _ => Msghdr::default(),
     };
+    // An outgoing payload that faulted at enter is copied again now: user pages not yet
+    // mapped (say, a fresh child's first touch of its read-only data) cannot be faulted in
+    // by a probe, but the syscall has just read them, so they are mapped now.
+    let retry = stash.flags & flags::PAYLOAD_FAULT != 0;
     let (copy, iov, ptr, len) = match class {
         class::IN_BUF => (true, false, args[1], ret as u64),
         class::IN_IOV => (true, true, args[1], args[2]),
         class::IN_MSG => (msg.valid != 0, true, msg.iov, msg.iovlen),
+        class::OUT_BUF if retry => (true, false, args[1], ret as u64),
+        class::OUT_IOV if retry => (true, true, args[1], args[2]),
+        class::OUT_MSG if retry => (msg.valid != 0, true, msg.iov, msg.iovlen),
         _ => (false, false, 0, 0),
     };
+    if copy && retry {
+        record_flags &= !flags::PAYLOAD_FAULT;
+    }
+    // A failed exec still has its old memory, which the kernel has now read: copy again.
+    let exec = class == class::EXEC || class == class::EXECAT;
+    if exec && retry && ret < 0 {
+        record_flags = (record_flags & !flags::PAYLOAD_FAULT) | copy_exec_args(pid_tgid, &stash);
+    }
     if ret > 0 && class == class::IN_MSG && msg.valid == 0 {
         record_flags |= flags::PAYLOAD_FAULT;
     } else if ret > 0 && copy {
@@ -135,6 +149,8 @@ fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
         class::PATH_ARG0 => Aux::Path(args[0]),
         class::PATH_ARG1 => Aux::Path(args[1]),
         class::ADDR_IN if args[1] != 0 => Aux::Addr(args[1], args[2]),
+        class::FD_PAIR0 if ret == 0 => Aux::Addr(args[0], 8),
+        class::FD_PAIR3 if ret == 0 => Aux::Addr(args[3], 8),
         class::ADDR_OUT if ret >= 0 && args[1] != 0 && args[2] != 0 => {
             // SAFETY: the kernel wrote the address length behind arg2; read it as user memory.
             let len: u32 =
@@ -147,6 +163,17 @@ fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
     record.flags = record_flags;
     emit_syscall(record, aux);
     Some(())
+}
+
+/// Copies an exec's path and argv from the stashed arguments (see `recorder_copy_argv`).
+#[inline(always)]
+pub fn copy_exec_args(pid_tgid: u64, stash: &Stash) -> u32 {
+    let (path, argv) = if stash.class == class::EXECAT as u32 {
+        (stash.args[1], stash.args[2])
+    } else {
+        (stash.args[0], stash.args[1])
+    };
+    recorder_copy_argv(pid_tgid, stash.nr as u64, path, argv)
 }
 
 /// The completed-syscall record for what was stashed at enter.

@@ -11,7 +11,7 @@ use std::{
 };
 
 use recorder_daemon::record::SegmentReader;
-use recorder_proto::v1::{frame::Body, Event, Header, Loss, Trailer};
+use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
 
 /// How long any one step may take before the test fails instead of hanging.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,6 +104,13 @@ impl Recorder {
         }
     }
 
+    /// Stops recorderd with SIGTERM; returns the recording path it printed.
+    pub fn stop(self) -> PathBuf {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.finish()
+    }
+
     /// Waits for recorderd to stop by itself; returns the recording path it printed.
     pub fn finish(mut self) -> PathBuf {
         let status = wait_timeout(&mut self.child, STEP_TIMEOUT);
@@ -164,6 +171,7 @@ pub struct Recording {
     pub header: Option<Header>,
     pub events: Vec<Event>,
     pub losses: Vec<Loss>,
+    pub processes: Vec<Process>,
     pub trailer: Option<Trailer>,
 }
 
@@ -176,6 +184,7 @@ impl Recording {
                 Body::Header(header) => recording.header = Some(header),
                 Body::Event(event) => recording.events.push(event),
                 Body::Loss(loss) => recording.losses.push(loss),
+                Body::Process(process) => recording.processes.push(process),
                 Body::Trailer(trailer) => recording.trailer = Some(trailer),
             }
         }

@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     let options = Options {
         pids: args.pids,
         command: args.command,
+        cgroup: args.cgroup,
+        comm: args.comm,
+        follow: !args.no_follow,
         output: args.output,
         duration: args.duration,
         limits: Limits {

@@ -92,11 +92,60 @@ pub fn raise_memlock() {
 /// Path of the per-syscall tracepoint directory, to tell "missing on this kernel" apart from
 /// a real attach failure.
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
-    [TRACEFS, "/sys/kernel/debug/tracing"].iter().any(|root| {
-        Path::new(root)
-            .join("events")
-            .join(category)
-            .join(name)
-            .is_dir()
+    tracepoint_dir(category, name).is_some()
+}
+
+fn tracepoint_dir(category: &str, name: &str) -> Option<std::path::PathBuf> {
+    [TRACEFS, "/sys/kernel/debug/tracing"]
+        .iter()
+        .map(|root| Path::new(root).join("events").join(category).join(name))
+        .find(|dir| dir.is_dir())
+}
+
+/// Offset of `field` in the tracepoint's record, from its tracefs `format` file; `None` if
+/// the tracepoint or the field does not exist on this kernel.
+pub fn field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
+    let format = std::fs::read_to_string(tracepoint_dir(category, name)?.join("format")).ok()?;
+    parse_field_offset(&format, field)
+}
+
+/// Finds `field:<type> <field>;\toffset:<n>;` in a tracefs format description.
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let declaration = parts.next()?.strip_prefix("field:")?;
+        let name = declaration.rsplit([' ', '*']).next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        parts.next()?.strip_prefix("offset:")?.parse().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_field_offset;
+
+    const FORK: &str = "name: sched_process_fork
+ID: 366
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;
+\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;
+";
+
+    #[test]
+    fn finds_field_offsets_in_a_format_file() {
+        assert_eq!(parse_field_offset(FORK, "child_pid"), Some(20));
+        assert_eq!(parse_field_offset(FORK, "parent_pid"), Some(12));
+        assert_eq!(parse_field_offset(FORK, "child_comm"), Some(16));
+        assert_eq!(parse_field_offset(FORK, "pid"), None);
+        assert_eq!(
+            parse_field_offset("\tfield:char comm[16];\toffset:8;\tsize:16;", "comm"),
+            Some(8)
+        );
+    }
 }

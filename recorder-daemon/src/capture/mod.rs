@@ -12,7 +12,7 @@ use aya::{
     programs::{ProgramError, TracePoint},
     Ebpf, EbpfError, EbpfLoader,
 };
-use recorder_common::{loss, CLASSES_MAP, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
+use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
 use thiserror::Error;
 use tokio::io::{unix::AsyncFd, Interest};
 
@@ -20,6 +20,71 @@ pub use host::HostError;
 
 const ENTER_PROGRAM: &str = "syscall_enter";
 const EXIT_PROGRAM: &str = "syscall_exit";
+
+/// Process lifecycle programs and the tracepoints they attach to.
+const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
+    ("process_fork", "sched", "sched_process_fork"),
+    // Optional (6.10+): re-reads an argv that could not be read at sys_enter.
+    ("process_prepare_exec", "sched", "sched_prepare_exec"),
+    ("process_exec", "sched", "sched_process_exec"),
+    ("process_exit", "sched", "sched_process_exit"),
+    ("process_signal", "signal", "signal_deliver"),
+];
+
+/// Load-time globals holding tracepoint field offsets: (global, tracepoint, field). Without
+/// the field, the program reading it is not attached; `group_dead` alone may be absent
+/// (older kernels), and then the leader's exit stands for the process's.
+const FIELD_OFFSETS: [(&str, &str, &str, &str); 5] = [
+    (
+        recorder_common::FORK_CHILD_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_fork",
+        "child_pid",
+    ),
+    (
+        recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_exit",
+        "group_dead",
+    ),
+    (
+        recorder_common::EXEC_OLD_PID_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_exec",
+        "old_pid",
+    ),
+    (
+        recorder_common::SIGNAL_SIG_OFFSET_GLOBAL,
+        "signal",
+        "signal_deliver",
+        "sig",
+    ),
+    (
+        recorder_common::SIGNAL_HANDLER_OFFSET_GLOBAL,
+        "signal",
+        "signal_deliver",
+        "sa_handler",
+    ),
+];
+
+/// Which processes the probes record besides those added with `Capture::add_target`.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Children of targeted processes become targets before their first instruction.
+    pub follow: bool,
+    /// Every process in this cgroup v2 (at any depth).
+    pub cgroup: Option<CgroupScope>,
+    /// Processes that exec a program with this command name (at most 15 bytes).
+    pub comm: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupScope {
+    /// The cgroup directory's inode number, which is the kernel's cgroup id.
+    pub id: u64,
+    /// Depth below the cgroup2 root (the root is level 0).
+    pub level: u32,
+}
 
 /// What the probes capture and how much room they have.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +112,7 @@ pub enum CaptureError {
         #[source]
         source: ProgramError,
     },
-    #[error("attaching `{program}` to syscalls:{hook} failed")]
+    #[error("attaching `{program}` to {hook} failed")]
     Attach {
         program: &'static str,
         hook: String,
@@ -70,11 +135,12 @@ pub struct LossCounts {
     pub syscalls: u64,
     pub payload_chunks: u64,
     pub stash_failures: u64,
+    pub process_events: u64,
 }
 
 impl LossCounts {
     pub fn total(&self) -> u64 {
-        self.syscalls + self.payload_chunks + self.stash_failures
+        self.syscalls + self.payload_chunks + self.stash_failures + self.process_events
     }
 
     pub fn since(&self, earlier: &LossCounts) -> LossCounts {
@@ -82,6 +148,7 @@ impl LossCounts {
             syscalls: self.syscalls - earlier.syscalls,
             payload_chunks: self.payload_chunks - earlier.payload_chunks,
             stash_failures: self.stash_failures - earlier.stash_failures,
+            process_events: self.process_events - earlier.process_events,
         }
     }
 }
@@ -99,7 +166,7 @@ pub struct Capture {
 impl Capture {
     /// Checks the host, loads the probes and attaches them to every boundary syscall the
     /// kernel has. Must run inside a tokio runtime (the ring buffer is polled through it).
-    pub fn load(limits: Limits) -> Result<Self, CaptureError> {
+    pub fn load(limits: Limits, scope: &Scope) -> Result<Self, CaptureError> {
         host::check_privileges()?;
         if object::EBPF_OBJECT.is_empty() {
             return Err(CaptureError::NoProbes);
@@ -108,19 +175,44 @@ impl Capture {
         host::raise_memlock();
 
         let self_tgid = std::process::id();
-        let mut ebpf = EbpfLoader::new()
+        let follow = u32::from(scope.follow);
+        let cgroup = scope.cgroup.map_or((0, 0), |c| (c.id, c.level));
+        let mut comm = [0u8; COMM_BYTES];
+        if let Some(name) = &scope.comm {
+            let len = name.len().min(COMM_BYTES - 1);
+            comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        }
+        let offsets: Vec<(&str, Option<u32>)> = FIELD_OFFSETS
+            .iter()
+            .map(|&(global, category, event, field)| {
+                (global, host::field_offset(category, event, field))
+            })
+            .collect();
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(recorder_common::SELF_TGID_GLOBAL, &self_tgid, true)
             .override_global(
                 recorder_common::MAX_PAYLOAD_GLOBAL,
                 &limits.max_payload_bytes,
                 true,
             )
-            .map_max_entries(EVENTS_MAP, limits.ring_bytes)
+            .override_global(recorder_common::FOLLOW_GLOBAL, &follow, true)
+            .override_global(recorder_common::CGROUP_ID_GLOBAL, &cgroup.0, true)
+            .override_global(recorder_common::CGROUP_LEVEL_GLOBAL, &cgroup.1, true)
+            .override_global(recorder_common::COMM_GLOBAL, &comm, true)
+            .map_max_entries(EVENTS_MAP, limits.ring_bytes);
+        // A missing field leaves 0; its program is then not attached (below).
+        let values: Vec<u32> = offsets.iter().map(|(_, o)| o.unwrap_or(0)).collect();
+        for ((global, _), value) in offsets.iter().zip(&values) {
+            loader.override_global(global, value, true);
+        }
+        let mut ebpf = loader
             .load(object::EBPF_OBJECT)
             .map_err(CaptureError::Load)?;
 
         fill_classes(&mut ebpf)?;
-        let attached = attach_all(&mut ebpf)?;
+        let mut attached = attach_all(&mut ebpf)?;
+        attached.extend(attach_process(&mut ebpf, &offsets)?);
 
         let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
             CaptureError::Map {
@@ -186,6 +278,7 @@ impl Capture {
             syscalls: sum(loss::SYSCALL)?,
             payload_chunks: sum(loss::DATA)?,
             stash_failures: sum(loss::STASH)?,
+            process_events: sum(loss::PROCESS)?,
         })
     }
 }
@@ -213,6 +306,59 @@ fn fill_classes(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     Ok(())
 }
 
+/// Attaches the process lifecycle programs whose tracepoints and fields this kernel has.
+fn attach_process(
+    ebpf: &mut Ebpf,
+    offsets: &[(&str, Option<u32>)],
+) -> Result<Vec<&'static str>, CaptureError> {
+    let has_fields = |event: &str| {
+        FIELD_OFFSETS
+            .iter()
+            .zip(offsets)
+            .filter(|((global, _, tracepoint, _), _)| {
+                *tracepoint == event && *global != recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL
+            })
+            .all(|(_, (_, offset))| offset.is_some())
+    };
+    let mut attached = Vec::new();
+    for (program, category, event) in PROCESS_PROGRAMS {
+        if !host::tracepoint_exists(category, event) || !has_fields(event) {
+            tracing::debug!(
+                event,
+                "Tracepoint or its fields missing on this kernel; skipped."
+            );
+            continue;
+        }
+        attach(ebpf, program, category, event)?;
+        attached.push(event);
+    }
+    Ok(attached)
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    category: &str,
+    event: &str,
+) -> Result<(), CaptureError> {
+    let tracepoint: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(CaptureError::Missing { name: program })?
+        .try_into()
+        .map_err(|source| CaptureError::Program { program, source })?;
+    tracepoint
+        .load()
+        .map_err(|source| CaptureError::Program { program, source })?;
+    tracepoint
+        .attach(category, event)
+        .map_err(|source| CaptureError::Attach {
+            program,
+            hook: format!("{category}:{event}"),
+            source,
+        })?;
+    Ok(())
+}
+
 /// Attaches both programs to each syscall's enter and exit tracepoints. A syscall whose
 /// tracepoints this kernel lacks is skipped with a debug line.
 fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<&'static str>, CaptureError> {
@@ -236,7 +382,7 @@ fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<&'static str>, CaptureError> {
                 .attach("syscalls", &hook)
                 .map_err(|source| CaptureError::Attach {
                     program,
-                    hook,
+                    hook: format!("syscalls:{hook}"),
                     source,
                 })?;
             if phase == "sys_exit" {

@@ -102,6 +102,26 @@ pub static SYSCALLS: &[Syscall] = &[
         Arg0,
     ),
     sc("splice", libc::SYS_splice, 6, class::PLAIN, Arg0),
+    #[cfg(target_arch = "x86_64")]
+    sc("pipe", libc::SYS_pipe, 1, class::FD_PAIR0, Nothing),
+    sc("pipe2", libc::SYS_pipe2, 2, class::FD_PAIR0, Nothing),
+    sc(
+        "socketpair",
+        libc::SYS_socketpair,
+        4,
+        class::FD_PAIR3,
+        Nothing,
+    ),
+    // Process lifecycle. The fork and exit tracepoints (see `capture`) follow children and
+    // see exits; these records show the calls themselves, with the child's pid as result.
+    sc("clone", libc::SYS_clone, 5, class::CLONE, Nothing),
+    sc("clone3", libc::SYS_clone3, 2, class::CLONE3, Nothing),
+    #[cfg(target_arch = "x86_64")]
+    sc("fork", libc::SYS_fork, 0, class::PLAIN, Nothing),
+    #[cfg(target_arch = "x86_64")]
+    sc("vfork", libc::SYS_vfork, 0, class::PLAIN, Nothing),
+    sc("execve", libc::SYS_execve, 3, class::EXEC, Nothing),
+    sc("execveat", libc::SYS_execveat, 5, class::EXECAT, Nothing),
     sc("exit", libc::SYS_exit, 1, class::EXIT, Nothing),
     sc("exit_group", libc::SYS_exit_group, 1, class::EXIT, Nothing),
 ];

@@ -5,7 +5,8 @@ use std::{io::Write, process::ExitCode};
 
 use base64::Engine as _;
 use recorder_proto::v1::{
-    frame::Body, payload::Direction, resource::Kind, ClockBase, Event, Header, Loss, Trailer,
+    frame::Body, payload::Direction, process, resource::Kind, ClockBase, Event, Header, Loss,
+    Process, Trailer,
 };
 use serde_json::{json, Value};
 
@@ -31,6 +32,7 @@ pub fn run(recording: &RecordingSummary, out: &mut impl Write) -> Result<ExitCod
             }
             Body::Event(e) => event(segment, clock.as_ref(), e),
             Body::Loss(l) => loss(segment, l),
+            Body::Process(p) => process(segment, clock.as_ref(), p),
             Body::Trailer(t) => trailer(segment, t),
         };
         writeln!(out, "{value}")?;
@@ -47,7 +49,8 @@ fn header(segment: u32, h: &Header) -> Value {
         "type": "header", "segment": segment, "recording_id": h.recording_id, "segment_seq": h.segment_seq,
         "host": h.host, "kernel": h.kernel, "boot_id": h.boot_id, "recorder_version": h.recorder_version,
         "arch": h.arch,
-        "target": { "pids": target.pids, "command": target.command },
+        "target": { "pids": target.pids, "command": target.command, "follow": target.follow,
+                    "cgroup": target.cgroup, "comm": target.comm },
         "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes },
         "redaction": { "enabled": redaction.enabled, "rules": redaction.rules },
         "clock": { "monotonic_ns": clock.monotonic_ns, "realtime_ns": clock.realtime_ns },
@@ -63,7 +66,11 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
             Kind::Other => "other",
             Kind::Unknown => "unknown",
         };
-        json!({ "kind": kind, "name": r.name, "peer": r.peer.as_ref().map(sockaddr::display) })
+        json!({
+            "kind": kind, "name": r.name, "peer": r.peer.as_ref().map(sockaddr::display),
+            "local": r.local.as_ref().map(sockaddr::display),
+            "socket_family": r.socket_family, "socket_type": r.socket_type,
+        })
     });
     let payload = e.payload.as_ref().map(|p| {
         let direction = match p.direction() {
@@ -86,6 +93,23 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         "ret": e.ret, "fd": e.fd, "resource": resource,
         "path": (!e.path.is_empty()).then_some(&e.path), "path_truncated": e.path_truncated,
         "address": e.address.as_ref().map(sockaddr::display), "payload": payload,
+        "argv": e.argv, "argv_truncated": e.argv_truncated, "new_fds": e.new_fds,
+    })
+}
+
+fn process(segment: u32, clock: Option<&ClockBase>, p: &Process) -> Value {
+    let kind = match p.kind() {
+        process::Kind::Fork => "fork",
+        process::Kind::Thread => "thread",
+        process::Kind::ThreadExit => "thread_exit",
+        process::Kind::Exit => "exit",
+        process::Kind::Attach => "attach",
+        process::Kind::Unspecified => "unspecified",
+    };
+    json!({
+        "type": "process", "segment": segment, "mono_ns": p.mono_ns, "time": wall_time(clock, p.mono_ns),
+        "kind": kind, "pid": p.pid, "tid": p.tid, "child_pid": p.child_pid, "followed": p.followed,
+        "exit_code": p.exit_code, "signal": p.signal, "reason": p.reason,
     })
 }
 
@@ -93,6 +117,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
     json!({
         "type": "loss", "segment": segment, "from_mono_ns": l.from_mono_ns, "to_mono_ns": l.to_mono_ns,
         "syscalls": l.syscalls, "payload_chunks": l.payload_chunks, "stash_failures": l.stash_failures,
+        "process_events": l.process_events,
     })
 }
 
@@ -100,7 +125,8 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
     let losses = t.losses.unwrap_or_default();
     json!({
         "type": "trailer", "segment": segment, "events": t.events, "payload_bytes": t.payload_bytes,
-        "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks, "stash_failures": losses.stash_failures },
+        "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
+                    "stash_failures": losses.stash_failures, "process_events": losses.process_events },
         "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns,
     })
 }

@@ -2,7 +2,7 @@
 
 use std::{io::Write, process::ExitCode};
 
-use recorder_proto::v1::{frame::Body, resource::Kind, Event};
+use recorder_proto::v1::{frame::Body, resource::Kind, Event, Process};
 
 use crate::{record::catalog::RecordingSummary, timeline};
 
@@ -37,9 +37,31 @@ impl Filter {
                     .is_some_and(|p| contains(&p.data, needle.as_bytes()))
             })
     }
+
+    /// Process frames have no fd or payload: they match only filters on pid and kind.
+    pub fn matches_process(&self, process: &Process) -> bool {
+        self.pid
+            .is_none_or(|pid| process.pid == pid || process.child_pid == pid)
+            && self.fd.is_none()
+            && self.kind.is_none_or(|kind| kind == EventKind::Process)
+            && self.grep.is_none()
+    }
 }
 
 fn kind_of(event: &Event) -> EventKind {
+    const PROCESS: &[&str] = &[
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "execve",
+        "execveat",
+        "exit",
+        "exit_group",
+    ];
+    if PROCESS.contains(&event.syscall.as_str()) {
+        return EventKind::Process;
+    }
     const NET: &[&str] = &[
         "socket", "connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom",
         "shutdown",
@@ -84,6 +106,10 @@ pub fn run(
             }
             Body::Event(_) => {}
             Body::Loss(loss) => writeln!(out, "{}", timeline::loss(&clock, loss))?,
+            Body::Process(process) if filter.matches_process(process) => {
+                writeln!(out, "{}", timeline::process(&clock, process))?
+            }
+            Body::Process(_) => {}
             Body::Trailer(trailer) => writeln!(out, "{}", timeline::trailer(trailer))?,
         }
         if follow {

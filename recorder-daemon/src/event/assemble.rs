@@ -49,6 +49,13 @@ impl Assembler {
         self.stats
     }
 
+    /// A thread other than the leader exec'd and took the leader's id: its chunks move with it.
+    pub fn rename_tid(&mut self, old: u32, new: u32) {
+        if let Some(pending) = self.pending.remove(&old) {
+            self.pending.insert(new, pending);
+        }
+    }
+
     pub fn data(&mut self, record: &DataRecord, bytes: &[u8]) {
         let pending = self.pending.entry(record.header.tid).or_default();
         if pending.nr != record.nr && !pending.data.is_empty() {
@@ -56,6 +63,13 @@ impl Assembler {
             *pending = Pending::default();
         }
         pending.nr = record.nr;
+        if record.offset == 0 && !pending.data.is_empty() {
+            // The probe copied the payload again at exit after a fault at enter.
+            *pending = Pending {
+                nr: record.nr,
+                ..Pending::default()
+            };
+        }
         if record.offset != pending.data.len() as u64 {
             pending.gap = true;
             return;
@@ -108,6 +122,27 @@ impl Assembler {
                 if !aux.is_empty() =>
             {
                 event.address = sockaddr::parse(aux)
+            }
+            class::FD_PAIR0 | class::FD_PAIR3 if aux.len() == 8 => {
+                event.new_fds = aux
+                    .chunks_exact(4)
+                    .map(|fd| i64::from(i32::from_ne_bytes([fd[0], fd[1], fd[2], fd[3]])))
+                    .collect();
+            }
+            class::EXEC | class::EXECAT => {
+                let (data, gap) = pending.map(|p| (p.data, p.gap)).unwrap_or_default();
+                let mut strings = data
+                    .split(|&b| b == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned());
+                event.path = strings.next().unwrap_or_default();
+                event.argv = strings.collect();
+                // The data ends with a NUL, so splitting leaves an empty last piece.
+                if data.last() == Some(&0) {
+                    event.argv.pop();
+                }
+                let cut = flags::PAYLOAD_TRUNCATED | flags::PAYLOAD_LOST | flags::PAYLOAD_FAULT;
+                event.argv_truncated = gap || record.flags & cut != 0;
+                return event;
             }
             _ => {}
         }
@@ -182,6 +217,27 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_carries_its_path_and_argv() {
+        let mut assembler = Assembler::new(8);
+        let strings: [&[u8]; 3] = [b"/bin/echo\0", b"echo\0", b"hello world\0"];
+        let mut offset = 0;
+        for s in strings {
+            assembler.data(&chunk(7, libc::SYS_execve, offset), s);
+            offset += s.len() as u64;
+        }
+        let exec = SyscallRecord {
+            header: header(7),
+            nr: libc::SYS_execve as u32,
+            class: class::EXEC.into(),
+            ..Default::default()
+        };
+        let event = assembler.syscall(&exec, &[]);
+        assert_eq!(event.path, "/bin/echo");
+        assert_eq!(event.argv, ["echo", "hello world"]);
+        assert!(!event.argv_truncated && event.payload.is_none());
+    }
+
+    #[test]
     fn joins_chunks_with_their_syscall() {
         let mut assembler = Assembler::new(1024);
         assembler.data(&chunk(7, libc::SYS_write, 0), b"hello ");
@@ -194,6 +250,21 @@ mod tests {
         let payload = event.payload.unwrap();
         assert_eq!(payload.data, b"hello world");
         assert!(!payload.truncated && !payload.incomplete);
+    }
+
+    #[test]
+    fn a_payload_copied_again_at_exit_replaces_the_partial_copy() {
+        let mut assembler = Assembler::new(1024);
+        // The enter copy got one chunk before faulting; exit copied all of it again.
+        assembler.data(&chunk(7, libc::SYS_write, 0), b"hello ");
+        assembler.data(&chunk(7, libc::SYS_write, 0), b"hello ");
+        assembler.data(&chunk(7, libc::SYS_write, 6), b"world");
+        let payload = assembler
+            .syscall(&write_record(7, 11), &[])
+            .payload
+            .unwrap();
+        assert_eq!(payload.data, b"hello world");
+        assert!(!payload.incomplete);
     }
 
     #[test]

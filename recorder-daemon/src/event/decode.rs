@@ -3,7 +3,7 @@
 
 use std::mem::size_of;
 
-use recorder_common::{kind, DataRecord, EventHeader, SyscallRecord};
+use recorder_common::{kind, DataRecord, EventHeader, ProcessRecord, SyscallRecord};
 use thiserror::Error;
 
 /// One record as the kernel wrote it, borrowing its trailing bytes.
@@ -17,6 +17,7 @@ pub enum RawRecord<'a> {
         record: DataRecord,
         bytes: &'a [u8],
     },
+    Process(ProcessRecord),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord<'_>, DecodeError> {
                 bytes: data,
             })
         }
+        kind::PROCESS => Ok(RawRecord::Process(read(bytes)?)),
         kind => Err(DecodeError::UnknownKind { kind }),
     }
 }
@@ -139,6 +141,25 @@ pub(crate) mod tests {
                 bytes: b"hello",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn decodes_a_process_record() {
+        let record = ProcessRecord {
+            header: EventHeader {
+                kind: kind::PROCESS,
+                tgid: 5,
+                ..Default::default()
+            },
+            op: recorder_common::record::process_op::FORK,
+            child: 6,
+            ..Default::default()
+        };
+        assert_eq!(decode(&as_bytes(&record)), Ok(RawRecord::Process(record)));
+        assert!(matches!(
+            decode(&as_bytes(&record)[..30]),
+            Err(DecodeError::Short { .. })
         ));
     }
 

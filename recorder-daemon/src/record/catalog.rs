@@ -99,9 +99,8 @@ pub fn summarize(path: &Path) -> Result<SegmentSummary, CatalogError> {
                 summary.first_mono_ns.get_or_insert(event.mono_ns);
                 summary.last_mono_ns = Some(event.mono_ns);
             }
-            Ok(Some(Body::Loss(loss))) => {
-                summary.losses += loss.syscalls + loss.payload_chunks + loss.stash_failures
-            }
+            Ok(Some(Body::Loss(loss))) => summary.losses += super::loss_total(&loss),
+            Ok(Some(Body::Process(_))) => {}
             Ok(Some(Body::Trailer(trailer))) => {
                 summary.last_mono_ns = Some(trailer.end_mono_ns);
                 summary.trailer = Some(trailer);

@@ -13,6 +13,11 @@ pub use reader::{ReadError, SegmentReader};
 pub use recording::{RecordingWriter, SegmentPolicy};
 pub use writer::{SegmentWriter, WriteError};
 
+/// Records a Loss frame counts as lost, of every kind.
+pub fn loss_total(loss: &recorder_proto::v1::Loss) -> u64 {
+    loss.syscalls + loss.payload_chunks + loss.stash_failures + loss.process_events
+}
+
 #[cfg(test)]
 mod tests {
     use recorder_proto::v1::{frame::Body, Event, Header, Payload, Trailer};

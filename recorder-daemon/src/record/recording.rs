@@ -87,8 +87,9 @@ impl RecordingWriter {
                 total.syscalls += loss.syscalls;
                 total.payload_chunks += loss.payload_chunks;
                 total.stash_failures += loss.stash_failures;
+                total.process_events += loss.process_events;
             }
-            Body::Header(_) | Body::Trailer(_) => {}
+            Body::Header(_) | Body::Trailer(_) | Body::Process(_) => {}
         }
         self.segment.append(body)?;
         if self.segment.approximate_bytes() >= self.policy.max_bytes {

@@ -7,6 +7,11 @@
 //! - `demo`: the same without waiting, against a loopback server it runs itself.
 //! - `vectored DIR`: after a line on stdin, writev/readv on a file, dup2 and a write through
 //!   the copy, rename and unlink, and sendmsg/recvmsg over a unix socketpair.
+//! - `tree DIR ADDR`: opens a file in DIR, a TCP connection to ADDR and a pipe, says
+//!   `ready` on stdout, and waits for a line on stdin (the recorder attaches meanwhile); then
+//!   uses those fds, has a thread write to the pipe, forks a child that writes a file and
+//!   exits with status 7, forks one that execs `/bin/true` with known arguments, and forks one
+//!   that kills itself with SIGKILL.
 //! - `burst N`: after a line on stdin, makes exactly N + 2 traced syscalls (an open of
 //!   /dev/null, N 64-byte writes to it, one `done` line on stdout), then blocks on stdin.
 //! - `busy FILE`: writes numbered lines to FILE, one write each, about 10k a second for at
@@ -45,6 +50,7 @@ fn main() {
             std::io::stdin().lock().read_line(&mut line).expect("stdin");
             burst(args[2].parse().expect("a count"))
         }
+        Some("tree") if args.len() == 4 => tree(Path::new(&args[2]), &args[3]),
         Some("vectored") if args.len() == 3 => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line).expect("stdin");
@@ -178,6 +184,90 @@ fn vectored(dir: &Path) -> std::io::Result<()> {
     writeln!(out, "renamed={}", renamed.display())?;
     writeln!(out, "sender={}", pair[0])?;
     writeln!(out, "receiver={}", pair[1])?;
+    out.flush()
+}
+
+/// Arguments `tree` passes to `/bin/true`: spaces and non-ASCII survive as they are.
+const EXEC_ARGS: [&std::ffi::CStr; 3] = [c"true", c"first argument", c"zwei \xc3\xa4"];
+
+fn tree(dir: &Path, address: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let pid = std::process::id();
+    let pre_path = dir.join(format!("pre-{pid}.txt"));
+    let mut pre_file = std::fs::File::create(&pre_path)?;
+    let mut stream = TcpStream::connect(address)?;
+    let mut pipe = [0; 2];
+    // SAFETY: pipe fills the array.
+    check(unsafe { libc::pipe(pipe.as_mut_ptr()) } as isize)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+
+    // Descriptors opened before the recorder attached.
+    pre_file.write_all(b"pre-existing file\n")?;
+    stream.write_all(b"pre-existing socket")?;
+
+    let write_end = pipe[1];
+    let thread = std::thread::spawn(move || {
+        // SAFETY: the write end stays open until after the join.
+        let tid = unsafe { libc::gettid() };
+        check(unsafe { libc::write(write_end, b"from thread".as_ptr().cast(), 11) }).map(|_| tid)
+    });
+    let thread_tid = thread.join().expect("thread")?;
+    let mut from_thread = [0u8; 11];
+    // SAFETY: reads into a live buffer of that size.
+    check(unsafe { libc::read(pipe[0], from_thread.as_mut_ptr().cast(), 11) })?;
+
+    let child_path = dir.join(format!("child-{pid}.txt"));
+    let child_path_c = std::ffi::CString::new(child_path.as_os_str().as_bytes())?;
+    let argv: Vec<*const libc::c_char> = EXEC_ARGS
+        .iter()
+        .map(|arg| arg.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    // SAFETY: between fork and _exit/exec the children only make raw syscalls on memory
+    // prepared before the fork.
+    let (child, exec_child, killed_child) = unsafe {
+        let child = check(libc::fork() as isize)? as i32;
+        if child == 0 {
+            let fd = libc::open(
+                child_path_c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0o600,
+            );
+            libc::write(fd, b"from child".as_ptr().cast(), 10);
+            libc::_exit(7);
+        }
+        let exec_child = check(libc::fork() as isize)? as i32;
+        if exec_child == 0 {
+            libc::execv(c"/bin/true".as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+        let killed_child = check(libc::fork() as isize)? as i32;
+        if killed_child == 0 {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+            libc::_exit(1);
+        }
+        (child, exec_child, killed_child)
+    };
+    for pid in [child, exec_child, killed_child] {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        check(unsafe { libc::waitpid(pid, &mut status, 0) } as isize)?;
+    }
+    writeln!(out, "pre_fd={}", pre_file.as_raw_fd())?;
+    writeln!(out, "pre_path={}", pre_path.display())?;
+    writeln!(out, "socket_fd={}", stream.as_raw_fd())?;
+    writeln!(out, "socket_local={}", stream.local_addr()?)?;
+    writeln!(out, "pipe_read={}", pipe[0])?;
+    writeln!(out, "pipe_write={}", pipe[1])?;
+    writeln!(out, "thread_tid={thread_tid}")?;
+    writeln!(out, "child_pid={child}")?;
+    writeln!(out, "child_path={}", child_path.display())?;
+    writeln!(out, "exec_pid={exec_child}")?;
+    writeln!(out, "killed_pid={killed_child}")?;
     out.flush()
 }
 
