@@ -168,6 +168,9 @@ async fn record(
         fds.seed(child.pid);
     }
 
+    // Before saying "recording": a Ctrl-C or SIGTERM from then on must finish the recording.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
     let start_mono_ns = host_info::monotonic_ns();
     let header = header(options, &host_info::new_recording_id(), spawned.as_deref());
     let writer = RecordingWriter::create(dir, header, options.segments)?;
@@ -197,8 +200,6 @@ async fn record(
             let _ = exit_tx.send(pid).await;
         });
     }
-    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
     let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut tick = interval(TICK);
@@ -296,11 +297,16 @@ fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> H
 fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {
     let pids: Vec<String> = watched.iter().map(|(pid, _)| pid.to_string()).collect();
     let mut what = Vec::new();
-    if !options.command.is_empty() {
-        what.push(format!("`{}`", options.command.join(" ")));
-    }
-    if !pids.is_empty() {
-        what.push(format!("pid {}", pids.join(", ")));
+    if options.command.is_empty() {
+        if !pids.is_empty() {
+            what.push(format!("pid {}", pids.join(", ")));
+        }
+    } else {
+        what.push(format!(
+            "`{}` (pid {})",
+            options.command.join(" "),
+            pids.join(", ")
+        ));
     }
     if let Some(cgroup) = &options.cgroup {
         what.push(format!("cgroup {cgroup}"));

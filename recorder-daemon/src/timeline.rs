@@ -102,6 +102,13 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             }
             let _ = write!(line, " → {}", result(event.ret, ""));
         }
+        "exit" | "exit_group" => {
+            let _ = write!(
+                line,
+                "status {}",
+                event.args.first().map_or(0, |&s| s as i32)
+            );
+        }
         "pipe" | "pipe2" | "socketpair" if event.new_fds.len() == 2 => {
             let fds = &event.new_fds;
             let _ = write!(line, "→ fds {} and {}", fds[0], fds[1]);

@@ -73,6 +73,33 @@ fn a_pid_that_does_not_exist_is_one_line() {
 }
 
 #[test]
+fn a_missing_cgroup_or_impossible_comm_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("r");
+    for (args, expected) in [
+        (
+            ["--cgroup", "/no/such/cgroup"],
+            "recorderd: --cgroup /no/such/cgroup: ",
+        ),
+        (
+            ["--comm", "a-name-longer-than-15"],
+            "recorderd: --comm `a-name-longer-than-15`: a command name is 1 to 15 bytes",
+        ),
+    ] {
+        let (code, lines) = failure_lines(
+            Command::new(binary("recorderd"))
+                .args(args)
+                .arg("--output")
+                .arg(&output),
+        );
+        assert_eq!(code, 2);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(expected), "{lines:?}");
+        assert!(!output.exists(), "nothing is created for a bad target");
+    }
+}
+
+#[test]
 fn recorderd_refuses_to_record_itself_and_needs_a_target() {
     let (code, _) = failure_lines(&mut Command::new(binary("recorderd")));
     assert_eq!(code, 2, "clap usage error");
