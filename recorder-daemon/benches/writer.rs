@@ -79,6 +79,9 @@ fn event(rng: &mut StdRng, i: u64) -> Event {
                 port: 8080,
                 unix_path: String::new(),
             }),
+            socket_family: 2,
+            socket_type: 1,
+            ..Resource::default()
         }),
         payload: Some(Payload {
             direction: direction.into(),
