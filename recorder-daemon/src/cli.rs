@@ -33,6 +33,10 @@ pub struct RecorderdArgs {
     #[arg(long)]
     pub no_follow: bool,
 
+    /// Configuration file (TOML): the redaction policy (docs/REDACTION.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Directory for recordings (created 0700).
     #[arg(long, short, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
     pub output: PathBuf,
@@ -113,6 +117,13 @@ pub enum RecorderCommand {
     Verify {
         #[command(flatten)]
         target: TargetArgs,
+    },
+    /// Show what the redaction policy would mask in the bytes on stdin: the masked bytes go to
+    /// stdout, one line per redaction to stderr.
+    RedactTest {
+        /// Configuration file whose `[redaction]` policy to use (defaults without one).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Write a recording as JSON lines, one object per frame.
     Export {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kernel probes ──ring buffer──▶ capture ──▶ event::decode ──▶ event::Assembler
-//!     ──▶ fdtable ──▶ record::SegmentWriter (protobuf frames in zstd, 0600 file)
+//!     ──▶ fdtable ──▶ redaction ──▶ record::SegmentWriter (protobuf frames in zstd, 0600 file)
 //! ```
 //!
 //! `session` runs one recording end to end; `record::SegmentReader` and `timeline` are the
@@ -11,11 +11,13 @@
 pub mod capture;
 pub mod cli;
 pub mod command;
+pub mod config;
 pub mod event;
 pub mod fdtable;
 pub mod host_info;
 pub mod pipeline;
 pub mod processes;
+pub mod redaction;
 pub mod record;
 pub mod session;
 pub mod target;

@@ -1,5 +1,5 @@
 //! The synchronous path every ring-buffer record takes: decode → assemble → fd table →
-//! segment writer. The async edges (ring readiness, signals) live in `session`.
+//! redaction → segment writer. The async edges (ring readiness, signals) live in `session`.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,7 @@ use crate::{
     event::{decode, Assembler, RawRecord},
     fdtable::FdTable,
     processes::Processes,
+    redaction::Redactor,
     record::{RecordingWriter, WriteError},
 };
 
@@ -26,6 +27,7 @@ pub struct Pipeline {
     assembler: Assembler,
     fds: FdTable,
     processes: Processes,
+    redactor: Redactor,
     writer: RecordingWriter,
     stats: PipelineStats,
 }
@@ -35,12 +37,14 @@ impl Pipeline {
         max_payload_bytes: u32,
         fds: FdTable,
         processes: Processes,
+        redactor: Redactor,
         writer: RecordingWriter,
     ) -> Self {
         Pipeline {
             assembler: Assembler::new(max_payload_bytes),
             fds,
             processes,
+            redactor,
             writer,
             stats: PipelineStats::default(),
         }
@@ -74,7 +78,15 @@ impl Pipeline {
         self.fds.apply(&mut event);
         self.processes.observe(&event);
         self.stats.events += 1;
-        self.writer.append(Body::Event(event))
+        let now_ns = event.mono_ns;
+        self.write(Body::Event(event), now_ns)
+    }
+
+    /// Every frame goes through the redactor, which hands it on once it is decided.
+    fn write(&mut self, body: Body, now_ns: u64) -> Result<(), WriteError> {
+        self.redactor.push(body, now_ns);
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))
     }
 
     fn process(&mut self, record: &ProcessRecord) -> Result<(), WriteError> {
@@ -87,7 +99,7 @@ impl Pipeline {
             _ => {}
         }
         match self.processes.apply(record) {
-            Some(frame) => self.writer.append(Body::Process(frame)),
+            Some(frame) => self.write(Body::Process(frame), record.header.ktime_ns),
             None => Ok(()),
         }
     }
@@ -102,16 +114,26 @@ impl Pipeline {
         if lost.total() == 0 {
             return Ok(());
         }
-        self.writer
-            .append(Body::Loss(loss_frame(lost, from_mono_ns, to_mono_ns)))
+        self.write(Body::Loss(loss_frame(lost, from_mono_ns, to_mono_ns)), to_mono_ns)
     }
 
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
+        // The hold-back time bound: what waited long enough is decided and written.
+        self.redactor.expire(now_mono_ns);
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))?;
         self.writer.tick(now_mono_ns)
     }
 
     /// Finishes the recording; returns its segment files.
-    pub fn finish(self, end_reason: &str, end_mono_ns: u64) -> Result<Vec<PathBuf>, WriteError> {
+    pub fn finish(
+        mut self,
+        end_reason: &str,
+        end_mono_ns: u64,
+    ) -> Result<Vec<PathBuf>, WriteError> {
+        self.redactor.finish();
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))?;
         self.writer.finish(end_reason, end_mono_ns)
     }
 }

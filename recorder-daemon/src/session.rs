@@ -2,10 +2,11 @@
 //! segment, and stop on a signal, at the deadline, or when every target has exited — always
 //! finishing the segment with a trailer.
 
-use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{os::fd::OwnedFd, path::PathBuf, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use recorder_proto::v1::{CaptureLimits, Header, RedactionPolicy, Target};
+use recorder_proto::v1::{CaptureLimits, Header, Target};
+use recorder_redact::Policy;
 use thiserror::Error;
 use tokio::{
     io::{unix::AsyncFd, Interest},
@@ -20,6 +21,7 @@ use crate::{
     host_info,
     pipeline::Pipeline,
     processes::Processes,
+    redaction::{redact_command, Redactor},
     record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
     target::{self, Spawned, TargetError},
 };
@@ -40,6 +42,8 @@ pub struct Options {
     pub comm: Option<String>,
     /// Record the children targeted processes start (`--no-follow` turns it off).
     pub follow: bool,
+    /// What is redacted before anything is written.
+    pub redaction: Arc<Policy>,
     pub output: PathBuf,
     pub duration: Option<Duration>,
     pub limits: Limits,
@@ -172,11 +176,23 @@ async fn record(
     let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
     let start_mono_ns = host_info::monotonic_ns();
-    let header = header(options, &host_info::new_recording_id(), spawned.as_deref());
+    let redactor = Redactor::new(options.redaction.clone());
+    let header = header(
+        options,
+        &redactor,
+        &host_info::new_recording_id(),
+        spawned.as_deref(),
+    );
     let writer = RecordingWriter::create(dir, header, options.segments)?;
     let path = writer.paths()[0].clone();
     let processes = Processes::new(watched.iter().map(|(pid, _)| *pid));
-    let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, processes, writer);
+    let mut pipeline = Pipeline::new(
+        options.limits.max_payload_bytes,
+        fds,
+        processes,
+        redactor,
+        writer,
+    );
     // With --cgroup or --comm, processes come and go; only a signal or --duration ends it.
     let open_ended = scope.cgroup.is_some() || scope.comm.is_some();
     if let Some(child) = spawned {
@@ -264,7 +280,12 @@ fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<(), Wri
     Ok(())
 }
 
-fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> Header {
+fn header(
+    options: &Options,
+    redactor: &Redactor,
+    recording_id: &str,
+    spawned: Option<&Spawned>,
+) -> Header {
     let mut pids = options.pids.clone();
     pids.extend(spawned.map(|child| child.pid));
     Header {
@@ -277,7 +298,7 @@ fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> H
         arch: std::env::consts::ARCH.to_owned(),
         target: Some(Target {
             pids,
-            command: options.command.clone(),
+            command: redact_command(&options.redaction, &options.command),
             follow: options.follow,
             cgroup: options.cgroup.clone().unwrap_or_default(),
             comm: options.comm.clone().unwrap_or_default(),
@@ -286,10 +307,7 @@ fn header(options: &Options, recording_id: &str, spawned: Option<&Spawned>) -> H
             max_payload_bytes: options.limits.max_payload_bytes,
             ring_bytes: options.limits.ring_bytes,
         }),
-        redaction: Some(RedactionPolicy {
-            enabled: false,
-            rules: Vec::new(),
-        }),
+        redaction: Some(redactor.header_policy()),
         clock: Some(host_info::clock_base()),
     }
 }
@@ -302,11 +320,8 @@ fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {
             what.push(format!("pid {}", pids.join(", ")));
         }
     } else {
-        what.push(format!(
-            "`{}` (pid {})",
-            options.command.join(" "),
-            pids.join(", ")
-        ));
+        let command = redact_command(&options.redaction, &options.command);
+        what.push(format!("`{}` (pid {})", command.join(" "), pids.join(", ")));
     }
     if let Some(cgroup) = &options.cgroup {
         what.push(format!("cgroup {cgroup}"));

@@ -100,6 +100,9 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             if event.argv_truncated {
                 line.push_str(" (argv cut)");
             }
+            if !event.redactions.is_empty() {
+                line.push_str(" (argv redacted)");
+            }
             let _ = write!(line, " → {}", result(event.ret, ""));
         }
         "exit" | "exit_group" => {
@@ -170,8 +173,8 @@ pub fn process(clock: &Clock, process: &Process) -> String {
 pub fn trailer(trailer: &Trailer) -> String {
     let lost = trailer.losses.as_ref().map_or(0, crate::record::loss_total);
     format!(
-        "end: {}; {} events, {} payload bytes, {} records lost",
-        trailer.end_reason, trailer.events, trailer.payload_bytes, lost
+        "end: {}; {} events, {} payload bytes, {} redactions, {} records lost",
+        trailer.end_reason, trailer.events, trailer.payload_bytes, trailer.redactions, lost
     )
 }
 
@@ -307,6 +310,11 @@ pub fn payload_preview(payload: &Payload) -> String {
     }
     if payload.incomplete {
         preview.push_str(" (incomplete)");
+    }
+    if !payload.redactions.is_empty() {
+        let mut rules: Vec<&str> = payload.redactions.iter().map(|r| r.rule.as_str()).collect();
+        rules.dedup();
+        let _ = write!(preview, " (redacted: {})", rules.join(", "));
     }
     preview
 }

@@ -8,7 +8,8 @@ use std::{
 use clap::Parser;
 use recorder_daemon::{
     cli::{RecorderArgs, RecorderCommand, TargetArgs},
-    command::{self, export, inspect, list, verify, CommandError},
+    command::{self, export, inspect, list, redact_test, verify, CommandError},
+    config,
     record::catalog::{self, RecordingSummary},
     telemetry,
 };
@@ -58,6 +59,10 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             inspect::run(&resolve(&target)?, &filter, hex, follow, out)
         }
         RecorderCommand::Verify { target } => verify::run(&resolve(&target)?, out),
+        RecorderCommand::RedactTest { config } => {
+            let policy = config::redaction_policy(config.as_deref())?;
+            redact_test::run(policy, &mut io::stdin().lock(), out, &mut io::stderr())
+        }
         RecorderCommand::Export {
             target,
             format: export::ExportFormat::Jsonl,

@@ -7,6 +7,7 @@ use clap::Parser;
 use recorder_daemon::{
     capture::Limits,
     cli::RecorderdArgs,
+    config,
     record::SegmentPolicy,
     session::{self, Options},
     telemetry,
@@ -15,7 +16,15 @@ use recorder_daemon::{
 fn main() -> ExitCode {
     let args = RecorderdArgs::parse();
     telemetry::init();
+    let redaction = match config::redaction_policy(args.config.as_deref()) {
+        Ok(policy) => policy,
+        Err(error) => {
+            eprintln!("recorderd: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let options = Options {
+        redaction,
         pids: args.pids,
         command: args.command,
         cgroup: args.cgroup,

@@ -6,7 +6,7 @@ use std::{io::Write, process::ExitCode};
 use base64::Engine as _;
 use recorder_proto::v1::{
     frame::Body, payload::Direction, process, resource::Kind, ClockBase, Event, Header, Loss,
-    Process, Trailer,
+    Process, Redaction, Trailer,
 };
 use serde_json::{json, Value};
 
@@ -52,7 +52,11 @@ fn header(segment: u32, h: &Header) -> Value {
         "target": { "pids": target.pids, "command": target.command, "follow": target.follow,
                     "cgroup": target.cgroup, "comm": target.comm },
         "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes },
-        "redaction": { "enabled": redaction.enabled, "rules": redaction.rules },
+        "redaction": {
+            "enabled": redaction.enabled, "rules": redaction.rules, "pii": redaction.pii,
+            "detectors": redaction.detectors, "detectors_off": redaction.detectors_off,
+            "hold_back_bytes": redaction.hold_back_bytes, "hold_back_ms": redaction.hold_back_ms,
+        },
         "clock": { "monotonic_ns": clock.monotonic_ns, "realtime_ns": clock.realtime_ns },
     })
 }
@@ -83,6 +87,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
             "direction": direction, "length": p.length, "truncated": p.truncated, "incomplete": p.incomplete,
             "base64": base64::engine::general_purpose::STANDARD.encode(&p.data),
             "utf8_preview": String::from_utf8_lossy(preview),
+            "redactions": redactions(&p.redactions),
         })
     });
     json!({
@@ -94,7 +99,14 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         "path": (!e.path.is_empty()).then_some(&e.path), "path_truncated": e.path_truncated,
         "address": e.address.as_ref().map(sockaddr::display), "payload": payload,
         "argv": e.argv, "argv_truncated": e.argv_truncated, "new_fds": e.new_fds,
+        "redactions": redactions(&e.redactions),
     })
+}
+
+fn redactions(list: &[Redaction]) -> Vec<Value> {
+    list.iter()
+        .map(|r| json!({ "rule": r.rule, "offset": r.offset, "length": r.length, "field": r.field }))
+        .collect()
 }
 
 fn process(segment: u32, clock: Option<&ClockBase>, p: &Process) -> Value {
@@ -127,7 +139,7 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
         "type": "trailer", "segment": segment, "events": t.events, "payload_bytes": t.payload_bytes,
         "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
                     "stash_failures": losses.stash_failures, "process_events": losses.process_events },
-        "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns,
+        "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns, "redactions": t.redactions,
     })
 }
 

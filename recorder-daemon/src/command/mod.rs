@@ -7,6 +7,7 @@
 pub mod export;
 pub mod inspect;
 pub mod list;
+pub mod redact_test;
 pub mod verify;
 
 use std::{io, process::ExitCode};
@@ -27,6 +28,8 @@ pub enum CommandError {
     Read(#[from] ReadError),
     #[error("writing output failed: {0}")]
     Output(#[from] io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl CommandError {

@@ -176,6 +176,7 @@ impl Assembler {
             truncated: length > self.max_payload_bytes,
             length,
             data,
+            redactions: Vec::new(),
         }
     }
 }

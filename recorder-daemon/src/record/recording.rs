@@ -25,6 +25,7 @@ struct SegmentCounts {
     events: u64,
     payload_bytes: u64,
     losses: Loss,
+    redactions: u64,
 }
 
 pub struct RecordingWriter {
@@ -79,8 +80,11 @@ impl RecordingWriter {
         match &body {
             Body::Event(event) => {
                 self.counts.events += 1;
-                self.counts.payload_bytes +=
-                    event.payload.as_ref().map_or(0, |p| p.data.len() as u64);
+                let payload = event.payload.as_ref();
+                self.counts.payload_bytes += payload.map_or(0, |p| p.data.len() as u64);
+                self.counts.redactions += (event.redactions.len()
+                    + payload.map_or(0, |p| p.redactions.len()))
+                    as u64;
             }
             Body::Loss(loss) => {
                 let total = &mut self.counts.losses;
@@ -148,6 +152,7 @@ impl RecordingWriter {
             }),
             end_reason: end_reason.to_owned(),
             end_mono_ns,
+            redactions: self.counts.redactions,
         }
     }
 

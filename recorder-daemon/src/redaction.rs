@@ -1,0 +1,450 @@
+//! Redaction before anything is serialized. Every payload goes through the stream redactor of
+//! its (process, fd, direction) stream, so a secret split across syscalls is still found; the
+//! frames wait here, in order, until the redactor has decided every byte before them. Exec
+//! arguments are redacted as whole buffers. Nothing leaves this stage unredacted.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+
+use recorder_proto::v1::{
+    frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event,
+    Payload, Redaction, RedactionPolicy,
+};
+use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
+
+/// Rule name for payloads withheld because the boundary is captured as metadata only.
+const METADATA_ONLY: &str = "capture-metadata";
+/// Rule name for the argument after a flag that names a secret (`--password VALUE`).
+const SECRET_FLAG_VALUE: &str = "secret-flag-value";
+/// Words that make a command-line flag's next argument a secret.
+const SECRET_FLAG_WORDS: [&str; 7] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "credential",
+    "privatekey",
+];
+
+/// One direction of one descriptor, in one of its lives: `generation` changes when the fd is
+/// closed, so a reused number starts a new stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StreamKey {
+    pid: u32,
+    fd: i64,
+    generation: u64,
+    out: bool,
+}
+
+/// A frame waiting for the redactor's decision on its payload (or on an earlier frame's).
+struct Held {
+    body: Body,
+    ticket: Option<(StreamKey, Ticket)>,
+    /// Streams that ended with this frame (a close, a process exit): dropped once it leaves.
+    retire: Vec<StreamKey>,
+}
+
+pub struct Redactor {
+    policy: Arc<Policy>,
+    streams: HashMap<StreamKey, StreamRedactor>,
+    generations: HashMap<(u32, i64), u64>,
+    queue: VecDeque<Held>,
+}
+
+impl Redactor {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Redactor {
+            policy,
+            streams: HashMap::new(),
+            generations: HashMap::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Takes a frame; it comes out of [`Redactor::release`] once it is decided.
+    pub fn push(&mut self, mut body: Body, now_ns: u64) {
+        let (ticket, retire) = match &mut body {
+            Body::Event(event) => {
+                if self.policy.enabled() {
+                    redact_argv(&self.policy, event);
+                }
+                let ticket = self.admit(event, now_ns);
+                let closed = event.syscall == "close" && event.ret == 0;
+                let retire = match closed {
+                    true => self.end_fd(event.pid, event.fd),
+                    false => Vec::new(),
+                };
+                (ticket, retire)
+            }
+            Body::Process(process) if process.kind() == ProcessKind::Exit => {
+                (None, self.end_process(process.pid))
+            }
+            _ => (None, Vec::new()),
+        };
+        self.queue.push_back(Held {
+            body,
+            ticket,
+            retire,
+        });
+    }
+
+    /// Hands every decided frame, in order, to `write`; stops at the first undecided one.
+    pub fn release<E>(&mut self, mut write: impl FnMut(Body) -> Result<(), E>) -> Result<(), E> {
+        while let Some(held) = self.queue.front_mut() {
+            if let Some((key, ticket)) = held.ticket {
+                let stream = self.streams.get_mut(&key).expect("a held frame's stream");
+                let Some(redacted) = stream.take(ticket) else {
+                    return Ok(());
+                };
+                if let Body::Event(Event {
+                    payload: Some(payload),
+                    ..
+                }) = &mut held.body
+                {
+                    payload.data = redacted.bytes;
+                    payload.redactions = redacted
+                        .redactions
+                        .into_iter()
+                        .map(|r| redaction(&r.rule, r.offset, r.length, String::new()))
+                        .collect();
+                }
+            }
+            let held = self.queue.pop_front().expect("the front frame");
+            for key in held.retire {
+                self.streams.remove(&key);
+            }
+            write(held.body)?;
+        }
+        Ok(())
+    }
+
+    /// The time bound: decides, fail-closed, bytes held longer than the hold-back time.
+    pub fn expire(&mut self, now_ns: u64) {
+        for stream in self.streams.values_mut() {
+            stream.expire(now_ns);
+        }
+    }
+
+    /// The recording ends: decides everything still held, fail-closed.
+    pub fn finish(&mut self) {
+        for stream in self.streams.values_mut() {
+            stream.finish();
+        }
+    }
+
+    /// What the recording Header says about the policy.
+    pub fn header_policy(&self) -> RedactionPolicy {
+        policy_summary(&self.policy)
+    }
+}
+
+impl Redactor {
+    /// Redacts what the capture policy says to, and feeds the payload to its stream.
+    fn admit(&mut self, event: &mut Event, now_ns: u64) -> Option<(StreamKey, Ticket)> {
+        let payload = event.payload.as_mut()?;
+        if !self.policy.enabled() || payload.data.is_empty() {
+            return None;
+        }
+        let resource = event.resource.as_ref();
+        let socket = resource.is_some_and(|r| r.kind() == Kind::Socket);
+        let boundary = if socket {
+            Boundary::Network
+        } else {
+            Boundary::File
+        };
+        if self.policy.capture_mode(boundary) == CaptureMode::Metadata {
+            withhold(payload, METADATA_ONLY);
+            return None;
+        }
+        let file = resource.filter(|r| r.kind() == Kind::File);
+        if let Some(rule) = file.and_then(|r| self.policy.never_capture(&r.name)) {
+            withhold(payload, rule);
+            return None;
+        }
+        let key = StreamKey {
+            pid: event.pid,
+            fd: event.fd,
+            generation: self.generations.get(&(event.pid, event.fd)).copied().unwrap_or(0),
+            out: payload.direction() == Direction::Out,
+        };
+        let policy = &self.policy;
+        let stream = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| StreamRedactor::new(policy.clone()));
+        let ticket = stream.push(&payload.data, now_ns);
+        if payload.truncated || payload.incomplete {
+            // Bytes of the stream are missing after this piece: what follows cannot be
+            // joined to it, so the stream decides fail-closed.
+            let missing = payload.length.saturating_sub(payload.data.len() as u64);
+            stream.gap(missing.max(1), now_ns);
+        }
+        Some((key, ticket))
+    }
+
+    /// The fd was closed: its streams are complete. Returns them, to drop once the close
+    /// is written.
+    fn end_fd(&mut self, pid: u32, fd: i64) -> Vec<StreamKey> {
+        let generation = self.generations.entry((pid, fd)).or_insert(0);
+        let ended = [true, false].map(|out| StreamKey {
+            pid,
+            fd,
+            generation: *generation,
+            out,
+        });
+        *generation += 1;
+        ended
+            .into_iter()
+            .filter(|key| match self.streams.get_mut(key) {
+                Some(stream) => {
+                    stream.close();
+                    true
+                }
+                None => false,
+            })
+            .collect()
+    }
+
+    /// The process exited: every stream of it is complete.
+    fn end_process(&mut self, pid: u32) -> Vec<StreamKey> {
+        self.generations.retain(|(owner, _), _| *owner != pid);
+        self.streams
+            .iter_mut()
+            .filter(|(key, _)| key.pid == pid)
+            .map(|(key, stream)| {
+                stream.close();
+                *key
+            })
+            .collect()
+    }
+}
+
+/// Drops a payload's bytes, keeping its length, with the rule that withheld them.
+fn withhold(payload: &mut Payload, rule: &str) {
+    let withheld = payload.data.len() as u32;
+    payload.data.clear();
+    payload.redactions = vec![redaction(rule, 0, withheld, String::new())];
+}
+
+/// Redacts an exec's arguments in place: each as a buffer, and the one after a flag that
+/// names a secret (`--password VALUE`, `-token VALUE`) whole.
+pub fn redact_argv(policy: &Policy, event: &mut Event) {
+    let mut redactions = Vec::new();
+    let masked = redact_args(policy, &event.argv, &mut redactions);
+    event.argv = masked;
+    event.redactions.extend(redactions);
+}
+
+/// The command line, redacted, for the Header and the start message.
+pub fn redact_command(policy: &Policy, argv: &[String]) -> Vec<String> {
+    if !policy.enabled() {
+        return argv.to_vec();
+    }
+    redact_args(policy, argv, &mut Vec::new())
+}
+
+fn redact_args(policy: &Policy, argv: &[String], redactions: &mut Vec<Redaction>) -> Vec<String> {
+    let mut secret_next = false;
+    argv.iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let field = format!("argv[{i}]");
+            let masked = if secret_next {
+                redactions.push(redaction(SECRET_FLAG_VALUE, 0, arg.len() as u32, field));
+                "*".repeat(arg.len())
+            } else {
+                let redacted = policy.redact_buffer(arg.as_bytes());
+                for r in &redacted.redactions {
+                    redactions.push(redaction(&r.rule, r.offset, r.length, field.clone()));
+                }
+                String::from_utf8_lossy(&redacted.bytes).into_owned()
+            };
+            secret_next = names_a_secret(arg);
+            masked
+        })
+        .collect()
+}
+
+/// `--password`, `-p`-less spellings like `--db-password`, `--api_token`: a flag (no `=`)
+/// whose name holds a secret word, whatever its case or separators.
+fn names_a_secret(arg: &str) -> bool {
+    let Some(name) = arg.strip_prefix('-') else {
+        return false;
+    };
+    if name.contains('=') {
+        return false;
+    }
+    let normalized: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    SECRET_FLAG_WORDS
+        .iter()
+        .any(|word| normalized.contains(word))
+}
+
+fn redaction(rule: &str, offset: u32, length: u32, field: String) -> Redaction {
+    Redaction {
+        rule: rule.to_owned(),
+        offset,
+        length,
+        field,
+    }
+}
+
+fn policy_summary(policy: &Policy) -> RedactionPolicy {
+    let summary = policy.summary();
+    let hold_back = policy.hold_back();
+    let on: Vec<String> = summary.detectors;
+    let off = recorder_redact::detector_names()
+        .into_iter()
+        .filter(|name| !on.iter().any(|d| d == name))
+        .map(str::to_owned)
+        .collect();
+    RedactionPolicy {
+        enabled: summary.enabled,
+        rules: summary.rules,
+        pii: summary.pii,
+        detectors: on,
+        detectors_off: off,
+        hold_back_bytes: hold_back.bytes,
+        hold_back_ms: hold_back.nanos / 1_000_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_proto::v1::Resource;
+
+    use super::*;
+
+    fn policy() -> Arc<Policy> {
+        Arc::new(Policy::new(&recorder_redact::Config::default()).unwrap())
+    }
+
+    fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
+        Body::Event(Event {
+            pid,
+            fd,
+            syscall: "write".to_owned(),
+            ret: data.len() as i64,
+            resource: Some(Resource {
+                kind: Kind::Socket.into(),
+                ..Resource::default()
+            }),
+            payload: Some(Payload {
+                direction: Direction::Out.into(),
+                data: data.to_vec(),
+                length: data.len() as u64,
+                ..Payload::default()
+            }),
+            ..Event::default()
+        })
+    }
+
+    fn released(redactor: &mut Redactor) -> Vec<Body> {
+        let mut out = Vec::new();
+        redactor
+            .release(|body| {
+                out.push(body);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn payloads(bodies: &[Body]) -> Vec<u8> {
+        bodies
+            .iter()
+            .filter_map(|b| match b {
+                Body::Event(e) => e.payload.as_ref().map(|p| p.data.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_header_split_one_byte_per_write_is_masked_and_order_is_kept() {
+        let mut redactor = Redactor::new(policy());
+        let request = b"GET / HTTP/1.1\r\nAuthorization: Bearer abcdefghijklmnop\r\n\r\n";
+        let mut out = Vec::new();
+        for (i, byte) in request.iter().enumerate() {
+            redactor.push(write(7, 3, &[*byte]), i as u64);
+            out.extend(released(&mut redactor));
+        }
+        redactor.finish();
+        out.extend(released(&mut redactor));
+        assert_eq!(out.len(), request.len(), "every write comes out, in order");
+        let data = payloads(&out);
+        assert_eq!(data.len(), request.len());
+        let text = String::from_utf8(data).unwrap();
+        assert!(!text.contains("abcdefghijklmnop"), "{text}");
+        assert!(text.starts_with("GET / HTTP/1.1\r\nAuthorization: "), "{text}");
+    }
+
+    #[test]
+    fn frames_behind_a_held_payload_wait_for_it() {
+        let mut redactor = Redactor::new(policy());
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        redactor.push(write(8, 4, b"unrelated"), 1);
+        let early = released(&mut redactor);
+        redactor.push(write(7, 3, b"ter2&x=1\n"), 2);
+        redactor.finish();
+        let mut all = early;
+        all.extend(released(&mut redactor));
+        let text = String::from_utf8(payloads(&all)).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("hun"), "{text}");
+        assert!(text.contains("unrelated"), "{text}");
+        let pids: Vec<u32> = all
+            .iter()
+            .filter_map(|b| match b {
+                Body::Event(e) => Some(e.pid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pids, [7, 8, 7], "recording order is kept");
+    }
+
+    #[test]
+    fn argv_secrets_and_flag_values_are_masked() {
+        let mut event = Event {
+            argv: ["psql", "--password", "s3cret-value", "postgres://u:hunter2@db/app"]
+                .map(str::to_owned)
+                .to_vec(),
+            ..Event::default()
+        };
+        redact_argv(&policy(), &mut event);
+        assert_eq!(event.argv[0], "psql");
+        assert_eq!(event.argv[1], "--password");
+        assert_eq!(event.argv[2], "************");
+        assert!(!event.argv[3].contains("hunter2"), "{}", event.argv[3]);
+        assert!(event.redactions.iter().any(|r| r.field == "argv[2]"));
+        assert!(event.redactions.iter().any(|r| r.field == "argv[3]"));
+    }
+
+    #[test]
+    fn never_captured_files_keep_only_their_length() {
+        let mut redactor = Redactor::new(policy());
+        let Body::Event(mut event) = write(7, 5, b"root:$6$salt$hash:19000::::::\n") else {
+            unreachable!()
+        };
+        event.resource = Some(Resource {
+            kind: Kind::File.into(),
+            name: "/etc/shadow".to_owned(),
+            ..Resource::default()
+        });
+        redactor.push(Body::Event(event), 0);
+        let out = released(&mut redactor);
+        let Body::Event(event) = &out[0] else {
+            panic!("an event")
+        };
+        let payload = event.payload.as_ref().unwrap();
+        assert!(payload.data.is_empty());
+        assert_eq!((payload.length, payload.redactions[0].length), (30, 30));
+    }
+}
