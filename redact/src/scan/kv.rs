@@ -189,7 +189,7 @@ fn unquoted(
     let ends: &[u8] = match sep {
         Sep::JsonColon => b",}] \t\r\n",
         Sep::LineColon => b"\r\n",
-        Sep::Equals => b" \t\r\n&;\"'<>)]}\0",
+        Sep::Equals => b" \t\r\n&;\"'\0",
         Sep::Arrow => b" \t\r\n,;\"'<>)]}",
         Sep::Flag => b" \t\r\n\0",
         Sep::Xml => b"<",

@@ -292,8 +292,25 @@ fn tail(policy: &Policy, buf: &[u8], start: usize, out: &mut Vec<Span>, cont: &m
         s -= 1;
     }
     if s < len {
+        // `key=val` cut inside the value: the key is not part of the candidate.
+        let run = &buf[s..];
+        let from = match memchr::memrchr(b'=', run) {
+            Some(q) => {
+                let k = run[..q]
+                    .iter()
+                    .rposition(|b| b"&?;/".contains(b))
+                    .map_or(0, |p| p + 1);
+                let key = &run[k..q];
+                if !key.is_empty() && key.iter().all(|&b| kv::is_key_byte(b)) {
+                    s + q + 1
+                } else {
+                    s
+                }
+            }
+            None => s,
+        };
         out.push(Span {
-            start: s,
+            start: from,
             end: len,
             rule: FAIL_CLOSED,
         });
