@@ -1,0 +1,54 @@
+//! Protocol framing recognised from a stream's first bytes and followed byte by byte.
+//! Each tracker reports masks it can decide at once (a PostgreSQL password message's
+//! body, a Redis AUTH argument: the framing before them says what they are) and cuts
+//! where a message is complete, so text scanning can decide it without waiting for a
+//! line end. Trackers never hold bytes back.
+
+mod http;
+mod pg;
+mod redis;
+
+use crate::detector::{Detector, Rule};
+use crate::policy::Policy;
+
+/// A mask over stream offsets `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mask {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) rule: Rule,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Framing {
+    pg: pg::Pg,
+    redis: redis::Resp,
+    http: http::Http,
+}
+
+impl Framing {
+    /// Follows `bytes`, which start at stream offset `base`.
+    pub(crate) fn feed(
+        &mut self,
+        policy: &Policy,
+        bytes: &[u8],
+        base: u64,
+        masks: &mut Vec<Mask>,
+        cuts: &mut Vec<u64>,
+    ) {
+        if policy.detector_on(Detector::PostgresPassword) {
+            self.pg.feed(bytes, base, masks, cuts);
+        }
+        if policy.detector_on(Detector::RedisAuth) {
+            self.redis.feed(bytes, base, masks, cuts);
+        }
+        self.http.feed(bytes, base, cuts);
+    }
+
+    /// `len` bytes of the stream were lost.
+    pub(crate) fn gap(&mut self, len: u64) {
+        self.pg.gap(len);
+        self.redis.gap(len);
+        self.http.gap(len);
+    }
+}

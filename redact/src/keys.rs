@@ -1,0 +1,466 @@
+//! Which key names are sensitive. Keys are compared after normalization: ASCII
+//! lowercase with `_`, `-`, `.` and other separators removed, so `clientSecret`,
+//! `client-secret` and `CLIENT_SECRET` are the same key.
+//!
+//! Long, distinctive words (`password`, `secret`, `apikey`) match anywhere in the
+//! normalized key (`db_password`, `AWS_SECRET_ACCESS_KEY`). Short or ambiguous words
+//! (`pwd`, `token`, `auth`, `pin`) match only as a whole component of the key, so
+//! `author`, `shipping` and `prompt_tokens` stay clear. A key whose words after the
+//! sensitive one are all descriptive (`token_type`, `password_file`, `secret_name`,
+//! `access_key_id`) describes a secret rather than holding one, and is not masked.
+
+/// Matched anywhere in the normalized key.
+const CONTAINED: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "secret",
+    "credential",
+    "apikey",
+    "apitoken",
+    "accesskey",
+    "privatekey",
+    "secretkey",
+    "signingkey",
+    "encryptionkey",
+    "sessionkey",
+    "masterkey",
+    "authkey",
+    "accountkey",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "sessiontoken",
+    "securitytoken",
+    "bearertoken",
+    "authorization",
+    "csrftoken",
+    "xsrftoken",
+    "csrfmiddlewaretoken",
+    "sessionid",
+    "sessid",
+    "creditcard",
+    "cardnumber",
+    "accountnumber",
+    "routingnumber",
+    "bankaccount",
+    "socialsecurity",
+];
+
+/// Matched only as a whole component.
+const COMPONENT: &[&str] = &[
+    "pwd",
+    "pw",
+    "pass",
+    "token",
+    "auth",
+    "otp",
+    "totp",
+    "mfa",
+    "pin",
+    "csrf",
+    "xsrf",
+    "cvv",
+    "cvv2",
+    "cvc",
+    "ssn",
+    "bearer",
+    "jwt",
+    "cookie",
+    "iban",
+    "sig",
+    "signature",
+];
+
+/// PII keys: only in PII mode.
+const PII_CONTAINED: &[&str] = &[
+    "email",
+    "phonenumber",
+    "dateofbirth",
+    "birthdate",
+    "passport",
+    "driverlicense",
+    "driverslicense",
+    "zipcode",
+    "postcode",
+    "postalcode",
+    "patientid",
+    "medicalrecord",
+    "diagnosis",
+    "insuranceid",
+    "policynumber",
+    "providerid",
+    "cardholder",
+];
+const PII_COMPONENT: &[&str] = &[
+    "phone", "mobile", "mail", "address", "dob", "zip", "swift", "expiry",
+];
+
+/// Words that, when everything after the sensitive word consists of them, make the key a
+/// description of a secret (`token_type`) rather than the secret.
+const DESCRIPTIVE: &[&str] = &[
+    "type",
+    "kind",
+    "ttl",
+    "expiry",
+    "expires",
+    "expiration",
+    "expired",
+    "in",
+    "at",
+    "file",
+    "path",
+    "dir",
+    "name",
+    "url",
+    "uri",
+    "endpoint",
+    "length",
+    "len",
+    "count",
+    "size",
+    "method",
+    "mode",
+    "hint",
+    "policy",
+    "format",
+    "scheme",
+    "version",
+    "required",
+    "enabled",
+    "header",
+    "headers",
+    "algorithm",
+    "alg",
+    "provider",
+    "source",
+    "field",
+    "label",
+    "status",
+    "strength",
+    "min",
+    "max",
+    "rotation",
+    "created",
+    "updated",
+    "changed",
+    "lifetime",
+    "duration",
+    "age",
+    "limit",
+    "usage",
+    "used",
+    "strategy",
+    "pattern",
+    "prompt",
+    "id",
+    "ids",
+    "sock",
+    "socket",
+    "env",
+    "var",
+    "arn",
+    "ref",
+    "set",
+    "is",
+    "has",
+];
+
+/// The compiled key vocabulary.
+#[derive(Debug)]
+pub(crate) struct KeyMatcher {
+    contained: Vec<Vec<u8>>,
+    component: Vec<Vec<u8>>,
+}
+
+impl KeyMatcher {
+    pub(crate) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
+        let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
+        let mut component: Vec<Vec<u8>> = bytes(COMPONENT);
+        if pii {
+            contained.extend(bytes(PII_CONTAINED));
+            component.extend(bytes(PII_COMPONENT));
+        }
+        for key in extra {
+            let norm = normalize(key.as_bytes());
+            if norm.len() >= 5 {
+                contained.push(norm);
+            } else if !norm.is_empty() {
+                component.push(norm);
+            }
+        }
+        KeyMatcher {
+            contained,
+            component,
+        }
+    }
+
+    /// Words a key must contain (case-insensitively, in its raw spelling) to have any
+    /// chance of being sensitive: the prefilter for the key-value detector.
+    pub(crate) fn prefilter_words(&self) -> Vec<Vec<u8>> {
+        // A contained word like `apikey` may be spelled `api_key` in the text, so the
+        // prefilter uses each word's first few letters, which survive any separator
+        // placement as long as the first component is at least that long.
+        let mut words: Vec<Vec<u8>> = Vec::new();
+        for word in self.contained.iter().chain(&self.component) {
+            let stem = first_part(word);
+            if !words.contains(&stem) {
+                words.push(stem);
+            }
+        }
+        words
+    }
+
+    pub(crate) fn is_sensitive(&self, key: &[u8]) -> bool {
+        let (norm, comps) = components(key);
+        if comps.is_empty() {
+            return false;
+        }
+        let mut best_end: Option<usize> = None;
+        for word in &self.contained {
+            if let Some(pos) = memchr::memmem::rfind(&norm, word) {
+                let end = pos + word.len();
+                best_end = Some(best_end.map_or(end, |b| b.max(end)));
+            }
+        }
+        for &(start, end) in &comps {
+            if self.component.iter().any(|w| w[..] == norm[start..end]) {
+                best_end = Some(best_end.map_or(end, |b| b.max(end)));
+            }
+        }
+        let Some(end) = best_end else {
+            return false;
+        };
+        // Everything after the sensitive word: empty, or only descriptive components.
+        let mut rest = comps.iter().filter(|&&(_, e)| e > end).peekable();
+        if rest.peek().is_none() {
+            return true;
+        }
+        let mut all_descriptive = true;
+        for &(s, e) in rest {
+            if s < end || !DESCRIPTIVE.iter().any(|d| d.as_bytes() == &norm[s..e]) {
+                all_descriptive = false;
+                break;
+            }
+        }
+        !all_descriptive
+    }
+}
+
+/// The leading letters of a normalized word that any spelling of it starts with.
+fn first_part(word: &[u8]) -> Vec<u8> {
+    // Compound words are listed without separators; their first component is at least
+    // the shortest of our first words ("api", "pw", ...), so 2–4 letters is safe.
+    let n = word.len().min(4);
+    let prefixes: &[&[u8]] = &[
+        b"api", b"pw", b"pin", b"sig", b"otp", b"mfa", b"ssn", b"cvv", b"cvc", b"jwt", b"dob",
+        b"zip",
+    ];
+    for p in prefixes {
+        if word.starts_with(p) {
+            return p.to_vec();
+        }
+    }
+    word[..n].to_vec()
+}
+
+/// ASCII-lowercase with every non-alphanumeric byte removed.
+pub(crate) fn normalize(key: &[u8]) -> Vec<u8> {
+    key.iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(|b| b.to_ascii_lowercase())
+        .collect()
+}
+
+/// The normalized key and its components as ranges into it. Components break at
+/// separators, lower→upper (`clientSecret`), acronym ends (`APIKey` → API|Key) and
+/// letter↔digit changes.
+fn components(key: &[u8]) -> (Vec<u8>, Vec<(usize, usize)>) {
+    #[derive(PartialEq, Clone, Copy)]
+    enum C {
+        Lower,
+        Upper,
+        Digit,
+    }
+    let class = |b: u8| {
+        if b.is_ascii_lowercase() {
+            Some(C::Lower)
+        } else if b.is_ascii_uppercase() {
+            Some(C::Upper)
+        } else if b.is_ascii_digit() {
+            Some(C::Digit)
+        } else {
+            None
+        }
+    };
+    let mut norm = Vec::with_capacity(key.len());
+    let mut comps = Vec::new();
+    let mut start = 0;
+    let mut prev: Option<C> = None;
+    for (i, &b) in key.iter().enumerate() {
+        let Some(cur) = class(b) else {
+            if norm.len() > start {
+                comps.push((start, norm.len()));
+            }
+            start = norm.len();
+            prev = None;
+            continue;
+        };
+        let next = key.get(i + 1).copied().and_then(class);
+        let boundary = match (prev, cur) {
+            (Some(C::Lower), C::Upper) => true,
+            (Some(C::Upper), C::Upper) => next == Some(C::Lower),
+            (Some(C::Digit), C::Lower | C::Upper) | (Some(C::Lower | C::Upper), C::Digit) => true,
+            _ => false,
+        };
+        if boundary && norm.len() > start {
+            comps.push((start, norm.len()));
+            start = norm.len();
+        }
+        norm.push(b.to_ascii_lowercase());
+        prev = Some(cur);
+    }
+    if norm.len() > start {
+        comps.push((start, norm.len()));
+    }
+    (norm, comps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(key: &str) -> Vec<String> {
+        let (norm, comps) = components(key.as_bytes());
+        comps
+            .iter()
+            .map(|&(s, e)| String::from_utf8(norm[s..e].to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn splits_every_spelling() {
+        assert_eq!(split("clientSecret"), ["client", "secret"]);
+        assert_eq!(split("client-secret"), ["client", "secret"]);
+        assert_eq!(split("CLIENT_SECRET"), ["client", "secret"]);
+        assert_eq!(split("APIKey"), ["api", "key"]);
+        assert_eq!(split("x.api.key2"), ["x", "api", "key", "2"]);
+    }
+
+    #[test]
+    fn sensitive_keys() {
+        let m = KeyMatcher::new(false, &[]);
+        for key in [
+            "password",
+            "Password",
+            "passwd",
+            "pwd",
+            "secret",
+            "token",
+            "api_key",
+            "apikey",
+            "apiKey",
+            "X-Api-Key",
+            "access_token",
+            "refresh_token",
+            "client_secret",
+            "clientSecret",
+            "client-secret",
+            "CLIENT_SECRET",
+            "private_key",
+            "credentials",
+            "session_token",
+            "auth",
+            "AWS_SECRET_ACCESS_KEY",
+            "DB_PASSWORD",
+            "PGPASSWORD",
+            "password_hash",
+            "passwordConfirmation",
+            "secret_key_base",
+            "user.password",
+            "sessionid",
+            "JSESSIONID",
+            "csrfmiddlewaretoken",
+            "authenticity_token",
+            "pin",
+            "cvv",
+            "card_number",
+        ] {
+            assert!(m.is_sensitive(key.as_bytes()), "{key} should be sensitive");
+        }
+    }
+
+    #[test]
+    fn ordinary_keys() {
+        let m = KeyMatcher::new(false, &[]);
+        for key in [
+            "author",
+            "username",
+            "shipping",
+            "mapping",
+            "prompt_tokens",
+            "max_tokens",
+            "tokenizer",
+            "token_type",
+            "expires_in",
+            "password_file",
+            "secret_name",
+            "AWS_ACCESS_KEY_ID",
+            "private_key_id",
+            "bypass",
+            "key",
+            "id",
+            "email",
+            "SSH_AUTH_SOCK",
+            "",
+            "--",
+        ] {
+            assert!(
+                !m.is_sensitive(key.as_bytes()),
+                "{key} should not be sensitive"
+            );
+        }
+    }
+
+    #[test]
+    fn pii_keys_only_in_pii_mode() {
+        let off = KeyMatcher::new(false, &[]);
+        let on = KeyMatcher::new(true, &[]);
+        for key in ["email", "phone_number", "date_of_birth", "homeAddress"] {
+            assert!(!off.is_sensitive(key.as_bytes()), "{key}");
+            assert!(on.is_sensitive(key.as_bytes()), "{key}");
+        }
+    }
+
+    #[test]
+    fn extra_keys_follow_the_same_rules() {
+        let m = KeyMatcher::new(false, &["internal_ref".into(), "sek".into()]);
+        assert!(m.is_sensitive(b"my_internal_ref"));
+        assert!(m.is_sensitive(b"INTERNAL-REF"));
+        assert!(m.is_sensitive(b"sek"));
+        assert!(!m.is_sensitive(b"seek"));
+    }
+
+    #[test]
+    fn prefilter_covers_every_spelling() {
+        let m = KeyMatcher::new(true, &[]);
+        let words = m.prefilter_words();
+        for key in [
+            "api_key",
+            "API-KEY",
+            "x_access_token",
+            "id_token",
+            "date_of_birth",
+        ] {
+            let lower = key.to_ascii_lowercase();
+            assert!(
+                words
+                    .iter()
+                    .any(|w| lower.as_bytes().windows(w.len()).any(|x| x == &w[..])),
+                "{key}"
+            );
+        }
+    }
+}

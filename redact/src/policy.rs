@@ -1,0 +1,323 @@
+//! The compiled, immutable redaction policy: which detectors run, the key and header
+//! vocabularies, compiled patterns, never-capture paths and capture modes. Built once
+//! from a [`Config`] and shared by every stream through an `Arc`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::config::{CaptureConfig, CaptureMode, Config, ConfigError};
+use crate::detector::{Detector, Rule, FAIL_CLOSED_NAME, FIRST_USER_RULE};
+use crate::keys::KeyMatcher;
+use crate::paths::NeverCapture;
+use crate::scan::ValueDetectors;
+use crate::stream::StreamRedactor;
+use crate::Redacted;
+
+/// Header names whose values are always masked (names are kept).
+const DENIED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "authentication",
+    "x-authorization",
+    "cookie",
+    "set-cookie",
+    "set-cookie2",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-api-token",
+    "x-auth",
+    "x-auth-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-refresh-token",
+    "x-session-token",
+    "x-session-id",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-csrftoken",
+    "csrf-token",
+    "xsrf-token",
+    "www-authenticate",
+    "proxy-authenticate",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "x-vault-token",
+    "private-token",
+    "x-gitlab-token",
+    "x-shopify-access-token",
+    "x-jwt-assertion",
+    "cf-access-token",
+    "cf-access-jwt-assertion",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-slack-signature",
+    "x-client-secret",
+    "x-ms-token-aad-access-token",
+    "x-ms-token-aad-id-token",
+];
+
+/// Which boundary a payload crossed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Boundary {
+    File,
+    Network,
+}
+
+/// The hold-back bounds of a stream, as the daemon's timer needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldBack {
+    /// At most this many undecided bytes per stream direction.
+    pub bytes: u64,
+    /// No undecided byte waits longer than this (once `expire` or `push` sees the time).
+    pub nanos: u64,
+}
+
+/// What the recording Header says about redaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySummary {
+    pub enabled: bool,
+    pub pii: bool,
+    /// Built-in detectors that are on, in a fixed order.
+    pub detectors: Vec<String>,
+    /// User rule names, in config order.
+    pub rules: Vec<String>,
+}
+
+/// A compiled redaction policy. `Send + Sync`; share it with `Arc`.
+pub struct Policy {
+    enabled: bool,
+    pii: bool,
+    on: [bool; Detector::ALL.len()],
+    keys: KeyMatcher,
+    kv_prefilter: Option<AhoCorasick>,
+    headers: HashSet<Vec<u8>>,
+    values: ValueDetectors,
+    rule_names: Vec<Arc<str>>,
+    user_rules: Vec<String>,
+    never: NeverCapture,
+    capture: CaptureConfig,
+    hold_back: HoldBack,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("summary", &self.summary())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// Compiles `config`. Errors name the offending key, detector, rule or pattern.
+    pub fn new(config: &Config) -> Result<Policy, ConfigError> {
+        config.validate_hold_back()?;
+        for name in config.detectors.keys() {
+            if Detector::from_name(name).is_none() {
+                return Err(ConfigError::UnknownDetector {
+                    name: name.clone(),
+                    known: Detector::ALL.map(Detector::name).join(", "),
+                });
+            }
+        }
+        let mut on = [false; Detector::ALL.len()];
+        for d in Detector::ALL {
+            let switch = config.detectors.get(d.name()).copied().unwrap_or(true);
+            on[d as usize] = config.enabled && switch && (!d.pii() || config.pii);
+        }
+        let user_rules = validate_rules(config)?;
+        for key in &config.extra_keys {
+            if crate::keys::normalize(key.as_bytes()).is_empty() {
+                return Err(ConfigError::BadEntry {
+                    field: "extra_keys",
+                    value: key.clone(),
+                    reason: "has no letters or digits",
+                });
+            }
+        }
+        let mut headers: HashSet<Vec<u8>> = DENIED_HEADERS
+            .iter()
+            .map(|h| h.as_bytes().to_vec())
+            .collect();
+        for header in &config.extra_headers {
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b));
+            if !valid {
+                return Err(ConfigError::BadEntry {
+                    field: "extra_headers",
+                    value: header.clone(),
+                    reason: "is not a valid HTTP header name",
+                });
+            }
+            headers.insert(header.to_ascii_lowercase().into_bytes());
+        }
+        let keys = KeyMatcher::new(config.pii, &config.extra_keys);
+        let kv_prefilter = on[Detector::KeyValue as usize].then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(keys.prefilter_words())
+                .expect("key prefilter builds")
+        });
+        let value_detectors: Vec<Detector> = Detector::ALL
+            .into_iter()
+            .filter(|d| on[*d as usize])
+            .collect();
+        let user: Vec<(Rule, &str)> = if config.enabled {
+            config
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (Rule(FIRST_USER_RULE + i as u16), r.pattern.as_str()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let values = ValueDetectors::new(&value_detectors, &user).map_err(|bad| {
+            let name = config
+                .rules
+                .get(bad.index)
+                .map_or_else(|| "(all rules together)".to_string(), |r| r.name.clone());
+            ConfigError::BadRulePattern {
+                name,
+                reason: bad.reason,
+            }
+        })?;
+        let mut rule_names: Vec<Arc<str>> =
+            Detector::ALL.iter().map(|d| Arc::from(d.name())).collect();
+        rule_names.push(Arc::from(FAIL_CLOSED_NAME));
+        rule_names.extend(config.rules.iter().map(|r| Arc::from(r.name.as_str())));
+        Ok(Policy {
+            enabled: config.enabled,
+            pii: config.pii,
+            on,
+            keys,
+            kv_prefilter,
+            headers,
+            values,
+            rule_names,
+            user_rules,
+            never: NeverCapture::new(config.builtin_never_capture, &config.never_capture_paths)?,
+            capture: config.capture,
+            hold_back: HoldBack {
+                bytes: config.hold_back.bytes,
+                nanos: config.hold_back.millis * 1_000_000,
+            },
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// For the recording Header: what is on.
+    pub fn summary(&self) -> PolicySummary {
+        PolicySummary {
+            enabled: self.enabled,
+            pii: self.pii,
+            detectors: Detector::ALL
+                .into_iter()
+                .filter(|d| self.on[*d as usize])
+                .map(|d| d.name().to_string())
+                .collect(),
+            rules: if self.enabled {
+                self.user_rules.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Redacts one complete buffer (argv element, environment block, a sample given to
+    /// `recorder redact-test`). The buffer is treated as a whole stream that ends where it
+    /// ends, so nothing is masked merely for being at the end.
+    pub fn redact_buffer(self: &Policy, bytes: &[u8]) -> Redacted {
+        StreamRedactor::redact_complete(self, bytes)
+    }
+
+    /// The never-capture pattern that matches this file path, if its contents must not be
+    /// captured at all.
+    pub fn never_capture(&self, path: &str) -> Option<&str> {
+        self.never.matches(path)
+    }
+
+    pub fn capture_mode(&self, boundary: Boundary) -> CaptureMode {
+        match boundary {
+            Boundary::File => self.capture.file,
+            Boundary::Network => self.capture.network,
+        }
+    }
+
+    pub fn hold_back(&self) -> HoldBack {
+        self.hold_back
+    }
+
+    pub(crate) fn detector_on(&self, detector: Detector) -> bool {
+        self.on[detector as usize]
+    }
+
+    pub(crate) fn keys(&self) -> &KeyMatcher {
+        &self.keys
+    }
+
+    pub(crate) fn kv_prefilter(&self) -> Option<&AhoCorasick> {
+        self.kv_prefilter.as_ref()
+    }
+
+    pub(crate) fn values(&self) -> &ValueDetectors {
+        &self.values
+    }
+
+    pub(crate) fn header_denied(&self, name: &[u8]) -> bool {
+        if name.len() > 64 {
+            return false;
+        }
+        let mut lower = [0u8; 64];
+        for (dst, src) in lower.iter_mut().zip(name) {
+            *dst = src.to_ascii_lowercase();
+        }
+        self.headers.contains(&lower[..name.len()])
+    }
+
+    pub(crate) fn rule_name(&self, rule: Rule) -> Arc<str> {
+        self.rule_names[rule.0 as usize].clone()
+    }
+}
+
+fn validate_rules(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for rule in &config.rules {
+        let name = &rule.name;
+        let bad = |reason| ConfigError::BadRuleName {
+            name: name.clone(),
+            reason,
+        };
+        if name.is_empty() || name.len() > 64 {
+            return Err(bad("must be 1 to 64 characters"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad("may contain only letters, digits, `-`, `_` and `.`"));
+        }
+        if Detector::from_name(name).is_some() || name == FAIL_CLOSED_NAME {
+            return Err(bad("is the name of a built-in detector"));
+        }
+        if names.contains(name) {
+            return Err(bad("is used twice"));
+        }
+        names.push(name.clone());
+    }
+    if names.len() > usize::from(u16::MAX - FIRST_USER_RULE) {
+        return Err(ConfigError::BadRuleName {
+            name: names[0].clone(),
+            reason: "belongs to too many rules",
+        });
+    }
+    Ok(names)
+}

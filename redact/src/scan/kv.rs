@@ -1,0 +1,303 @@
+//! Key-based detection: a sensitive key followed by its value, in any of the common
+//! spellings — JSON (`"password": "x"`, also numbers, arrays, objects), form and query
+//! strings (`password=x&`), conninfo (`host=db password=x`, `Password=x;`), environment
+//! lines (`export DB_PASSWORD=x`), YAML and header-like lines (`token: x`), Ruby/PHP
+//! hashes (`'password' => 'x'`), XML elements, SQL (`PASSWORD 'x'`) and command-line
+//! flags (`--password x`). The value is masked; the key stays.
+
+use crate::detector::{Detector, Rule};
+use crate::keys::normalize;
+use crate::policy::Policy;
+use crate::scan::{Cont, ContainerState, QuotedState, Span};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sep {
+    /// `"key": v` — JSON and JS objects.
+    JsonColon,
+    /// `key: v` — YAML, header-like, logs: the value runs to the end of the line.
+    LineColon,
+    /// `key=v`, `key := v`.
+    Equals,
+    /// `key => v`.
+    Arrow,
+    /// `--key v`.
+    Flag,
+    /// `<key>v</key>`.
+    Xml,
+    /// `PASSWORD 'v'`.
+    Sql,
+}
+
+pub(crate) fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+pub(crate) fn scan(policy: &Policy, buf: &[u8], out: &mut Vec<Span>, cont: &mut Cont) {
+    let Some(prefilter) = policy.kv_prefilter() else {
+        return;
+    };
+    let rule = Detector::KeyValue.rule();
+    let mut skip_until = 0;
+    for hit in prefilter.find_iter(buf) {
+        if hit.start() < skip_until {
+            continue;
+        }
+        let (mut ks, mut ke) = (hit.start(), hit.end());
+        while ks > 0 && is_key_byte(buf[ks - 1]) {
+            ks -= 1;
+        }
+        while ke < buf.len() && is_key_byte(buf[ke]) {
+            ke += 1;
+        }
+        skip_until = ke;
+        let mut kstart = ks;
+        while kstart < ke && matches!(buf[kstart], b'-' | b'.') {
+            kstart += 1;
+        }
+        let mut kend = ke;
+        while kend > kstart && matches!(buf[kend - 1], b'-' | b'.') {
+            kend -= 1;
+        }
+        let key = &buf[kstart..kend];
+        if key.is_empty() || !policy.keys().is_sensitive(key) {
+            continue;
+        }
+        let dashed =
+            kstart > ks && (ks == 0 || matches!(buf[ks - 1], b' ' | b'\t' | b'\0' | b'\n'));
+        if let Some(end) = value(buf, ks, ke, key, dashed, rule, out, cont) {
+            skip_until = skip_until.max(end);
+        }
+    }
+}
+
+/// Finds the separator and value after the key at `ks..ke`; returns where the value ends.
+#[expect(clippy::too_many_arguments, reason = "internal helper of `scan`")]
+fn value(
+    buf: &[u8],
+    ks: usize,
+    ke: usize,
+    key: &[u8],
+    dashed: bool,
+    rule: Rule,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) -> Option<usize> {
+    let len = buf.len();
+    let open = ks.checked_sub(1).map(|i| buf[i]);
+    let mut i = ke;
+    let mut quoted_key = false;
+    if let Some(q @ (b'"' | b'\'')) = open {
+        if buf.get(i) == Some(&q) {
+            i += 1;
+            quoted_key = true;
+        }
+    }
+    if open == Some(b'<') && buf.get(i) == Some(&b'>') {
+        return unquoted(buf, i + 1, Sep::Xml, rule, out, cont);
+    }
+    let after_key = i;
+    while i < len && matches!(buf[i], b' ' | b'\t') {
+        i += 1;
+    }
+    if i >= len {
+        return None;
+    }
+    let sep = match buf[i] {
+        b':' => match buf.get(i + 1) {
+            Some(b':') => return None,
+            Some(b'/') if buf.get(i + 2) == Some(&b'/') => return None,
+            Some(b'=') => {
+                i += 2;
+                Sep::Equals
+            }
+            _ => {
+                i += 1;
+                if quoted_key {
+                    Sep::JsonColon
+                } else {
+                    Sep::LineColon
+                }
+            }
+        },
+        b'=' => match buf.get(i + 1) {
+            Some(b'=') => return None,
+            Some(b'>') => {
+                i += 2;
+                Sep::Arrow
+            }
+            _ => {
+                i += 1;
+                Sep::Equals
+            }
+        },
+        b'\'' if i > after_key && !quoted_key && normalize(key) == b"password" => Sep::Sql,
+        _ if dashed && !quoted_key && matches!(buf[after_key], b' ' | b'\t' | b'\0') => {
+            while i < len && matches!(buf[i], b' ' | b'\t' | b'\0') {
+                i += 1;
+            }
+            if i < len && buf[i] == b'-' {
+                return None;
+            }
+            Sep::Flag
+        }
+        _ => return None,
+    };
+    // Whitespace before the value; JSON-like values may start on the next line.
+    let multiline = matches!(sep, Sep::JsonColon | Sep::Arrow);
+    while i < len
+        && (matches!(buf[i], b' ' | b'\t') || (multiline && matches!(buf[i], b'\r' | b'\n')))
+    {
+        i += 1;
+    }
+    if i >= len {
+        cont.value = Some(rule);
+        return Some(len);
+    }
+    match buf[i] {
+        q @ (b'"' | b'\'' | b'`') => Some(quoted(buf, i + 1, q, rule, out, cont)),
+        b'{' | b'[' if sep != Sep::Flag && sep != Sep::Sql => {
+            Some(container(buf, i, rule, out, cont))
+        }
+        _ if sep == Sep::Sql => None,
+        _ => {
+            let rest = &buf[i..];
+            for literal in [&b"true"[..], b"false", b"null"] {
+                if rest.starts_with(literal)
+                    && rest.get(literal.len()).is_none_or(|&b| !is_key_byte(b))
+                {
+                    return None;
+                }
+            }
+            // `PWD=/home/user` is the shell's working directory, not a password.
+            let norm = normalize(key);
+            if (norm == b"pwd" || norm == b"oldpwd") && rest.first() == Some(&b'/') {
+                return None;
+            }
+            unquoted(buf, i, sep, rule, out, cont)
+        }
+    }
+}
+
+fn unquoted(
+    buf: &[u8],
+    start: usize,
+    sep: Sep,
+    rule: Rule,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) -> Option<usize> {
+    let ends: &[u8] = match sep {
+        Sep::JsonColon => b",}] \t\r\n",
+        Sep::LineColon => b"\r\n",
+        Sep::Equals => b" \t\r\n&;\"'\0",
+        Sep::Arrow => b" \t\r\n,;\"'<>)]}",
+        Sep::Flag => b" \t\r\n\0",
+        Sep::Xml => b"<",
+        Sep::Sql => b"'",
+    };
+    let mut end = buf[start..]
+        .iter()
+        .position(|b| ends.contains(b))
+        .map_or(buf.len(), |p| start + p);
+    if end == buf.len() {
+        match sep {
+            Sep::LineColon => cont.line = Some(rule),
+            Sep::Xml => {
+                cont.quoted = Some(QuotedState {
+                    quote: b'<',
+                    escaped: false,
+                    rule,
+                })
+            }
+            _ => cont.token = Some(rule),
+        }
+    }
+    if sep == Sep::LineColon {
+        while end > start && matches!(buf[end - 1], b' ' | b'\t') {
+            end -= 1;
+        }
+    }
+    if end > start {
+        out.push(Span { start, end, rule });
+    }
+    Some(end)
+}
+
+/// Masks a quoted value starting after its opening quote; returns where it ends.
+pub(crate) fn quoted(
+    buf: &[u8],
+    start: usize,
+    quote: u8,
+    rule: Rule,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) -> usize {
+    let mut state = QuotedState {
+        quote,
+        escaped: false,
+        rule,
+    };
+    match state.advance(&buf[start..]) {
+        Some(close) => {
+            if close > 0 {
+                out.push(Span {
+                    start,
+                    end: start + close,
+                    rule,
+                });
+            }
+            start + close + 1
+        }
+        None => {
+            if buf.len() > start {
+                out.push(Span {
+                    start,
+                    end: buf.len(),
+                    rule,
+                });
+            }
+            cont.quoted = Some(state);
+            buf.len()
+        }
+    }
+}
+
+/// Masks the inside of an array or object starting at its opening bracket.
+pub(crate) fn container(
+    buf: &[u8],
+    open: usize,
+    rule: Rule,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) -> usize {
+    let mut state = ContainerState {
+        depth: 1,
+        string: None,
+        escaped: false,
+        rule,
+    };
+    let start = open + 1;
+    match state.advance(&buf[start..]) {
+        Some(close) => {
+            if close > 0 {
+                out.push(Span {
+                    start,
+                    end: start + close,
+                    rule,
+                });
+            }
+            start + close + 1
+        }
+        None => {
+            if buf.len() > start {
+                out.push(Span {
+                    start,
+                    end: buf.len(),
+                    rule,
+                });
+            }
+            cont.container = Some(state);
+            buf.len()
+        }
+    }
+}
