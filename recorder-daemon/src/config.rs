@@ -50,7 +50,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         line: error
             .span()
-            .map_or(1, |span| text[..span.start].lines().count().max(1)),
+            .map_or(1, |span| 1 + text[..span.start].matches('\n').count()),
         // The message alone: toml's full rendering quotes the offending line, which could
         // hold a value someone meant to keep out of logs.
         message: error.message().trim().to_owned(),
@@ -88,14 +88,22 @@ mod tests {
     fn unknown_keys_and_bad_rules_are_one_line_errors() {
         let file = write("[redaction]\npii = true\nsurprise = 1\n");
         let error = load(Some(file.path())).unwrap_err().to_string();
-        assert!(error.contains("line 3") && error.contains("surprise"), "{error}");
+        assert!(
+            error.contains("line 3") && error.contains("surprise"),
+            "{error}"
+        );
         assert!(!error.contains('\n'), "{error}");
 
         let file = write("[[redaction.rules]]\nname = \"broken\"\npattern = \"(\"\n");
         let error = redaction_policy(Some(file.path())).unwrap_err().to_string();
         assert!(error.contains("broken"), "{error}");
 
-        let error = load(Some(Path::new("/no/such/file.toml"))).unwrap_err().to_string();
-        assert!(error.starts_with("cannot read config /no/such/file.toml"), "{error}");
+        let error = load(Some(Path::new("/no/such/file.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("cannot read config /no/such/file.toml"),
+            "{error}"
+        );
     }
 }

@@ -12,8 +12,8 @@ use crate::{
     event::{decode, Assembler, RawRecord},
     fdtable::FdTable,
     processes::Processes,
-    redaction::Redactor,
     record::{RecordingWriter, WriteError},
+    redaction::Redactor,
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -114,7 +114,10 @@ impl Pipeline {
         if lost.total() == 0 {
             return Ok(());
         }
-        self.write(Body::Loss(loss_frame(lost, from_mono_ns, to_mono_ns)), to_mono_ns)
+        self.write(
+            Body::Loss(loss_frame(lost, from_mono_ns, to_mono_ns)),
+            to_mono_ns,
+        )
     }
 
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {

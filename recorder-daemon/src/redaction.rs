@@ -9,8 +9,8 @@ use std::{
 };
 
 use recorder_proto::v1::{
-    frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event,
-    Payload, Redaction, RedactionPolicy,
+    frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event, Payload,
+    Redaction, RedactionPolicy,
 };
 use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
 
@@ -167,7 +167,11 @@ impl Redactor {
         let key = StreamKey {
             pid: event.pid,
             fd: event.fd,
-            generation: self.generations.get(&(event.pid, event.fd)).copied().unwrap_or(0),
+            generation: self
+                .generations
+                .get(&(event.pid, event.fd))
+                .copied()
+                .unwrap_or(0),
             out: payload.direction() == Direction::Out,
         };
         let policy = &self.policy;
@@ -384,14 +388,17 @@ mod tests {
         assert_eq!(data.len(), request.len());
         let text = String::from_utf8(data).unwrap();
         assert!(!text.contains("abcdefghijklmnop"), "{text}");
-        assert!(text.starts_with("GET / HTTP/1.1\r\nAuthorization: "), "{text}");
+        assert!(
+            text.starts_with("GET / HTTP/1.1\r\nAuthorization: "),
+            "{text}"
+        );
     }
 
     #[test]
     fn frames_behind_a_held_payload_wait_for_it() {
         let mut redactor = Redactor::new(policy());
         redactor.push(write(7, 3, b"password=hun"), 0);
-        redactor.push(write(8, 4, b"unrelated"), 1);
+        redactor.push(write(8, 4, b"unrelated\n"), 1);
         let early = released(&mut redactor);
         redactor.push(write(7, 3, b"ter2&x=1\n"), 2);
         redactor.finish();
@@ -413,9 +420,14 @@ mod tests {
     #[test]
     fn argv_secrets_and_flag_values_are_masked() {
         let mut event = Event {
-            argv: ["psql", "--password", "s3cret-value", "postgres://u:hunter2@db/app"]
-                .map(str::to_owned)
-                .to_vec(),
+            argv: [
+                "psql",
+                "--password",
+                "s3cret-value",
+                "postgres://u:hunter2@db/app",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             ..Event::default()
         };
         redact_argv(&policy(), &mut event);

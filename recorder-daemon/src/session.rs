@@ -21,8 +21,8 @@ use crate::{
     host_info,
     pipeline::Pipeline,
     processes::Processes,
-    redaction::{redact_command, Redactor},
     record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
+    redaction::{redact_command, Redactor},
     target::{self, Spawned, TargetError},
 };
 

@@ -105,7 +105,9 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
 
 fn redactions(list: &[Redaction]) -> Vec<Value> {
     list.iter()
-        .map(|r| json!({ "rule": r.rule, "offset": r.offset, "length": r.length, "field": r.field }))
+        .map(
+            |r| json!({ "rule": r.rule, "offset": r.offset, "length": r.length, "field": r.field }),
+        )
         .collect()
 }
 

@@ -52,9 +52,18 @@ mod tests {
         let input = b"GET /?q=1 HTTP/1.1\r\nCookie: session=abcdef0123456789\r\n\r\n";
         let (mut out, mut notes) = (Vec::new(), Vec::new());
         run(policy, &mut &input[..], &mut out, &mut notes).unwrap();
-        let (out, notes) = (String::from_utf8(out).unwrap(), String::from_utf8(notes).unwrap());
+        let (out, notes) = (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(notes).unwrap(),
+        );
         assert_eq!(out.len(), input.len());
-        assert!(!out.contains("abcdef0123456789") && out.contains("Cookie: "), "{out}");
-        assert!(notes.contains("by http-header") && notes.ends_with("1 redactions\n"), "{notes}");
+        assert!(
+            !out.contains("abcdef0123456789") && out.contains("Cookie: "),
+            "{out}"
+        );
+        assert!(
+            notes.contains("by http-header") && notes.ends_with("1 redactions\n"),
+            "{notes}"
+        );
     }
 }

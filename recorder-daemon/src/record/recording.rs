@@ -82,9 +82,8 @@ impl RecordingWriter {
                 self.counts.events += 1;
                 let payload = event.payload.as_ref();
                 self.counts.payload_bytes += payload.map_or(0, |p| p.data.len() as u64);
-                self.counts.redactions += (event.redactions.len()
-                    + payload.map_or(0, |p| p.redactions.len()))
-                    as u64;
+                self.counts.redactions +=
+                    (event.redactions.len() + payload.map_or(0, |p| p.redactions.len())) as u64;
             }
             Body::Loss(loss) => {
                 let total = &mut self.counts.losses;
