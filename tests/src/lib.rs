@@ -58,8 +58,15 @@ pub struct Recorder {
 impl Recorder {
     /// Starts `recorderd ARGS` and waits until it says it is recording.
     pub fn start(args: &[&str]) -> Recorder {
+        Recorder::start_with_env(args, &[])
+    }
+
+    /// As [`Recorder::start`], with extra environment variables (a spawned command inherits
+    /// them: how tests hand clients a password without putting it on a command line).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Recorder {
         let mut child = Command::new(binary("recorderd"))
             .args(args)
+            .envs(env.iter().copied())
             // cargo points LD_LIBRARY_PATH at target/; spawned commands should see a clean one.
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null())
@@ -198,6 +205,18 @@ impl Recording {
             .filter(|event| event.pid == pid)
             .collect()
     }
+}
+
+/// Every byte a segment holds after its plain preamble, decompressed: what a reader with the
+/// file — and no tool of ours — would see.
+pub fn decompressed_segment(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("read segment");
+    zstd::stream::decode_all(&bytes[16..]).expect("a zstd stream after the preamble")
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// Parses the workload's `key=value` report.

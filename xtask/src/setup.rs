@@ -9,8 +9,19 @@ use xtask::toolchain::{self, NIGHTLY};
 /// bpf-linker release known to link with the nightly's own LLVM (see shared toolchain notes).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages the tests and the benchmark harness run.
-pub const APT_PACKAGES: &[&str] = &["curl", "python3", "iproute2", "procps"];
+/// Debian packages the tests and the benchmark harness run: the real clients and servers the
+/// privileged tests record (curl, python3's http.server, PostgreSQL with psql, Redis with
+/// redis-cli) and the tools they use.
+pub const APT_PACKAGES: &[&str] = &[
+    "curl",
+    "python3",
+    "iproute2",
+    "procps",
+    "postgresql",
+    "postgresql-client",
+    "redis-server",
+    "redis-tools",
+];
 
 pub fn run() -> Result<()> {
     let started = Instant::now();
