@@ -216,7 +216,9 @@ pub fn decompressed_segment(path: &Path) -> Vec<u8> {
 
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Parses the workload's `key=value` report.

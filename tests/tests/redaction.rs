@@ -5,17 +5,19 @@
 use std::{
     io::{BufRead, BufReader},
     net::TcpListener,
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
-use recorder_tests::{
-    contains, decompressed_segment, require_privileges, Recorder, Recording,
-};
+use recorder_tests::{contains, decompressed_segment, require_privileges, Recorder, Recording};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts a server and waits for the line (on stdout or stderr) saying it is ready.
@@ -51,10 +53,30 @@ fn start_server(command: &mut Command, ready: &str) -> Child {
 
 /// Records `command` (spawned by recorderd with `env`) and returns the segment file.
 fn record(work: &Path, command: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    record_with(work, &[], command, env)
+}
+
+fn record_with(work: &Path, options: &[&str], command: &[&str], env: &[(&str, &str)]) -> PathBuf {
     let output = work.join("recordings");
-    let mut args = vec!["--output", output.to_str().unwrap(), "--"];
+    let mut args = vec!["--output", output.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.push("--");
     args.extend_from_slice(command);
     Recorder::start_with_env(&args, env).finish()
+}
+
+/// Records `command` once with redaction turned off in config, and checks the secret did
+/// cross the boundary: so the redacted run's clean bytes mean the redactor worked.
+fn assert_secret_crosses(work: &Path, command: &[&str], env: &[(&str, &str)], secret: &str) {
+    let config = work.join("no-redaction.toml");
+    std::fs::write(&config, "[redaction]\nenabled = false\n").unwrap();
+    let path = record_with(work, &["--config", config.to_str().unwrap()], command, env);
+    assert!(
+        contains(&decompressed_segment(&path), secret.as_bytes()),
+        "without redaction the secret is recorded (so the client really sent it)"
+    );
+    let policy = Recording::read(&path).header.unwrap().redaction.unwrap();
+    assert!(!policy.enabled, "the Header says redaction was off");
 }
 
 /// The raw bytes hold no secret and every public part.
@@ -68,10 +90,16 @@ fn assert_redacted(path: &Path, secrets: &[&str], public: &[&str]) {
         );
     }
     for part in public {
-        assert!(contains(&raw, part.as_bytes()), "{part:?} is missing from the recording");
+        assert!(
+            contains(&raw, part.as_bytes()),
+            "{part:?} is missing from the recording"
+        );
     }
     let trailer = Recording::read(path).trailer.expect("a finished recording");
-    assert!(trailer.redactions > 0, "redactions are counted in the trailer");
+    assert!(
+        trailer.redactions > 0,
+        "redactions are counted in the trailer"
+    );
 }
 
 #[test]
@@ -83,7 +111,14 @@ fn curl_credentials_headers_and_json_body() {
     let port = free_port();
     let mut server = start_server(
         Command::new("python3")
-            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
             .current_dir(work.path()),
         "Serving HTTP",
     );
@@ -99,8 +134,21 @@ fn curl_credentials_headers_and_json_body() {
     let path = record(
         work.path(),
         &[
-            "curl", "-sS", "-o", "/dev/null", "-X", "POST", "-H", &authorization, "-H",
-            &cookie_header, "-H", "Content-Type: application/json", "--data", &body, &url,
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            "-H",
+            &authorization,
+            "-H",
+            &cookie_header,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+            &url,
         ],
         &[],
     );
@@ -108,7 +156,13 @@ fn curl_credentials_headers_and_json_body() {
     server.wait().unwrap();
     assert_redacted(
         &path,
-        &[token, cookie, password, "4111 1111 1111 1111", "4111111111111111"],
+        &[
+            token,
+            cookie,
+            password,
+            "4111 1111 1111 1111",
+            "4111111111111111",
+        ],
         &[
             "POST /api/orders?customer=alice HTTP/1.1",
             "Authorization: ",
@@ -129,7 +183,9 @@ fn postgres_bin(name: &str) -> PathBuf {
         .filter(|path| path.is_file())
         .collect();
     versions.sort();
-    versions.pop().unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql"))
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql"))
 }
 
 #[test]
@@ -145,12 +201,21 @@ fn psql_password_authentication() {
     let password = "Pg-s3cret-Redacted-42";
     let pwfile = data.join("pwfile");
     std::fs::write(&pwfile, format!("{password}\n")).unwrap();
-    let chown = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status();
-    assert!(chown.unwrap().success(), "the postgres user exists (Debian's postgresql package)");
+    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
+    let (uid, gid) = unsafe {
+        let entry = libc::getpwnam(c"postgres".as_ptr());
+        assert!(
+            !entry.is_null(),
+            "the postgres user exists (Debian's postgresql package)"
+        );
+        ((*entry).pw_uid, (*entry).pw_gid)
+    };
+    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
     let cluster = data.join("cluster");
-    let initdb = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(postgres_bin("initdb"))
+    let initdb = Command::new(postgres_bin("initdb"))
+        .uid(uid)
+        .gid(gid)
         .args(["-D", cluster.to_str().unwrap(), "-U", "tester", "--pwfile"])
         .arg(&pwfile)
         // Cleartext password authentication over TCP, so the secret really crosses the socket.
@@ -161,24 +226,38 @@ fn psql_password_authentication() {
     assert!(initdb.success());
     let port = free_port();
     let mut server = start_server(
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(postgres_bin("postgres"))
-            .args(["-D", cluster.to_str().unwrap(), "-p", &port.to_string(), "-k"])
+        Command::new(postgres_bin("postgres"))
+            .uid(uid)
+            .gid(gid)
+            .args([
+                "-D",
+                cluster.to_str().unwrap(),
+                "-p",
+                &port.to_string(),
+                "-k",
+            ])
             .arg(&data)
             .args(["-c", "listen_addresses=127.0.0.1"]),
         "ready to accept connections",
     );
     let conninfo = format!("host=127.0.0.1 port={port} user=tester dbname=postgres");
-    let path = record(
-        work.path(),
-        &["psql", &conninfo, "-Atc", "SELECT 'visible-sql-text' AS probe"],
-        &[("PGPASSWORD", password)],
-    );
+    let psql = [
+        "psql",
+        &conninfo,
+        "-Atc",
+        "SELECT 'visible-sql-text' AS probe",
+    ];
+    let env = [("PGPASSWORD", password)];
+    assert_secret_crosses(work.path(), &psql, &env, password);
+    let path = record(work.path(), &psql, &env);
     // SAFETY: signalling the server we started; SIGINT is its fast shutdown.
     unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
     server.wait().unwrap();
-    assert_redacted(&path, &[password], &["SELECT 'visible-sql-text' AS probe", "tester"]);
+    assert_redacted(
+        &path,
+        &[password],
+        &["SELECT 'visible-sql-text' AS probe", "tester"],
+    );
 }
 
 #[test]
@@ -204,12 +283,25 @@ fn redis_cli_auth() {
         ]),
         "Ready to accept connections",
     );
-    let path = record(
-        work.path(),
-        &["redis-cli", "-h", "127.0.0.1", "-p", &port.to_string(), "SET", "visible-key", "visible-value"],
-        &[("REDISCLI_AUTH", password)],
-    );
+    let port = port.to_string();
+    let cli = [
+        "redis-cli",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "SET",
+        "visible-key",
+        "visible-value",
+    ];
+    let env = [("REDISCLI_AUTH", password)];
+    assert_secret_crosses(work.path(), &cli, &env, password);
+    let path = record(work.path(), &cli, &env);
     server.kill().unwrap();
     server.wait().unwrap();
-    assert_redacted(&path, &[password], &["AUTH", "SET", "visible-key", "visible-value", "+OK"]);
+    assert_redacted(
+        &path,
+        &[password],
+        &["AUTH", "SET", "visible-key", "visible-value", "+OK"],
+    );
 }
