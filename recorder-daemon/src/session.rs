@@ -19,7 +19,7 @@ use crate::{
     fdtable::FdTable,
     host_info,
     pipeline::Pipeline,
-    record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
+    record::{DirError, OutputDir, RecordingWriter, Seal, SegmentPolicy, WriteError},
     target::{self, Spawned, TargetError},
 };
 
@@ -37,6 +37,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub limits: Limits,
     pub segments: SegmentPolicy,
+    /// Seal every segment to these recipients (`--seal-to`).
+    pub seal: Option<Seal>,
 }
 
 #[derive(Debug)]
@@ -139,7 +141,7 @@ async fn record(
 
     let start_mono_ns = host_info::monotonic_ns();
     let header = header(options, &host_info::new_recording_id(), spawned.as_deref());
-    let writer = RecordingWriter::create(dir, header, options.segments)?;
+    let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
     let mut pipeline = Pipeline::new(options.limits.max_payload_bytes, fds, writer);
     if let Some(child) = spawned {

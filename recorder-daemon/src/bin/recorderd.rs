@@ -7,7 +7,7 @@ use clap::Parser;
 use recorder_daemon::{
     capture::Limits,
     cli::RecorderdArgs,
-    record::SegmentPolicy,
+    record::{seal, SegmentPolicy},
     session::{self, Options},
     telemetry,
 };
@@ -15,6 +15,14 @@ use recorder_daemon::{
 fn main() -> ExitCode {
     let args = RecorderdArgs::parse();
     telemetry::init();
+    // Checked before anything is loaded: a bad key is the user's to fix, on one line.
+    let seal = match seal::from_args(&args.seal_to, &args.seal_to_file) {
+        Ok(seal) => seal,
+        Err(error) => {
+            eprintln!("recorderd: {}", one_line(&error));
+            return ExitCode::from(2);
+        }
+    };
     let options = Options {
         pids: args.pids,
         command: args.command,
@@ -29,6 +37,7 @@ fn main() -> ExitCode {
             max_age: args.segment_duration,
             fsync_interval: Some(args.fsync_interval).filter(|every| !every.is_zero()),
         },
+        seal,
     };
     match session::run(options) {
         Ok(outcome) => {

@@ -1,17 +1,23 @@
 //! Recordings on disk: the segment layout (`segment`), the output directory (`dir`), and the
-//! writer and reader of segments. docs/FORMAT.md is the contract this module implements.
+//! writer and reader of segments, sealed (`seal`) or not. docs/FORMAT.md is the contract this
+//! module implements.
 
 pub mod catalog;
 pub mod dir;
 pub mod reader;
 pub mod recording;
+pub mod seal;
 pub mod segment;
 pub mod writer;
 
 pub use dir::{DirError, OutputDir};
 pub use reader::{ReadError, SegmentReader};
 pub use recording::{RecordingWriter, SegmentPolicy};
+pub use seal::{Keyring, Seal};
 pub use writer::{SegmentWriter, WriteError};
+
+#[cfg(test)]
+mod sealed_tests;
 
 #[cfg(test)]
 mod tests {
