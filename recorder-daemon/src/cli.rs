@@ -140,7 +140,12 @@ pub enum RecorderCommand {
 pub struct KeyArgs {
     /// An age identity file (`recorder keygen` writes one) to open sealed recordings.
     /// Repeatable; defaults to $RECORDER_IDENTITY.
-    #[arg(long = "identity", short = 'i', value_name = "FILE", env = "RECORDER_IDENTITY")]
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        env = "RECORDER_IDENTITY"
+    )]
     pub identities: Vec<PathBuf>,
 }
 

@@ -174,8 +174,7 @@ impl Recording {
 
     /// Reads a segment, sealed or not, opening a sealed one with `keyring`.
     pub fn read_with(path: &Path, keyring: &Keyring) -> Recording {
-        let mut reader =
-            SegmentReader::open_with(path, keyring).unwrap_or_else(|e| panic!("{e}"));
+        let mut reader = SegmentReader::open_with(path, keyring).unwrap_or_else(|e| panic!("{e}"));
         let mut recording = Recording::default();
         while let Some(body) = reader.next_body().unwrap_or_else(|e| panic!("{e}")) {
             match body {

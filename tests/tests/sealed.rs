@@ -12,9 +12,7 @@ use std::{
 
 use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::frame::Body;
-use recorder_tests::{
-    binary, record_busy, record_gated_workload_with, require_privileges, unhex,
-};
+use recorder_tests::{binary, record_busy, record_gated_workload_with, require_privileges, unhex};
 
 /// As for unsealed segments: a block closes with its zstd frame, once a second (checked
 /// every 250 ms), so a kill loses at most that.
@@ -51,7 +49,9 @@ fn keyring(path: &Path) -> Keyring {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -121,15 +121,27 @@ fn a_sealed_recording_opens_only_with_its_identities() {
     // On disk: none of it, nor the target's command line or host.
     let raw = std::fs::read(&run.path).unwrap();
     let file_line = format!("recorderd workload {}", run.pid);
-    assert!(!contains(&raw, file_line.as_bytes()), "payload in the clear");
-    assert!(!contains(&raw, &net_message), "network payload in the clear");
-    assert!(!contains(&raw, run.report["path"].as_bytes()), "path in the clear");
+    assert!(
+        !contains(&raw, file_line.as_bytes()),
+        "payload in the clear"
+    );
+    assert!(
+        !contains(&raw, &net_message),
+        "network payload in the clear"
+    );
+    assert!(
+        !contains(&raw, run.report["path"].as_bytes()),
+        "path in the clear"
+    );
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     // (A very short name could turn up in ciphertext by chance.)
     if host.trim().len() >= 6 {
         assert!(!contains(&raw, host.trim().as_bytes()), "host in the clear");
     }
-    assert!(contains(&raw, team.as_bytes()), "the seal header names its recipients");
+    assert!(
+        contains(&raw, team.as_bytes()),
+        "the seal header names its recipients"
+    );
 
     let path = run.path.to_str().unwrap();
     let team_arg = team_key.to_str().unwrap();

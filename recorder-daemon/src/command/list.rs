@@ -66,7 +66,13 @@ pub fn run(
 
 fn row_json(recording: &RecordingSummary) -> serde_json::Value {
     let locked = recording.is_locked();
-    let known = |value: serde_json::Value| if locked { serde_json::Value::Null } else { value };
+    let known = |value: serde_json::Value| {
+        if locked {
+            serde_json::Value::Null
+        } else {
+            value
+        }
+    };
     serde_json::json!({
         "id": recording.id,
         "target": target(recording),

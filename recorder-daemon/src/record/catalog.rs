@@ -202,10 +202,16 @@ pub struct RecordingSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordingState {
     Complete,
-    Incomplete { detail: String },
-    Corrupt { detail: String },
+    Incomplete {
+        detail: String,
+    },
+    Corrupt {
+        detail: String,
+    },
     /// No identity given opens it; `detail` names its recipients.
-    Sealed { detail: String },
+    Sealed {
+        detail: String,
+    },
 }
 
 impl RecordingSummary {

@@ -42,7 +42,9 @@ pub enum ReadError {
         segment::FORMAT_VERSION
     )]
     FutureVersion { path: PathBuf, version: u16 },
-    #[error("{path} has preamble flags {flags:#06x} this recorder does not know: upgrade recorder")]
+    #[error(
+        "{path} has preamble flags {flags:#06x} this recorder does not know: upgrade recorder"
+    )]
     UnknownFlags { path: PathBuf, flags: u16 },
     #[error("{path} is sealed for {}: {}", recipients.join(", "), sealed_hint(*identities))]
     Sealed {
@@ -75,7 +77,8 @@ impl ReadError {
 
 fn sealed_hint(identities: usize) -> String {
     match identities {
-        0 => "pass --identity FILE (or set RECORDER_IDENTITY=FILE) holding one of their identities".to_owned(),
+        0 => "pass --identity FILE (or set RECORDER_IDENTITY=FILE) holding one of their identities"
+            .to_owned(),
         n => format!("none of the {n} given identities is one of them"),
     }
 }
@@ -271,13 +274,19 @@ impl SegmentReader {
     /// Decrypts the next complete sealed block and queues the frames of its zstd frame;
     /// false at a clean end (the end marker, or the end of the file between blocks).
     fn decode_next_block(&mut self) -> Result<bool, ReadError> {
-        let sealed = self.sealed.as_ref().expect("only called on sealed segments");
+        let sealed = self
+            .sealed
+            .as_ref()
+            .expect("only called on sealed segments");
         if sealed.ended {
             return Ok(false);
         }
         let offset = self.pending_offset;
         let len = loop {
-            if let Some(len) = self.pending_bytes.first_chunk::<{ seal::BLOCK_LEN_BYTES }>() {
+            if let Some(len) = self
+                .pending_bytes
+                .first_chunk::<{ seal::BLOCK_LEN_BYTES }>()
+            {
                 break u32::from_le_bytes(*len);
             }
             if !self.fill()? {
@@ -320,7 +329,9 @@ impl SegmentReader {
         match zstd::zstd_safe::find_frame_compressed_size(&zstd) {
             Ok(size) if size == zstd.len() => self.queue_frames(&zstd, offset),
             _ => {
-                return Err(self.corrupt(offset, "sealed block does not hold exactly one zstd frame"))
+                return Err(
+                    self.corrupt(offset, "sealed block does not hold exactly one zstd frame")
+                )
             }
         }
         Ok(true)

@@ -194,11 +194,10 @@ impl Keyring {
                         line: n + 1,
                     });
                 }
-                let identity =
-                    Identity::from_str(line).map_err(|_| KeyError::InvalidIdentity {
-                        path: path.clone(),
-                        line: n + 1,
-                    })?;
+                let identity = Identity::from_str(line).map_err(|_| KeyError::InvalidIdentity {
+                    path: path.clone(),
+                    line: n + 1,
+                })?;
                 keyring.add(identity);
             }
             if keyring.identities.len() == before {
@@ -512,11 +511,7 @@ mod tests {
         let (a, b) = (Identity::generate(), Identity::generate());
         std::fs::write(
             &path,
-            format!(
-                "# team\n{}\n\n  {}  \n",
-                a.to_public(),
-                b.to_public()
-            ),
+            format!("# team\n{}\n\n  {}  \n", a.to_public(), b.to_public()),
         )
         .unwrap();
         assert_eq!(read_recipients_file(&path).unwrap().len(), 2);
@@ -565,8 +560,14 @@ mod tests {
         assert_eq!(len + 4, framed.len());
         let mut keyring = Keyring::default();
         keyring.add(identity);
-        assert_eq!(keyring.open_block(&framed[4..], 7).unwrap(), b"zstd frame bytes");
-        assert!(keyring.open_block(&framed[4..], 8).unwrap_err().contains("reordered"));
+        assert_eq!(
+            keyring.open_block(&framed[4..], 7).unwrap(),
+            b"zstd frame bytes"
+        );
+        assert!(keyring
+            .open_block(&framed[4..], 8)
+            .unwrap_err()
+            .contains("reordered"));
         let mut stranger = Keyring::default();
         stranger.add(Identity::generate());
         assert!(stranger

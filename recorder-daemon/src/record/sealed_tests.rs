@@ -173,19 +173,29 @@ fn raw_bytes_hide_payloads_and_secret_header_fields() {
 
     let dir = OutputDir::open_or_create(&tmp.path().join("plain")).unwrap();
     let mut writer = SegmentWriter::create(&dir, "p.rcd", header()).unwrap();
-    writer.append(Body::Event(event(0, secret.clone()))).unwrap();
+    writer
+        .append(Body::Event(event(0, secret.clone())))
+        .unwrap();
     let plain = std::fs::read(writer.finish(Trailer::default(), &dir).unwrap()).unwrap();
 
     let contains = |haystack: &[u8], needle: &[u8]| {
-        haystack.windows(needle.len()).any(|window| window == needle)
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
     };
-    assert!(contains(&plain, &secret[..64]), "control: unsealed shows it");
+    assert!(
+        contains(&plain, &secret[..64]),
+        "control: unsealed shows it"
+    );
     assert!(!contains(&sealed, &secret[..64]));
     assert!(!contains(&sealed, b"hunter2"));
     assert!(!contains(&sealed, HOST.as_bytes()));
     // What the seal header reveals, by design.
     assert!(contains(&sealed, "5e".repeat(16).as_bytes()));
-    assert!(contains(&sealed, identity.to_public().to_string().as_bytes()));
+    assert!(contains(
+        &sealed,
+        identity.to_public().to_string().as_bytes()
+    ));
 }
 
 #[test]
@@ -209,7 +219,11 @@ fn a_truncated_segment_yields_its_complete_blocks_and_says_incomplete() {
     cuts.dedup();
     // The header block, seven blocks of 4 events, then 2 events and the trailer.
     let frames_per_block = [1, 4, 4, 4, 4, 4, 4, 4, 3];
-    assert_eq!(offsets.len(), frames_per_block.len() + 1, "and the end marker");
+    assert_eq!(
+        offsets.len(),
+        frames_per_block.len() + 1,
+        "and the end marker"
+    );
     let end_marker = *offsets.last().unwrap();
     let cut_path = tmp.path().join("cut.rcd");
     for cut in cuts {
@@ -299,7 +313,11 @@ fn a_corrupt_block_is_named_by_its_offset() {
     bytes[next - 10] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
     let (read, end) = read_all(&path, &keys);
-    assert_eq!(read, written[..1 + 2 * 4], "the header block and two event blocks");
+    assert_eq!(
+        read,
+        written[..1 + 2 * 4],
+        "the header block and two event blocks"
+    );
     match end {
         Err(ReadError::Corrupt { offset, reason, .. }) => {
             assert_eq!(offset, victim as u64, "{reason}");
@@ -326,10 +344,7 @@ fn a_seal_header_that_lies_about_the_recording_is_corrupt() {
     let seal = Seal::new(vec![identity.to_public()]).unwrap();
     let (path, _) = write_sealed(tmp.path(), &seal, &payloads(2), 1, true);
     let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes
-        .windows(10)
-        .position(|w| w == b"recording ")
-        .unwrap();
+    let at = bytes.windows(10).position(|w| w == b"recording ").unwrap();
     bytes[at + 10] = b'f';
     std::fs::write(&path, &bytes).unwrap();
     let (read, end) = read_all(&path, &keyring(&[&identity]));
@@ -347,14 +362,22 @@ fn per_block_overhead_is_the_age_header_and_tags() {
     // 16-byte tag per 64 KiB chunk. age also adds one random "grease" stanza to every
     // header (13 to 192 bytes) so that parsers keep accepting unknown stanzas.
     for recipients in [1usize, 2, 3] {
-        let seal =
-            Seal::new((0..recipients).map(|_| Identity::generate().to_public()).collect()).unwrap();
+        let seal = Seal::new(
+            (0..recipients)
+                .map(|_| Identity::generate().to_public())
+                .collect(),
+        )
+        .unwrap();
         let fixed = 8 + 22 + 98 * recipients + 48 + 16 + 16;
         for _ in 0..20 {
             let mut framed = Vec::new();
             seal::write_block(seal.open_block(0).unwrap(), &mut framed).unwrap();
             let grease = framed.len() - fixed;
-            assert!((13..=192).contains(&grease), "{recipients} recipients: {}", framed.len());
+            assert!(
+                (13..=192).contains(&grease),
+                "{recipients} recipients: {}",
+                framed.len()
+            );
         }
     }
 }

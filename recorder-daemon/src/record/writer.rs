@@ -151,7 +151,10 @@ impl SegmentWriter {
 
     /// Bytes in the file so far, plus what is still buffered uncompressed.
     pub fn approximate_bytes(&self) -> u64 {
-        let on_disk = self.encoder.as_ref().map_or(0, |e| e.get_ref().file.written);
+        let on_disk = self
+            .encoder
+            .as_ref()
+            .map_or(0, |e| e.get_ref().file.written);
         on_disk + self.open_frame_bytes
     }
 
