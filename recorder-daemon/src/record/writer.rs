@@ -135,10 +135,10 @@ impl SegmentWriter {
             seal,
             next_block: 0,
         };
-        let sink = writer
-            .open_sink(file)
+        let encoder = writer
+            .open_encoder(file)
             .map_err(|source| writer.io_error(source))?;
-        writer.encoder = Some(sink);
+        writer.encoder = Some(encoder);
         writer.append(Body::Header(header))?;
         // The header is on disk before any event, so even a crash leaves a readable segment.
         writer.close_frame()?;
@@ -212,7 +212,7 @@ impl SegmentWriter {
             return Ok(());
         }
         let file = self.end_frame()?;
-        let encoder = self.open_sink(file).map_err(|e| self.io_error(e))?;
+        let encoder = self.open_encoder(file).map_err(|e| self.io_error(e))?;
         self.encoder = Some(encoder);
         self.open_frame_bytes = 0;
         self.open_since = Instant::now();
@@ -242,7 +242,7 @@ impl SegmentWriter {
     }
 
     /// A zstd encoder for the next frame, writing into a new sealed block if sealed.
-    fn open_sink(
+    fn open_encoder(
         &mut self,
         file: CountingFile,
     ) -> io::Result<zstd::stream::write::Encoder<'static, Sink>> {
