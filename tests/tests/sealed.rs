@@ -284,6 +284,11 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
     );
     let last = writes.last().expect("events before the kill are readable");
     let lost_ns = killed_at.saturating_sub(last.mono_ns);
+    eprintln!(
+        "sealed: {} writes readable, the last {} ms before the kill",
+        writes.len(),
+        lost_ns / 1_000_000
+    );
     assert!(
         lost_ns <= MAX_LOST_WINDOW.as_nanos() as u64,
         "last readable event is {} ms before the kill",
