@@ -65,6 +65,15 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub fsync_interval: Duration,
 
+    /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
+    /// identity can read the recording, and this host cannot. Repeatable.
+    #[arg(long = "seal-to", value_name = "RECIPIENT")]
+    pub seal_to: Vec<String>,
+
+    /// Seal to every recipient in this file (one age1… per line, # comments). Repeatable.
+    #[arg(long = "seal-to-file", value_name = "FILE")]
+    pub seal_to_file: Vec<PathBuf>,
+
     /// Spawn this command and record it from its first instruction.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -88,6 +97,8 @@ pub enum RecorderCommand {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Print a recording as a timeline.
     Inspect {
@@ -111,12 +122,16 @@ pub enum RecorderCommand {
         /// Keep printing as a recording still being written grows.
         #[arg(long, short)]
         follow: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Check a recording: exit 0 complete, 3 incomplete (writer stopped without a trailer),
-    /// 4 corrupt (names the segment and byte offset).
+    /// 4 corrupt (names the segment and byte offset), 5 sealed (no identity given opens it).
     Verify {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
     /// Show what the redaction policy would mask in the bytes on stdin: the masked bytes go to
     /// stdout, one line per redaction to stderr.
@@ -131,7 +146,31 @@ pub enum RecorderCommand {
         target: TargetArgs,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
+        #[command(flatten)]
+        keys: KeyArgs,
     },
+    /// Make an age identity for reading sealed recordings; prints its recipient (age1…) for
+    /// `recorderd --seal-to`. Keep the identity off the recording hosts.
+    Keygen {
+        /// Write the identity here (created 0600; an existing file is never overwritten).
+        /// Without it, the identity goes to stdout, and only if stdout is not a terminal.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Identities that open sealed recordings.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// An age identity file (`recorder keygen` writes one) to open sealed recordings.
+    /// Repeatable; defaults to $RECORDER_IDENTITY.
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        env = "RECORDER_IDENTITY"
+    )]
+    pub identities: Vec<PathBuf>,
 }
 
 /// A recording named by segment file, directory holding one recording, or recording id.
@@ -220,5 +259,18 @@ mod tests {
             (2, Some(Duration::from_secs(2)))
         );
         assert!(RecorderdArgs::try_parse_from(["recorderd", "--pid", "x"]).is_err());
+        let args = RecorderdArgs::try_parse_from([
+            "recorderd",
+            "--pid",
+            "1",
+            "--seal-to",
+            "age1a",
+            "--seal-to",
+            "age1b",
+            "--seal-to-file",
+            "r.txt",
+        ])
+        .unwrap();
+        assert_eq!((args.seal_to.len(), args.seal_to_file.len()), (2, 1));
     }
 }

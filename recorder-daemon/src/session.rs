@@ -21,7 +21,7 @@ use crate::{
     host_info,
     pipeline::Pipeline,
     processes::Processes,
-    record::{DirError, OutputDir, RecordingWriter, SegmentPolicy, WriteError},
+    record::{DirError, OutputDir, RecordingWriter, Seal, SegmentPolicy, WriteError},
     redaction::{redact_command, Redactor},
     target::{self, Spawned, TargetError},
 };
@@ -48,6 +48,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub limits: Limits,
     pub segments: SegmentPolicy,
+    /// Seal every segment to these recipients (`--seal-to`).
+    pub seal: Option<Seal>,
 }
 
 #[derive(Debug)]
@@ -183,7 +185,7 @@ async fn record(
         &host_info::new_recording_id(),
         spawned.as_deref(),
     );
-    let writer = RecordingWriter::create(dir, header, options.segments)?;
+    let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
     let processes = Processes::new(watched.iter().map(|(pid, _)| *pid));
     let mut pipeline = Pipeline::new(

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use recorder_daemon::record::SegmentReader;
+use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
 
 /// How long any one step may take before the test fails instead of hanging.
@@ -184,7 +184,12 @@ pub struct Recording {
 
 impl Recording {
     pub fn read(path: &Path) -> Recording {
-        let mut reader = SegmentReader::open(path).unwrap_or_else(|e| panic!("{e}"));
+        Recording::read_with(path, &Keyring::default())
+    }
+
+    /// Reads a segment, sealed or not, opening a sealed one with `keyring`.
+    pub fn read_with(path: &Path, keyring: &Keyring) -> Recording {
+        let mut reader = SegmentReader::open_with(path, keyring).unwrap_or_else(|e| panic!("{e}"));
         let mut recording = Recording::default();
         while let Some(body) = reader.next_body().unwrap_or_else(|e| panic!("{e}")) {
             match body {
@@ -265,6 +270,16 @@ pub struct GatedRun {
 /// Runs `recorder-workload ARGS` (a mode that waits for a line on stdin), attaches recorderd
 /// to it by pid, lets it go, and returns its report and what was recorded.
 pub fn record_gated_workload(args: &[&str], output: &Path) -> GatedRun {
+    record_gated_workload_with(args, output, &[], &Keyring::default())
+}
+
+/// `record_gated_workload` with more recorderd OPTIONS, reading the recording with `keyring`.
+pub fn record_gated_workload_with(
+    args: &[&str],
+    output: &Path,
+    options: &[&str],
+    keyring: &Keyring,
+) -> GatedRun {
     use std::io::{Read, Write};
     let mut workload = Command::new(binary("recorder-workload"))
         .args(args)
@@ -273,12 +288,15 @@ pub fn record_gated_workload(args: &[&str], output: &Path) -> GatedRun {
         .spawn()
         .expect("spawn recorder-workload");
     let pid = workload.id();
-    let recorder = Recorder::start(&[
+    let pid_text = pid.to_string();
+    let mut recorder_args = vec![
         "--pid",
-        &pid.to_string(),
+        &pid_text,
         "--output",
         output.to_str().expect("UTF-8 path"),
-    ]);
+    ];
+    recorder_args.extend_from_slice(options);
+    let recorder = Recorder::start(&recorder_args);
     // recorderd is attached: let the workload run its script.
     workload
         .stdin
@@ -300,7 +318,7 @@ pub fn record_gated_workload(args: &[&str], output: &Path) -> GatedRun {
     let path = recorder.finish();
     GatedRun {
         pid,
-        recording: Recording::read(&path),
+        recording: Recording::read_with(&path, keyring),
         path,
         report: parse_report(&stdout),
     }

@@ -7,10 +7,13 @@ use std::{
 
 use clap::Parser;
 use recorder_daemon::{
-    cli::{RecorderArgs, RecorderCommand, TargetArgs},
-    command::{self, export, inspect, list, redact_test, verify, CommandError},
+    cli::{KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
+    command::{self, export, inspect, keygen, list, redact_test, verify, CommandError},
     config,
-    record::catalog::{self, RecordingSummary},
+    record::{
+        catalog::{self, RecordingSummary},
+        Keyring,
+    },
     telemetry,
 };
 
@@ -38,8 +41,8 @@ fn main() -> ExitCode {
 
 fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, CommandError> {
     match command {
-        RecorderCommand::List { dir, json } => {
-            list::run(&dir, json, out).map(|()| ExitCode::SUCCESS)
+        RecorderCommand::List { dir, json, keys } => {
+            list::run(&dir, json, &keyring(&keys)?, out).map(|()| ExitCode::SUCCESS)
         }
         RecorderCommand::Inspect {
             target,
@@ -49,6 +52,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             grep,
             hex,
             follow,
+            keys,
         } => {
             let filter = inspect::Filter {
                 pid,
@@ -56,9 +60,13 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
                 kind,
                 grep,
             };
-            inspect::run(&resolve(&target)?, &filter, hex, follow, out)
+            let keyring = keyring(&keys)?;
+            let recording = resolve(&target, &keyring)?;
+            inspect::run(&recording, &keyring, &filter, hex, follow, out)
         }
-        RecorderCommand::Verify { target } => verify::run(&resolve(&target)?, out),
+        RecorderCommand::Verify { target, keys } => {
+            verify::run(&resolve(&target, &keyring(&keys)?)?, out)
+        }
         RecorderCommand::RedactTest { config } => {
             let policy = config::redaction_policy(config.as_deref())?;
             redact_test::run(policy, &mut io::stdin().lock(), out, &mut io::stderr())
@@ -66,13 +74,30 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
         RecorderCommand::Export {
             target,
             format: export::ExportFormat::Jsonl,
-        } => export::run(&resolve(&target)?, out),
+            keys,
+        } => {
+            let keyring = keyring(&keys)?;
+            export::run(&resolve(&target, &keyring)?, &keyring, out)
+        }
+        RecorderCommand::Keygen { output } => {
+            keygen::run(output.as_deref(), keygen::stdout_is_terminal(), out)
+                .map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
-fn resolve(target: &TargetArgs) -> Result<RecordingSummary, CommandError> {
-    Ok(catalog::resolve(&target.target, &target.dir)?)
+fn keyring(keys: &KeyArgs) -> Result<Keyring, CommandError> {
+    Ok(Keyring::load(&keys.identities)?)
+}
+
+fn resolve(target: &TargetArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {
+    Ok(catalog::resolve(&target.target, &target.dir, keyring)?)
 }
 
 // Keeps the exit-code contract visible next to the binary that implements it.
-const _: () = assert!(command::EXIT_INCOMPLETE == 3 && command::EXIT_CORRUPT == 4);
+const _: () = assert!(
+    command::EXIT_USAGE == 2
+        && command::EXIT_INCOMPLETE == 3
+        && command::EXIT_CORRUPT == 4
+        && command::EXIT_SEALED == 5
+);

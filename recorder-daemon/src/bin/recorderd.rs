@@ -8,7 +8,7 @@ use recorder_daemon::{
     capture::Limits,
     cli::RecorderdArgs,
     config,
-    record::SegmentPolicy,
+    record::{seal, SegmentPolicy},
     session::{self, Options},
     telemetry,
 };
@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         Ok(policy) => policy,
         Err(error) => {
             eprintln!("recorderd: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Checked before anything is loaded: a bad key is the user's to fix, on one line.
+    let seal = match seal::from_args(&args.seal_to, &args.seal_to_file) {
+        Ok(seal) => seal,
+        Err(error) => {
+            eprintln!("recorderd: {}", one_line(&error));
             return ExitCode::from(2);
         }
     };
@@ -41,6 +49,7 @@ fn main() -> ExitCode {
             max_age: args.segment_duration,
             fsync_interval: Some(args.fsync_interval).filter(|every| !every.is_zero()),
         },
+        seal,
     };
     match session::run(options) {
         Ok(outcome) => {

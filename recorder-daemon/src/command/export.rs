@@ -10,7 +10,10 @@ use recorder_proto::v1::{
 };
 use serde_json::{json, Value};
 
-use crate::{event::sockaddr, record::catalog::RecordingSummary};
+use crate::{
+    event::sockaddr,
+    record::{catalog::RecordingSummary, Keyring},
+};
 
 use super::CommandError;
 
@@ -22,9 +25,13 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-pub fn run(recording: &RecordingSummary, out: &mut impl Write) -> Result<ExitCode, CommandError> {
+pub fn run(
+    recording: &RecordingSummary,
+    keyring: &Keyring,
+    out: &mut impl Write,
+) -> Result<ExitCode, CommandError> {
     let mut clock: Option<ClockBase> = None;
-    super::walk(recording, false, |segment, body| {
+    super::walk(recording, keyring, false, |segment, body| {
         let value = match body {
             Body::Header(h) => {
                 clock = h.clock;

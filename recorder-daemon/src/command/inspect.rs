@@ -4,7 +4,10 @@ use std::{io::Write, process::ExitCode};
 
 use recorder_proto::v1::{frame::Body, resource::Kind, Event, Process};
 
-use crate::{record::catalog::RecordingSummary, timeline};
+use crate::{
+    record::{catalog::RecordingSummary, Keyring},
+    timeline,
+};
 
 use super::CommandError;
 
@@ -86,13 +89,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 pub fn run(
     recording: &RecordingSummary,
+    keyring: &Keyring,
     filter: &Filter,
     hex: bool,
     follow: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
     let mut clock = timeline::Clock::default();
-    super::walk(recording, follow, |_, body| {
+    super::walk(recording, keyring, follow, |_, body| {
         match body {
             Body::Header(header) => {
                 clock = timeline::Clock::new(header.clock.as_ref());

@@ -1,13 +1,23 @@
-//! `recorder list [DIR] [--json]`: one row per recording.
+//! `recorder list [DIR] [--json]`: one row per recording. A sealed recording that no given
+//! identity opens shows what its plain seal header says (id, start, bytes, recipients) and
+//! the state `sealed`; one that opens is listed in full and marked sealed.
 
 use std::{io::Write, path::Path, time::Duration};
 
-use crate::record::catalog::{self, CatalogError, RecordingState, RecordingSummary};
+use crate::record::{
+    catalog::{self, CatalogError, RecordingState, RecordingSummary},
+    Keyring,
+};
 
 use super::CommandError;
 
-pub fn run(dir: &Path, json: bool, out: &mut impl Write) -> Result<(), CommandError> {
-    let (recordings, problems) = catalog::scan(dir)?;
+pub fn run(
+    dir: &Path,
+    json: bool,
+    keyring: &Keyring,
+    out: &mut impl Write,
+) -> Result<(), CommandError> {
+    let (recordings, problems) = catalog::scan(dir, keyring)?;
     for problem in &problems {
         eprintln!("recorder: skipped {problem}");
     }
@@ -28,36 +38,57 @@ pub fn run(dir: &Path, json: bool, out: &mut impl Write) -> Result<(), CommandEr
         "ID", "TARGET", "START (UTC)", "DURATION", "EVENTS", "BYTES", "LOST"
     )?;
     for recording in &recordings {
+        let locked = recording.is_locked();
+        // What only the sealed frames know is shown as `-` until an identity opens them.
+        let known = |value: String| if locked { "-".to_owned() } else { value };
+        let mut state = state_word(&recording.state()).to_owned();
+        if recording.seal().is_some() && !locked {
+            state.push_str(" (sealed)");
+        }
         writeln!(
             out,
             "{:<12}  {:<24}  {:<20}  {:>9}  {:>8}  {:>10}  {:>6}  {}",
             &recording.id[..recording.id.len().min(12)],
             truncate(&target(recording), 24),
             start(recording),
-            format!(
+            known(format!(
                 "{:.1}s",
                 Duration::from_nanos(recording.duration_ns()).as_secs_f64()
-            ),
-            recording.events(),
+            )),
+            known(recording.events().to_string()),
             recording.file_bytes(),
-            recording.losses(),
-            state_word(&recording.state()),
+            known(recording.losses().to_string()),
+            state,
         )?;
     }
     Ok(())
 }
 
 fn row_json(recording: &RecordingSummary) -> serde_json::Value {
+    let locked = recording.is_locked();
+    let known = |value: serde_json::Value| {
+        if locked {
+            serde_json::Value::Null
+        } else {
+            value
+        }
+    };
     serde_json::json!({
         "id": recording.id,
         "target": target(recording),
         "start": start(recording),
-        "duration_ns": recording.duration_ns(),
-        "events": recording.events(),
+        "duration_ns": known(recording.duration_ns().into()),
+        "events": known(recording.events().into()),
         "bytes": recording.file_bytes(),
-        "losses": recording.losses(),
+        "losses": known(recording.losses().into()),
         "state": state_word(&recording.state()),
         "segments": recording.segments.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>(),
+        "sealed": recording.seal().is_some(),
+        "recipients": recording.seal().map(|s| s.recipients.clone()),
+        // Without a key: whether the last segment has the (unauthenticated) end marker.
+        "ended": locked.then(|| recording.segments.last().is_some_and(|s| {
+            matches!(s.state, catalog::SegmentState::Sealed { ended: true, .. })
+        })),
     })
 }
 
@@ -66,10 +97,14 @@ pub fn state_word(state: &RecordingState) -> &'static str {
         RecordingState::Complete => "complete",
         RecordingState::Incomplete { .. } => "incomplete",
         RecordingState::Corrupt { .. } => "corrupt",
+        RecordingState::Sealed { .. } => "sealed",
     }
 }
 
 fn target(recording: &RecordingSummary) -> String {
+    if recording.is_locked() {
+        return "(sealed)".to_owned();
+    }
     let target = recording.header().target.clone().unwrap_or_default();
     if target.command.is_empty() {
         let pids: Vec<String> = target.pids.iter().map(u32::to_string).collect();

@@ -2,10 +2,12 @@
 //! touches the probes.
 //!
 //! Exit codes (documented in docs/FORMAT.md): 0 success; 1 error (not a recording, I/O);
-//! 2 usage; 3 the recording is incomplete (the writer stopped without a trailer); 4 corrupt.
+//! 2 usage (including a bad identity file); 3 the recording is incomplete (the writer stopped
+//! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
 
 pub mod export;
 pub mod inspect;
+pub mod keygen;
 pub mod list;
 pub mod redact_test;
 pub mod verify;
@@ -14,11 +16,13 @@ use std::{io, process::ExitCode};
 
 use thiserror::Error;
 
-use crate::record::{catalog::CatalogError, ReadError};
+use crate::record::{catalog::CatalogError, seal::KeyError, Keyring, ReadError};
 
 pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INCOMPLETE: u8 = 3;
 pub const EXIT_CORRUPT: u8 = 4;
+pub const EXIT_SEALED: u8 = 5;
 
 #[derive(Debug, Error)]
 pub enum CommandError {
@@ -26,6 +30,10 @@ pub enum CommandError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Usage(String),
     #[error("writing output failed: {0}")]
     Output(#[from] io::Error),
     #[error(transparent)]
@@ -41,6 +49,10 @@ impl CommandError {
             CommandError::Read(error) | CommandError::Catalog(CatalogError::Read(error)) => {
                 Some(read_exit(error))
             }
+            CommandError::Key(KeyError::Exists { .. } | KeyError::Write { .. }) => {
+                Some(ExitCode::from(EXIT_ERROR))
+            }
+            CommandError::Key(_) | CommandError::Usage(_) => Some(ExitCode::from(EXIT_USAGE)),
             _ => Some(ExitCode::from(EXIT_ERROR)),
         }
     }
@@ -50,6 +62,7 @@ fn read_exit(error: &ReadError) -> ExitCode {
     match error {
         ReadError::Truncated { .. } => ExitCode::from(EXIT_INCOMPLETE),
         ReadError::Corrupt { .. } => ExitCode::from(EXIT_CORRUPT),
+        ReadError::Sealed { .. } => ExitCode::from(EXIT_SEALED),
         _ => ExitCode::from(EXIT_ERROR),
     }
 }
@@ -59,9 +72,11 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Visits every frame of every segment of `recording`, in order. With `follow`, waits for
 /// frames (and segments) still being written until the recording's final trailer. Returns
-/// exit code 3 when the recording ends without a trailer.
+/// exit code 3 when the recording ends without a trailer. Sealed segments are opened with
+/// `keyring`.
 pub fn walk(
     recording: &crate::record::catalog::RecordingSummary,
+    keyring: &Keyring,
     follow: bool,
     mut visit: impl FnMut(u32, &recorder_proto::v1::frame::Body) -> Result<(), CommandError>,
 ) -> Result<ExitCode, CommandError> {
@@ -72,7 +87,7 @@ pub fn walk(
     let mut seq = 0u32;
     let mut path = recording.segments[0].path.clone();
     loop {
-        let mut reader = SegmentReader::open(&path)?;
+        let mut reader = SegmentReader::open_with(&path, keyring)?;
         let mut end_reason = None;
         loop {
             match reader.next_body() {

@@ -1,10 +1,12 @@
 //! `recorder verify TARGET`: is the recording complete, incomplete, or corrupt — and where.
+//! A sealed recording is verified only with an identity that opens it (its blocks are
+//! authenticated only by decrypting them).
 
 use std::{io::Write, process::ExitCode};
 
 use crate::record::catalog::{RecordingState, RecordingSummary};
 
-use super::{CommandError, EXIT_CORRUPT, EXIT_INCOMPLETE};
+use super::{CommandError, EXIT_CORRUPT, EXIT_INCOMPLETE, EXIT_SEALED};
 
 pub fn run(recording: &RecordingSummary, out: &mut impl Write) -> Result<ExitCode, CommandError> {
     let segments = recording.segments.len();
@@ -31,6 +33,10 @@ pub fn run(recording: &RecordingSummary, out: &mut impl Write) -> Result<ExitCod
         RecordingState::Corrupt { detail } => {
             writeln!(out, "corrupt: recording {}: {detail}", recording.id)?;
             Ok(ExitCode::from(EXIT_CORRUPT))
+        }
+        RecordingState::Sealed { detail } => {
+            writeln!(out, "sealed: recording {}: {detail}", recording.id)?;
+            Ok(ExitCode::from(EXIT_SEALED))
         }
     }
 }

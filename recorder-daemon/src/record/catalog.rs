@@ -6,10 +6,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use recorder_proto::v1::{frame::Body, Header, Trailer};
+use recorder_proto::v1::{frame::Body, ClockBase, Header, Trailer};
 use thiserror::Error;
 
-use super::{reader::ReadError, segment, SegmentReader};
+use super::{
+    reader::ReadError,
+    seal::{self, Keyring, SealHeader},
+    segment, SegmentReader,
+};
 
 /// End reason of a segment that was closed to continue in the next one.
 pub const END_ROTATED: &str = "rotated";
@@ -52,6 +56,9 @@ pub enum SegmentState {
     Incomplete { damage: Option<String> },
     /// Unreadable past some point for a reason other than a torn tail.
     Corrupt { reason: String },
+    /// Sealed, and no identity given opens it: only its seal header was read. `ended`: the
+    /// writer wrote the end marker (unauthenticated).
+    Sealed { detail: String, ended: bool },
 }
 
 /// One segment, read to the end.
@@ -66,11 +73,19 @@ pub struct SegmentSummary {
     pub first_mono_ns: Option<u64>,
     pub last_mono_ns: Option<u64>,
     pub file_bytes: u64,
+    /// The plain seal header of a sealed segment, opened or not.
+    pub seal: Option<SealHeader>,
 }
 
-/// Reads a whole segment to summarise it. Fails only when it is not a segment at all.
-pub fn summarize(path: &Path) -> Result<SegmentSummary, CatalogError> {
-    let mut reader = SegmentReader::open(path)?;
+/// Reads a whole segment to summarise it, opening a sealed one with `keyring`. Fails only
+/// when it is not a segment at all.
+pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, CatalogError> {
+    let mut reader = match SegmentReader::open_with(path, keyring) {
+        Ok(reader) => reader,
+        Err(error @ ReadError::Sealed { .. }) => return summarize_sealed(path, error),
+        Err(error) => return Err(error.into()),
+    };
+    let seal = reader.seal_header().cloned();
     let header = match reader.next_body() {
         Ok(Some(Body::Header(header))) => header,
         Ok(_) => {
@@ -91,6 +106,7 @@ pub fn summarize(path: &Path) -> Result<SegmentSummary, CatalogError> {
         first_mono_ns: None,
         last_mono_ns: None,
         file_bytes,
+        seal,
     };
     loop {
         match reader.next_body() {
@@ -129,6 +145,51 @@ pub fn summarize(path: &Path) -> Result<SegmentSummary, CatalogError> {
     }
 }
 
+/// What can be known of a sealed segment without its key: the seal header and the block
+/// walk. `sealed` is the `ReadError::Sealed` that opening it gave.
+fn summarize_sealed(path: &Path, sealed: ReadError) -> Result<SegmentSummary, CatalogError> {
+    use std::io::{Seek, SeekFrom};
+
+    let io_error = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    file.seek(SeekFrom::Start(segment::PREAMBLE_LEN as u64))
+        .map_err(io_error)?;
+    let header = match seal::read_seal_header(&mut file) {
+        Ok(Some(header)) => header,
+        // Opening read this same header a moment ago; report what opening said.
+        _ => return Err(sealed.into()),
+    };
+    let offset = file.stream_position().map_err(io_error)?;
+    let walk = seal::walk_blocks(&mut file, offset).map_err(io_error)?;
+    let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(SegmentSummary {
+        path: path.to_owned(),
+        header: Header {
+            recording_id: header.recording_id.clone(),
+            segment_seq: header.segment_seq,
+            clock: Some(ClockBase {
+                monotonic_ns: 0,
+                realtime_ns: header.started_realtime_ns,
+            }),
+            ..Header::default()
+        },
+        trailer: None,
+        state: SegmentState::Sealed {
+            detail: sealed.to_string(),
+            ended: walk.ended,
+        },
+        events: 0,
+        losses: 0,
+        first_mono_ns: None,
+        last_mono_ns: None,
+        file_bytes,
+        seal: Some(header),
+    })
+}
+
 /// The segments of one recording, in sequence order.
 #[derive(Clone, Debug)]
 pub struct RecordingSummary {
@@ -140,8 +201,16 @@ pub struct RecordingSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordingState {
     Complete,
-    Incomplete { detail: String },
-    Corrupt { detail: String },
+    Incomplete {
+        detail: String,
+    },
+    Corrupt {
+        detail: String,
+    },
+    /// No identity given opens it; `detail` names its recipients.
+    Sealed {
+        detail: String,
+    },
 }
 
 impl RecordingSummary {
@@ -159,6 +228,18 @@ impl RecordingSummary {
 
     pub fn file_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.file_bytes).sum()
+    }
+
+    /// The plain seal header of the first segment, if the recording is sealed.
+    pub fn seal(&self) -> Option<&SealHeader> {
+        self.segments[0].seal.as_ref()
+    }
+
+    /// Sealed, and no identity given opens it.
+    pub fn is_locked(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s.state, SegmentState::Sealed { .. }))
     }
 
     pub fn duration_ns(&self) -> u64 {
@@ -185,6 +266,11 @@ impl RecordingSummary {
             }
             let last = expected + 1 == self.segments.len();
             match &segment.state {
+                SegmentState::Sealed { detail, .. } => {
+                    return RecordingState::Sealed {
+                        detail: detail.clone(),
+                    }
+                }
                 SegmentState::Corrupt { reason } => {
                     return RecordingState::Corrupt {
                         detail: reason.clone(),
@@ -223,7 +309,10 @@ impl RecordingSummary {
 }
 
 /// Every recording in `dir`, oldest first, and the files that are not readable segments.
-pub fn scan(dir: &Path) -> Result<(Vec<RecordingSummary>, Vec<CatalogError>), CatalogError> {
+pub fn scan(
+    dir: &Path,
+    keyring: &Keyring,
+) -> Result<(Vec<RecordingSummary>, Vec<CatalogError>), CatalogError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Dir {
         path: dir.to_owned(),
         source,
@@ -240,7 +329,7 @@ pub fn scan(dir: &Path) -> Result<(Vec<RecordingSummary>, Vec<CatalogError>), Ca
     let mut by_id: BTreeMap<String, Vec<SegmentSummary>> = BTreeMap::new();
     let mut problems = Vec::new();
     for path in paths {
-        match summarize(&path) {
+        match summarize(&path, keyring) {
             Ok(summary) => by_id
                 .entry(summary.header.recording_id.clone())
                 .or_default()
@@ -260,18 +349,22 @@ pub fn scan(dir: &Path) -> Result<(Vec<RecordingSummary>, Vec<CatalogError>), Ca
 }
 
 /// Turns a FILE, DIR or ID argument into the recording it names. An ID (or a unique prefix
-/// of one) is looked up in `default_dir`.
-pub fn resolve(target: &str, default_dir: &Path) -> Result<RecordingSummary, CatalogError> {
+/// of one) is looked up in `default_dir`. Sealed segments are opened with `keyring`.
+pub fn resolve(
+    target: &str,
+    default_dir: &Path,
+    keyring: &Keyring,
+) -> Result<RecordingSummary, CatalogError> {
     let path = Path::new(target);
     if path.is_file() {
-        let summary = summarize(path)?;
+        let summary = summarize(path, keyring)?;
         return Ok(RecordingSummary {
             id: summary.header.recording_id.clone(),
             segments: vec![summary],
         });
     }
     if path.is_dir() {
-        let (mut recordings, problems) = scan(path)?;
+        let (mut recordings, problems) = scan(path, keyring)?;
         return match recordings.len() {
             0 => Err(problems.into_iter().next().unwrap_or(CatalogError::Empty {
                 path: path.to_owned(),
@@ -294,7 +387,7 @@ pub fn resolve(target: &str, default_dir: &Path) -> Result<RecordingSummary, Cat
         }
         .into());
     }
-    let (recordings, _) = scan(default_dir)?;
+    let (recordings, _) = scan(default_dir, keyring)?;
     let mut matches: Vec<RecordingSummary> = recordings
         .into_iter()
         .filter(|r| r.id.starts_with(target))

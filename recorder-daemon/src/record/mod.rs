@@ -1,22 +1,28 @@
 //! Recordings on disk: the segment layout (`segment`), the output directory (`dir`), and the
-//! writer and reader of segments. docs/FORMAT.md is the contract this module implements.
+//! writer and reader of segments, sealed (`seal`) or not. docs/FORMAT.md is the contract this
+//! module implements.
 
 pub mod catalog;
 pub mod dir;
 pub mod reader;
 pub mod recording;
+pub mod seal;
 pub mod segment;
 pub mod writer;
 
 pub use dir::{DirError, OutputDir};
 pub use reader::{ReadError, SegmentReader};
 pub use recording::{RecordingWriter, SegmentPolicy};
+pub use seal::{Keyring, Seal};
 pub use writer::{SegmentWriter, WriteError};
 
 /// Records a Loss frame counts as lost, of every kind.
 pub fn loss_total(loss: &recorder_proto::v1::Loss) -> u64 {
     loss.syscalls + loss.payload_chunks + loss.stash_failures + loss.process_events
 }
+
+#[cfg(test)]
+mod sealed_tests;
 
 #[cfg(test)]
 mod tests {

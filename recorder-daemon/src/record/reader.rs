@@ -5,11 +5,14 @@
 //! its checksum), and queues the protobuf frames inside. Damage is therefore reported at the
 //! byte offset of the zstd frame where it starts, after every complete frame before it has
 //! been returned. No length read from the file is trusted: every allocation is capped.
+//!
+//! A sealed segment holds one zstd frame per sealed block: the reader decrypts a block with
+//! the identities it was given (`seal::Keyring`) and decodes the frame inside the same way.
 
 use std::{
     collections::VecDeque,
     fs::File,
-    io::{self, Read},
+    io::{self, Read, Seek},
     path::{Path, PathBuf},
 };
 
@@ -17,7 +20,10 @@ use prost::Message;
 use recorder_proto::v1::{frame::Body, Frame};
 use thiserror::Error;
 
-use super::segment::{self, Preamble, MAX_FRAME_BYTES, PREAMBLE_LEN};
+use super::{
+    seal::{self, Keyring, SealHeader},
+    segment::{self, Preamble, MAX_FRAME_BYTES, PREAMBLE_LEN},
+};
 
 /// Largest compressed zstd frame accepted (the writer closes frames every MiB of input).
 const MAX_ZSTD_FRAME_BYTES: usize = 2 * MAX_FRAME_BYTES as usize;
@@ -36,6 +42,17 @@ pub enum ReadError {
         segment::FORMAT_VERSION
     )]
     FutureVersion { path: PathBuf, version: u16 },
+    #[error(
+        "{path} has preamble flags {flags:#06x} this recorder does not know: upgrade recorder"
+    )]
+    UnknownFlags { path: PathBuf, flags: u16 },
+    #[error("{path} is sealed for {}: {}", recipients.join(", "), sealed_hint(*identities))]
+    Sealed {
+        path: PathBuf,
+        recipients: Vec<String>,
+        /// How many identities were tried (0: none given).
+        identities: usize,
+    },
     #[error("{path} ends in an unfinished zstd frame at byte {offset}, after {frames} complete frames: the writer stopped mid-write")]
     Truncated {
         path: PathBuf,
@@ -58,6 +75,23 @@ impl ReadError {
     }
 }
 
+fn sealed_hint(identities: usize) -> String {
+    match identities {
+        0 => "pass --identity FILE (or set RECORDER_IDENTITY=FILE) holding one of their identities"
+            .to_owned(),
+        n => format!("none of the {n} given identities is one of them"),
+    }
+}
+
+/// Reading state of a sealed segment.
+struct Sealed {
+    keyring: Keyring,
+    header: SealHeader,
+    next_block: u32,
+    /// The end marker was read: nothing more may follow.
+    ended: bool,
+}
+
 pub struct SegmentReader {
     path: PathBuf,
     file: File,
@@ -71,10 +105,17 @@ pub struct SegmentReader {
     /// An error found inside the current zstd frame, returned once `queued` is empty.
     deferred: Option<ReadError>,
     frames: u64,
+    sealed: Option<Sealed>,
 }
 
 impl SegmentReader {
+    /// Opens an unsealed segment; a sealed one is refused with `ReadError::Sealed`.
     pub fn open(path: &Path) -> Result<Self, ReadError> {
+        Self::open_with(path, &Keyring::default())
+    }
+
+    /// Opens a segment, sealed or not, trying `keyring`'s identities on a sealed one.
+    pub fn open_with(path: &Path, keyring: &Keyring) -> Result<Self, ReadError> {
         let io_error = |source| ReadError::Io {
             path: path.to_owned(),
             source,
@@ -91,8 +132,14 @@ impl SegmentReader {
             .take(PREAMBLE_LEN as u64)
             .read_to_end(&mut preamble)
             .map_err(io_error)?;
-        match segment::check_preamble(&preamble) {
-            Preamble::Valid { .. } => {}
+        let flags = match segment::check_preamble(&preamble) {
+            Preamble::Valid { flags, .. } => flags,
+            Preamble::UnknownFlags { flags } => {
+                return Err(ReadError::UnknownFlags {
+                    path: path.to_owned(),
+                    flags,
+                })
+            }
             Preamble::NotARecording => {
                 return Err(ReadError::NotARecording {
                     path: path.to_owned(),
@@ -104,17 +151,42 @@ impl SegmentReader {
                     version,
                 })
             }
+        };
+        let mut pending_offset = PREAMBLE_LEN as u64;
+        let mut sealed = None;
+        if flags & seal::FLAG_SEALED != 0 {
+            let header = read_seal_header(path, &mut file)?;
+            if !keyring.opens(&header.recipients) {
+                return Err(ReadError::Sealed {
+                    path: path.to_owned(),
+                    recipients: header.recipients,
+                    identities: keyring.len(),
+                });
+            }
+            pending_offset = file.stream_position().map_err(io_error)?;
+            sealed = Some(Sealed {
+                keyring: keyring.clone(),
+                header,
+                next_block: 0,
+                ended: false,
+            });
         }
         Ok(SegmentReader {
             path: path.to_owned(),
             file,
             pending_bytes: Vec::new(),
-            pending_offset: PREAMBLE_LEN as u64,
+            pending_offset,
             at_eof: false,
             queued: VecDeque::new(),
             deferred: None,
             frames: 0,
+            sealed,
         })
+    }
+
+    /// The plain seal header of a sealed segment.
+    pub fn seal_header(&self) -> Option<&SealHeader> {
+        self.sealed.as_ref().map(|s| &s.header)
     }
 
     pub fn path(&self) -> &Path {
@@ -131,13 +203,20 @@ impl SegmentReader {
     pub fn next_body(&mut self) -> Result<Option<Body>, ReadError> {
         loop {
             if let Some(body) = self.queued.pop_front() {
+                if self.frames == 0 {
+                    self.check_sealed_header(&body)?;
+                }
                 self.frames += 1;
                 return Ok(Some(body));
             }
             if let Some(error) = self.deferred.take() {
                 return Err(error);
             }
-            if !self.decode_next_zstd_frame()? {
+            let more = match self.sealed.is_some() {
+                true => self.decode_next_block()?,
+                false => self.decode_next_zstd_frame()?,
+            };
+            if !more {
                 return Ok(None);
             }
         }
@@ -189,6 +268,98 @@ impl SegmentReader {
                     return Err(self.corrupt(self.pending_offset, &reason));
                 }
             }
+        }
+    }
+
+    /// Decrypts the next complete sealed block and queues the frames of its zstd frame;
+    /// false at a clean end (the end marker, or the end of the file between blocks).
+    fn decode_next_block(&mut self) -> Result<bool, ReadError> {
+        let sealed = self
+            .sealed
+            .as_ref()
+            .expect("only called on sealed segments");
+        if sealed.ended {
+            return Ok(false);
+        }
+        let offset = self.pending_offset;
+        let len = loop {
+            if let Some(len) = self
+                .pending_bytes
+                .first_chunk::<{ seal::BLOCK_LEN_BYTES }>()
+            {
+                break u32::from_le_bytes(*len);
+            }
+            if !self.fill()? {
+                if self.pending_bytes.is_empty() {
+                    return Ok(false);
+                }
+                return Err(self.truncated(offset));
+            }
+        };
+        let whole = seal::BLOCK_LEN_BYTES + len as usize;
+        if len == 0 {
+            self.pending_bytes.drain(..seal::BLOCK_LEN_BYTES);
+            self.pending_offset += seal::BLOCK_LEN_BYTES as u64;
+            if !self.pending_bytes.is_empty() || self.fill()? {
+                return Err(self.corrupt(offset, "bytes after the sealed segment's end marker"));
+            }
+            self.sealed.as_mut().expect("sealed").ended = true;
+            return Ok(false);
+        }
+        if len > seal::MAX_BLOCK_BYTES {
+            return Err(self.corrupt(offset, "sealed block larger than any the writer makes"));
+        }
+        while self.pending_bytes.len() < whole {
+            if !self.fill()? {
+                return Err(self.truncated(offset));
+            }
+        }
+        let block: Vec<u8> = self.pending_bytes.drain(..whole).collect();
+        self.pending_offset += whole as u64;
+        let sealed = self.sealed.as_mut().expect("sealed");
+        let index = sealed.next_block;
+        sealed.next_block += 1;
+        let opened = sealed
+            .keyring
+            .open_block(&block[seal::BLOCK_LEN_BYTES..], index);
+        let zstd = match opened {
+            Ok(zstd) => zstd,
+            Err(reason) => return Err(self.corrupt(offset, &reason)),
+        };
+        match zstd::zstd_safe::find_frame_compressed_size(&zstd) {
+            Ok(size) if size == zstd.len() => self.queue_frames(&zstd, offset),
+            _ => {
+                return Err(
+                    self.corrupt(offset, "sealed block does not hold exactly one zstd frame")
+                )
+            }
+        }
+        Ok(true)
+    }
+
+    /// The sealed Header must be the one the plain seal header announces.
+    fn check_sealed_header(&self, body: &Body) -> Result<(), ReadError> {
+        let (Some(sealed), Body::Header(header)) = (&self.sealed, body) else {
+            return Ok(());
+        };
+        let plain = &sealed.header;
+        if header.recording_id == plain.recording_id && header.segment_seq == plain.segment_seq {
+            return Ok(());
+        }
+        Err(self.corrupt(
+            PREAMBLE_LEN as u64,
+            &format!(
+                "the seal header says recording {} segment {}, the sealed Header recording {} segment {}",
+                plain.recording_id, plain.segment_seq, header.recording_id, header.segment_seq
+            ),
+        ))
+    }
+
+    fn truncated(&self, offset: u64) -> ReadError {
+        ReadError::Truncated {
+            path: self.path.clone(),
+            frames: self.frames,
+            offset,
         }
     }
 
@@ -267,6 +438,24 @@ impl SegmentReader {
             offset,
             reason: reason.to_owned(),
         }
+    }
+}
+
+/// Reads and parses the seal header that follows a sealed segment's preamble.
+fn read_seal_header(path: &Path, file: &mut File) -> Result<SealHeader, ReadError> {
+    match seal::read_seal_header(file) {
+        Ok(Some(header)) => Ok(header),
+        Ok(None) => Err(ReadError::Truncated {
+            path: path.to_owned(),
+            frames: 0,
+            offset: PREAMBLE_LEN as u64,
+        }),
+        Err(reason) => Err(ReadError::Corrupt {
+            path: path.to_owned(),
+            frames: 0,
+            offset: PREAMBLE_LEN as u64,
+            reason,
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
 
 use recorder_proto::v1::{frame::Body, Header, Loss, Trailer};
 
-use super::{catalog::END_ROTATED, segment, OutputDir, SegmentWriter, WriteError};
+use super::{catalog::END_ROTATED, segment, OutputDir, Seal, SegmentWriter, WriteError};
 
 /// When to start a new segment, and how often to fsync the open one.
 #[derive(Clone, Copy, Debug)]
@@ -39,22 +39,23 @@ pub struct RecordingWriter {
     last_sync: Instant,
     counts: SegmentCounts,
     paths: Vec<PathBuf>,
+    /// Every segment is sealed to these recipients, if set.
+    seal: Option<Seal>,
 }
 
 impl RecordingWriter {
-    /// Creates segment 0; `header.segment_seq` is set for each segment.
+    /// Creates segment 0; `header.segment_seq` is set for each segment. With `seal`, every
+    /// segment is sealed to its recipients.
     pub fn create(
         dir: OutputDir,
         mut header: Header,
         policy: SegmentPolicy,
+        seal: Option<Seal>,
     ) -> Result<Self, WriteError> {
         let started = SystemTime::now();
         header.segment_seq = 0;
-        let segment = SegmentWriter::create(
-            &dir,
-            &segment::file_name(started, &header.recording_id, 0),
-            header.clone(),
-        )?;
+        let name = segment::file_name(started, &header.recording_id, 0);
+        let segment = create_segment(&dir, &name, header.clone(), seal.as_ref())?;
         let paths = vec![segment.path().clone()];
         let now = Instant::now();
         Ok(RecordingWriter {
@@ -68,6 +69,7 @@ impl RecordingWriter {
             last_sync: now,
             counts: SegmentCounts::default(),
             paths,
+            seal,
         })
     }
 
@@ -129,7 +131,7 @@ impl RecordingWriter {
             &self.header.recording_id,
             self.header.segment_seq,
         );
-        let next = SegmentWriter::create(&self.dir, &name, self.header.clone())?;
+        let next = create_segment(&self.dir, &name, self.header.clone(), self.seal.as_ref())?;
         self.paths.push(next.path().clone());
         let previous = std::mem::replace(&mut self.segment, next);
         let trailer = self.trailer(END_ROTATED, now_mono_ns);
@@ -160,5 +162,17 @@ impl RecordingWriter {
         let trailer = self.trailer(end_reason, end_mono_ns);
         self.segment.finish(trailer, &self.dir)?;
         Ok(self.paths)
+    }
+}
+
+fn create_segment(
+    dir: &OutputDir,
+    name: &str,
+    header: Header,
+    seal: Option<&Seal>,
+) -> Result<SegmentWriter, WriteError> {
+    match seal {
+        Some(seal) => SegmentWriter::create_sealed(dir, name, header, seal),
+        None => SegmentWriter::create(dir, name, header),
     }
 }
