@@ -1,8 +1,9 @@
-//! The two programs attached to every boundary syscall tracepoint.
+//! The two programs attached to `raw_syscalls:sys_enter` and `raw_syscalls:sys_exit`.
 //!
-//! Context layout of `syscalls:sys_enter_*` (see any `.../sys_enter_openat/format`):
-//! `int __syscall_nr` at offset 8, then the six arguments as 8-byte fields from offset 16.
-//! `syscalls:sys_exit_*`: `__syscall_nr` at 8 and `long ret` at 16. Checked on 6.18.
+//! Context layout of `raw_syscalls:sys_enter` (see its tracefs `format`): `long id` at offset
+//! 8, then `unsigned long args[6]` from offset 16; `raw_syscalls:sys_exit`: `long id` at 8 and
+//! `long ret` at 16. Checked on 6.18. They fire for every syscall of every process, so both
+//! programs first drop syscalls that are not boundary syscalls, with one array lookup.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
@@ -28,17 +29,15 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_syscall_enter(ctx: &TracePointContext) -> Option<()> {
+    // SAFETY: offsets follow the tracepoint's format (module docs).
+    let nr: i64 = unsafe { ctx.read_at(NR_OFFSET) }.ok()?;
+    let class = boundary_class(nr)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if !targeted(tgid) {
         return None;
     }
-    // SAFETY: offsets follow the tracepoint's format (module docs).
-    let nr: i32 = unsafe { ctx.read_at(NR_OFFSET) }.ok()?;
-    let class = *CLASSES.get(nr as u32)?;
-    if class == class::NONE {
-        return None;
-    }
+    let nr = nr as i32;
     let mut stash = Stash {
         nr: nr as u32,
         class: class as u32,
@@ -95,6 +94,9 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_syscall_exit(ctx: &TracePointContext) -> Option<()> {
+    // SAFETY: offset follows the tracepoint's format (module docs).
+    let nr: i64 = unsafe { ctx.read_at(NR_OFFSET) }.ok()?;
+    boundary_class(nr)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // SAFETY: the value is copied out before the entry is removed.
@@ -174,6 +176,17 @@ pub fn copy_exec_args(pid_tgid: u64, stash: &Stash) -> u32 {
         (stash.args[0], stash.args[1])
     };
     recorder_copy_argv(pid_tgid, stash.nr as u64, path, argv)
+}
+
+/// The syscall's class if it is a boundary syscall; `None` for every other one (and for the
+/// `-1` id of a syscall the kernel is restarting or skipping).
+#[inline(always)]
+fn boundary_class(nr: i64) -> Option<u8> {
+    if !(0..recorder_common::MAX_SYSCALL_NR as i64).contains(&nr) {
+        return None;
+    }
+    let class = *CLASSES.get(nr as u32)?;
+    (class != class::NONE).then_some(class)
 }
 
 /// The completed-syscall record for what was stashed at enter.

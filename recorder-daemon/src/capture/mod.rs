@@ -9,7 +9,7 @@ pub mod syscalls;
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{trace_point::TracePointLink, ProgramError, TracePoint},
     Ebpf, EbpfError, EbpfLoader,
 };
 use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
@@ -155,8 +155,10 @@ impl LossCounts {
 
 /// Loaded and attached probes. Dropping it detaches them.
 pub struct Capture {
-    // Keeps the programs and their links alive.
+    // Keeps the programs alive.
     _ebpf: Ebpf,
+    /// The attachments; dropping them detaches the probes.
+    _links: Vec<TracePointLink>,
     ring: AsyncFd<RingBuf<MapData>>,
     targets: HashMap<MapData, u32, u8>,
     losses: PerCpuArray<MapData, u64>,
@@ -211,8 +213,9 @@ impl Capture {
             .map_err(CaptureError::Load)?;
 
         fill_classes(&mut ebpf)?;
-        let mut attached = attach_all(&mut ebpf)?;
-        attached.extend(attach_process(&mut ebpf, &offsets)?);
+        let mut links = Vec::new();
+        let mut attached = attach_all(&mut ebpf, &mut links)?;
+        attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
 
         let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
             CaptureError::Map {
@@ -237,6 +240,7 @@ impl Capture {
             .map_err(|error| CaptureError::Poll(error.into()))?;
         Ok(Capture {
             _ebpf: ebpf,
+            _links: links,
             ring,
             targets,
             losses,
@@ -310,6 +314,7 @@ fn fill_classes(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
 fn attach_process(
     ebpf: &mut Ebpf,
     offsets: &[(&str, Option<u32>)],
+    links: &mut Vec<TracePointLink>,
 ) -> Result<Vec<&'static str>, CaptureError> {
     let has_fields = |event: &str| {
         FIELD_OFFSETS
@@ -329,18 +334,32 @@ fn attach_process(
             );
             continue;
         }
-        attach(ebpf, program, category, event)?;
+        let tracepoint = load_tracepoint(ebpf, program)?;
+        links.push(attach(tracepoint, program, category, event)?);
         attached.push(event);
     }
     Ok(attached)
 }
 
-fn attach(
+/// Attaches the syscall programs to `raw_syscalls:sys_enter` / `sys_exit`, which fire for
+/// every syscall; the programs drop non-boundary syscalls with one array lookup (`CLASSES`).
+/// Two attachments rather than one per syscall: detaching each takes the kernel an RCU grace
+/// period, and a hundred per-syscall tracepoints made every stop take seconds.
+fn attach_all(
     ebpf: &mut Ebpf,
+    links: &mut Vec<TracePointLink>,
+) -> Result<Vec<&'static str>, CaptureError> {
+    for (program, hook) in [(ENTER_PROGRAM, "sys_enter"), (EXIT_PROGRAM, "sys_exit")] {
+        let tracepoint = load_tracepoint(ebpf, program)?;
+        links.push(attach(tracepoint, program, "raw_syscalls", hook)?);
+    }
+    Ok(syscalls::SYSCALLS.iter().map(|s| s.name).collect())
+}
+
+fn load_tracepoint<'a>(
+    ebpf: &'a mut Ebpf,
     program: &'static str,
-    category: &str,
-    event: &str,
-) -> Result<(), CaptureError> {
+) -> Result<&'a mut TracePoint, CaptureError> {
     let tracepoint: &mut TracePoint = ebpf
         .program_mut(program)
         .ok_or(CaptureError::Missing { name: program })?
@@ -349,46 +368,21 @@ fn attach(
     tracepoint
         .load()
         .map_err(|source| CaptureError::Program { program, source })?;
-    tracepoint
-        .attach(category, event)
-        .map_err(|source| CaptureError::Attach {
-            program,
-            hook: format!("{category}:{event}"),
-            source,
-        })?;
-    Ok(())
+    Ok(tracepoint)
 }
 
-/// Attaches both programs to each syscall's enter and exit tracepoints. A syscall whose
-/// tracepoints this kernel lacks is skipped with a debug line.
-fn attach_all(ebpf: &mut Ebpf) -> Result<Vec<&'static str>, CaptureError> {
-    let mut attached = Vec::new();
-    for (program, phase) in [(ENTER_PROGRAM, "sys_enter"), (EXIT_PROGRAM, "sys_exit")] {
-        let tracepoint: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or(CaptureError::Missing { name: program })?
-            .try_into()
-            .map_err(|source| CaptureError::Program { program, source })?;
-        tracepoint
-            .load()
-            .map_err(|source| CaptureError::Program { program, source })?;
-        for syscall in syscalls::SYSCALLS {
-            let hook = format!("{phase}_{}", syscall.name);
-            if !host::tracepoint_exists("syscalls", &hook) {
-                tracing::debug!(hook, "Tracepoint missing on this kernel; skipped.");
-                continue;
-            }
-            tracepoint
-                .attach("syscalls", &hook)
-                .map_err(|source| CaptureError::Attach {
-                    program,
-                    hook: format!("syscalls:{hook}"),
-                    source,
-                })?;
-            if phase == "sys_exit" {
-                attached.push(syscall.name);
-            }
-        }
-    }
-    Ok(attached)
+/// Attaches and hands back the link, so `Capture` decides when (and how fast) it detaches.
+fn attach(
+    tracepoint: &mut TracePoint,
+    program: &'static str,
+    category: &str,
+    event: &str,
+) -> Result<TracePointLink, CaptureError> {
+    let error = |source| CaptureError::Attach {
+        program,
+        hook: format!("{category}:{event}"),
+        source,
+    };
+    let id = tracepoint.attach(category, event).map_err(error)?;
+    tracepoint.take_link(id).map_err(error)
 }
