@@ -165,6 +165,9 @@ const DESCRIPTIVE: &[&str] = &[
     "set",
     "is",
     "has",
+    "last",
+    "next",
+    "on",
 ];
 
 /// The compiled key vocabulary.

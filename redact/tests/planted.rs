@@ -34,7 +34,18 @@ fn luhn_complete(prefix: &str) -> String {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 0 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     format!("{prefix}{}", (10 - sum % 10) % 10)
 }
@@ -43,7 +54,11 @@ fn base64(input: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -58,7 +73,11 @@ fn base64(input: &[u8]) -> String {
 /// Secrets recognised by their shape.
 fn value_secret() -> BoxedStrategy<String> {
     prop_oneof![
-        (re("[A-Za-z0-9_-]{8,30}"), re("[A-Za-z0-9_-]{8,40}"), re("[A-Za-z0-9_-]{10,40}"))
+        (
+            re("[A-Za-z0-9_-]{8,30}"),
+            re("[A-Za-z0-9_-]{8,40}"),
+            re("[A-Za-z0-9_-]{10,40}")
+        )
             .prop_map(|(a, b, c)| format!("eyJ{a}.eyJ{b}.{c}")),
         re("AKIA[A-Z0-9]{16}"),
         re("ghp_[A-Za-z0-9]{36}"),
@@ -71,13 +90,25 @@ fn value_secret() -> BoxedStrategy<String> {
             let card = luhn_complete(&p);
             match style {
                 0 => card,
-                1 => card.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(" "),
-                _ => card.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-"),
+                1 => card
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => card
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("-"),
             }
         }),
         (100..=665u32, 10..=99u32, 1000..=9999u32).prop_map(|(a, g, s)| format!("{a}-{g}-{s}")),
         re("[A-Za-z0-9]{24,40}").prop_filter("the detector recognises it on its own", |t| {
-            let out = default_policy().redact_buffer(format!(" {t} ").as_bytes()).bytes;
+            let out = default_policy()
+                .redact_buffer(format!(" {t} ").as_bytes())
+                .bytes;
             out[1..out.len() - 1].iter().all(|&b| b == b'*')
         }),
     ]
@@ -110,21 +141,46 @@ fn password() -> BoxedStrategy<String> {
 }
 
 fn key_item() -> BoxedStrategy<Item> {
-    (password(), re("[a-z]{4,8} [A-Za-z0-9]{6,10} [a-z]{3,6}"), 0..12usize)
+    (
+        password(),
+        re("[a-z]{4,8} [A-Za-z0-9]{6,10} [a-z]{3,6}"),
+        0..12usize,
+    )
         .prop_map(|(pw, phrase, ctx)| {
             let (text, secret) = match ctx {
-                0 => (format!("{{\"user\": \"ann\", \"password\": \"{pw}\"}}\n"), pw),
+                0 => (
+                    format!("{{\"user\": \"ann\", \"password\": \"{pw}\"}}\n"),
+                    pw,
+                ),
                 1 => (format!("user=ann&password={pw}&x=1\n"), pw),
                 2 => (format!("export DB_PASSWORD={pw}\nexport EDITOR=vim\n"), pw),
                 3 => (format!("host=db user=app password={pw} dbname=app\n"), pw),
                 4 => (format!("Server=db;Password={pw};Encrypt=true\n"), pw),
                 5 => (format!("password: {phrase}\n"), phrase),
-                6 => (format!("Authorization: Basic {}\r\n", base64(format!("ann:{pw}").as_bytes())), base64(format!("ann:{pw}").as_bytes())),
+                6 => (
+                    format!(
+                        "Authorization: Basic {}\r\n",
+                        base64(format!("ann:{pw}").as_bytes())
+                    ),
+                    base64(format!("ann:{pw}").as_bytes()),
+                ),
                 7 => (format!("Cookie: sid={pw}; theme=dark\r\n"), pw),
-                8 => (format!("GET /login?access_token={pw}&page=2 HTTP/1.1\r\n"), pw),
+                8 => (
+                    format!("GET /login?access_token={pw}&page=2 HTTP/1.1\r\n"),
+                    pw,
+                ),
                 9 => (format!("mysql --password {pw} -h db\n"), pw),
-                10 => (format!("{{\n  \"client_secret\":\n    \"{phrase}\"\n}}\n"), phrase),
-                _ => (format!("postgres://app:{}@db.internal:5432/app\n", pw.replace(['@', '#', '%'], "x")), pw.replace(['@', '#', '%'], "x")),
+                10 => (
+                    format!("{{\n  \"client_secret\":\n    \"{phrase}\"\n}}\n"),
+                    phrase,
+                ),
+                _ => (
+                    format!(
+                        "postgres://app:{}@db.internal:5432/app\n",
+                        pw.replace(['@', '#', '%'], "x")
+                    ),
+                    pw.replace(['@', '#', '%'], "x"),
+                ),
             };
             Item {
                 text: text.into_bytes(),
@@ -137,7 +193,11 @@ fn key_item() -> BoxedStrategy<Item> {
 fn pem_item() -> BoxedStrategy<Item> {
     proptest::collection::vec(re("[A-Za-z0-9+/]{64}"), 1..4)
         .prop_map(|lines| Item {
-            text: format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")).into_bytes(),
+            text: format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                lines.join("\n")
+            )
+            .into_bytes(),
             secrets: lines,
         })
         .boxed()
@@ -208,10 +268,22 @@ fn pg_stream() -> BoxedStrategy<Vec<Item>> {
             sasl.extend_from_slice(first.as_bytes());
             let q = format!("SELECT * FROM t WHERE k = '{token}';\0");
             vec![
-                Item { text: head, secrets: vec![] },
-                Item { text: pg_message(b'p', &sasl), secrets: vec![pw.clone()] },
-                Item { text: pg_message(b'p', format!("{pw}x\0").as_bytes()), secrets: vec![format!("{pw}x")] },
-                Item { text: pg_message(b'Q', q.as_bytes()), secrets: vec![token] },
+                Item {
+                    text: head,
+                    secrets: vec![],
+                },
+                Item {
+                    text: pg_message(b'p', &sasl),
+                    secrets: vec![pw.clone()],
+                },
+                Item {
+                    text: pg_message(b'p', format!("{pw}x\0").as_bytes()),
+                    secrets: vec![format!("{pw}x")],
+                },
+                Item {
+                    text: pg_message(b'Q', q.as_bytes()),
+                    secrets: vec![token],
+                },
             ]
         })
         .boxed()
@@ -234,10 +306,22 @@ fn redis_stream() -> BoxedStrategy<Vec<Item>> {
                 _ => resp(&["HELLO", "3", "AUTH", "default", &pw]),
             };
             vec![
-                Item { text: auth, secrets: vec![pw] },
-                Item { text: resp(&["SET", "session:1", &token]), secrets: vec![token] },
-                Item { text: resp(&["CONFIG", "SET", "requirepass", &pw2]), secrets: vec![pw2] },
-                Item { text: resp(&["GET", "session:1"]), secrets: vec![] },
+                Item {
+                    text: auth,
+                    secrets: vec![pw],
+                },
+                Item {
+                    text: resp(&["SET", "session:1", &token]),
+                    secrets: vec![token],
+                },
+                Item {
+                    text: resp(&["CONFIG", "SET", "requirepass", &pw2]),
+                    secrets: vec![pw2],
+                },
+                Item {
+                    text: resp(&["GET", "session:1"]),
+                    secrets: vec![],
+                },
             ]
         })
         .boxed()
@@ -254,11 +338,24 @@ struct Schedule {
 
 fn schedule() -> impl Strategy<Value = Schedule> {
     (
-        proptest::collection::vec(prop_oneof![3 => Just(1usize), 4 => 1..16usize, 2 => 16..200usize], 1..400),
-        proptest::collection::vec((prop_oneof![Just(0u64), Just(1), 0..300u64], proptest::option::of(0..400u64)), 1..400),
+        proptest::collection::vec(
+            prop_oneof![3 => Just(1usize), 4 => 1..16usize, 2 => 16..200usize],
+            1..400,
+        ),
+        proptest::collection::vec(
+            (
+                prop_oneof![Just(0u64), Just(1), 0..300u64],
+                proptest::option::of(0..400u64),
+            ),
+            1..400,
+        ),
         any::<bool>(),
     )
-        .prop_map(|(sizes, steps, close)| Schedule { sizes, steps, close })
+        .prop_map(|(sizes, steps, close)| Schedule {
+            sizes,
+            steps,
+            close,
+        })
 }
 
 fn policies() -> Vec<Arc<Policy>> {

@@ -97,7 +97,11 @@ fn every_two_way_split_masks_every_secret() {
             for close in [false, true] {
                 let (out, _) = run(&p, &[&input[..k], &input[k..]], close);
                 for secret in case.secrets {
-                    assert!(!contains(&out, secret), "{secret} leaked, split at {k}: {}", String::from_utf8_lossy(&out));
+                    assert!(
+                        !contains(&out, secret),
+                        "{secret} leaked, split at {k}: {}",
+                        String::from_utf8_lossy(&out)
+                    );
                 }
             }
         }
@@ -112,10 +116,18 @@ fn one_byte_pieces_mask_every_secret_and_keep_the_rest() {
         let pieces: Vec<&[u8]> = input.chunks(1).collect();
         let (out, _) = run(&p, &pieces, true);
         for secret in case.secrets {
-            assert!(!contains(&out, secret), "{secret} leaked: {}", String::from_utf8_lossy(&out));
+            assert!(
+                !contains(&out, secret),
+                "{secret} leaked: {}",
+                String::from_utf8_lossy(&out)
+            );
         }
         for kept in case.kept {
-            assert!(contains(&out, kept), "{kept} lost: {}", String::from_utf8_lossy(&out));
+            assert!(
+                contains(&out, kept),
+                "{kept} lost: {}",
+                String::from_utf8_lossy(&out)
+            );
         }
         // Split or whole, a closed stream is decided the same way.
         let (whole, _) = run(&p, &[input], true);
@@ -173,7 +185,11 @@ fn forced_cut_inside_a_key_still_finds_the_value() {
     let b = s.push(br#"ord": "FakePw"}"#, 1_001 * MS);
     s.close();
     let out = [s.take(a).unwrap().bytes, s.take(b).unwrap().bytes].concat();
-    assert!(!contains(&out, "FakePw"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        !contains(&out, "FakePw"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert!(contains(&out, "\"user\": \"ann\""));
 }
 
@@ -228,7 +244,10 @@ fn empty_pieces_and_take_order() {
     let c = s.push(b"", 0);
     let d = s.push(b"held", 0);
     let e = s.push(b"", 0);
-    assert!(s.take(c).is_some(), "decided pieces can be taken out of order");
+    assert!(
+        s.take(c).is_some(),
+        "decided pieces can be taken out of order"
+    );
     assert!(s.take(b).is_some());
     assert_eq!(s.take(e), None, "after a held piece");
     s.close();
@@ -257,12 +276,20 @@ fn non_secret_parts_survive() {
         let pieces: Vec<&[u8]> = pg.chunks(split).collect();
         let (out, _) = run(&p, &pieces, false);
         assert!(!contains(&out, "FakePgPw"));
-        assert!(contains(&out, "SELECT id, name FROM orders WHERE total > 10;"), "split {split}");
+        assert!(
+            contains(&out, "SELECT id, name FROM orders WHERE total > 10;"),
+            "split {split}"
+        );
         assert!(contains(&out, "database\0shop"));
     }
     let http = b"GET /search?q=rust&page=2 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: curl/8.5.0\r\nCookie: sid=FakeSid\r\n\r\n";
     let (out, _) = run(&p, &http.chunks(3).collect::<Vec<_>>(), false);
-    for kept in ["GET /search?q=rust&page=2 HTTP/1.1", "Host: example.test", "User-Agent: curl/8.5.0", "Cookie: "] {
+    for kept in [
+        "GET /search?q=rust&page=2 HTTP/1.1",
+        "Host: example.test",
+        "User-Agent: curl/8.5.0",
+        "Cookie: ",
+    ] {
         assert!(contains(&out, kept), "{kept}");
     }
     assert!(!contains(&out, "FakeSid"));

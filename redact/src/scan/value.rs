@@ -458,7 +458,11 @@ fn high_entropy(buf: &[u8], start: usize, end: usize, line_start: bool) -> bool 
         return false;
     }
     let before = &buf[start.saturating_sub(8)..start];
-    if before.ends_with(b"base64,") || before.ends_with(b"base64:") {
+    // Data URIs, and SSH key fingerprints (`SHA256:<base64>`) which are public.
+    if [&b"base64,"[..], b"base64:", b"SHA256:", b"SHA512:"]
+        .iter()
+        .any(|p| before.ends_with(p))
+    {
         return false;
     }
     // Subresource-integrity and similar digests: `sha384-<base64>`.
