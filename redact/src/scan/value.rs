@@ -1,8 +1,12 @@
 //! Value-based detectors: secrets recognised by their own shape wherever they appear
 //! (tokens with vendor prefixes, JWTs, card numbers, high-entropy runs, ...), plus user
-//! rules. One `RegexSet` pass says which patterns occur in a buffer; only those run.
+//! rules. Patterns without a literal to anchor on are gated by a cheap literal search
+//! (`://` before URL userinfo, an AWS hint before a 40-character secret), and the
+//! detectors that would otherwise start a match at every digit or letter (card numbers,
+//! SSNs, high-entropy runs) are byte-class scans instead of regexes.
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
@@ -18,11 +22,32 @@ struct Entry {
     regex: Regex,
     /// Which capture group is the secret (0: the whole match).
     group: usize,
+    /// The pattern can only match if one of its gate words occurs: a bit in the mask
+    /// `ValueDetectors::gates` computes.
+    gate: Option<u32>,
 }
 
 pub(crate) struct ValueDetectors {
-    set: RegexSet,
     entries: Vec<Entry>,
+    /// Every gate word, ASCII case-insensitively, and the gate bit of each.
+    gates: AhoCorasick,
+    gate_bits: Vec<u32>,
+    cards: bool,
+    ssn: bool,
+    high_entropy: bool,
+}
+
+/// Literals one of which must be present for the detector's pattern to match.
+fn gate(detector: Detector) -> Option<&'static [&'static str]> {
+    match detector {
+        Detector::AwsSecretAccessKey => Some(&["aws", "amazon", "akia", "asia"]),
+        Detector::UrlPassword => Some(&["://"]),
+        Detector::Bearer => Some(&["bearer"]),
+        Detector::BasicAuth => Some(&["basic"]),
+        Detector::Email => Some(&["@"]),
+        Detector::KeyValue => Some(&["identified"]),
+        _ => None,
+    }
 }
 
 /// Built-in patterns. `(?-u)`: ASCII classes and word boundaries, any byte matched.
@@ -77,9 +102,6 @@ fn builtin(detector: Detector) -> &'static [(&'static str, usize)] {
         )],
         Detector::Bearer => &[(r"(?i-u)\bbearer[ \t]+([A-Za-z0-9._~+/=-]{8,})", 1)],
         Detector::BasicAuth => &[(r"(?i-u)\bbasic[ \t]+([A-Za-z0-9+/]{4,}={0,2})", 1)],
-        Detector::CardNumber => &[(r"(?-u)[0-9](?:[ -]?[0-9]){12,}", 0)],
-        Detector::Ssn => &[(r"(?-u)\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", 0)],
-        Detector::HighEntropy => &[(r"(?-u)[A-Za-z0-9+/_-]{20,}={0,2}", 0)],
         Detector::KeyValue => &[(
             r"(?i-u)\bidentified[ \t]+(?:with[ \t]+[A-Za-z0-9_]+[ \t]+)?by[ \t]+'([^'\n]*)'",
             1,
@@ -100,6 +122,9 @@ fn builtin(detector: Detector) -> &'static [(&'static str, usize)] {
             (r"(?-u)[0-9A-Fa-f]*:[0-9A-Fa-f:]*:[0-9A-Fa-f]*", 0),
         ],
         Detector::HttpHeader
+        | Detector::CardNumber
+        | Detector::Ssn
+        | Detector::HighEntropy
         | Detector::PrivateKey
         | Detector::PostgresPassword
         | Detector::RedisAuth => &[],
@@ -119,14 +144,25 @@ impl ValueDetectors {
         user: &[(Rule, &str)],
     ) -> Result<ValueDetectors, BadPattern> {
         let mut entries = Vec::new();
+        let mut gate_words: Vec<&str> = Vec::new();
+        let mut gate_bits: Vec<u32> = Vec::new();
         for &detector in detectors {
             for &(pattern, group) in builtin(detector) {
                 let regex = compile(pattern).expect("built-in patterns compile");
+                let gate = gate(detector).map(|words| {
+                    let bit = 1u32 << (detector as u32);
+                    for w in words {
+                        gate_words.push(w);
+                        gate_bits.push(bit);
+                    }
+                    bit
+                });
                 entries.push(Entry {
                     rule: detector.rule(),
                     detector: Some(detector),
                     regex,
                     group,
+                    gate,
                 });
             }
         }
@@ -141,16 +177,21 @@ impl ValueDetectors {
                 detector: None,
                 regex,
                 group,
+                gate: None,
             });
         }
-        let set = RegexSetBuilder::new(entries.iter().map(|e| e.regex.as_str()))
-            .size_limit(REGEX_SIZE_LIMIT * 4)
-            .build()
-            .map_err(|error| BadPattern {
-                index: usize::MAX,
-                reason: regex_reason(&error),
-            })?;
-        Ok(ValueDetectors { set, entries })
+        let gates = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(&gate_words)
+            .expect("gate words build");
+        Ok(ValueDetectors {
+            entries,
+            gates,
+            gate_bits,
+            cards: detectors.contains(&Detector::CardNumber),
+            ssn: detectors.contains(&Detector::Ssn),
+            high_entropy: detectors.contains(&Detector::HighEntropy),
+        })
     }
 
     /// Pushes a span for every value-detector match in `buf`. `exempt` are ranges where
@@ -162,36 +203,91 @@ impl ValueDetectors {
         exempt: &[(usize, usize)],
         out: &mut Vec<Span>,
     ) {
-        if self.entries.is_empty() {
-            return;
+        if self.cards || self.ssn {
+            self.digit_runs(buf, out);
         }
-        for index in self.set.matches(buf).iter() {
-            let entry = &self.entries[index];
+        if self.high_entropy {
+            token_runs(buf, |start, end| {
+                if !exempt.iter().any(|&(s, e)| start < e && s < end)
+                    && high_entropy(buf, start, end, line_start)
+                {
+                    out.push(Span {
+                        start,
+                        end,
+                        rule: Detector::HighEntropy.rule(),
+                    });
+                }
+            });
+        }
+        let all: u32 = self.gate_bits.iter().fold(0, |a, b| a | b);
+        let mut present = 0u32;
+        if all != 0 {
+            for m in self.gates.find_iter(buf) {
+                present |= self.gate_bits[m.pattern().as_usize()];
+                if present == all {
+                    break;
+                }
+            }
+        }
+        for entry in &self.entries {
+            if entry.gate.is_some_and(|bit| present & bit == 0) {
+                continue;
+            }
             if entry.group == 0 {
                 for m in entry.regex.find_iter(buf) {
-                    self.check(entry, buf, line_start, exempt, m.start(), m.end(), out);
+                    self.check(entry, buf, m.start(), m.end(), out);
                 }
             } else {
                 for caps in entry.regex.captures_iter(buf) {
                     if let Some(m) = caps.get(entry.group) {
-                        self.check(entry, buf, line_start, exempt, m.start(), m.end(), out);
+                        self.check(entry, buf, m.start(), m.end(), out);
                     }
                 }
             }
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site, all plain values")]
-    fn check(
-        &self,
-        entry: &Entry,
-        buf: &[u8],
-        line_start: bool,
-        exempt: &[(usize, usize)],
-        start: usize,
-        end: usize,
-        out: &mut Vec<Span>,
-    ) {
+    /// Maximal runs of digits joined by single spaces or dashes: card numbers and SSNs.
+    fn digit_runs(&self, buf: &[u8], out: &mut Vec<Span>) {
+        let mut i = 0;
+        while let Some(p) = buf[i..].iter().position(u8::is_ascii_digit) {
+            let start = i + p;
+            let mut end = start + 1;
+            let mut digits = 1;
+            loop {
+                match (buf.get(end), buf.get(end + 1)) {
+                    (Some(b), _) if b.is_ascii_digit() => {
+                        end += 1;
+                        digits += 1;
+                    }
+                    (Some(b' ' | b'-'), Some(b)) if b.is_ascii_digit() => {
+                        end += 2;
+                        digits += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if self.cards && digits >= 13 {
+                card_numbers(buf, start, end, |s, e| {
+                    out.push(Span {
+                        start: s,
+                        end: e,
+                        rule: Detector::CardNumber.rule(),
+                    })
+                });
+            }
+            if self.ssn && end - start == 11 && digits == 9 && valid_ssn(buf, start, end) {
+                out.push(Span {
+                    start,
+                    end,
+                    rule: Detector::Ssn.rule(),
+                });
+            }
+            i = end;
+        }
+    }
+
+    fn check(&self, entry: &Entry, buf: &[u8], start: usize, end: usize, out: &mut Vec<Span>) {
         if start == end {
             return;
         }
@@ -199,20 +295,11 @@ impl ValueDetectors {
         let push = |out: &mut Vec<Span>, start, end| out.push(Span { start, end, rule });
         let ok = match entry.detector {
             None => true,
-            Some(Detector::CardNumber) => {
-                card_numbers(buf, start, end, |s, e| push(out, s, e));
-                return;
-            }
-            Some(Detector::Ssn) => valid_ssn(buf, start, end),
             Some(Detector::AwsSecretAccessKey) => aws_secret(buf, start, end),
             Some(Detector::Bearer) => buf[start..end]
                 .iter()
                 .any(|b| b.is_ascii_digit() || b"._~+/=-".contains(b)),
             Some(Detector::BasicAuth) => basic_credentials(&buf[start..end]),
-            Some(Detector::HighEntropy) => {
-                !exempt.iter().any(|&(s, e)| start < e && s < end)
-                    && high_entropy(buf, start, end, line_start)
-            }
             Some(Detector::Phone) => start == 0 || !buf[start - 1].is_ascii_alphanumeric(),
             Some(Detector::IpAddress) => ip_address(buf, start, end),
             Some(_) => true,
@@ -268,12 +355,13 @@ fn card_numbers(buf: &[u8], start: usize, end: usize, mut emit: impl FnMut(usize
     }
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut g = start;
-    for i in start..=end {
-        if i == end || !buf[i].is_ascii_digit() {
-            groups.push((g, i));
-            g = i + 1;
+    for (i, b) in buf[start..end].iter().enumerate() {
+        if !b.is_ascii_digit() {
+            groups.push((g, start + i));
+            g = start + i + 1;
         }
     }
+    groups.push((g, end));
     let digits = |range: &[(usize, usize)]| -> Vec<u8> {
         range
             .iter()
@@ -344,19 +432,23 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// ddd-dd-dddd, not in the never-issued ranges (area 000, 666, 900–999; group 00;
 /// serial 0000), and not part of a longer dash/digit run.
 fn valid_ssn(buf: &[u8], start: usize, end: usize) -> bool {
-    if start > 0 && matches!(buf[start - 1], b'-' | b'.' | b'/' | b':') {
-        return false;
-    }
-    if end < buf.len() && matches!(buf[end], b'-' | b'/') {
-        return false;
-    }
     let s = &buf[start..end];
+    if s[3] != b'-' || s[6] != b'-' {
+        return false;
+    }
+    if start > 0 && (is_word(buf[start - 1]) || matches!(buf[start - 1], b'-' | b'.' | b'/' | b':'))
+    {
+        return false;
+    }
+    if end < buf.len() && (is_word(buf[end]) || matches!(buf[end], b'-' | b'/')) {
+        return false;
+    }
     let num = |r: &[u8]| r.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
     let (area, group, serial) = (num(&s[0..3]), num(&s[4..6]), num(&s[7..11]));
     area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
@@ -409,6 +501,46 @@ fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+const fn token_run_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+}
+
+static TOKEN_RUN: [bool; 256] = token_run_table();
+
+fn is_token_run_byte(b: u8) -> bool {
+    TOKEN_RUN[b as usize]
+}
+
+/// Runs of 20 or more `[A-Za-z0-9+/_-]` bytes, with up to two `=` of padding.
+fn token_runs(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i < buf.len() {
+        if !is_token_run_byte(buf[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < buf.len() && is_token_run_byte(buf[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < buf.len() && end - i < 2 && buf[end] == b'=' {
+            end += 1;
+        }
+        if end - start >= 20 {
+            emit(start, end);
+        }
+        i = end.max(i);
+    }
 }
 
 /// Base64 prefixes of common media and archive formats, whose encodings are long,
