@@ -236,7 +236,7 @@ impl Policy {
     /// Redacts one complete buffer (argv element, environment block, a sample given to
     /// `recorder redact-test`). The buffer is treated as a whole stream that ends where it
     /// ends, so nothing is masked merely for being at the end.
-    pub fn redact_buffer(self: &Policy, bytes: &[u8]) -> Redacted {
+    pub fn redact_buffer(&self, bytes: &[u8]) -> Redacted {
         StreamRedactor::redact_complete(self, bytes)
     }
 
