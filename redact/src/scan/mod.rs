@@ -9,6 +9,7 @@
 
 mod kv;
 mod lines;
+mod shape;
 mod value;
 
 pub(crate) use value::ValueDetectors;
