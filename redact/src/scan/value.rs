@@ -130,7 +130,8 @@ fn builtin(detector: Detector) -> &'static [(&'static str, usize)] {
         | Detector::HighEntropy
         | Detector::PrivateKey
         | Detector::PostgresPassword
-        | Detector::RedisAuth => &[],
+        | Detector::RedisAuth
+        | Detector::CompressedBody => &[],
     }
 }
 
