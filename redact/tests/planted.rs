@@ -1,5 +1,5 @@
-//! Property test: secrets from every detector, planted in HTTP, JSON, form, env,
-//! conninfo, PostgreSQL and Redis framing, pushed through `StreamRedactor` in random
+//! Property test: secrets from every detector, planted in HTTP (compressed bodies too),
+//! JSON, form, env, conninfo, PostgreSQL and Redis framing, pushed through `StreamRedactor` in random
 //! syscall-sized pieces (1-byte pieces included) with random `expire` calls, under the
 //! default bounds and under tiny ones that force decisions all the time. The output must
 //! have the input's length and contain no 8-byte window of any planted secret.
@@ -327,6 +327,30 @@ fn redis_stream() -> BoxedStrategy<Vec<Item>> {
         .boxed()
 }
 
+/// HTTP responses: compressed bodies (their bytes stand for anything secret inside) with a
+/// length or chunked, and an identity JSON body with a token.
+fn response_stream() -> BoxedStrategy<Vec<Item>> {
+    (re("[A-Za-z0-9]{16,40}"), re("[A-Za-z0-9]{16,40}"), value_secret())
+        .prop_map(|(gz, br, token)| {
+            let fixed = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n{gz}", gz.len());
+            let chunked = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: br\r\n\r\n{:x}\r\n{br}\r\n0\r\n\r\n",
+                br.len()
+            );
+            let json = format!("{{\"access\":\"{token}\"}}");
+            let plain = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            );
+            vec![
+                Item { text: fixed.into_bytes(), secrets: vec![gz] },
+                Item { text: chunked.into_bytes(), secrets: vec![br] },
+                Item { text: plain.into_bytes(), secrets: vec![token] },
+            ]
+        })
+        .boxed()
+}
+
 /// How the stream is cut into pushes and when time passes.
 #[derive(Clone, Debug)]
 struct Schedule {
@@ -437,6 +461,11 @@ proptest! {
     #[test]
     fn text_streams_never_leak(items in text_stream(), schedule in schedule()) {
         check(&items, &schedule, true)?;
+    }
+
+    #[test]
+    fn http_responses_never_leak(items in response_stream(), schedule in schedule()) {
+        check(&items, &schedule, false)?;
     }
 
     #[test]
