@@ -23,13 +23,14 @@ pub(crate) enum Detector {
     HighEntropy,
     PostgresPassword,
     RedisAuth,
+    CompressedBody,
     Email,
     Phone,
     IpAddress,
 }
 
 impl Detector {
-    pub(crate) const ALL: [Detector; 22] = [
+    pub(crate) const ALL: [Detector; 23] = [
         Detector::HttpHeader,
         Detector::KeyValue,
         Detector::PrivateKey,
@@ -49,6 +50,7 @@ impl Detector {
         Detector::HighEntropy,
         Detector::PostgresPassword,
         Detector::RedisAuth,
+        Detector::CompressedBody,
         Detector::Email,
         Detector::Phone,
         Detector::IpAddress,
@@ -75,6 +77,7 @@ impl Detector {
             Detector::HighEntropy => "high-entropy",
             Detector::PostgresPassword => "postgres-password",
             Detector::RedisAuth => "redis-auth",
+            Detector::CompressedBody => "compressed-body",
             Detector::Email => "email",
             Detector::Phone => "phone",
             Detector::IpAddress => "ip-address",

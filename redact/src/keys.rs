@@ -165,7 +165,13 @@ const DESCRIPTIVE: &[&str] = &[
     "set",
     "is",
     "has",
+    "last",
+    "next",
+    "on",
 ];
+
+/// Keys longer than this are not considered.
+const MAX_KEY_LEN: usize = 128;
 
 /// The compiled key vocabulary.
 #[derive(Debug)]
@@ -214,13 +220,22 @@ impl KeyMatcher {
     }
 
     pub(crate) fn is_sensitive(&self, key: &[u8]) -> bool {
+        // Longer "keys" are text, not names.
+        if key.len() > MAX_KEY_LEN {
+            return false;
+        }
         let (norm, comps) = components(key);
         if comps.is_empty() {
             return false;
         }
         let mut best_end: Option<usize> = None;
         for word in &self.contained {
-            if let Some(pos) = memchr::memmem::rfind(&norm, word) {
+            // Keys are short: a plain window search beats building a searcher.
+            let first = word[0];
+            if let Some(pos) = norm
+                .windows(word.len())
+                .rposition(|w| w[0] == first && w == &word[..])
+            {
                 let end = pos + word.len();
                 best_end = Some(best_end.map_or(end, |b| b.max(end)));
             }

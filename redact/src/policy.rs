@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::config::{CaptureConfig, CaptureMode, Config, ConfigError};
 use crate::detector::{Detector, Rule, FAIL_CLOSED_NAME, FIRST_USER_RULE};
@@ -160,6 +160,7 @@ impl Policy {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(keys.prefilter_words())
                 .expect("key prefilter builds")
         });
@@ -235,7 +236,7 @@ impl Policy {
     /// Redacts one complete buffer (argv element, environment block, a sample given to
     /// `recorder redact-test`). The buffer is treated as a whole stream that ends where it
     /// ends, so nothing is masked merely for being at the end.
-    pub fn redact_buffer(self: &Policy, bytes: &[u8]) -> Redacted {
+    pub fn redact_buffer(&self, bytes: &[u8]) -> Redacted {
         StreamRedactor::redact_complete(self, bytes)
     }
 

@@ -294,3 +294,45 @@ fn non_secret_parts_survive() {
     }
     assert!(!contains(&out, "FakeSid"));
 }
+
+#[test]
+fn request_body_is_decided_at_its_content_length() {
+    let mut s = StreamRedactor::new(policy());
+    let t = s.push(
+        b"POST /login HTTP/1.1\r\nContent-Length: 28\r\n\r\nuser=ann&password=FakePw&x=1",
+        0,
+    );
+    let r = s
+        .take(t)
+        .expect("the body is complete: no newline or timer needed");
+    assert!(r.bytes.ends_with(b"user=ann&password=******&x=1"));
+    assert_eq!(s.oldest_held_ns(), None);
+}
+
+#[test]
+fn finish_fails_closed_but_close_does_not() {
+    let mut a = StreamRedactor::new(policy());
+    let ta = a.push(b"hello world", 0);
+    a.finish();
+    assert_eq!(a.take(ta).unwrap().bytes, b"hello *****");
+    let mut b = StreamRedactor::new(policy());
+    let tb = b.push(b"hello world", 0);
+    b.close();
+    assert_eq!(b.take(tb).unwrap().bytes, b"hello world");
+}
+
+#[test]
+fn disabled_policy_passes_everything_at_once() {
+    let p = Arc::new(
+        Policy::new(&Config {
+            enabled: false,
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let mut s = StreamRedactor::new(p);
+    let t = s.push(b"Authorization: Bearer abc", 0);
+    let r = s.take(t).unwrap();
+    assert_eq!(r.bytes, b"Authorization: Bearer abc");
+    assert!(r.redactions.is_empty());
+}

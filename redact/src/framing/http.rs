@@ -1,8 +1,18 @@
-//! HTTP/1.x request framing: after a request line and headers with `Content-Length: N`,
-//! the body ends exactly N bytes later, so it can be decided then instead of waiting for
-//! a line end or the time bound. Only requests: a response's length depends on the
-//! request method (HEAD), which the other direction carries, and a wrong cut could split
-//! a secret; responses wait for a line end or a bound.
+//! HTTP/1.x framing, for two things:
+//!
+//! - A request with `Content-Length: N` ends exactly N bytes after its headers, so its
+//!   body can be decided then instead of waiting for a line end or the time bound. Only
+//!   requests are cut: a response's length depends on the request method (a HEAD response
+//!   has the header but no body), which the other direction carries, and a wrong cut could
+//!   split a secret.
+//! - A body with a `Content-Encoding` other than identity (gzip, br, zstd, ...) is opaque
+//!   to every detector, yet anyone can decompress it from a recording, so it is masked
+//!   whole: N bytes with a `Content-Length`, up to the last chunk when chunked, to the end
+//!   of the stream otherwise. A HEAD response's length may mask part of the next response:
+//!   that errs towards masking.
+
+use crate::detector::Detector;
+use crate::framing::Mask;
 
 const LINE_CAPTURE: usize = 256;
 
@@ -11,11 +21,20 @@ enum State {
     #[default]
     Idle,
     Headers {
+        request: bool,
         content_length: Option<u64>,
+        chunked: bool,
+        encoded: bool,
     },
     Body {
         remaining: u64,
+        mask: bool,
+        cut: bool,
     },
+    /// Masking a chunked encoded body until its last chunk (`0\r\n\r\n`).
+    MaskChunked { window: u64 },
+    /// Masking an encoded body that ends when the connection does.
+    MaskRest,
 }
 
 #[derive(Debug, Default)]
@@ -25,19 +44,83 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub(crate) fn feed(&mut self, bytes: &[u8], base: u64, cuts: &mut Vec<u64>) {
+    pub(crate) fn feed(
+        &mut self,
+        bytes: &[u8],
+        base: u64,
+        compressed: bool,
+        masks: &mut Vec<Mask>,
+        cuts: &mut Vec<u64>,
+    ) {
+        let rule = Detector::CompressedBody.rule();
         let mut i = 0;
         while i < bytes.len() {
-            if let State::Body { remaining } = self.state {
-                let take = (remaining as usize).min(bytes.len() - i);
-                i += take;
-                let remaining = remaining - take as u64;
-                self.state = State::Body { remaining };
-                if remaining == 0 {
-                    cuts.push(base + i as u64);
-                    self.state = State::Idle;
+            let at = base + i as u64;
+            match self.state {
+                State::Body {
+                    remaining,
+                    mask,
+                    cut,
+                } => {
+                    let take = (remaining as usize).min(bytes.len() - i);
+                    if mask {
+                        masks.push(Mask {
+                            start: at,
+                            end: at + take as u64,
+                            rule,
+                        });
+                    }
+                    i += take;
+                    let remaining = remaining - take as u64;
+                    self.state = State::Body {
+                        remaining,
+                        mask,
+                        cut,
+                    };
+                    if remaining == 0 {
+                        if cut {
+                            cuts.push(base + i as u64);
+                        }
+                        self.state = State::Idle;
+                    }
+                    continue;
                 }
-                continue;
+                State::MaskRest => {
+                    masks.push(Mask {
+                        start: at,
+                        end: base + bytes.len() as u64,
+                        rule,
+                    });
+                    return;
+                }
+                State::MaskChunked { mut window } => {
+                    // The last chunk: "\n0\r\n\r\n" (trailers are not expected).
+                    const END: u64 = u64::from_be_bytes(*b"\0\0\n0\r\n\r\n");
+                    const LAST6: u64 = (1 << 48) - 1;
+                    let mut j = i;
+                    let mut done = false;
+                    while j < bytes.len() {
+                        window = (window << 8) | u64::from(bytes[j]);
+                        j += 1;
+                        if window & LAST6 == END {
+                            done = true;
+                            break;
+                        }
+                    }
+                    masks.push(Mask {
+                        start: at,
+                        end: base + j as u64,
+                        rule,
+                    });
+                    i = j;
+                    self.state = if done {
+                        State::Idle
+                    } else {
+                        State::MaskChunked { window }
+                    };
+                    continue;
+                }
+                State::Idle | State::Headers { .. } => {}
             }
             let rest = &bytes[i..];
             match memchr::memchr(b'\n', rest) {
@@ -48,7 +131,7 @@ impl Http {
                 Some(p) => {
                     self.capture(&rest[..p]);
                     i += p + 1;
-                    self.line_done();
+                    self.line_done(compressed);
                 }
             }
         }
@@ -59,18 +142,54 @@ impl Http {
         self.line.extend_from_slice(&part[..room.min(part.len())]);
     }
 
-    fn line_done(&mut self) {
+    fn line_done(&mut self, compressed: bool) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         self.state = match self.state {
-            State::Idle if is_request_line(line) => State::Headers {
+            State::Idle if is_request_line(line) || is_status_line(line) => State::Headers {
+                request: is_request_line(line),
                 content_length: None,
+                chunked: false,
+                encoded: false,
             },
-            State::Headers { content_length } if line.is_empty() => match content_length {
-                Some(n) if n > 0 => State::Body { remaining: n },
+            State::Headers {
+                request,
+                content_length,
+                chunked,
+                encoded,
+            } if line.is_empty() => match (encoded && compressed, chunked, content_length) {
+                (true, true, _) => State::MaskChunked { window: 0 },
+                (true, false, Some(0)) => State::Idle,
+                (true, false, Some(n)) => State::Body {
+                    remaining: n,
+                    mask: true,
+                    cut: request,
+                },
+                (true, false, None) => State::MaskRest,
+                (false, false, Some(n)) if request && n > 0 => State::Body {
+                    remaining: n,
+                    mask: false,
+                    cut: true,
+                },
                 _ => State::Idle,
             },
-            State::Headers { content_length } => State::Headers {
-                content_length: content_length.or_else(|| content_length_of(line)),
+            State::Headers {
+                request,
+                content_length,
+                chunked,
+                encoded,
+            } => State::Headers {
+                request,
+                content_length: content_length.or_else(|| {
+                    header_value(line, b"content-length:").and_then(|v| v.parse().ok())
+                }),
+                chunked: chunked
+                    || header_value(line, b"transfer-encoding:")
+                        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked")),
+                encoded: encoded
+                    || header_value(line, b"content-encoding:").is_some_and(|v| {
+                        let v = v.to_ascii_lowercase();
+                        !v.is_empty() && v != "identity"
+                    }),
             },
             other => other,
         };
@@ -80,9 +199,16 @@ impl Http {
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
         self.state = match self.state {
-            State::Body { remaining } if len < remaining => State::Body {
+            State::Body {
+                remaining,
+                mask,
+                cut,
+            } if len < remaining => State::Body {
                 remaining: remaining - len,
+                mask,
+                cut,
             },
+            State::MaskChunked { .. } | State::MaskRest => self.state,
             _ => State::Idle,
         };
     }
@@ -95,45 +221,97 @@ fn is_request_line(line: &[u8]) -> bool {
         && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
 }
 
-fn content_length_of(line: &[u8]) -> Option<u64> {
-    let name = b"content-length:";
-    if line.len() <= name.len() || !line[..name.len()].eq_ignore_ascii_case(name) {
+fn is_status_line(line: &[u8]) -> bool {
+    (line.starts_with(b"HTTP/1.1 ") || line.starts_with(b"HTTP/1.0 "))
+        && line.len() >= 12
+        && line[9..12].iter().all(u8::is_ascii_digit)
+}
+
+/// The trimmed value of header `name` (lowercase, with its colon) if `line` is that header.
+fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a str> {
+    if line.len() < name.len() || !line[..name.len()].eq_ignore_ascii_case(name) {
         return None;
     }
-    std::str::from_utf8(&line[name.len()..])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    std::str::from_utf8(&line[name.len()..]).ok().map(str::trim)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn run(input: &[u8], split: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
+        let mut h = Http::default();
+        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+        for (i, c) in input.chunks(split).enumerate() {
+            h.feed(c, (i * split) as u64, true, &mut masks, &mut cuts);
+        }
+        // Merge adjacent masks for comparison.
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for m in masks {
+            match merged.last_mut() {
+                Some(last) if last.1 == m.start => last.1 = m.end,
+                _ => merged.push((m.start, m.end)),
+            }
+        }
+        (merged, cuts)
+    }
+
     #[test]
     fn cuts_at_the_end_of_a_request_body() {
         let req = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nuser=a&pw=b";
         for split in [1, 5, req.len()] {
-            let mut h = Http::default();
-            let mut cuts = Vec::new();
-            for (i, c) in req.chunks(split).enumerate() {
-                h.feed(c, (i * split) as u64, &mut cuts);
-            }
+            let (masks, cuts) = run(req, split);
             assert_eq!(cuts, [req.len() as u64], "split {split}");
+            assert!(masks.is_empty());
         }
     }
 
     #[test]
     fn responses_and_bodiless_requests_do_not_cut() {
-        let mut h = Http::default();
-        let mut cuts = Vec::new();
-        h.feed(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            0,
-            &mut cuts,
+        let (masks, cuts) = run(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            3,
         );
-        h.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100, &mut cuts);
-        assert!(cuts.is_empty());
+        assert!(cuts.is_empty() && masks.is_empty());
+    }
+
+    #[test]
+    fn encoded_bodies_are_masked_whole() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 6\r\n\r\n";
+        let mut input = head.to_vec();
+        input.extend_from_slice(b"\x1f\x8b\n\x00ab");
+        input.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        for split in [1, 4, 100] {
+            let (masks, _) = run(&input, split);
+            assert_eq!(
+                masks,
+                [(head.len() as u64, head.len() as u64 + 6)],
+                "split {split}"
+            );
+        }
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: br\r\n\r\n4\r\nab\ncd\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n";
+        let body_start = chunked.windows(4).position(|w| w == b"\r\n\r\n").unwrap() as u64 + 4;
+        let body_end = chunked
+            .windows(7)
+            .position(|w| w == b"0\r\n\r\nHT")
+            .unwrap() as u64
+            + 5;
+        for split in [1, 3, 200] {
+            assert_eq!(
+                run(chunked, split).0,
+                [(body_start, body_end)],
+                "split {split}"
+            );
+        }
+        let until_close = b"HTTP/1.0 200 OK\r\nContent-Encoding: zstd\r\n\r\nanything at all";
+        let body = until_close
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap() as u64
+            + 4;
+        assert_eq!(run(until_close, 5).0, [(body, until_close.len() as u64)]);
+        let identity =
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok";
+        assert!(run(identity, 2).0.is_empty());
     }
 }

@@ -42,7 +42,8 @@ impl Framing {
         if policy.detector_on(Detector::RedisAuth) {
             self.redis.feed(bytes, base, masks, cuts);
         }
-        self.http.feed(bytes, base, cuts);
+        let compressed = policy.detector_on(Detector::CompressedBody);
+        self.http.feed(bytes, base, compressed, masks, cuts);
     }
 
     /// `len` bytes of the stream were lost.

@@ -135,9 +135,6 @@ fn value(
             while i < len && matches!(buf[i], b' ' | b'\t' | b'\0') {
                 i += 1;
             }
-            if i < len && buf[i] == b'-' {
-                return None;
-            }
             Sep::Flag
         }
         _ => return None,

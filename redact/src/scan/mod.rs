@@ -9,6 +9,7 @@
 
 mod kv;
 mod lines;
+mod shape;
 mod value;
 
 pub(crate) use value::ValueDetectors;
@@ -38,11 +39,13 @@ pub(crate) enum End {
     Forced,
 }
 
-/// Bytes that end a token run: a secret cannot continue across them.
-pub(crate) const TOKEN_SEPARATORS: &[u8] = b" \t\r\n\x0b\x0c\0\"',;()<>[]{}|`";
+/// Bytes that end a candidate at a forced cut, and its continuation after it. Only
+/// whitespace, NUL and quotes: passwords contain every other punctuation (`(`, `;`, `,`
+/// ...), so a run that might be one extends across them.
+pub(crate) const RUN_SEPARATORS: &[u8] = b" \t\r\n\x0b\x0c\0\"'`";
 
 fn is_separator(b: u8) -> bool {
-    TOKEN_SEPARATORS.contains(&b)
+    RUN_SEPARATORS.contains(&b)
 }
 
 /// An open quoted string: masked up to the closing quote.
