@@ -41,13 +41,15 @@ fn start_server(command: &mut Command, ready: &str) -> Child {
     }
     let mut seen = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(recorder_tests::STEP_TIMEOUT)
-            .unwrap_or_else(|_| panic!("{command:?} never said `{ready}`: {seen:#?}"));
-        if line.contains(ready) {
-            return child;
+        match rx.recv_timeout(recorder_tests::STEP_TIMEOUT) {
+            Ok(line) if line.contains(ready) => return child,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{command:?} never said `{ready}`: {seen:#?}");
+            }
         }
-        seen.push(line);
     }
 }
 
