@@ -11,6 +11,7 @@
 #![no_main]
 
 mod emit;
+mod floor;
 mod syscall;
 
 use aya_ebpf::{

@@ -12,6 +12,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests and the benchmark harness run.
 pub const APT_PACKAGES: &[&str] = &["curl", "python3", "iproute2", "procps"];
 
+/// What `cargo xtask bench` compares recorderd with, and its HTTP workload. Installed by the
+/// full bench only: `cargo xtask test` (CI) runs `bench --quick` with whatever is present.
+pub const BENCH_PACKAGES: &[&str] = &["strace", "linux-perf", "bpftrace", "wrk", "nginx"];
+
 pub fn run() -> Result<()> {
     let started = Instant::now();
     ensure_nightly()?;
@@ -123,7 +127,7 @@ fn bpf_linker_links(lib_name: &str) -> bool {
         && toolchain::output("bpf-linker", &["--version"]).is_ok()
 }
 
-fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
+pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
