@@ -153,9 +153,8 @@ fn copy(src: &Path, dst: &Path, buf: u64) -> std::io::Result<()> {
         let mut done = 0;
         while done < n {
             // SAFETY: writes from the filled part of the buffer.
-            done += check(unsafe {
-                libc::write(output, buffer[done..].as_ptr().cast(), n - done)
-            })?;
+            done +=
+                check(unsafe { libc::write(output, buffer[done..].as_ptr().cast(), n - done) })?;
             syscalls += 1;
         }
     }
@@ -182,11 +181,12 @@ fn paced(size: u64, rate: u64, millis: u64) -> std::io::Result<()> {
             std::thread::sleep(Duration::from_micros(50));
             continue;
         }
-        for _ in done..due.min(done + 1000) {
+        let batch = (due - done).min(1000);
+        for _ in 0..batch {
             // SAFETY: writes from a live buffer.
             check(unsafe { libc::write(null, out.as_ptr().cast(), out.len()) })?;
-            done += 1;
         }
+        done += batch;
     }
     let elapsed = started.elapsed();
     report(done, done * size, elapsed)

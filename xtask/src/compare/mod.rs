@@ -67,7 +67,10 @@ impl Plan {
                         50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000, 800_000,
                     ],
                 ),
-                (4096, vec![25_000, 50_000, 100_000, 150_000, 200_000, 300_000]),
+                (
+                    4096,
+                    vec![25_000, 50_000, 100_000, 150_000, 200_000, 300_000],
+                ),
             ],
             capacity_ms: 2000,
         }
@@ -154,7 +157,11 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     let bins = build(root, quick)?;
     let tools = Tools::detect();
     for skipped in &tools.skipped {
-        println!("bench compare: {} SKIPPED: {}", skipped.tracer.label(), skipped.why);
+        println!(
+            "bench compare: {} SKIPPED: {}",
+            skipped.tracer.label(),
+            skipped.why
+        );
     }
     if let Err(why) = &tools.http {
         println!("bench compare: HTTP workload SKIPPED: {why}");
@@ -183,7 +190,14 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 /// which `cargo xtask test` builds anyway).
 fn build(root: &Path, quick: bool) -> Result<Bins> {
     let mut cargo = Command::new("cargo");
-    cargo.args(["build", "--package", "recorder-daemon", "--package", "recorder-tests", "--bins"]);
+    cargo.args([
+        "build",
+        "--package",
+        "recorder-daemon",
+        "--package",
+        "recorder-tests",
+        "--bins",
+    ]);
     if !quick {
         cargo.arg("--release");
     }

@@ -80,9 +80,13 @@ impl Step {
     pub fn new(rate: u64, _ms: u64, sample: &Sample) -> Step {
         Step {
             rate,
-            achieved: sample.report.syscalls as f64 / (sample.report.elapsed_ns.max(1) as f64 / 1e9),
+            achieved: sample.report.syscalls as f64
+                / (sample.report.elapsed_ns.max(1) as f64 / 1e9),
             made: sample.report.syscalls,
-            recorded: sample.captured.whole_payloads.unwrap_or(sample.captured.events),
+            recorded: sample
+                .captured
+                .whole_payloads
+                .unwrap_or(sample.captured.events),
             lost: sample.captured.lost,
             cpu_s: sample.captured.cpu_ns as f64 / 1e9,
         }
@@ -94,13 +98,20 @@ impl Step {
     }
 }
 
+/// Added ns per syscall at one payload size: recorderd, strace, the floor (adaptive).
+struct Added {
+    size: u64,
+    recorderd: Option<Stat>,
+    strace: Option<Stat>,
+    floor: Option<Stat>,
+}
+
 /// The figures the goals are judged on.
 #[derive(Default)]
 struct Goals {
     http_ratio: Option<Stat>,
     http_disk_ratio: Option<Stat>,
-    /// (size, recorderd added ns, strace added ns, floor added ns)
-    added: Vec<(u64, Option<Stat>, Option<Stat>, Option<Stat>)>,
+    added: Vec<Added>,
     /// Highest achieved rate with zero loss at 64 B, and whether every step below had none.
     zero_loss_64: Option<f64>,
 }
@@ -139,12 +150,12 @@ impl Doc {
         let table = data_table(&samples, true);
         self.compare.push_str(&table);
         let added = |t: Tracer| added_ns(&samples, t);
-        self.goals.added.push((
+        self.goals.added.push(Added {
             size,
-            added(Tracer::Recorderd),
-            added(Tracer::Strace),
-            added(Tracer::Floor(Wakeup::Adaptive)),
-        ));
+            recorderd: added(Tracer::Recorderd),
+            strace: added(Tracer::Strace),
+            floor: added(Tracer::Floor(Wakeup::Adaptive)),
+        });
         self.floor_rows(size, &samples);
     }
 
@@ -196,8 +207,10 @@ impl Doc {
                         .map(|(h, _)| (1.0 / h.rate() - 1.0 / b.median) * 1e6),
                 )
             });
-            let per_request =
-                Stat::of(runs.iter().map(|(h, c)| c.all_events as f64 / h.requests as f64));
+            let per_request = Stat::of(
+                runs.iter()
+                    .map(|(h, c)| c.all_events as f64 / h.requests as f64),
+            );
             let disk = Stat::of(
                 runs.iter()
                     .map(|(h, c)| c.disk_bytes as f64 / (h.payload_bytes() as f64 / 1e6)),
@@ -217,14 +230,26 @@ impl Doc {
                 tracer.label(),
                 show(rate, 0),
                 if untraced { "1".into() } else { show(ratio, 3) },
-                if untraced { "—".into() } else { show(added, 1) },
+                if untraced {
+                    "—".into()
+                } else {
+                    show(added, 1)
+                },
                 if untraced {
                     reference.map_or("—".into(), |r| format!("({:.2} syscalls)", r.median))
                 } else {
                     completeness_per_request(per_request, reference)
                 },
-                if untraced { "—".into() } else { lost(&captured) },
-                if untraced { "—".into() } else { show(disk, 0) },
+                if untraced {
+                    "—".into()
+                } else {
+                    lost(&captured)
+                },
+                if untraced {
+                    "—".into()
+                } else {
+                    show(disk, 0)
+                },
                 cpu_per_m(&captured, untraced),
                 rss(&captured, untraced),
             );
@@ -234,26 +259,29 @@ impl Doc {
     fn floor_rows(&mut self, size: u64, samples: &[(Tracer, Vec<Sample>)]) {
         if self.floor.is_empty() {
             self.floor.push_str(
-                "| probe | payload | added ns / syscall | vs floor (adaptive) | records / syscalls made | lost | consumer CPU s / M records |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+                "| probe | payload | added ns / syscall | vs floor (adaptive) | vs floor (no wake-up) | records / syscalls made | lost | consumer CPU s / M records |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
             );
         }
         let floor = added_ns(samples, Tracer::Floor(Wakeup::Adaptive));
+        let quiet_floor = added_ns(samples, Tracer::Floor(Wakeup::NonePolled));
         for (tracer, runs) in samples {
             if !matches!(tracer, Tracer::Recorderd | Tracer::Floor(_)) {
                 continue;
             }
             let added = added_ns(samples, *tracer);
-            let ratio = match (added, floor) {
+            let ratio = |floor: Option<Stat>| match (added, floor) {
                 (Some(a), Some(f)) if f.median > 0.0 => format!("{:.2}×", a.median / f.median),
                 _ => "—".into(),
             };
             let captured: Vec<&Captured> = runs.iter().map(|s| &s.captured).collect();
             let _ = writeln!(
                 self.floor,
-                "| {} | {} | {} | {ratio} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 tracer.label(),
                 size_name(size),
                 show(added, 0),
+                ratio(floor),
+                ratio(quiet_floor),
                 completeness(runs),
                 lost(&captured),
                 cpu_per_m(&captured, false),
@@ -296,7 +324,9 @@ impl Doc {
         let _ = writeln!(
             self.capacity,
             "\nHighest rate with zero loss: {}.{}",
-            zero_loss.map_or("none of the rates tried".into(), |r| format!("{r:.0} events/s")),
+            zero_loss.map_or("none of the rates tried".into(), |r| format!(
+                "{r:.0} events/s"
+            )),
             match last {
                 Some(step) if step.achieved < 0.8 * step.rate as f64 => format!(
                     " The workload could not issue more than {:.0} writes/s while traced (the \
@@ -366,7 +396,13 @@ impl Doc {
             show(g.http_ratio, 3),
             g.http_ratio.map(|s| s.median >= 0.95),
         );
-        for (size, rec, strace, floor) in &g.added {
+        for Added {
+            size,
+            recorderd: rec,
+            strace,
+            floor,
+        } in &g.added
+        {
             let size = size_name(*size);
             row(
                 &format!("recorderd's added time per syscall ≤ 1/50 of strace's ({size})"),
@@ -398,13 +434,16 @@ impl Doc {
         row(
             "zero loss up to ≥ 100k events/s with 64 B payloads",
             g.zero_loss_64
-                .map_or("loss at every rate tried".into(), |r| format!("zero loss up to {r:.0}/s")),
+                .map_or("loss at every rate tried".into(), |r| {
+                    format!("zero loss up to {r:.0}/s")
+                }),
             Some(g.zero_loss_64.is_some_and(|r| r >= 95_000.0)),
         );
         row(
             "HTTP recording ≤ 1/4 of captured payload bytes",
-            g.http_disk_ratio
-                .map_or("—".into(), |s| format!("{:.3} of payload bytes", s.median)),
+            g.http_disk_ratio.map_or("—".into(), |s| {
+                format!("{:.3} of payload bytes", s.median)
+            }),
             g.http_disk_ratio.map(|s| s.median <= 0.25),
         );
         out
@@ -415,9 +454,10 @@ impl Doc {
 fn added_ns(samples: &[(Tracer, Vec<Sample>)], tracer: Tracer) -> Option<Stat> {
     let base = base_elapsed(samples)?;
     let runs = &samples.iter().find(|(t, _)| *t == tracer)?.1;
-    Stat::of(runs.iter().map(|s| {
-        (s.report.elapsed_ns as f64 - base) / s.report.syscalls.max(1) as f64
-    }))
+    Stat::of(
+        runs.iter()
+            .map(|s| (s.report.elapsed_ns as f64 - base) / s.report.syscalls.max(1) as f64),
+    )
 }
 
 fn base_elapsed(samples: &[(Tracer, Vec<Sample>)]) -> Option<f64> {
@@ -447,18 +487,17 @@ fn data_table(samples: &[(Tracer, Vec<Sample>)], skip_floors: bool) -> String {
             );
             continue;
         }
-        let ratio = base.and_then(|b| {
-            Stat::of(runs.iter().map(|s| b / s.report.elapsed_ns.max(1) as f64))
-        });
-        let disk = Stat::of(runs.iter().map(|s| {
-            s.captured.disk_bytes as f64 / (s.report.payload_bytes.max(1) as f64 / 1e6)
-        }));
+        let ratio =
+            base.and_then(|b| Stat::of(runs.iter().map(|s| b / s.report.elapsed_ns.max(1) as f64)));
+        let disk =
+            Stat::of(runs.iter().map(|s| {
+                s.captured.disk_bytes as f64 / (s.report.payload_bytes.max(1) as f64 / 1e6)
+            }));
         let whole = if captured.iter().all(|c| c.whole_payloads.is_some()) {
             let min = runs
                 .iter()
                 .map(|s| {
-                    s.captured.whole_payloads.unwrap_or(0) as f64
-                        / s.report.syscalls.max(1) as f64
+                    s.captured.whole_payloads.unwrap_or(0) as f64 / s.report.syscalls.max(1) as f64
                 })
                 .fold(f64::INFINITY, f64::min);
             format!("{:.2} %", 100.0 * min)
@@ -504,7 +543,11 @@ fn completeness(runs: &[Sample]) -> String {
 fn completeness_per_request(per_request: Option<Stat>, reference: Option<Stat>) -> String {
     match (per_request, reference) {
         (Some(p), Some(r)) if r.median > 0.0 => {
-            format!("{:.2} ({:.1} % of strace's)", p.median, 100.0 * p.median / r.median)
+            format!(
+                "{:.2} ({:.1} % of strace's)",
+                p.median,
+                100.0 * p.median / r.median
+            )
         }
         (Some(p), _) => format!("{:.2}", p.median),
         _ => "—".into(),
@@ -512,7 +555,11 @@ fn completeness_per_request(per_request: Option<Stat>, reference: Option<Stat>) 
 }
 
 fn lost(captured: &[&Captured]) -> String {
-    captured.iter().map(|c| c.lost).sum::<u64>().to_string()
+    let lost = captured.iter().map(|c| c.lost).sum::<u64>();
+    match captured.iter().filter(|c| c.killed).count() {
+        0 => lost.to_string(),
+        n => format!("{lost} ({n} run(s) ignored SIGINT for 30 s and were killed)"),
+    }
 }
 
 fn cpu_per_m(captured: &[&Captured], untraced: bool) -> String {

@@ -15,7 +15,8 @@ use super::Bins;
 
 /// What a recorder is told to capture: recorderd's boundary syscalls, by name, for the
 /// tools that take a list.
-pub const SYSCALLS: &str = "read,write,pread64,pwrite64,readv,writev,preadv,pwritev,preadv2,pwritev2,\
+pub const SYSCALLS: &str =
+    "read,write,pread64,pwrite64,readv,writev,preadv,pwritev,preadv2,pwritev2,\
 open,openat,openat2,creat,close,socket,connect,bind,listen,accept,accept4,sendto,recvfrom,\
 sendmsg,recvmsg,sendmmsg,recvmmsg,shutdown,dup,dup2,dup3,fcntl,rename,renameat,renameat2,\
 unlink,unlinkat,truncate,ftruncate,sendfile,copy_file_range,splice,exit,exit_group";
@@ -67,10 +68,16 @@ impl Tracer {
     pub fn captures(self) -> &'static str {
         match self {
             Tracer::None => "—",
-            Tracer::Recorderd => "same data: every boundary syscall, args, fd → file/peer, payloads up to 1 MiB",
-            Tracer::Strace => "same data as text: every syscall in scope, payloads up to 1 MiB (escaped)",
+            Tracer::Recorderd => {
+                "same data: every boundary syscall, args, fd → file/peer, payloads up to 1 MiB"
+            }
+            Tracer::Strace => {
+                "same data as text: every syscall in scope, payloads up to 1 MiB (escaped)"
+            }
             Tracer::Perf => "less: syscalls and args, no payload bytes",
-            Tracer::Bpftrace => "less: syscalls, fd, first 200 B of flat-buffer payloads; none for iovecs",
+            Tracer::Bpftrace => {
+                "less: syscalls, fd, first 200 B of flat-buffer payloads; none for iovecs"
+            }
             Tracer::Floor(_) => "least: read/write payload bytes only, discarded",
         }
     }
@@ -132,6 +139,8 @@ pub struct Captured {
     pub max_rss_kib: u64,
     /// All events the recorder kept, for CPU per event.
     pub all_events: u64,
+    /// The recorder ignored SIGINT and was killed.
+    pub killed: bool,
 }
 
 /// A recorder attached to a process.
@@ -223,7 +232,7 @@ impl Attached {
         let (file, marker) = match self.tracer {
             Tracer::Recorderd => (stderr, "recorderd: recording "),
             Tracer::Strace => (stderr, "attached"),
-            Tracer::Bpftrace => (out, "Attaching"),
+            Tracer::Bpftrace => (out, "bpftrace-ready"),
             Tracer::Floor(_) => (stderr, "floor: attached"),
             Tracer::Perf => {
                 std::thread::sleep(Duration::from_millis(1500));
@@ -279,8 +288,15 @@ impl Attached {
             // SAFETY: signalling a child we spawned and have not reaped.
             unsafe { libc::kill(child.id() as i32, signal) };
         }
-        let usage = wait_rusage(&mut child, Duration::from_secs(180))
+        // recorderd and strace must finish on their own (recorderd's detach of ~90
+        // tracepoints alone takes seconds); a tool that ignores SIGINT is killed after 30 s
+        // and counted from what it wrote.
+        let timeout = Duration::from_secs(if stops_itself { 180 } else { 30 });
+        let usage = wait_rusage(&mut child, timeout)
             .with_context(|| format!("waiting for {}", self.tracer.label()))?;
+        if usage.killed && stops_itself {
+            bail!("{} did not finish within {timeout:?}", self.tracer.label());
+        }
         let mut captured = match self.tracer {
             Tracer::Recorderd => recorderd_counts(bins, &self.dir.join("rec"), scope)?,
             Tracer::Strace => text_counts(&self.dir.join("trace.out"), scope, parse_strace)?,
@@ -289,6 +305,7 @@ impl Attached {
             Tracer::Floor(_) => floor_counts(&self.stdout)?,
             Tracer::None => Captured::default(),
         };
+        captured.killed = usage.killed;
         captured.cpu_ns = usage.cpu_ns;
         captured.max_rss_kib = usage.max_rss_kib;
         Ok(captured)
@@ -298,12 +315,15 @@ impl Attached {
 pub struct Usage {
     pub cpu_ns: u64,
     pub max_rss_kib: u64,
+    /// It was still running after the timeout and was killed.
+    pub killed: bool,
 }
 
 /// Reaps `child` with wait4 to get its rusage; kills it after `timeout`.
 pub fn wait_rusage(child: &mut Child, timeout: Duration) -> Result<Usage> {
     let pid = child.id() as i32;
     let deadline = Instant::now() + timeout;
+    let mut killed = false;
     loop {
         let mut status = 0;
         // SAFETY: rusage is plain data that wait4 fills.
@@ -318,15 +338,16 @@ pub fn wait_rusage(child: &mut Child, timeout: Duration) -> Result<Usage> {
             return Ok(Usage {
                 cpu_ns: ns(usage.ru_utime) + ns(usage.ru_stime),
                 max_rss_kib: usage.ru_maxrss as u64,
+                killed,
             });
         }
         if reaped < 0 {
             bail!("wait4: {}", std::io::Error::last_os_error());
         }
-        if Instant::now() > deadline {
-            // SAFETY: killing our own child.
+        if Instant::now() > deadline && !killed {
+            // SAFETY: killing our own child (reaped by the next wait4).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            bail!("process {pid} did not finish within {timeout:?}");
+            killed = true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -490,8 +511,11 @@ fn parse_bpftrace(line: &str) -> Parsed<'_> {
     let mut words = line.split(' ');
     let name = words.next()?;
     let fd = words.next()?.parse().ok();
-    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        .then_some((name, fd))
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    .then_some((name, fd))
 }
 
 fn floor_counts(stdout: &Path) -> Result<Captured> {
@@ -526,10 +550,7 @@ mod tests {
             Some(("write", Some(101)))
         );
         assert_eq!(parse_strace("+++ exited with 0 +++"), None);
-        assert_eq!(
-            parse_strace("<... read resumed>\"x\", 1) = 1"),
-            None
-        );
+        assert_eq!(parse_strace("<... read resumed>\"x\", 1) = 1"), None);
         assert_eq!(
             parse_perf("     0.070 ( 0.019 ms): cat/19684 close(fd: 4</etc/locale.alias>) = 0"),
             Some(("close", Some(4)))
@@ -538,7 +559,10 @@ mod tests {
             parse_perf("     0.056 ( 0.024 ms): write(fd: 101, buf: 0x55d2, count: 64)    = 64"),
             Some(("write", Some(101)))
         );
-        assert_eq!(parse_perf("  ? (  ):  ... [continued]: read())   = 3"), None);
+        assert_eq!(
+            parse_perf("  ? (  ):  ... [continued]: read())   = 3"),
+            None
+        );
         assert_eq!(
             parse_bpftrace("pwrite64 104 64 {\\x22order"),
             Some(("pwrite64", Some(104)))
@@ -549,7 +573,8 @@ mod tests {
             Some(("writev", Some(7)))
         );
         assert_eq!(lost_count("Lost 12 events"), Some(12));
-        let line = r#"{"fd":100,"payload":{"utf8_preview":"\"fd\":7"},"syscall":"write","type":"event"}"#;
+        let line =
+            r#"{"fd":100,"payload":{"utf8_preview":"\"fd\":7"},"syscall":"write","type":"event"}"#;
         assert_eq!(json_field(line, "fd"), Some("100"));
         assert_eq!(json_field(line, "syscall"), Some("write"));
         assert_eq!(json_field(line, "type"), Some("event"));

@@ -153,9 +153,8 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // SAFETY: signalling our own child; SIGQUIT is nginx's graceful stop.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
-        if tracer::wait_rusage(&mut self.child, Duration::from_secs(5)).is_err() {
-            let _ = self.child.kill();
-        }
+        // Killed after 5 s if it has not stopped by then.
+        let _ = tracer::wait_rusage(&mut self.child, Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(self.dir.join("tmp"));
     }
 }
