@@ -86,11 +86,15 @@ impl Tracer {
     pub fn command_line(self) -> String {
         match self {
             Tracer::None => "—".into(),
-            Tracer::Recorderd => format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD}"),
-            Tracer::Strace => format!("strace -f -p PID -s 1048576 -e trace={STRACE_SCOPE} -o FILE"),
+            Tracer::Recorderd => {
+                format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD}")
+            }
+            Tracer::Strace => {
+                format!("strace -f -p PID -s 1048576 -e trace={STRACE_SCOPE} -o FILE")
+            }
             Tracer::Perf => "perf trace -p PID -o FILE -e <recorderd's syscall list>".into(),
             Tracer::Bpftrace => format!(
-                "BPFTRACE_STRLEN={BPFTRACE_STRLEN} bpftrace -o FILE xtask/src/compare/capture.bt PID"
+                "BPFTRACE_STRLEN={BPFTRACE_STRLEN} bpftrace xtask/src/compare/capture.bt PID > FILE"
             ),
             Tracer::Floor(wakeup) => format!(
                 "recorder-bench-floor --pid PID --wakeup {}",
@@ -192,9 +196,9 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
             let script = dir.join("capture.bt");
             std::fs::write(&script, BPFTRACE_SCRIPT)?;
             let mut c = Command::new("bpftrace");
+            // Its output goes to stdout, a file: with `-o FILE` bpftrace holds the BEGIN line
+            // in a buffer, and the harness waits for that line.
             c.env("BPFTRACE_STRLEN", BPFTRACE_STRLEN)
-                .arg("-o")
-                .arg(&out)
                 .arg(&script)
                 .arg(&pid_s);
             c
@@ -212,7 +216,11 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
     let child = command
         .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
-        .stdout(File::create(&stdout)?)
+        .stdout(File::create(if tracer == Tracer::Bpftrace {
+            &out
+        } else {
+            &stdout
+        })?)
         .stderr(File::create(&stderr)?)
         .spawn()
         .with_context(|| format!("starting {}", tracer.label()))?;
