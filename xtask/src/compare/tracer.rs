@@ -243,7 +243,8 @@ impl Attached {
             Tracer::Bpftrace => (out, "bpftrace-ready"),
             Tracer::Floor(_) => (stderr, "floor: attached"),
             Tracer::Perf => {
-                std::thread::sleep(Duration::from_millis(1500));
+                // 1.5 s was too short on a loaded machine: runs went by before it attached.
+                std::thread::sleep(Duration::from_millis(3000));
                 return self.check_alive(stderr);
             }
             Tracer::None => return Ok(()),
