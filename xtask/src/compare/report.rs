@@ -280,8 +280,10 @@ impl Doc {
                 continue;
             }
             let added = added_ns(samples, *tracer);
+            // A floor within noise of untraced (under 50 ns) makes any ratio meaningless.
             let ratio = |floor: Option<Stat>| match (added, floor) {
-                (Some(a), Some(f)) if f.median > 0.0 => format!("{:.2}×", a.median / f.median),
+                (Some(a), Some(f)) if f.median >= 50.0 => format!("{:.2}×", a.median / f.median),
+                (Some(_), Some(_)) => "— (floor ≈ 0)".into(),
                 _ => "—".into(),
             };
             let captured: Vec<&Captured> = runs.iter().map(|s| &s.captured).collect();
