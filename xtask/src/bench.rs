@@ -5,9 +5,10 @@ use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context as _, Result};
 
-const DOC: &str = "docs/BENCHMARKS.md";
+pub(crate) const DOC: &str = "docs/BENCHMARKS.md";
 
 pub fn run(root: &Path, quick: bool) -> Result<()> {
+    crate::compare::run(root, quick)?;
     let mut cargo = Command::new("cargo");
     cargo
         .args([
@@ -110,7 +111,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
 }
 
 /// Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in `path`.
-fn replace_section(path: &Path, name: &str, body: &str) -> Result<()> {
+pub(crate) fn replace_section(path: &Path, name: &str, body: &str) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let (start, end) = (
@@ -125,7 +126,7 @@ fn replace_section(path: &Path, name: &str, body: &str) -> Result<()> {
 }
 
 /// CPU model, core count and kernel, from /proc.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -1,6 +1,7 @@
 //! `cargo xtask`: setup, builds, tests, the demo and benchmarks for recorderd.
 
 mod bench;
+mod compare;
 mod setup;
 
 use std::{

@@ -23,6 +23,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "redis-tools",
 ];
 
+/// What `cargo xtask bench` compares recorderd with, and its HTTP workload. Installed by the
+/// full bench only: `cargo xtask test` (CI) runs `bench --quick` with whatever is present.
+pub const BENCH_PACKAGES: &[&str] = &["strace", "linux-perf", "bpftrace", "wrk", "nginx"];
+
 pub fn run() -> Result<()> {
     let started = Instant::now();
     ensure_nightly()?;
@@ -134,7 +138,7 @@ fn bpf_linker_links(lib_name: &str) -> bool {
         && toolchain::output("bpf-linker", &["--version"]).is_ok()
 }
 
-fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
+pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

@@ -1,0 +1,112 @@
+//! `recorder-bench-floor --pid N --wakeup adaptive|force|none`: loads the floor probe
+//! (`recorder-ebpf/src/floor.rs`, from the same object recorderd embeds) for process N,
+//! drains its ring buffer and discards what it reads, and stops when N exits. Prints
+//! `floor: attached` on stderr once the probes are in, and `records=`, `bytes=`, `losses=`
+//! on stdout at the end.
+//!
+//! `--wakeup` is the flags word the probe passes to the ring-buffer output: `adaptive` (0,
+//! what recorderd's probes use), `force` (BPF_RB_FORCE_WAKEUP: a wake-up per record), or
+//! `none` (BPF_RB_NO_WAKEUP: epoll never fires, so this consumer polls every millisecond).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{PerCpuArray, RingBuf},
+    programs::TracePoint,
+    EbpfLoader,
+};
+use recorder_daemon::capture::{host, object::EBPF_OBJECT};
+
+/// Program → the tracepoints it goes on.
+const ATTACH: &[(&str, &[&str])] = &[
+    ("floor_write", &["sys_enter_write", "sys_enter_pwrite64"]),
+    ("floor_read_enter", &["sys_enter_read", "sys_enter_pread64"]),
+    ("floor_read_exit", &["sys_exit_read", "sys_exit_pread64"]),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(pid), Some(wakeup)) = (value(&args, "--pid"), value(&args, "--wakeup")) else {
+        bail!("usage: recorder-bench-floor --pid N --wakeup adaptive|force|none");
+    };
+    let pid: u32 = pid.parse().context("--pid takes a number")?;
+    let (flags, poll_ms): (u32, i32) = match wakeup {
+        "adaptive" => (0, -1),
+        "force" => (2, -1),
+        "none" => (1, 1),
+        other => bail!("unknown --wakeup {other}"),
+    };
+    if EBPF_OBJECT.is_empty() {
+        bail!("built without the eBPF object: run `cargo xtask setup`");
+    }
+    host::ensure_tracefs()?;
+    host::raise_memlock();
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        bail!("process {pid}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned to us and owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+
+    let mut ebpf = EbpfLoader::new()
+        .override_global("FLOOR_TGID", &pid, true)
+        .override_global("FLOOR_WAKEUP", &flags, true)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    for (name, hooks) in ATTACH {
+        let program: &mut TracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?;
+        program.load().with_context(|| format!("loading {name}"))?;
+        for hook in *hooks {
+            program
+                .attach("syscalls", hook)
+                .with_context(|| format!("attaching {name} to {hook}"))?;
+        }
+    }
+    let mut ring = RingBuf::try_from(ebpf.take_map("FLOOR_EVENTS").context("no FLOOR_EVENTS")?)?;
+    let losses: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.take_map("FLOOR_LOSSES").context("no FLOOR_LOSSES")?)?;
+    eprintln!("floor: attached to {pid} (wakeup {wakeup})");
+
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut fds = [
+        libc::pollfd {
+            fd: ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: two valid pollfd entries.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, poll_ms) };
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            bail!("poll: {}", std::io::Error::last_os_error());
+        }
+        while let Some(item) = ring.next() {
+            records += 1;
+            bytes += item.len() as u64;
+        }
+        if fds[1].revents != 0 {
+            break;
+        }
+    }
+    let lost: u64 = losses.get(&0, 0)?.iter().sum();
+    println!("records={records}\nbytes={bytes}\nlosses={lost}");
+    Ok(())
+}
+
+fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|arg| arg == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
