@@ -26,6 +26,9 @@ pub const LOSSES_MAP: &str = "LOSSES";
 pub const SELF_TGID_GLOBAL: &str = "SELF_TGID";
 /// Global set at load time: bytes of payload captured per syscall.
 pub const MAX_PAYLOAD_GLOBAL: &str = "MAX_PAYLOAD_BYTES";
+/// Global set at load time: records are submitted without waking the daemon (it drains on a
+/// timer) until this many bytes wait in the ring; past it, each record wakes it.
+pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
 /// 1: children of targeted processes are targeted from their first instruction (the default).
 pub const FOLLOW_GLOBAL: &str = "FOLLOW";
 /// cgroup v2 id (the directory's inode) whose processes, at any depth, are targeted; 0: none.

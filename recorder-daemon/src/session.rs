@@ -31,6 +31,12 @@ use crate::{
 /// about a second and a quarter of events.
 const TICK: Duration = Duration::from_millis(250);
 
+/// The probes wake the daemon only once a quarter of the ring is full (a wake-up per record
+/// costs the traced program more than the copy), so the daemon drains on a timer: every
+/// millisecond while records arrive, backing off to every 32 ms while none do.
+const DRAIN_MIN: Duration = Duration::from_millis(1);
+const DRAIN_MAX: Duration = Duration::from_millis(32);
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub pids: Vec<u32>,
@@ -221,6 +227,9 @@ async fn record(
     let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut tick = interval(TICK);
+    let mut drain_every = DRAIN_MIN;
+    let next_drain = sleep(drain_every);
+    tokio::pin!(next_drain);
     let mut reported = LossCounts::default();
     let mut reported_at = start_mono_ns;
 
@@ -230,6 +239,14 @@ async fn record(
                 let mut guard = ready.map_err(SessionError::Runtime)?;
                 drain(guard.get_inner_mut(), &mut pipeline)?;
                 guard.clear_ready();
+            }
+            _ = &mut next_drain => {
+                let drained = drain(capture.ring().get_mut(), &mut pipeline)?;
+                drain_every = match drained {
+                    0 => (drain_every * 2).min(DRAIN_MAX),
+                    _ => DRAIN_MIN,
+                };
+                next_drain.as_mut().reset(tokio::time::Instant::now() + drain_every);
             }
             _ = sigint.recv() => break "interrupted",
             _ = sigterm.recv() => break "terminated",
@@ -275,11 +292,14 @@ async fn record(
     })
 }
 
-fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<(), WriteError> {
+/// Hands every record waiting in the ring to the pipeline; returns how many there were.
+fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<usize, WriteError> {
+    let mut drained = 0;
     while let Some(item) = ring.next() {
         pipeline.handle(&item)?;
+        drained += 1;
     }
-    Ok(())
+    Ok(drained)
 }
 
 fn header(

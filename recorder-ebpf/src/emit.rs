@@ -7,7 +7,8 @@ use recorder_common::{
     CHUNK_BYTES, MAX_ARGV, MAX_ARG_BYTES, MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV, MAX_PAYLOAD_LIMIT,
 };
 
-use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, SCRATCH};
+use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, SCRATCH, WAKEUP_BYTES};
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 
 const DATA_HEADER: usize = size_of::<DataRecord>();
 const SYSCALL_HEADER: usize = size_of::<SyscallRecord>();
@@ -47,7 +48,20 @@ fn output(buf: *mut Scratch, len: usize) -> bool {
     }
     // SAFETY: `buf` points at a whole Scratch and len is within it.
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
-    EVENTS.output::<[u8]>(bytes, 0).is_ok()
+    EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_ok()
+}
+
+/// Records are submitted without a wake-up — a wake-up per record costs the traced program
+/// more than the copy itself, and the daemon drains on a timer — until a quarter of the ring
+/// is waiting: then every record wakes the daemon, so a burst cannot fill the ring unseen.
+/// (Never NO_WAKEUP alone: a consumer waiting on epoll would never be woken.)
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(global(&WAKEUP_BYTES)) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 /// Where a payload lives in user memory.
@@ -267,7 +281,10 @@ pub fn emit_process(tgid: u32, tid: u32, op: u32, child: u32, value: u32, record
         value,
         flags: record_flags,
     };
-    if EVENTS.output::<ProcessRecord>(&record, 0).is_err() {
+    if EVENTS
+        .output::<ProcessRecord>(&record, wakeup_flags())
+        .is_err()
+    {
         count_loss(loss::PROCESS);
     }
 }

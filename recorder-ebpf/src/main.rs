@@ -52,6 +52,10 @@ static SELF_TGID: u32 = 0;
 #[no_mangle]
 static MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
 
+/// Ring fill (bytes) past which a record wakes the daemon (set at load: a quarter of the ring).
+#[no_mangle]
+static WAKEUP_BYTES: u32 = RING_BYTES / 4;
+
 /// 1: a targeted process's children are targeted too (`--no-follow` sets 0).
 #[no_mangle]
 static FOLLOW: u32 = 1;

@@ -178,6 +178,7 @@ impl Capture {
 
         let self_tgid = std::process::id();
         let follow = u32::from(scope.follow);
+        let wakeup_bytes = limits.ring_bytes / 4;
         let cgroup = scope.cgroup.map_or((0, 0), |c| (c.id, c.level));
         let mut comm = [0u8; COMM_BYTES];
         if let Some(name) = &scope.comm {
@@ -198,6 +199,7 @@ impl Capture {
                 &limits.max_payload_bytes,
                 true,
             )
+            .override_global(recorder_common::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(recorder_common::FOLLOW_GLOBAL, &follow, true)
             .override_global(recorder_common::CGROUP_ID_GLOBAL, &cgroup.0, true)
             .override_global(recorder_common::CGROUP_LEVEL_GLOBAL, &cgroup.1, true)
