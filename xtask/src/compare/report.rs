@@ -98,7 +98,8 @@ impl Step {
     }
 }
 
-/// Added ns per syscall at one payload size: recorderd, strace, the floor (adaptive).
+/// Added ns per syscall at one payload size: recorderd, strace, and the floor with the
+/// wake-up policy recorderd's probes use (no wake-up, a consumer draining on a timer).
 struct Added {
     size: u64,
     /// The smallest share of syscalls recorderd recorded in any run.
@@ -120,6 +121,8 @@ struct Goals {
 
 pub struct Doc {
     reps: usize,
+    /// /proc/loadavg's 1-minute figure when the run began: other work on the machine shows.
+    load_at_start: String,
     skipped: Vec<(Tracer, String)>,
     compare: String,
     floor: String,
@@ -131,8 +134,10 @@ const HEADER: &str = "| recorder | throughput vs untraced | added ns / syscall |
 
 impl Doc {
     pub fn new(reps: usize, skipped: &[Skipped]) -> Doc {
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         Doc {
             reps,
+            load_at_start: loadavg.split(' ').next().unwrap_or("?").to_owned(),
             skipped: skipped.iter().map(|s| (s.tracer, s.why.clone())).collect(),
             compare: String::new(),
             floor: String::new(),
@@ -165,7 +170,7 @@ impl Doc {
             recorderd_kept: kept,
             recorderd: added(Tracer::Recorderd),
             strace: added(Tracer::Strace),
-            floor: added(Tracer::Floor(Wakeup::Adaptive)),
+            floor: added(Tracer::Floor(Wakeup::NonePolled)),
         });
         self.floor_rows(size, &samples);
     }
@@ -358,12 +363,12 @@ impl Doc {
         let path = root.join(crate::bench::DOC);
         let mut compare = format!(
             "Command: `cargo xtask bench` — {}; {} repetitions of every run, interleaved; \
-             figures are medians with (min–max); the whole comparison took {:.0} s. The \
-             machine was shared with other builds when these figures were taken: treat them \
-             as noisy.\n\n",
+             figures are medians with (min–max); the whole comparison took {:.0} s; load \
+             average when it started: {}.\n\n",
             crate::bench::machine(),
             self.reps,
-            elapsed_s
+            elapsed_s,
+            self.load_at_start
         );
         compare.push_str("| recorder | command | captures |\n| --- | --- | --- |\n");
         for tracer in [
@@ -443,7 +448,7 @@ impl Doc {
                     .map(|(r, s)| r.median * 50.0 <= s.median && whole),
             );
             row(
-                &format!("within 2× the floor ({size})"),
+                &format!("within 2× the floor, no wake-up + poll like recorderd ({size})"),
                 match (rec, floor) {
                     (Some(r), Some(f)) => format!(
                         "{:.0} ns vs {:.0} ns ({:.2}×){lossy}",
