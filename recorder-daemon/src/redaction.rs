@@ -16,6 +16,8 @@ use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
 
 /// Rule name for payloads withheld because the boundary is captured as metadata only.
 const METADATA_ONLY: &str = "capture-metadata";
+/// Rule name for bytes withheld because no decision could be made for them.
+const FAIL_CLOSED: &str = "fail-closed";
 /// Rule name for the argument after a flag that names a secret (`--password VALUE`).
 const SECRET_FLAG_VALUE: &str = "secret-flag-value";
 /// Words that make a command-line flag's next argument a secret.
@@ -29,28 +31,27 @@ const SECRET_FLAG_WORDS: [&str; 7] = [
     "privatekey",
 ];
 
-/// One direction of one descriptor, in one of its lives: `generation` changes when the fd is
-/// closed, so a reused number starts a new stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct StreamKey {
-    pid: u32,
-    fd: i64,
-    generation: u64,
-    out: bool,
-}
+/// One direction of one descriptor of one process: (pid, fd, outgoing).
+type Endpoint = (u32, i64, bool);
+
+/// A stream: one endpoint in one of its lives. A closed fd, or an exited process, ends the
+/// stream; a reused fd number or pid gets a new id, never the old stream.
+type StreamId = u64;
 
 /// A frame waiting for the redactor's decision on its payload (or on an earlier frame's).
 struct Held {
     body: Body,
-    ticket: Option<(StreamKey, Ticket)>,
+    ticket: Option<(StreamId, Ticket)>,
     /// Streams that ended with this frame (a close, a process exit): dropped once it leaves.
-    retire: Vec<StreamKey>,
+    retire: Vec<StreamId>,
 }
 
 pub struct Redactor {
     policy: Arc<Policy>,
-    streams: HashMap<StreamKey, StreamRedactor>,
-    generations: HashMap<(u32, i64), u64>,
+    streams: HashMap<StreamId, StreamRedactor>,
+    /// The live stream of each endpoint.
+    current: HashMap<Endpoint, StreamId>,
+    next_id: StreamId,
     queue: VecDeque<Held>,
 }
 
@@ -59,7 +60,8 @@ impl Redactor {
         Redactor {
             policy,
             streams: HashMap::new(),
-            generations: HashMap::new(),
+            current: HashMap::new(),
+            next_id: 0,
             queue: VecDeque::new(),
         }
     }
@@ -94,27 +96,29 @@ impl Redactor {
     /// Hands every decided frame, in order, to `write`; stops at the first undecided one.
     pub fn release<E>(&mut self, mut write: impl FnMut(Body) -> Result<(), E>) -> Result<(), E> {
         while let Some(held) = self.queue.front_mut() {
-            if let Some((key, ticket)) = held.ticket {
-                let stream = self.streams.get_mut(&key).expect("a held frame's stream");
-                let Some(redacted) = stream.take(ticket) else {
-                    return Ok(());
-                };
-                if let Body::Event(Event {
-                    payload: Some(payload),
-                    ..
-                }) = &mut held.body
-                {
-                    payload.data = redacted.bytes;
-                    payload.redactions = redacted
-                        .redactions
-                        .into_iter()
-                        .map(|r| redaction(&r.rule, r.offset, r.length, String::new()))
-                        .collect();
+            if let (Some((id, ticket)), Body::Event(event)) = (held.ticket, &mut held.body) {
+                let payload = event
+                    .payload
+                    .as_mut()
+                    .expect("a ticket comes with a payload");
+                match self.streams.get_mut(&id).map(|stream| stream.take(ticket)) {
+                    Some(None) => return Ok(()),
+                    Some(Some(redacted)) => {
+                        payload.data = redacted.bytes;
+                        payload.redactions = redacted
+                            .redactions
+                            .into_iter()
+                            .map(|r| redaction(&r.rule, r.offset, r.length, String::new()))
+                            .collect();
+                    }
+                    // Cannot happen (a stream leaves only after its last frame), but if it
+                    // did: the bytes are withheld, never written undecided.
+                    None => withhold(payload, FAIL_CLOSED),
                 }
             }
             let held = self.queue.pop_front().expect("the front frame");
-            for key in held.retire {
-                self.streams.remove(&key);
+            for id in held.retire {
+                self.streams.remove(&id);
             }
             write(held.body)?;
         }
@@ -143,7 +147,7 @@ impl Redactor {
 
 impl Redactor {
     /// Redacts what the capture policy says to, and feeds the payload to its stream.
-    fn admit(&mut self, event: &mut Event, now_ns: u64) -> Option<(StreamKey, Ticket)> {
+    fn admit(&mut self, event: &mut Event, now_ns: u64) -> Option<(StreamId, Ticket)> {
         let payload = event.payload.as_mut()?;
         if !self.policy.enabled() || payload.data.is_empty() {
             return None;
@@ -164,20 +168,16 @@ impl Redactor {
             withhold(payload, rule);
             return None;
         }
-        let key = StreamKey {
-            pid: event.pid,
-            fd: event.fd,
-            generation: self
-                .generations
-                .get(&(event.pid, event.fd))
-                .copied()
-                .unwrap_or(0),
-            out: payload.direction() == Direction::Out,
-        };
+        let endpoint = (event.pid, event.fd, payload.direction() == Direction::Out);
+        let next_id = &mut self.next_id;
+        let id = *self.current.entry(endpoint).or_insert_with(|| {
+            *next_id += 1;
+            *next_id
+        });
         let policy = &self.policy;
         let stream = self
             .streams
-            .entry(key)
+            .entry(id)
             .or_insert_with(|| StreamRedactor::new(policy.clone()));
         let ticket = stream.push(&payload.data, now_ns);
         if payload.truncated || payload.incomplete {
@@ -186,43 +186,37 @@ impl Redactor {
             let missing = payload.length.saturating_sub(payload.data.len() as u64);
             stream.gap(missing.max(1), now_ns);
         }
-        Some((key, ticket))
+        Some((id, ticket))
     }
 
     /// The fd was closed: its streams are complete. Returns them, to drop once the close
     /// is written.
-    fn end_fd(&mut self, pid: u32, fd: i64) -> Vec<StreamKey> {
-        let generation = self.generations.entry((pid, fd)).or_insert(0);
-        let ended = [true, false].map(|out| StreamKey {
-            pid,
-            fd,
-            generation: *generation,
-            out,
-        });
-        *generation += 1;
+    fn end_fd(&mut self, pid: u32, fd: i64) -> Vec<StreamId> {
+        let ended = [true, false].map(|out| self.current.remove(&(pid, fd, out)));
         ended
             .into_iter()
-            .filter(|key| match self.streams.get_mut(key) {
-                Some(stream) => {
-                    stream.close();
-                    true
-                }
-                None => false,
-            })
+            .flatten()
+            .map(|id| self.close(id))
             .collect()
     }
 
     /// The process exited: every stream of it is complete.
-    fn end_process(&mut self, pid: u32) -> Vec<StreamKey> {
-        self.generations.retain(|(owner, _), _| *owner != pid);
-        self.streams
-            .iter_mut()
-            .filter(|(key, _)| key.pid == pid)
-            .map(|(key, stream)| {
-                stream.close();
-                *key
-            })
-            .collect()
+    fn end_process(&mut self, pid: u32) -> Vec<StreamId> {
+        let mut ended = Vec::new();
+        self.current.retain(|&(owner, _, _), &mut id| {
+            if owner == pid {
+                ended.push(id);
+            }
+            owner != pid
+        });
+        ended.into_iter().map(|id| self.close(id)).collect()
+    }
+
+    fn close(&mut self, id: StreamId) -> StreamId {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.close();
+        }
+        id
     }
 }
 
@@ -415,6 +409,27 @@ mod tests {
             })
             .collect();
         assert_eq!(pids, [7, 8, 7], "recording order is kept");
+    }
+
+    #[test]
+    fn a_reused_pid_and_fd_start_a_new_stream() {
+        use recorder_proto::v1::Process;
+        let mut redactor = Redactor::new(policy());
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        let exit = Process {
+            pid: 7,
+            kind: ProcessKind::Exit.into(),
+            ..Process::default()
+        };
+        redactor.push(Body::Process(exit), 1);
+        // A new process got pid 7 while the old one's frames were still held.
+        redactor.push(write(7, 3, b"ter2 is not a secret here\n"), 2);
+        redactor.finish();
+        let out = released(&mut redactor);
+        assert_eq!(out.len(), 3);
+        let text = String::from_utf8(payloads(&out)).unwrap();
+        assert!(!text.contains("hun"), "{text}");
+        assert!(text.contains("ter2 is not a secret here"), "{text}");
     }
 
     #[test]
