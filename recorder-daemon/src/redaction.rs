@@ -70,7 +70,7 @@ impl Redactor {
     pub fn push(&mut self, mut body: Body, now_ns: u64) {
         let (ticket, retire) = match &mut body {
             Body::Event(event) => {
-                if self.policy.enabled() {
+                if self.policy.enabled() && !event.argv.is_empty() {
                     redact_argv(&self.policy, event);
                 }
                 let ticket = self.admit(event, now_ns);

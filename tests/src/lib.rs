@@ -258,6 +258,27 @@ pub fn record_busy(output: &Path, options: &[&str]) -> Recorder {
     Recorder::start(&args)
 }
 
+/// Records the busy workload (`recorderd --output OUTPUT OPTIONS...`), lets it make 20000
+/// writes, then SIGKILLs recorderd — no trailer, an open zstd frame — and the workload.
+/// Returns CLOCK_MONOTONIC at the kill.
+pub fn sigkill_busy_recording(output: &Path, options: &[&str]) -> u64 {
+    let mut recorder = record_busy(output, options);
+    let started = recorder.stderr_seen.last().cloned().unwrap();
+    let workload_pid: i32 = started
+        .rsplit_once("(pid ")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    // Let it record for a while: several seconds of events, several closed zstd frames.
+    recorder.wait_for_line("workload: 20000 writes");
+    let killed_at = recorder_daemon::host_info::monotonic_ns();
+    recorder.child.kill().unwrap();
+    recorder.child.wait().unwrap();
+    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.
+    unsafe { libc::kill(workload_pid, libc::SIGKILL) };
+    killed_at
+}
+
 /// What a gated workload run left behind.
 pub struct GatedRun {
     pub pid: u32,

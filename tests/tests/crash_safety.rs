@@ -6,20 +6,10 @@ use std::{process::Command, time::Duration};
 
 use recorder_daemon::record::SegmentReader;
 use recorder_proto::v1::frame::Body;
-use recorder_tests::{binary, record_busy, require_privileges};
+use recorder_tests::{binary, require_privileges, sigkill_busy_recording};
 
 /// The writer closes a zstd frame once it is a second old, checked every 250 ms.
 const MAX_LOST_WINDOW: Duration = Duration::from_millis(1500);
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 #[test]
 fn sigkill_loses_at_most_the_last_flush_interval() {
@@ -28,21 +18,7 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     }
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("recordings");
-    let mut recorder = record_busy(&output, &[]);
-    let started = recorder.stderr_seen.last().cloned().unwrap();
-    let workload_pid: i32 = started
-        .rsplit_once("(pid ")
-        .and_then(|(_, rest)| rest.split(')').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
-    // Let it record for a while: several seconds of events, several closed zstd frames.
-    recorder.wait_for_line("workload: 20000 writes");
-
-    let killed_at = monotonic_ns();
-    recorder.child.kill().unwrap();
-    recorder.child.wait().unwrap();
-    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.
-    unsafe { libc::kill(workload_pid, libc::SIGKILL) };
+    let killed_at = sigkill_busy_recording(&output, &[]);
 
     let verify = Command::new(binary("recorder"))
         .arg("verify")

@@ -12,7 +12,9 @@ use std::{
 
 use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::frame::Body;
-use recorder_tests::{binary, record_busy, record_gated_workload_with, require_privileges, unhex};
+use recorder_tests::{
+    binary, record_gated_workload_with, require_privileges, sigkill_busy_recording, unhex,
+};
 
 /// As for unsealed segments: a block closes with its zstd frame, once a second (checked
 /// every 250 ms), so a kill loses at most that.
@@ -234,20 +236,7 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
     let key = work.path().join("team.key");
     let team = keygen(&key);
     let output = work.path().join("recordings");
-    let mut recorder_process = record_busy(&output, &["--seal-to", &team]);
-    let started = recorder_process.stderr_seen.last().cloned().unwrap();
-    let workload_pid: i32 = started
-        .rsplit_once("(pid ")
-        .and_then(|(_, rest)| rest.split(')').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
-    recorder_process.wait_for_line("workload: 20000 writes");
-
-    let killed_at = monotonic_ns();
-    recorder_process.child.kill().unwrap();
-    recorder_process.child.wait().unwrap();
-    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.
-    unsafe { libc::kill(workload_pid, libc::SIGKILL) };
+    let killed_at = sigkill_busy_recording(&output, &["--seal-to", &team]);
 
     let dir = output.to_str().unwrap();
     let (code, stdout, stderr) = recorder(&["verify", dir], Some(&key));
@@ -298,14 +287,4 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
         let line = String::from_utf8_lossy(&event.payload.as_ref().unwrap().data).into_owned();
         assert_eq!(line, format!("seq {expected}\n"));
     }
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
