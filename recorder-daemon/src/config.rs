@@ -17,10 +17,19 @@ use thiserror::Error;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redaction: recorder_redact::Config,
+    pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub control: ControlConfig,
     /// What the service may record on request; nothing else.
     pub targets: Vec<TargetConfig>,
+}
+
+/// `[storage]`: where recordings go. (Placeholder until the storage work lands.)
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub dir: Option<PathBuf>,
+    pub reader_group: Option<String>,
 }
 
 /// `[limits]`: how long and how many recordings the service runs.

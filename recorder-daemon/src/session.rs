@@ -47,6 +47,10 @@ const DRAIN_MAX: Duration = Duration::from_millis(32);
 
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The new recording's id (`host_info::new_recording_id`).
+    pub recording_id: String,
+    /// Who asked for the recording, for the audit log.
+    pub requested_by: serde_json::Value,
     pub pids: Vec<u32>,
     /// `recorderd -- CMD ARGS`: spawn and record this command.
     pub command: Vec<String>,
@@ -255,7 +259,7 @@ pub async fn record(
 
     let start_mono_ns = host_info::monotonic_ns();
     let redactor = Redactor::new(options.redaction.clone());
-    let recording_id = host_info::new_recording_id();
+    let recording_id = options.recording_id.clone();
     let header = header(options, &redactor, &recording_id, spawned.as_deref());
     let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();

@@ -8,12 +8,13 @@ use std::{
 use clap::Parser;
 use recorder_daemon::{
     cli::{KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
-    command::{self, export, inspect, keygen, list, redact_test, verify, CommandError},
+    command::{self, control, export, inspect, keygen, list, redact_test, verify, CommandError},
     config,
     record::{
         catalog::{self, RecordingSummary},
         Keyring,
     },
+    service::protocol::Request,
     telemetry,
 };
 
@@ -78,6 +79,31 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
         } => {
             let keyring = keyring(&keys)?;
             export::run(&resolve(&target, &keyring)?, &keyring, out)
+        }
+        RecorderCommand::Start {
+            pid,
+            target,
+            duration,
+            socket,
+        } => {
+            let request = Request::Start {
+                pid,
+                target,
+                for_secs: duration.map(|d| d.as_secs().max(1)),
+            };
+            let response = control::ask(&socket.socket, &request)?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Stop { id, socket } => {
+            let response = control::ask(&socket.socket, &Request::Stop { id })?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Status { json, socket } => {
+            let response = control::ask(&socket.socket, &Request::Status)?;
+            control::print_status(&response, json, out)?;
+            Ok(ExitCode::SUCCESS)
         }
         RecorderCommand::Keygen { output } => {
             keygen::run(output.as_deref(), keygen::stdout_is_terminal(), out)

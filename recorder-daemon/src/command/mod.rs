@@ -5,6 +5,7 @@
 //! 2 usage (including a bad identity file); 3 the recording is incomplete (the writer stopped
 //! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
 
+pub mod control;
 pub mod export;
 pub mod inspect;
 pub mod keygen;
@@ -38,6 +39,9 @@ pub enum CommandError {
     Output(#[from] io::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The service refused a request or could not be reached; the message says why.
+    #[error("{0}")]
+    Service(String),
 }
 
 impl CommandError {
