@@ -395,6 +395,7 @@ fn header(
             follow: options.follow,
             cgroup: options.cgroup.clone().unwrap_or_default(),
             comm: options.comm.clone().unwrap_or_default(),
+            requested_by: describe_requester(&options.requested_by),
         }),
         limits: Some(CaptureLimits {
             max_payload_bytes: options.limits.max_payload_bytes,
@@ -403,6 +404,23 @@ fn header(
         redaction: Some(redactor.header_policy()),
         clock: Some(host_info::clock_base()),
     }
+}
+
+/// `alice (uid 1000) via sudo`, `bob (uid 1001) via the control socket`: who asked, from
+/// the audit log's `by` object (`uid`, `user`, `sudo_user`, `via`).
+pub fn describe_requester(by: &serde_json::Value) -> String {
+    let uid = by["uid"].as_u64();
+    let mut text = match (by["sudo_user"].as_str(), by["user"].as_str(), uid) {
+        (Some(sudo_user), _, _) => format!("{sudo_user} via sudo"),
+        (None, Some(user), Some(uid)) => format!("{user} (uid {uid})"),
+        (None, None, Some(uid)) => format!("uid {uid}"),
+        _ => return String::new(),
+    };
+    if let Some(via) = by["via"].as_str() {
+        text.push_str(" via the ");
+        text.push_str(via);
+    }
+    text
 }
 
 fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {
