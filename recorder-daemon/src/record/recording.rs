@@ -303,12 +303,13 @@ impl RecordingWriter {
         let unwritten_frames = loss.unwritten_frames;
         self.append(Body::Loss(loss))
             .expect("append suspends instead of failing");
+        // A warning, like the stop: it reports how much was lost.
         if self.suspension.is_none() {
-            tracing::info!(
+            tracing::warn!(
                 recording = %self.header.recording_id,
                 segment = self.header.segment_seq,
                 unwritten_frames,
-                "Writing resumed."
+                "Writing resumed; frames captured while stopped were counted, not written."
             );
         }
     }
