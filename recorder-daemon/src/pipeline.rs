@@ -149,5 +149,6 @@ fn loss_frame(lost: LossCounts, from_mono_ns: u64, to_mono_ns: u64) -> Loss {
         payload_chunks: lost.payload_chunks,
         stash_failures: lost.stash_failures,
         process_events: lost.process_events,
+        unwritten_frames: 0,
     }
 }

@@ -136,7 +136,7 @@ pub fn event(clock: &Clock, event: &Event) -> String {
 }
 
 pub fn loss(clock: &Clock, loss: &Loss) -> String {
-    format!(
+    let mut line = format!(
         "{}  LOST between here and {}: {} syscalls, {} payload chunks, {} unstashed enters, {} process records",
         clock.format(loss.from_mono_ns),
         clock.format(loss.to_mono_ns),
@@ -144,7 +144,16 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
         loss.payload_chunks,
         loss.stash_failures,
         loss.process_events
-    )
+    );
+    // Only after a failed write: keeps the usual line as it was.
+    if loss.unwritten_frames > 0 {
+        let _ = write!(
+            line,
+            ", {} records not written (disk full or write error)",
+            loss.unwritten_frames
+        );
+    }
+    line
 }
 
 pub fn process(clock: &Clock, process: &Process) -> String {

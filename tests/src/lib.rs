@@ -100,16 +100,26 @@ impl Recorder {
     /// Waits for a stderr line starting with `prefix`; fails with everything seen if recorderd
     /// ends or the step times out first.
     pub fn wait_for_line(&mut self, prefix: &str) -> String {
+        self.wait_for(prefix, |line| line.starts_with(prefix))
+    }
+
+    /// As [`Recorder::wait_for_line`], for a line containing `needle` anywhere (a log line
+    /// starts with its timestamp and level).
+    pub fn wait_for_line_containing(&mut self, needle: &str) -> String {
+        self.wait_for(needle, |line| line.contains(needle))
+    }
+
+    fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         loop {
             match self.stderr.recv_timeout(STEP_TIMEOUT) {
                 Ok(line) => {
                     self.stderr_seen.push(line.clone());
-                    if line.starts_with(prefix) {
+                    if matches(&line) {
                         return line;
                     }
                 }
                 Err(_) => panic!(
-                    "recorderd never printed `{prefix}`; stderr: {:#?}",
+                    "recorderd never printed `{what}`; stderr: {:#?}",
                     self.stderr_seen
                 ),
             }

@@ -138,7 +138,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
     json!({
         "type": "loss", "segment": segment, "from_mono_ns": l.from_mono_ns, "to_mono_ns": l.to_mono_ns,
         "syscalls": l.syscalls, "payload_chunks": l.payload_chunks, "stash_failures": l.stash_failures,
-        "process_events": l.process_events,
+        "process_events": l.process_events, "unwritten_frames": l.unwritten_frames,
     })
 }
 
@@ -147,7 +147,8 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
     json!({
         "type": "trailer", "segment": segment, "events": t.events, "payload_bytes": t.payload_bytes,
         "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
-                    "stash_failures": losses.stash_failures, "process_events": losses.process_events },
+                    "stash_failures": losses.stash_failures, "process_events": losses.process_events,
+                    "unwritten_frames": losses.unwritten_frames },
         "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns, "redactions": t.redactions,
     })
 }

@@ -113,6 +113,22 @@ pub fn walk(
                 Err(error) => return Err(error.into()),
             }
         }
+        // A segment cut short by a failed write (with or without the trailer saying so)
+        // continues in the next one, if writing resumed.
+        if end_reason
+            .as_deref()
+            .is_none_or(catalog::ended_by_write_failure)
+        {
+            let resumed = recording
+                .segments
+                .iter()
+                .find(|s| s.header.segment_seq == seq + 1);
+            if let Some(next) = resumed {
+                seq += 1;
+                path = next.path.clone();
+                continue;
+            }
+        }
         match end_reason {
             Some(reason) if reason == catalog::END_ROTATED => {
                 seq += 1;

@@ -17,6 +17,17 @@ use super::{
 
 /// End reason of a segment that was closed to continue in the next one.
 pub const END_ROTATED: &str = "rotated";
+/// End reason of a segment cut short because the disk was full (ENOSPC, EDQUOT).
+pub const END_DISK_FULL: &str = "disk full";
+/// End reason (a prefix: `write failed: <error kind>`) of a segment cut short by another
+/// write error.
+pub const END_WRITE_FAILED: &str = "write failed";
+
+/// The writer cut this segment short after a failed write; the recording may go on in the
+/// next segment, which then opens with a Loss frame counting what was not written.
+pub fn ended_by_write_failure(end_reason: &str) -> bool {
+    end_reason == END_DISK_FULL || end_reason.starts_with(END_WRITE_FAILED)
+}
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -283,6 +294,9 @@ impl RecordingSummary {
                     };
                     return RecordingState::Incomplete { detail };
                 }
+                // Only a write failure (disk full) leaves a segment that ends cleanly without
+                // a trailer and a later segment after it: the trailer did not fit.
+                SegmentState::Incomplete { damage: None } => {}
                 SegmentState::Incomplete { .. } => {
                     return RecordingState::Corrupt {
                         detail: format!("{name} has no trailer but a later segment exists"),

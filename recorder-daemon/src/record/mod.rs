@@ -16,13 +16,19 @@ pub use recording::{RecordingWriter, SegmentPolicy};
 pub use seal::{Keyring, Seal};
 pub use writer::{SegmentWriter, WriteError};
 
-/// Records a Loss frame counts as lost, of every kind.
+/// Records a Loss frame counts as lost, of every kind (captured but unwritten included).
 pub fn loss_total(loss: &recorder_proto::v1::Loss) -> u64 {
-    loss.syscalls + loss.payload_chunks + loss.stash_failures + loss.process_events
+    loss.syscalls
+        + loss.payload_chunks
+        + loss.stash_failures
+        + loss.process_events
+        + loss.unwritten_frames
 }
 
 #[cfg(test)]
 mod sealed_tests;
+#[cfg(test)]
+mod write_failure_tests;
 
 #[cfg(test)]
 mod tests {

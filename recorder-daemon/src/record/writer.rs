@@ -1,10 +1,14 @@
 //! Writes one segment: preamble, then length-delimited protobuf frames in a zstd stream whose
 //! frames are closed every second or MiB, so a crash loses at most that tail. A sealed segment
 //! (`seal`) puts each zstd frame in its own age-sealed block, closed with the frame.
+//!
+//! When a write fails (disk full, I/O error), `cut` ends the segment at its last complete
+//! frame (block) and tries once to add a Trailer saying why; `recording` decides what comes
+//! next. Nothing before the failed frame is ever rewritten.
 
 use std::{
     fs::File,
-    io::{self, Write},
+    io::{self, Seek, SeekFrom, Write},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -32,6 +36,19 @@ pub enum WriteError {
     Create(#[from] DirError),
     #[error("writing {path} failed: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{path} takes no more frames: an earlier write to it failed")]
+    Stopped { path: PathBuf },
+}
+
+impl WriteError {
+    /// The I/O error behind this one, if any (a create failure carries one too).
+    pub fn io_source(&self) -> Option<&io::Error> {
+        match self {
+            WriteError::Io { source, .. } => Some(source),
+            WriteError::Create(DirError::CreateFile { source, .. }) => Some(source),
+            WriteError::Create(_) | WriteError::Stopped { .. } => None,
+        }
+    }
 }
 
 /// The segment file, counting the bytes that reach it (for rotation by size).
@@ -42,6 +59,11 @@ struct CountingFile {
 
 impl Write for CountingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(test)]
+        if let Some(result) = fault::intercept(&mut self.file, buf) {
+            self.written += *result.as_ref().unwrap_or(&0) as u64;
+            return result;
+        }
         let n = self.file.write(buf)?;
         self.written += n as u64;
         Ok(n)
@@ -78,6 +100,17 @@ impl Write for Sink {
 
 pub struct SegmentWriter {
     path: PathBuf,
+    /// A second handle on the segment file (same open file, offset and lock), so that `cut`
+    /// can reach it after the encoder holding the first one failed.
+    file: File,
+    /// File offset just after the last complete zstd frame (or sealed block).
+    complete_bytes: u64,
+    /// Sealed blocks on disk: the index the next complete block must carry.
+    complete_blocks: u32,
+    /// How many zstd frames have been completed; `recording` watches it to know what is on disk.
+    frames_closed: u64,
+    /// A write failed: only `cut` is left to do.
+    failed: bool,
     /// `None` only between closing one zstd frame and opening the next.
     encoder: Option<zstd::stream::write::Encoder<'static, Sink>>,
     frame_buf: Vec<u8>,
@@ -113,10 +146,27 @@ impl SegmentWriter {
     ) -> Result<Self, WriteError> {
         let path = dir.path().join(name);
         let file = dir.create_file(name)?;
+        let created = Self::start(path.clone(), file, header, seal);
+        if created.is_err() {
+            // A segment without its Header frame is of no use to anyone; a failure here is
+            // usually a full disk, so give the space back.
+            let _ = std::fs::remove_file(&path);
+        }
+        created
+    }
+
+    /// Writes the preamble and the Header frame into the new, empty `file`.
+    fn start(
+        path: PathBuf,
+        file: File,
+        header: Header,
+        seal: Option<Seal>,
+    ) -> Result<Self, WriteError> {
         let io_error = |source| WriteError::Io {
             path: path.clone(),
             source,
         };
+        let handle = file.try_clone().map_err(io_error)?;
         let mut file = CountingFile { file, written: 0 };
         match &seal {
             None => file.write_all(&segment::preamble()).map_err(io_error)?,
@@ -129,6 +179,11 @@ impl SegmentWriter {
         let mut writer = SegmentWriter {
             encoder: None,
             path,
+            file: handle,
+            complete_bytes: file.written,
+            complete_blocks: 0,
+            frames_closed: 0,
+            failed: false,
             frame_buf: Vec::with_capacity(4096),
             open_frame_bytes: 0,
             open_since: Instant::now(),
@@ -154,27 +209,25 @@ impl SegmentWriter {
         let on_disk = self
             .encoder
             .as_ref()
-            .map_or(0, |e| e.get_ref().file.written);
+            .map_or(self.complete_bytes, |e| e.get_ref().file.written);
         on_disk + self.open_frame_bytes
+    }
+
+    /// How many zstd frames (sealed blocks) have been completed so far; every frame appended
+    /// before the latest completion is on disk.
+    pub fn frames_closed(&self) -> u64 {
+        self.frames_closed
     }
 
     /// Closes the open zstd frame and asks the kernel to put the file on stable storage.
     pub fn sync(&mut self) -> Result<(), WriteError> {
         self.close_frame()?;
-        let file = &self
-            .encoder
-            .as_ref()
-            .expect("encoder is open between frames")
-            .get_ref()
-            .file
-            .file;
-        file.sync_data().map_err(|source| WriteError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        let synced = self.file.sync_data();
+        self.check(synced.map_err(|e| self.io_error(e)))
     }
 
     pub fn append(&mut self, body: Body) -> Result<(), WriteError> {
+        self.ensure_writable()?;
         let frame = Frame { body: Some(body) };
         self.frame_buf.clear();
         frame
@@ -184,12 +237,8 @@ impl SegmentWriter {
             .encoder
             .as_mut()
             .expect("encoder is open between frames");
-        encoder
-            .write_all(&self.frame_buf)
-            .map_err(|source| WriteError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let written = encoder.write_all(&self.frame_buf);
+        self.check(written.map_err(|e| self.io_error(e)))?;
         self.open_frame_bytes += self.frame_buf.len() as u64;
         if self.open_frame_bytes >= MAX_OPEN_FRAME_BYTES {
             self.close_frame()?;
@@ -208,12 +257,16 @@ impl SegmentWriter {
     /// Ends the current zstd frame (and sealed block), so everything appended so far is
     /// decodable from disk. Nothing to end when nothing was appended since the last one.
     pub fn close_frame(&mut self) -> Result<(), WriteError> {
+        self.ensure_writable()?;
         if self.open_frame_bytes == 0 {
             return Ok(());
         }
-        let file = self.end_frame()?;
-        let encoder = self.open_encoder(file).map_err(|e| self.io_error(e))?;
-        self.encoder = Some(encoder);
+        let closed = self.end_frame().and_then(|file| {
+            let encoder = self.open_encoder(file).map_err(|e| self.io_error(e))?;
+            self.encoder = Some(encoder);
+            Ok(())
+        });
+        self.check(closed)?;
         self.open_frame_bytes = 0;
         self.open_since = Instant::now();
         Ok(())
@@ -221,14 +274,76 @@ impl SegmentWriter {
 
     /// Writes the trailer, closes the stream and makes the segment durable.
     pub fn finish(mut self, trailer: Trailer, dir: &OutputDir) -> Result<PathBuf, WriteError> {
-        self.append(Body::Trailer(trailer))?;
-        let mut file = self.end_frame()?;
-        if self.seal.is_some() {
-            seal::write_end_marker(&mut file).map_err(|e| self.io_error(e))?;
-        }
-        file.file.sync_all().map_err(|e| self.io_error(e))?;
-        dir.sync().map_err(|e| self.io_error(e))?;
+        self.end(trailer, dir)?;
         Ok(self.path)
+    }
+
+    /// `finish`, keeping the writer (and so the file, open) for `cut` should it fail.
+    pub fn end(&mut self, trailer: Trailer, dir: &OutputDir) -> Result<(), WriteError> {
+        self.append(Body::Trailer(trailer))?;
+        let ended = self.end_frame().and_then(|mut file| {
+            if self.seal.is_some() {
+                seal::write_end_marker(&mut file).map_err(|e| self.io_error(e))?;
+            }
+            file.file.sync_all().map_err(|e| self.io_error(e))?;
+            dir.sync().map_err(|e| self.io_error(e))
+        });
+        self.check(ended)?;
+        // Nothing may follow the trailer.
+        self.failed = true;
+        Ok(())
+    }
+
+    /// After a failed write: cuts the file back to the end of its last complete frame (or
+    /// sealed block), then tries once to end it there with `trailer`, in a frame of its own.
+    /// Returns whether the trailer landed. If it did not, the file is cut back again, so it
+    /// ends at its last complete frame either way and every frame before is untouched.
+    pub fn cut(&mut self, trailer: Trailer) -> bool {
+        self.failed = true;
+        // Whatever the encoder holds belongs to the frame that failed: drop it unwritten.
+        self.encoder = None;
+        self.open_frame_bytes = 0;
+        if let Err(error) = self.truncate() {
+            tracing::warn!(%error, "Cannot cut a failed segment back to its last complete frame.");
+            return false;
+        }
+        let landed = self.trailer_bytes(trailer).and_then(|bytes| {
+            let file = self.file.try_clone()?;
+            CountingFile { file, written: 0 }.write_all(&bytes)?;
+            self.file.sync_all()
+        });
+        if landed.is_ok() {
+            return true;
+        }
+        let _ = self.truncate().and_then(|()| self.file.sync_all());
+        false
+    }
+
+    fn truncate(&mut self) -> io::Result<()> {
+        self.file.set_len(self.complete_bytes)?;
+        (&self.file).seek(SeekFrom::Start(self.complete_bytes))?;
+        Ok(())
+    }
+
+    /// The Trailer as a complete zstd frame (in a sealed block followed by the end marker, if
+    /// sealed), ready to be written in one call.
+    fn trailer_bytes(&self, trailer: Trailer) -> io::Result<Vec<u8>> {
+        let frame = Frame {
+            body: Some(Body::Trailer(trailer)),
+        };
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+        encoder.include_checksum(true)?;
+        encoder.write_all(&frame.encode_length_delimited_to_vec())?;
+        let compressed = encoder.finish()?;
+        let Some(seal) = &self.seal else {
+            return Ok(compressed);
+        };
+        let mut block = seal.open_block(self.complete_blocks)?;
+        block.write_all(&compressed)?;
+        let mut bytes = Vec::new();
+        seal::write_block(block, &mut bytes)?;
+        seal::write_end_marker(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// Finishes the zstd frame and, in a sealed segment, writes its block; returns the file.
@@ -237,7 +352,10 @@ impl SegmentWriter {
         let mut sink = encoder.finish().map_err(|e| self.io_error(e))?;
         if let Some(block) = sink.block.take() {
             seal::write_block(block, &mut sink.file).map_err(|e| self.io_error(e))?;
+            self.complete_blocks += 1;
         }
+        self.complete_bytes = sink.file.written;
+        self.frames_closed += 1;
         Ok(sink.file)
     }
 
@@ -260,6 +378,23 @@ impl SegmentWriter {
         Ok(encoder)
     }
 
+    fn ensure_writable(&self) -> Result<(), WriteError> {
+        if self.failed {
+            return Err(WriteError::Stopped {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the writer failed when `result` is an error: the file then needs `cut`.
+    fn check<T>(&mut self, result: Result<T, WriteError>) -> Result<T, WriteError> {
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
     fn io_error(&self, source: io::Error) -> WriteError {
         WriteError::Io {
             path: self.path.clone(),
@@ -275,5 +410,35 @@ fn seal_header(header: &Header, seal: &Seal) -> SealHeader {
         segment_seq: header.segment_seq,
         started_realtime_ns: header.clock.as_ref().map_or(0, |c| c.realtime_ns),
         recipients: seal.recipients().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Test-only fault injection: makes segment writes on the calling thread fail as on a full
+/// disk, so tests can show what a failure leaves behind without a small filesystem.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::{cell::Cell, fs::File, io, io::Write};
+
+    thread_local! {
+        static FAILING_WRITES: Cell<u32> = const { Cell::new(0) };
+        static TORN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The next `count` writes to segment files on this thread fail with ENOSPC. The first
+    /// of them writes half its bytes before failing, as a write that fills the disk does.
+    pub fn fail_next_writes(count: u32) {
+        FAILING_WRITES.set(count);
+        TORN.set(count > 0);
+    }
+
+    pub(super) fn intercept(file: &mut File, buf: &[u8]) -> Option<io::Result<usize>> {
+        if FAILING_WRITES.get() == 0 {
+            return None;
+        }
+        if TORN.replace(false) && buf.len() > 1 {
+            return Some(file.write(&buf[..buf.len() / 2]));
+        }
+        FAILING_WRITES.set(FAILING_WRITES.get() - 1);
+        Some(Err(io::Error::from_raw_os_error(libc::ENOSPC)))
     }
 }
