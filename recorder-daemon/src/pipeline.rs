@@ -128,16 +128,23 @@ impl Pipeline {
         self.writer.tick(now_mono_ns)
     }
 
-    /// Finishes the recording; returns its segment files.
+    /// Frames that could not be written (disk full, write errors) so far.
+    pub fn unwritten(&self) -> u64 {
+        self.writer.unwritten()
+    }
+
+    /// Finishes the recording; returns its segment files and how many frames, in all, could
+    /// not be written.
     pub fn finish(
         mut self,
         end_reason: &str,
         end_mono_ns: u64,
-    ) -> Result<Vec<PathBuf>, WriteError> {
+    ) -> Result<(Vec<PathBuf>, u64), WriteError> {
         self.redactor.finish();
         let writer = &mut self.writer;
         self.redactor.release(|body| writer.append(body))?;
-        self.writer.finish(end_reason, end_mono_ns)
+        let unwritten = self.writer.unwritten();
+        Ok((self.writer.finish(end_reason, end_mono_ns)?, unwritten))
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Outcome {
     pub paths: Vec<PathBuf>,
     pub events: u64,
     pub lost: u64,
+    /// Frames that could not be written (disk full, write errors).
+    pub unwritten: u64,
     pub end_reason: &'static str,
     /// Exit code of the spawned command (128 + signal if killed).
     pub exit_code: Option<i32>,
@@ -352,12 +354,13 @@ pub async fn record(
     let totals = capture.losses()?;
     pipeline.record_loss(totals.since(&reported), reported_at, end_mono_ns)?;
     let events = pipeline.stats().events;
-    let paths = pipeline.finish(end_reason, end_mono_ns)?;
+    let (paths, unwritten) = pipeline.finish(end_reason, end_mono_ns)?;
     Ok(Outcome {
         recording_id,
         paths,
         events,
         lost: totals.total(),
+        unwritten,
         end_reason,
         exit_code: None,
     })

@@ -91,6 +91,12 @@ fn main() -> ExitCode {
                 "recorderd: stopped ({}): {} events, {} records lost",
                 outcome.end_reason, outcome.events, outcome.lost
             );
+            if outcome.unwritten > 0 {
+                eprintln!(
+                    "recorderd: {} records could not be written (disk full or write errors); the recording says where",
+                    outcome.unwritten
+                );
+            }
             if let Some(code) = outcome.exit_code {
                 eprintln!("recorderd: the command exited with status {code}");
             }
