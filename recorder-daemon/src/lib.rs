@@ -8,6 +8,7 @@
 //! `session` runs one recording end to end; `record::SegmentReader` and `timeline` are the
 //! reading side used by the `recorder` tool, and never touch the probes.
 
+pub mod audit;
 pub mod capture;
 pub mod cli;
 pub mod command;
