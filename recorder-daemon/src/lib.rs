@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod processes;
 pub mod record;
 pub mod redaction;
+pub mod retention;
 pub mod session;
 pub mod target;
 pub mod telemetry;
