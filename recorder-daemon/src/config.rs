@@ -15,6 +15,10 @@ use thiserror::Error;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redaction: recorder_redact::Config,
+    /// `[storage]`: where recordings go and who may read them.
+    pub storage: crate::record::StorageConfig,
+    /// `[retention]`: when recordings are swept (docs/OPERATIONS.md, "Retention").
+    pub retention: crate::retention::RetentionConfig,
 }
 
 #[derive(Debug, Error)]

@@ -536,9 +536,9 @@ pub fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     match secs {
         0 => format!("{}ms", duration.as_millis()),
-        _ if secs % 86400 == 0 => format!("{}d", secs / 86400),
-        _ if secs % 3600 == 0 => format!("{}h", secs / 3600),
-        _ if secs % 60 == 0 => format!("{}m", secs / 60),
+        _ if secs.is_multiple_of(86400) => format!("{}d", secs / 86400),
+        _ if secs.is_multiple_of(3600) => format!("{}h", secs / 3600),
+        _ if secs.is_multiple_of(60) => format!("{}m", secs / 60),
         _ => format!("{secs}s"),
     }
 }
@@ -742,7 +742,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(deleted(&report.plan), [&"a1".repeat(16)]);
-        assert_eq!(report.plan.deletions[0].segments, [old.clone()]);
+        assert_eq!(report.plan.deletions[0].segments, std::slice::from_ref(&old));
         let mut kept: Vec<(String, Protection)> = report
             .plan
             .kept

@@ -8,7 +8,7 @@ use std::{
     io,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::{ffi::OsStrExt, fs::MetadataExt},
+        unix::ffi::OsStrExt,
     },
     path::{Component, Path, PathBuf},
 };
@@ -447,7 +447,7 @@ fn is_symlink_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
 
