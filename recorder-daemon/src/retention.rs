@@ -742,7 +742,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(deleted(&report.plan), [&"a1".repeat(16)]);
-        assert_eq!(report.plan.deletions[0].segments, std::slice::from_ref(&old));
+        assert_eq!(
+            report.plan.deletions[0].segments,
+            std::slice::from_ref(&old)
+        );
         let mut kept: Vec<(String, Protection)> = report
             .plan
             .kept
