@@ -169,27 +169,11 @@ impl AuditLog {
 pub fn invoker() -> Value {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let mut by = json!({ "uid": uid, "user": user_name(uid) });
+    let mut by = json!({ "uid": uid, "user": crate::accounts::user_name(uid) });
     if let Some(sudo_user) = std::env::var_os("SUDO_USER") {
         by["sudo_user"] = Value::String(sudo_user.to_string_lossy().into_owned());
     }
     by
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    // SAFETY: all-zero is a valid `passwd` (integers and null pointers).
-    let mut passwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: every pointer refers to live, writable memory of the size passed.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut passwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(passwd.pw_name) };
-    Some(name.to_string_lossy().into_owned())
 }
 
 /// One entry as a line (without the newline), its hash computed as the module doc says.

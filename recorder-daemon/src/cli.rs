@@ -11,10 +11,20 @@ use crate::command::{export::ExportFormat, inspect::EventKind};
 /// Where recordings go unless `--output` says otherwise.
 pub const DEFAULT_OUTPUT: &str = "/var/lib/recorderd/recordings";
 
+/// The service records with the foreground defaults below (a test checks they agree).
+pub const DEFAULT_MAX_PAYLOAD: u32 = 64 * 1024;
+pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_SEGMENT_DURATION: Duration = Duration::from_secs(3600);
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(5);
+
 /// recorderd: record what a process exchanges with the outside world, from the kernel.
 #[derive(Debug, Parser)]
 #[command(name = "recorderd", version)]
-#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["pids", "command", "cgroup", "comm"])))]
+#[command(group(ArgGroup::new("target").multiple(true).args(["pids", "command", "cgroup", "comm"])))]
+#[command(
+    after_help = "With --config FILE and no target, recorderd runs as a service: it records on request from `recorder start` (docs/OPERATIONS.md)."
+)]
 pub struct RecorderdArgs {
     /// Record this process (and all its threads). Repeatable.
     #[arg(long = "pid", value_name = "PID")]
@@ -33,7 +43,8 @@ pub struct RecorderdArgs {
     #[arg(long)]
     pub no_follow: bool,
 
-    /// Configuration file (TOML): the redaction policy (docs/REDACTION.md).
+    /// Configuration file (TOML): the redaction policy (docs/REDACTION.md) and, without a
+    /// target, the service's settings (docs/OPERATIONS.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -187,6 +198,37 @@ pub enum RecorderCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Ask the recorderd service to record a process (or a configured target) for a while.
+    /// Members of the service's control group may do this without root.
+    #[command(group(ArgGroup::new("what").required(true).args(["pid", "target"])))]
+    Start {
+        /// The process to record (it must be one of the service's [[targets]]).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A target named in the service's config, recorded as a whole.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// How long to record (e.g. 10m); the service's default without it.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Stop a recording the service is making, and wait until its segment is finished.
+    Stop {
+        /// The recording id (or a unique prefix), as `recorder status` shows it.
+        id: String,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// What the recorderd service is recording now.
+    Status {
+        /// Print the service's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Make an age identity for reading sealed recordings; prints its recipient (age1…) for
     /// `recorderd --seal-to`. Keep the identity off the recording hosts.
     Keygen {
@@ -209,6 +251,14 @@ pub enum AuditCommand {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
         dir: PathBuf,
     },
+}
+
+/// Where the recorderd service listens.
+#[derive(Debug, clap::Args)]
+pub struct SocketArgs {
+    /// The service's control socket.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONTROL_SOCKET, env = "RECORDER_SOCKET")]
+    pub socket: PathBuf,
 }
 
 /// Identities that open sealed recordings.
@@ -298,8 +348,17 @@ mod tests {
     }
 
     #[test]
-    fn recorderd_needs_a_target() {
-        assert!(RecorderdArgs::try_parse_from(["recorderd"]).is_err());
+    fn service_defaults_are_the_flag_defaults() {
+        let args = RecorderdArgs::try_parse_from(["recorderd", "--pid", "1"]).unwrap();
+        assert_eq!(args.max_payload, DEFAULT_MAX_PAYLOAD);
+        assert_eq!(args.ring_bytes, DEFAULT_RING_BYTES);
+        assert_eq!(args.segment_bytes, DEFAULT_SEGMENT_BYTES);
+        assert_eq!(args.segment_duration, DEFAULT_SEGMENT_DURATION);
+        assert_eq!(args.fsync_interval, DEFAULT_FSYNC_INTERVAL);
+    }
+
+    #[test]
+    fn recorderd_targets() {
         let args =
             RecorderdArgs::try_parse_from(["recorderd", "--pid", "1", "--pid", "2"]).unwrap();
         assert_eq!(args.pids, [1, 2]);

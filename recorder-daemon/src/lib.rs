@@ -8,6 +8,7 @@
 //! `session` runs one recording end to end; `record::SegmentReader` and `timeline` are the
 //! reading side used by the `recorder` tool, and never touch the probes.
 
+pub mod accounts;
 pub mod audit;
 pub mod capture;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod processes;
 pub mod record;
 pub mod redaction;
 pub mod retention;
+pub mod service;
 pub mod session;
 pub mod target;
 pub mod telemetry;

@@ -2,7 +2,15 @@
 //! segment, and stop on a signal, at the deadline, or when every target has exited — always
 //! finishing the segment with a trailer.
 
-use std::{os::fd::OwnedFd, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    os::fd::OwnedFd,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use aya::maps::{MapData, RingBuf};
 use recorder_proto::v1::{CaptureLimits, Header, Target};
@@ -11,7 +19,7 @@ use thiserror::Error;
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
     time::{interval, sleep},
 };
 
@@ -39,6 +47,10 @@ const DRAIN_MAX: Duration = Duration::from_millis(32);
 
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The new recording's id (`host_info::new_recording_id`).
+    pub recording_id: String,
+    /// Who asked for the recording, for the audit log.
+    pub requested_by: serde_json::Value,
     pub pids: Vec<u32>,
     /// `recorderd -- CMD ARGS`: spawn and record this command.
     pub command: Vec<String>,
@@ -58,8 +70,31 @@ pub struct Options {
     pub seal: Option<Seal>,
 }
 
+/// How whoever started a recording steers it while it runs.
+pub struct Control {
+    /// Ends the recording with this reason (a signal, `recorder stop`, the service stopping).
+    pub stop: oneshot::Receiver<&'static str>,
+    /// Called once, when the probes are attached and the first segment exists.
+    pub started: Box<dyn FnOnce(&Started) + Send>,
+    /// Events written so far, for `recorder status`.
+    pub events: Arc<AtomicU64>,
+}
+
+/// A recording that has begun.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub recording_id: String,
+    /// The first segment file.
+    pub path: PathBuf,
+    /// What is recorded, in words (the command line redacted).
+    pub description: String,
+    /// How many syscalls the probes trace.
+    pub syscalls: usize,
+}
+
 #[derive(Debug)]
 pub struct Outcome {
+    pub recording_id: String,
     /// The recording's segment files, in order.
     pub paths: Vec<PathBuf>,
     pub events: u64,
@@ -99,7 +134,9 @@ impl SessionError {
     }
 }
 
-pub fn run(options: Options) -> Result<Outcome, SessionError> {
+/// Checks what `options` name before anything is loaded: the pids, the cgroup and command
+/// name, the privileges, and the output directory.
+pub fn prepare(options: &Options) -> Result<(Scope, OutputDir), SessionError> {
     for &pid in &options.pids {
         target::check_pid(pid)?;
     }
@@ -117,6 +154,13 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
     }
     host::check_privileges().map_err(CaptureError::from)?;
     let dir = OutputDir::open_or_create(&options.output)?;
+    Ok((scope, dir))
+}
+
+/// Records in the foreground (`sudo recorderd --pid N`) until the targets exit, a signal
+/// (SIGINT, SIGTERM) or `--duration`.
+pub fn run(options: Options) -> Result<Outcome, SessionError> {
+    let (scope, dir) = prepare(&options)?;
     let mut spawned = match options.command.is_empty() {
         true => None,
         false => Some(target::spawn(&options.command)?),
@@ -125,7 +169,32 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
         .enable_all()
         .build()
         .map_err(SessionError::Runtime)?;
-    let recorded = runtime.block_on(record(&options, &scope, dir, spawned.as_mut()));
+    let recorded = runtime.block_on(async {
+        // Before saying "recording": a Ctrl-C or SIGTERM from then on must finish it.
+        let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
+        let (stop_tx, stop) = oneshot::channel();
+        tokio::spawn(async move {
+            let reason = tokio::select! {
+                _ = sigint.recv() => "interrupted",
+                _ = sigterm.recv() => "terminated",
+            };
+            let _ = stop_tx.send(reason);
+        });
+        let control = Control {
+            stop,
+            started: Box::new(|started: &Started| {
+                eprintln!(
+                    "recorderd: recording {} into {} ({} syscalls traced; Ctrl-C to stop)",
+                    started.description,
+                    started.path.display(),
+                    started.syscalls
+                );
+            }),
+            events: Arc::default(),
+        };
+        record(&options, &scope, dir, spawned.as_mut(), control).await
+    });
     // A spawned command still running when recording stops (signal, deadline, failure) is
     // ours to end; one never released is ended by dropping it (it exits without running).
     let exit_code = match spawned {
@@ -148,12 +217,20 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
 
 const END_TARGET_EXITED: &str = "target exited";
 
-async fn record(
+/// Loads the probes, records until `control.stop`, the deadline or the targets' exit, and
+/// finishes the recording with a trailer.
+pub async fn record(
     options: &Options,
     scope: &Scope,
     dir: OutputDir,
     spawned: Option<&mut Spawned>,
+    control: Control,
 ) -> Result<Outcome, SessionError> {
+    let Control {
+        mut stop,
+        started,
+        events,
+    } = control;
     let mut capture = Capture::load(options.limits, scope)?;
     let mut fds = FdTable::default();
     let mut watched: Vec<(u32, OwnedFd)> = Vec::new();
@@ -180,17 +257,10 @@ async fn record(
         fds.seed(child.pid);
     }
 
-    // Before saying "recording": a Ctrl-C or SIGTERM from then on must finish the recording.
-    let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Runtime)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Runtime)?;
     let start_mono_ns = host_info::monotonic_ns();
     let redactor = Redactor::new(options.redaction.clone());
-    let header = header(
-        options,
-        &redactor,
-        &host_info::new_recording_id(),
-        spawned.as_deref(),
-    );
+    let recording_id = options.recording_id.clone();
+    let header = header(options, &redactor, &recording_id, spawned.as_deref());
     let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
     let processes = Processes::new(watched.iter().map(|(pid, _)| *pid));
@@ -206,12 +276,12 @@ async fn record(
     if let Some(child) = spawned {
         child.release()?;
     }
-    eprintln!(
-        "recorderd: recording {} into {} ({} syscalls traced; Ctrl-C to stop)",
-        describe(options, &watched),
-        path.display(),
-        capture.attached().len()
-    );
+    started(&Started {
+        recording_id: recording_id.clone(),
+        path,
+        description: describe(options, &watched),
+        syscalls: capture.attached().len(),
+    });
 
     let (exit_tx, mut exit_rx) = mpsc::channel(watched.len().max(1));
     for (pid, pidfd) in watched {
@@ -248,8 +318,7 @@ async fn record(
                 };
                 next_drain.as_mut().reset(tokio::time::Instant::now() + drain_every);
             }
-            _ = sigint.recv() => break "interrupted",
-            _ = sigterm.recv() => break "terminated",
+            reason = &mut stop => break reason.unwrap_or("stopped"),
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
             Some(pid) = exit_rx.recv() => {
                 // Its fork records (children to wait for) are in the ring before its exit.
@@ -262,6 +331,7 @@ async fn record(
                 pipeline.record_loss(losses.since(&reported), reported_at, now)?;
                 (reported, reported_at) = (losses, now);
                 pipeline.tick(now)?;
+                events.store(pipeline.stats().events, Ordering::Relaxed);
                 // A process whose exit record was lost still ends the recording.
                 let processes = pipeline.processes();
                 let vanished: Vec<u32> =
@@ -284,6 +354,7 @@ async fn record(
     let events = pipeline.stats().events;
     let paths = pipeline.finish(end_reason, end_mono_ns)?;
     Ok(Outcome {
+        recording_id,
         paths,
         events,
         lost: totals.total(),
@@ -324,6 +395,7 @@ fn header(
             follow: options.follow,
             cgroup: options.cgroup.clone().unwrap_or_default(),
             comm: options.comm.clone().unwrap_or_default(),
+            requested_by: describe_requester(&options.requested_by),
         }),
         limits: Some(CaptureLimits {
             max_payload_bytes: options.limits.max_payload_bytes,
@@ -332,6 +404,23 @@ fn header(
         redaction: Some(redactor.header_policy()),
         clock: Some(host_info::clock_base()),
     }
+}
+
+/// `alice (uid 1000) via sudo`, `bob (uid 1001) via the control socket`: who asked, from
+/// the audit log's `by` object (`uid`, `user`, `sudo_user`, `via`).
+pub fn describe_requester(by: &serde_json::Value) -> String {
+    let uid = by["uid"].as_u64();
+    let mut text = match (by["sudo_user"].as_str(), by["user"].as_str(), uid) {
+        (Some(sudo_user), _, _) => format!("{sudo_user} via sudo"),
+        (None, Some(user), Some(uid)) => format!("{user} (uid {uid})"),
+        (None, None, Some(uid)) => format!("uid {uid}"),
+        _ => return String::new(),
+    };
+    if let Some(via) = by["via"].as_str() {
+        text.push_str(" via the ");
+        text.push_str(via);
+    }
+    text
 }
 
 fn describe(options: &Options, watched: &[(u32, OwnedFd)]) -> String {

@@ -64,6 +64,13 @@ impl Recorder {
     /// As [`Recorder::start`], with extra environment variables (a spawned command inherits
     /// them: how tests hand clients a password without putting it on a command line).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Recorder {
+        let mut recorder = Recorder::spawn(args, env);
+        recorder.wait_for_line("recorderd: recording ");
+        recorder
+    }
+
+    /// Starts `recorderd ARGS` without waiting for anything it says.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Recorder {
         let mut child = Command::new(binary("recorderd"))
             .args(args)
             .envs(env.iter().copied())
@@ -83,13 +90,11 @@ impl Recorder {
                 }
             }
         });
-        let mut recorder = Recorder {
+        Recorder {
             child,
             stderr,
             stderr_seen: Vec::new(),
-        };
-        recorder.wait_for_line("recorderd: recording ");
-        recorder
+        }
     }
 
     /// Waits for a stderr line starting with `prefix`; fails with everything seen if recorderd

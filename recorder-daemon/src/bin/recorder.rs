@@ -11,13 +11,15 @@ use recorder_daemon::{
     audit,
     cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
     command::{
-        self, export, hold, inspect, keygen, list, redact_test, sweep, verify, CommandError,
+        self, control, export, hold, inspect, keygen, list, redact_test, sweep, verify,
+        CommandError,
     },
     config,
     record::{
         catalog::{self, RecordingSummary},
         Keyring,
     },
+    service::protocol::Request,
     telemetry,
 };
 
@@ -100,6 +102,31 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
         RecorderCommand::Audit {
             command: AuditCommand::Verify { file, dir },
         } => command::audit::verify(&file.unwrap_or_else(|| audit::path_in(&dir)), out),
+        RecorderCommand::Start {
+            pid,
+            target,
+            duration,
+            socket,
+        } => {
+            let request = Request::Start {
+                pid,
+                target,
+                for_secs: duration.map(|d| d.as_secs().max(1)),
+            };
+            let response = control::ask(&socket.socket, &request)?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Stop { id, socket } => {
+            let response = control::ask(&socket.socket, &Request::Stop { id })?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Status { json, socket } => {
+            let response = control::ask(&socket.socket, &Request::Status)?;
+            control::print_status(&response, json, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         RecorderCommand::Keygen { output } => {
             keygen::run(output.as_deref(), keygen::stdout_is_terminal(), out)
                 .map(|()| ExitCode::SUCCESS)

@@ -1,21 +1,53 @@
 //! `recorderd`: records the processes named on the command line until they exit, a signal,
-//! or `--duration`.
+//! or `--duration`; or, given only `--config FILE`, runs as the service.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{parser::ValueSource, ArgMatches, CommandFactory, FromArgMatches};
 use recorder_daemon::{
     capture::Limits,
     cli::RecorderdArgs,
-    config,
+    config, host_info,
     record::{seal, SegmentPolicy},
+    service,
     session::{self, Options},
     telemetry,
 };
 
+/// Flags of a foreground recording, which the service takes from its config file instead.
+const FOREGROUND_ONLY: [&str; 10] = [
+    "output",
+    "duration",
+    "max_payload",
+    "ring_bytes",
+    "segment_bytes",
+    "segment_duration",
+    "fsync_interval",
+    "seal_to",
+    "seal_to_file",
+    "no_follow",
+];
+
 fn main() -> ExitCode {
-    let args = RecorderdArgs::parse();
+    let matches = RecorderdArgs::command().get_matches();
+    let args = match RecorderdArgs::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
     telemetry::init();
+    let has_target = !args.pids.is_empty()
+        || !args.command.is_empty()
+        || args.cgroup.is_some()
+        || args.comm.is_some();
+    if !has_target {
+        return match &args.config {
+            Some(config) => run_service(config, &matches),
+            None => {
+                eprintln!("recorderd: nothing to record: give --pid, --cgroup, --comm or -- CMD, or --config FILE to run as a service");
+                ExitCode::from(2)
+            }
+        };
+    }
     let redaction = match config::redaction_policy(args.config.as_deref()) {
         Ok(policy) => policy,
         Err(error) => {
@@ -32,6 +64,8 @@ fn main() -> ExitCode {
         }
     };
     let options = Options {
+        recording_id: host_info::new_recording_id(),
+        requested_by: serde_json::Value::Null,
         redaction,
         pids: args.pids,
         command: args.command,
@@ -65,6 +99,29 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(error) => {
+            eprintln!("recorderd: {}", one_line(&error));
+            ExitCode::from(if error.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}
+
+fn run_service(config: &std::path::Path, matches: &ArgMatches) -> ExitCode {
+    let given: Vec<String> = FOREGROUND_ONLY
+        .iter()
+        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !given.is_empty() {
+        eprintln!(
+            "recorderd: {} applies to a recording in the foreground; the service takes its settings from {}",
+            given.join(", "),
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
+    match service::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("recorderd: {}", one_line(&error));
             ExitCode::from(if error.is_bad_input() { 2 } else { 1 })

@@ -6,6 +6,7 @@
 //! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
 
 pub mod audit;
+pub mod control;
 pub mod export;
 pub mod hold;
 pub mod inspect;
@@ -58,6 +59,9 @@ pub enum CommandError {
     },
     #[error("recording {id} is not held; nothing changed")]
     NotHeld { id: String },
+    /// The service refused a request or could not be reached; the message says why.
+    #[error("{0}")]
+    Service(String),
 }
 
 impl CommandError {

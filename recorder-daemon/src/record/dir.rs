@@ -99,34 +99,11 @@ impl StorageConfig {
     }
 }
 
-/// The gid of group `name` (getgrnam_r).
+/// The gid of group `name`.
 pub fn group_id(name: &str) -> Result<u32, DirError> {
-    let unknown = || DirError::UnknownGroup {
+    crate::accounts::group_id(name).ok_or_else(|| DirError::UnknownGroup {
         group: name.to_owned(),
-    };
-    let c_name = CString::new(name).map_err(|_| unknown())?;
-    let mut group: libc::group = unsafe_zeroed_group();
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: every pointer refers to live, writable memory of the size passed.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c_name.as_ptr(),
-            &mut group,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(unknown());
-    }
-    Ok(group.gr_gid)
-}
-
-fn unsafe_zeroed_group() -> libc::group {
-    // SAFETY: `group` is plain C data (integers and pointers); all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
+    })
 }
 
 /// An opened, checked output directory.

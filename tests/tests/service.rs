@@ -1,0 +1,425 @@
+//! The service (`recorderd --config FILE`) with the real probes: the control socket lets
+//! members of its group start, list and stop recordings without root and refuses everyone
+//! else; only configured targets are recorded; SIGHUP reloads redaction without dropping a
+//! running recording; SIGTERM finishes every recording with its trailer.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use recorder_tests::{binary, require_privileges, wait_timeout, Recorder, Recording, STEP_TIMEOUT};
+
+/// The group the tests give the control socket; uid 65534 stands in for its members.
+const CONTROL_GROUP: &str = "nogroup";
+const NOGROUP_GID: &str = "65534";
+/// A gid that is not the control group.
+const OTHER_GID: &str = "12345";
+
+const CONFIG: &str = "recorderd.toml";
+const SOCKET: &str = "run/control.sock";
+const RECORDINGS: &str = "recordings";
+
+/// The service's config in `base`: storage, socket and one target (the workload, by its
+/// executable) from here, then `extra`.
+fn write_config(base: &Path, extra: &str) {
+    let text =
+        format!(
+        "[storage]\ndir = \"{}\"\n\n[control]\nsocket = \"{}\"\ngroup = \"{CONTROL_GROUP}\"\n\n\
+         [[targets]]\nname = \"workload\"\nexe = \"{}\"\n\n{extra}",
+        base.join(RECORDINGS).display(),
+        base.join(SOCKET).display(),
+        binary("recorder-workload").canonicalize().unwrap().display(),
+    );
+    std::fs::write(base.join(CONFIG), text).unwrap();
+}
+
+/// A running service with its own config, recordings directory and socket.
+struct Service {
+    recorder: Recorder,
+    base: tempfile::TempDir,
+}
+
+impl Service {
+    /// Writes the config (the `[storage]` and `[control]` tables are added here) and starts
+    /// `recorderd --config` on it.
+    fn start(extra_config: &str) -> Service {
+        let base = tempfile::tempdir().unwrap();
+        // Members need to pass through to the socket and to the `recorder` copy.
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let client = base.path().join("recorder");
+        std::fs::copy(binary("recorder"), &client).unwrap();
+        std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_config(base.path(), extra_config);
+        let config = base.path().join(CONFIG);
+        let mut recorder = Recorder::spawn(&["--config", config.to_str().unwrap()], &[]);
+        recorder.wait_for_line("recorderd: service listening");
+        Service { recorder, base }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.base.path().join(CONFIG)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.base.path().join(SOCKET)
+    }
+
+    fn recordings(&self) -> PathBuf {
+        self.base.path().join(RECORDINGS)
+    }
+
+    fn write_config(&self, extra: &str) {
+        write_config(self.base.path(), extra);
+    }
+
+    /// Runs `recorder ARGS --socket S` as root.
+    fn recorder(&self, args: &[&str]) -> Output {
+        self.recorder_as(&[], args)
+    }
+
+    /// Runs `recorder ARGS --socket S` under `setpriv SETPRIV_ARGS` (another uid and groups).
+    fn recorder_as(&self, setpriv: &[&str], args: &[&str]) -> Output {
+        let client = self.base.path().join("recorder");
+        let socket = self.socket();
+        let mut command = if setpriv.is_empty() {
+            Command::new(&client)
+        } else {
+            let mut command = Command::new("setpriv");
+            command.args(setpriv).arg(&client);
+            command
+        };
+        command
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .env_remove("RECORDER_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run recorder")
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.recorder.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.recorder.child.kill();
+        let _ = self.recorder.child.wait();
+    }
+}
+
+/// uid 65534 in the control group (as its primary group) or outside it.
+fn member() -> Vec<&'static str> {
+    vec![
+        "--reuid=65534",
+        "--regid",
+        OTHER_GID,
+        "--groups",
+        NOGROUP_GID,
+    ]
+}
+
+fn outsider() -> Vec<&'static str> {
+    vec!["--reuid=65534", "--regid", OTHER_GID, "--clear-groups"]
+}
+
+/// The busy workload (a configured target by its executable), killed on drop.
+struct Workload(Child);
+
+impl Workload {
+    fn start(dir: &Path) -> Workload {
+        let output = dir.join(format!("busy-{}.txt", rand_suffix()));
+        Workload(
+            Command::new(binary("recorder-workload"))
+                .arg("busy")
+                .arg(output)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn workload"),
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `recorder start …` must succeed; returns the new recording's id.
+fn started_id(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "start failed: {}{}",
+        stdout(output),
+        stderr(output)
+    );
+    let text = stdout(output);
+    text.strip_prefix("recording ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no id in {text}"))
+        .to_owned()
+}
+
+/// `recorder stop ID` must succeed; returns the segment paths it printed.
+fn stopped_paths(output: &Output, reason: &str) -> Vec<PathBuf> {
+    let text = stdout(output);
+    assert!(
+        output.status.success() && text.contains(&format!("stopped ({reason})")),
+        "stop failed: {text}{}",
+        stderr(output)
+    );
+    text.lines()
+        .filter_map(|line| line.strip_prefix("recording: "))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Polls `recorder status --json` (the service's own state, no sleeping in place of it)
+/// until `done` holds of it.
+fn wait_for_status(
+    service: &Service,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let output = service.recorder(&["status", "--json"]);
+        assert!(
+            output.status.success(),
+            "status failed: {}",
+            stderr(&output)
+        );
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never got there: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn running(status: &serde_json::Value) -> Vec<serde_json::Value> {
+    status["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn members_start_list_and_stop_and_everyone_else_is_refused() {
+    if !require_privileges() {
+        return;
+    }
+    let service = Service::start("[limits]\nmax_duration = \"10m\"\nmax_concurrent = 1\n");
+    let socket_meta = std::fs::metadata(service.socket()).unwrap();
+    assert_eq!(socket_meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&socket_meta),
+        NOGROUP_GID.parse::<u32>().unwrap()
+    );
+    let workload = Workload::start(service.base.path());
+
+    // Outside the group: the socket's mode stops them...
+    let refused = service.recorder_as(&outsider(), &["status"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("Permission denied"),
+        "{}",
+        stderr(&refused)
+    );
+    // ...and so does the service's own peer check, should the mode ever be wrong.
+    std::fs::set_permissions(service.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let refused = service.recorder_as(&outsider(), &["start", "--pid", &workload.pid()]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not in the control group"),
+        "{}",
+        stderr(&refused)
+    );
+    std::fs::set_permissions(service.socket(), std::fs::Permissions::from_mode(0o660)).unwrap();
+
+    // A member (by supplementary group) records a configured target, within the limits.
+    let too_long = service.recorder_as(
+        &member(),
+        &["start", "--pid", &workload.pid(), "--for", "2h"],
+    );
+    assert!(
+        stderr(&too_long).contains("max_duration"),
+        "{}",
+        stderr(&too_long)
+    );
+    let not_a_target = service.recorder_as(
+        &member(),
+        &["start", "--pid", &std::process::id().to_string()],
+    );
+    assert!(!not_a_target.status.success());
+    assert!(
+        stderr(&not_a_target).contains("none of the targets"),
+        "{}",
+        stderr(&not_a_target)
+    );
+    let id = started_id(&service.recorder_as(
+        &member(),
+        &["start", "--pid", &workload.pid(), "--for", "5m"],
+    ));
+    let second = service.recorder_as(&member(), &["start", "--pid", &workload.pid()]);
+    assert!(
+        stderr(&second).contains("max_concurrent"),
+        "{}",
+        stderr(&second)
+    );
+
+    let status = wait_for_status(&service, |status| {
+        running(status)
+            .first()
+            .is_some_and(|r| r["events"].as_u64().unwrap_or(0) > 0)
+    });
+    let listed = &running(&status)[0];
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(listed["requested_by"], "nobody");
+    assert!(listed["target"].as_str().unwrap().contains(&workload.pid()));
+    let table = stdout(&service.recorder_as(&member(), &["status"]));
+    assert!(
+        table.contains("1 of 1 recordings running") && table.contains(&id),
+        "{table}"
+    );
+
+    let paths = stopped_paths(
+        &service.recorder_as(&member(), &["stop", &id[..8]]),
+        "stopped on request",
+    );
+    let recording = Recording::read(&paths[0]);
+    assert_eq!(recording.header.as_ref().unwrap().recording_id, id);
+    let pid: u32 = workload.pid().parse().unwrap();
+    assert!(
+        !recording.of_pid(pid).is_empty(),
+        "the workload's writes were recorded"
+    );
+    let last = Recording::read(paths.last().unwrap());
+    assert_eq!(
+        last.trailer.expect("a trailer").end_reason,
+        "stopped on request"
+    );
+    let status = wait_for_status(&service, |status| running(status).is_empty());
+    assert_eq!(status["max_concurrent"], 1);
+}
+
+#[test]
+fn sighup_reloads_redaction_and_keeps_running_recordings() {
+    if !require_privileges() {
+        return;
+    }
+    let mut service = Service::start("");
+    let workload = Workload::start(service.base.path());
+    let before = started_id(&service.recorder(&["start", "--pid", &workload.pid()]));
+
+    service.write_config("[[redaction.rules]]\nname = \"ticket-id\"\npattern = \"TKT-[0-9]{8}\"\n");
+    service.signal(libc::SIGHUP);
+    service.recorder.wait_for_line("recorderd: reloaded");
+    let after = started_id(&service.recorder(&["start", "--pid", &workload.pid()]));
+    let status = wait_for_status(&service, |status| running(status).len() == 2);
+    assert!(running(&status).iter().any(|r| r["id"] == before.as_str()));
+
+    // A config that does not parse is refused; the service carries on with the last good one.
+    std::fs::write(
+        service.config_path(),
+        "[limits]\nmax_concurrent = \"many\"\n",
+    )
+    .unwrap();
+    service.signal(libc::SIGHUP);
+    let refused = service.recorder.wait_for_line("recorderd: reload refused");
+    assert!(refused.contains("line 2"), "{refused}");
+
+    let rules = |id: &str| -> Vec<String> {
+        let paths = stopped_paths(&service.recorder(&["stop", id]), "stopped on request");
+        let first = Recording::read(&paths[0]);
+        let last = Recording::read(paths.last().unwrap());
+        assert!(last.trailer.is_some(), "{id} was finished with a trailer");
+        assert!(!first.events.is_empty(), "{id} recorded events");
+        first.header.unwrap().redaction.unwrap_or_default().rules
+    };
+    assert!(
+        !rules(&before).contains(&"ticket-id".to_owned()),
+        "the old policy stays"
+    );
+    assert!(
+        rules(&after).contains(&"ticket-id".to_owned()),
+        "new recordings get the new policy"
+    );
+}
+
+#[test]
+fn sigterm_finishes_every_recording_with_its_trailer() {
+    if !require_privileges() {
+        return;
+    }
+    let mut service = Service::start("");
+    let first = Workload::start(service.base.path());
+    let second = Workload::start(service.base.path());
+    let ids = [
+        started_id(&service.recorder(&["start", "--pid", &first.pid()])),
+        started_id(&service.recorder(&["start", "--pid", &second.pid()])),
+    ];
+    service.signal(libc::SIGTERM);
+    let status = wait_timeout(&mut service.recorder.child, STEP_TIMEOUT);
+    assert!(
+        status.success(),
+        "the service exits 0 after SIGTERM ({status})"
+    );
+    assert!(!service.socket().exists(), "the socket is removed");
+    for id in &ids {
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(service.recordings())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.extension().is_some_and(|e| e == "rcd")
+                    && path
+                        .file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .contains(&id[..12])
+            })
+            .collect();
+        segments.sort();
+        let last = Recording::read(segments.last().expect("a segment"));
+        let trailer = last.trailer.expect("the last segment has a trailer");
+        assert_eq!(trailer.end_reason, "terminated");
+        let all_events: usize = segments
+            .iter()
+            .map(|s| Recording::read(s).events.len())
+            .sum();
+        assert!(all_events > 0, "{id} recorded events");
+        for segment in &segments {
+            let header = Recording::read(segment).header.expect("a header");
+            assert_eq!(&header.recording_id, id);
+        }
+    }
+}
