@@ -160,6 +160,44 @@ pub enum RecorderCommand {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Delete expired and over-quota recordings now, by the `[retention]` policy of the
+    /// config (defaults without one); prints each deletion and why. Held recordings and
+    /// those being written are kept.
+    Sweep {
+        /// Print what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Directory of recordings (default: `[storage] dir` of the config, else /var/lib/recorderd/recordings).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Configuration file whose `[retention]` and `[storage]` tables to use.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Put a recording under legal hold: sweeps keep it until `recorder release`.
+    Hold {
+        /// Recording id (or a unique prefix of one).
+        id: String,
+        /// Directory of recordings.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
+        dir: PathBuf,
+        /// Why it is held (a case or ticket); kept in the hold file and the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Lift the legal hold on a recording.
+    Release {
+        /// Recording id (or a unique prefix of one).
+        id: String,
+        /// Directory of recordings.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
+        dir: PathBuf,
+    },
+    /// The audit log of a recordings directory.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Ask the recorderd service to record a process (or a configured target) for a while.
     /// Members of the service's control group may do this without root.
     #[command(group(ArgGroup::new("what").required(true).args(["pid", "target"])))]
@@ -198,6 +236,20 @@ pub enum RecorderCommand {
         /// Without it, the identity goes to stdout, and only if stdout is not a terminal.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's hash and its link to the one before: prints `audit log OK: N
+    /// entries`, or names the first broken entry and exits 4.
+    Verify {
+        /// An audit log file (default: DIR/audit.log).
+        #[arg(value_name = "FILE", conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Directory of recordings whose audit.log to check.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_OUTPUT)]
+        dir: PathBuf,
     },
 }
 

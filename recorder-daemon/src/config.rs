@@ -17,20 +17,18 @@ use thiserror::Error;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redaction: recorder_redact::Config,
+    /// `[storage]`: where recordings go and who may read them.
     pub storage: StorageConfig,
+    /// `[retention]`: when recordings are swept (docs/OPERATIONS.md, "Retention").
+    pub retention: crate::retention::RetentionConfig,
     pub limits: LimitsConfig,
     pub control: ControlConfig,
     /// What the service may record on request; nothing else.
     pub targets: Vec<TargetConfig>,
 }
 
-/// `[storage]`: where recordings go. (Placeholder until the storage work lands.)
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    pub dir: Option<PathBuf>,
-    pub reader_group: Option<String>,
-}
+/// `[storage]`: where recordings go and who may read them (defined beside `OutputDir`).
+pub use crate::record::StorageConfig;
 
 /// `[limits]`: how long and how many recordings the service runs.
 #[derive(Clone, Debug, Deserialize)]

@@ -9,6 +9,7 @@
 //! reading side used by the `recorder` tool, and never touch the probes.
 
 pub mod accounts;
+pub mod audit;
 pub mod capture;
 pub mod cli;
 pub mod command;
@@ -20,6 +21,7 @@ pub mod pipeline;
 pub mod processes;
 pub mod record;
 pub mod redaction;
+pub mod retention;
 pub mod service;
 pub mod session;
 pub mod target;

@@ -1,4 +1,5 @@
-//! `recorder`: lists, inspects, verifies and exports recordings made by recorderd.
+//! `recorder`: lists, inspects, verifies and exports recordings made by recorderd; sweeps,
+//! holds and releases them, and checks the audit log.
 
 use std::{
     io::{self, Write},
@@ -7,8 +8,12 @@ use std::{
 
 use clap::Parser;
 use recorder_daemon::{
-    cli::{KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
-    command::{self, control, export, inspect, keygen, list, redact_test, verify, CommandError},
+    audit,
+    cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
+    command::{
+        self, control, export, hold, inspect, keygen, list, redact_test, sweep, verify,
+        CommandError,
+    },
     config,
     record::{
         catalog::{self, RecordingSummary},
@@ -63,6 +68,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             };
             let keyring = keyring(&keys)?;
             let recording = resolve(&target, &keyring)?;
+            command::audit::note_access(&recording, "read");
             inspect::run(&recording, &keyring, &filter, hex, follow, out)
         }
         RecorderCommand::Verify { target, keys } => {
@@ -78,8 +84,24 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             keys,
         } => {
             let keyring = keyring(&keys)?;
-            export::run(&resolve(&target, &keyring)?, &keyring, out)
+            let recording = resolve(&target, &keyring)?;
+            command::audit::note_access(&recording, "export");
+            export::run(&recording, &keyring, out)
         }
+        RecorderCommand::Sweep {
+            dry_run,
+            dir,
+            config,
+        } => sweep::run(dir.as_deref(), config.as_deref(), dry_run, out),
+        RecorderCommand::Hold { id, dir, reason } => {
+            hold::hold(&dir, &id, reason.as_deref(), out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Release { id, dir } => {
+            hold::release(&dir, &id, out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Audit {
+            command: AuditCommand::Verify { file, dir },
+        } => command::audit::verify(&file.unwrap_or_else(|| audit::path_in(&dir)), out),
         RecorderCommand::Start {
             pid,
             target,

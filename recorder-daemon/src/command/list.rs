@@ -28,7 +28,7 @@ pub fn run(
         .into());
     }
     if json {
-        let rows: Vec<serde_json::Value> = recordings.iter().map(row_json).collect();
+        let rows: Vec<serde_json::Value> = recordings.iter().map(|r| row_json(dir, r)).collect();
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
@@ -44,6 +44,9 @@ pub fn run(
         let mut state = state_word(&recording.state()).to_owned();
         if recording.seal().is_some() && !locked {
             state.push_str(" (sealed)");
+        }
+        if crate::retention::is_held(dir, &recording.id) {
+            state.push_str(" (held)");
         }
         writeln!(
             out,
@@ -64,7 +67,7 @@ pub fn run(
     Ok(())
 }
 
-fn row_json(recording: &RecordingSummary) -> serde_json::Value {
+fn row_json(dir: &Path, recording: &RecordingSummary) -> serde_json::Value {
     let locked = recording.is_locked();
     let known = |value: serde_json::Value| {
         if locked {
@@ -84,6 +87,7 @@ fn row_json(recording: &RecordingSummary) -> serde_json::Value {
         "state": state_word(&recording.state()),
         "segments": recording.segments.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>(),
         "sealed": recording.seal().is_some(),
+        "held": crate::retention::is_held(dir, &recording.id),
         "recipients": recording.seal().map(|s| s.recipients.clone()),
         // Without a key: whether the last segment has the (unauthenticated) end marker.
         "ended": locked.then(|| recording.segments.last().is_some_and(|s| {

@@ -5,12 +5,15 @@
 //! 2 usage (including a bad identity file); 3 the recording is incomplete (the writer stopped
 //! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
 
+pub mod audit;
 pub mod control;
 pub mod export;
+pub mod hold;
 pub mod inspect;
 pub mod keygen;
 pub mod list;
 pub mod redact_test;
+pub mod sweep;
 pub mod verify;
 
 use std::{io, process::ExitCode};
@@ -39,6 +42,23 @@ pub enum CommandError {
     Output(#[from] io::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Dir(#[from] crate::record::DirError),
+    #[error(transparent)]
+    Retention(#[from] crate::retention::RetentionError),
+    #[error(transparent)]
+    Sweep(#[from] crate::retention::SweepError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    AuditLog(#[from] crate::audit::VerifyError),
+    #[error("recording {id} is already held ({path}); nothing changed")]
+    AlreadyHeld {
+        id: String,
+        path: std::path::PathBuf,
+    },
+    #[error("recording {id} is not held; nothing changed")]
+    NotHeld { id: String },
     /// The service refused a request or could not be reached; the message says why.
     #[error("{0}")]
     Service(String),
@@ -56,7 +76,13 @@ impl CommandError {
             CommandError::Key(KeyError::Exists { .. } | KeyError::Write { .. }) => {
                 Some(ExitCode::from(EXIT_ERROR))
             }
-            CommandError::Key(_) | CommandError::Usage(_) => Some(ExitCode::from(EXIT_USAGE)),
+            CommandError::Key(_)
+            | CommandError::Usage(_)
+            | CommandError::Retention(_)
+            | CommandError::Dir(_)
+            | CommandError::Sweep(crate::retention::SweepError::Dir(_)) => {
+                Some(ExitCode::from(EXIT_USAGE))
+            }
             _ => Some(ExitCode::from(EXIT_ERROR)),
         }
     }

@@ -10,7 +10,7 @@ pub mod seal;
 pub mod segment;
 pub mod writer;
 
-pub use dir::{DirError, OutputDir};
+pub use dir::{Access, DirError, OutputDir, StorageConfig};
 pub use reader::{ReadError, SegmentReader};
 pub use recording::{RecordingWriter, SegmentPolicy};
 pub use seal::{Keyring, Seal};
