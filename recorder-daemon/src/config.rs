@@ -169,6 +169,8 @@ impl Config {
                 ));
             }
         }
+        self.retention.policy().map_err(|error| error.to_string())?;
+        self.storage.access().map_err(|error| error.to_string())?;
         if self.limits.max_concurrent == 0 {
             return Err("limits.max_concurrent must be at least 1".to_owned());
         }

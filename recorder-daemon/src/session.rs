@@ -24,12 +24,13 @@ use tokio::{
 };
 
 use crate::{
+    audit::{self, AuditError, AuditLog},
     capture::{host, Capture, CaptureError, Limits, LossCounts, Scope},
     fdtable::FdTable,
     host_info,
     pipeline::Pipeline,
     processes::Processes,
-    record::{DirError, OutputDir, RecordingWriter, Seal, SegmentPolicy, WriteError},
+    record::{dir::Access, DirError, OutputDir, RecordingWriter, Seal, SegmentPolicy, WriteError},
     redaction::{redact_command, Redactor},
     target::{self, Spawned, TargetError},
 };
@@ -63,6 +64,8 @@ pub struct Options {
     /// What is redacted before anything is written.
     pub redaction: Arc<Policy>,
     pub output: PathBuf,
+    /// Who besides the owner may read the recordings (`[storage] reader_group`).
+    pub access: Access,
     pub duration: Option<Duration>,
     pub limits: Limits,
     pub segments: SegmentPolicy,
@@ -114,6 +117,9 @@ pub enum SessionError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Dir(#[from] DirError),
+    /// No recording starts unless its audit entry can be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("internal I/O setup failed: {0}")]
@@ -155,7 +161,7 @@ pub fn prepare(options: &Options) -> Result<(Scope, OutputDir), SessionError> {
         target::check_comm(name)?;
     }
     host::check_privileges().map_err(CaptureError::from)?;
-    let dir = OutputDir::open_or_create(&options.output)?;
+    let dir = OutputDir::open_or_create_with(&options.output, &options.access)?;
     Ok((scope, dir))
 }
 
@@ -220,13 +226,59 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
 const END_TARGET_EXITED: &str = "target exited";
 
 /// Loads the probes, records until `control.stop`, the deadline or the targets' exit, and
-/// finishes the recording with a trailer.
+/// finishes the recording with a trailer. The recording's start and stop are in the audit
+/// log of `dir`, with who asked; one that cannot be audited does not start.
 pub async fn record(
     options: &Options,
     scope: &Scope,
     dir: OutputDir,
     spawned: Option<&mut Spawned>,
     control: Control,
+) -> Result<Outcome, SessionError> {
+    let audit = AuditLog::open(&audit::path_in(dir.path()))?;
+    let mut audited_start = false;
+    let result = record_audited(
+        options,
+        scope,
+        dir,
+        spawned,
+        control,
+        &audit,
+        &mut audited_start,
+    )
+    .await;
+    if audited_start {
+        let fields = match &result {
+            Ok(outcome) => serde_json::json!({
+                "id": options.recording_id,
+                "reason": outcome.end_reason,
+                "events": outcome.events,
+                "lost": outcome.lost,
+                "unwritten": outcome.unwritten,
+                "segments": outcome.paths.len(),
+            }),
+            Err(error) => serde_json::json!({
+                "id": options.recording_id,
+                "reason": "failed",
+                "error": error.to_string(),
+            }),
+        };
+        if let Err(error) = audit.append_by("recording.stop", options.requested_by.clone(), fields)
+        {
+            tracing::error!(%error, "the recording's stop could not be audited");
+        }
+    }
+    result
+}
+
+async fn record_audited(
+    options: &Options,
+    scope: &Scope,
+    dir: OutputDir,
+    spawned: Option<&mut Spawned>,
+    control: Control,
+    audit: &AuditLog,
+    audited_start: &mut bool,
 ) -> Result<Outcome, SessionError> {
     let Control {
         mut stop,
@@ -263,6 +315,13 @@ pub async fn record(
     let redactor = Redactor::new(options.redaction.clone());
     let recording_id = options.recording_id.clone();
     let header = header(options, &redactor, &recording_id, spawned.as_deref());
+    let description = describe(options, &watched);
+    audit.append_by(
+        "recording.start",
+        options.requested_by.clone(),
+        serde_json::json!({ "id": recording_id, "target": description }),
+    )?;
+    *audited_start = true;
     let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
     let processes = Processes::new(watched.iter().map(|(pid, _)| *pid));
@@ -281,7 +340,7 @@ pub async fn record(
     started(&Started {
         recording_id: recording_id.clone(),
         path,
-        description: describe(options, &watched),
+        description,
         syscalls: capture.attached().len(),
     });
 

@@ -187,6 +187,18 @@ impl NotKilled for ExitStatus {
     }
 }
 
+/// The segment files in `dir`, in name order (which is start-time and sequence order);
+/// the audit log and hold files beside them are left out.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rcd"))
+        .collect();
+    paths.sort();
+    paths
+}
+
 /// Everything in one segment, read through the production reader.
 #[derive(Debug, Default)]
 pub struct Recording {

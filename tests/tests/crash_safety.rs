@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 
 use recorder_daemon::record::SegmentReader;
 use recorder_proto::v1::frame::Body;
-use recorder_tests::{binary, require_privileges, sigkill_busy_recording};
+use recorder_tests::{binary, require_privileges, segment_files, sigkill_busy_recording};
 
 /// The writer closes a zstd frame once it is a second old, checked every 250 ms.
 const MAX_LOST_WINDOW: Duration = Duration::from_millis(1500);
@@ -34,12 +34,7 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     );
     assert!(stdout.starts_with("incomplete: "), "{stdout}");
 
-    let segment = std::fs::read_dir(&output)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let segment = segment_files(&output).remove(0);
     let mut reader = SegmentReader::open(&segment).unwrap();
     let mut writes = Vec::new();
     while let Ok(Some(body)) = reader.next_body() {

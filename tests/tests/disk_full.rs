@@ -8,7 +8,9 @@ use std::{
     process::Command,
 };
 
-use recorder_tests::{binary, record_busy, require_privileges, Recording};
+use recorder_tests::{
+    binary, record_busy, require_privileges, segment_files as segments, Recording,
+};
 
 /// The tmpfs, and the room left on it for the recording once the filler is in.
 const DISK_BYTES: u64 = 2 * 1024 * 1024;
@@ -38,16 +40,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "rcd"))
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// The numbers of the workload's `seq N` lines in `recording`, in order.

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use recorder_tests::{binary, require_privileges};
+use recorder_tests::{binary, require_privileges, segment_files};
 
 fn recorder(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(binary("recorder"))
@@ -127,11 +127,7 @@ fn damage_is_named_by_segment_and_byte() {
     let work = tempfile::tempdir().unwrap();
     let output = work.path().join("recordings");
     rotated_recording(&output);
-    let mut segments: Vec<_> = std::fs::read_dir(&output)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    segments.sort();
+    let segments = segment_files(&output);
     let victim = &segments[0];
     let mut bytes = std::fs::read(victim).unwrap();
     let middle = bytes.len() / 2;

@@ -5,7 +5,7 @@
 
 use std::{
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -13,7 +13,8 @@ use std::{
 use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::frame::Body;
 use recorder_tests::{
-    binary, record_gated_workload_with, require_privileges, sigkill_busy_recording, unhex,
+    binary, record_gated_workload_with, require_privileges, segment_files as segments,
+    sigkill_busy_recording, unhex,
 };
 
 /// As for unsealed segments: a block closes with its zstd frame, once a second (checked
@@ -54,15 +55,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    paths.sort();
-    paths
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_tests::{binary, require_privileges, wait_timeout, Recorder, Recording, STEP_TIMEOUT};
+use recorder_tests::{
+    binary, require_privileges, segment_files, wait_timeout, Recorder, Recording, STEP_TIMEOUT,
+};
 
 /// The group the tests give the control socket; uid 65534 stands in for its members.
 const CONTROL_GROUP: &str = "nogroup";
@@ -329,6 +331,48 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
     );
     let status = wait_for_status(&service, |status| running(status).is_empty());
     assert_eq!(status["max_concurrent"], 1);
+    let header = recording.header.unwrap();
+    assert_eq!(
+        header.target.unwrap().requested_by,
+        "nobody (uid 65534) via the control socket"
+    );
+
+    // The audit log has who did what, and its chain holds.
+    let entries = audit_entries(&service);
+    let events: Vec<&str> = entries
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events[0], "daemon.start");
+    assert!(events.contains(&"control.refused"), "{events:?}");
+    let started = entries
+        .iter()
+        .find(|e| e["event"] == "recording.start")
+        .unwrap();
+    assert_eq!(
+        (started["id"].as_str(), started["by"]["uid"].as_u64()),
+        (Some(id.as_str()), Some(65534))
+    );
+    let stopped = entries
+        .iter()
+        .find(|e| e["event"] == "recording.stop")
+        .unwrap();
+    assert_eq!(stopped["reason"], "stopped on request");
+    assert!(stopped["events"].as_u64().unwrap() > 0);
+    let verify = Command::new(binary("recorder"))
+        .args(["audit", "verify", "--dir"])
+        .arg(service.recordings())
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+fn audit_entries(service: &Service) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(service.recordings().join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 #[test]
@@ -338,11 +382,36 @@ fn sighup_reloads_redaction_and_keeps_running_recordings() {
     }
     let mut service = Service::start("");
     let workload = Workload::start(service.base.path());
+    // An old recording, for the new retention policy to sweep at reload.
+    let old = started_id(&service.recorder(&["start", "--pid", &workload.pid()]));
+    for path in stopped_paths(&service.recorder(&["stop", &old]), "stopped on request") {
+        let touched = Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(&path)
+            .status();
+        assert!(touched.unwrap().success());
+    }
     let before = started_id(&service.recorder(&["start", "--pid", &workload.pid()]));
 
-    service.write_config("[[redaction.rules]]\nname = \"ticket-id\"\npattern = \"TKT-[0-9]{8}\"\n");
+    service.write_config(
+        "[retention]\nmax_age = \"2d\"\n\n\
+         [[redaction.rules]]\nname = \"ticket-id\"\npattern = \"TKT-[0-9]{8}\"\n",
+    );
     service.signal(libc::SIGHUP);
     service.recorder.wait_for_line("recorderd: reloaded");
+    let swept = service.recorder.wait_for_line("recorderd: swept recording");
+    assert!(
+        swept.contains(&old) && swept.contains("older than 2d"),
+        "{swept}"
+    );
+    assert!(segment_files(&service.recordings())
+        .iter()
+        .all(|path| !path.to_str().unwrap().contains(&old[..12])));
+    let deleted = audit_entries(&service)
+        .into_iter()
+        .find(|e| e["event"] == "sweep.delete")
+        .expect("the deletion is audited");
+    assert_eq!(deleted["id"], old.as_str());
     let after = started_id(&service.recorder(&["start", "--pid", &workload.pid()]));
     let status = wait_for_status(&service, |status| running(status).len() == 2);
     assert!(running(&status).iter().any(|r| r["id"] == before.as_str()));
@@ -395,20 +464,10 @@ fn sigterm_finishes_every_recording_with_its_trailer() {
     );
     assert!(!service.socket().exists(), "the socket is removed");
     for id in &ids {
-        let mut segments: Vec<PathBuf> = std::fs::read_dir(service.recordings())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| {
-                path.extension().is_some_and(|e| e == "rcd")
-                    && path
-                        .file_name()
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .contains(&id[..12])
-            })
+        let segments: Vec<PathBuf> = segment_files(&service.recordings())
+            .into_iter()
+            .filter(|path| path.to_str().unwrap().contains(&id[..12]))
             .collect();
-        segments.sort();
         let last = Recording::read(segments.last().expect("a segment"));
         let trailer = last.trailer.expect("the last segment has a trailer");
         assert_eq!(trailer.end_reason, "terminated");

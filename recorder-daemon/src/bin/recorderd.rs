@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{parser::ValueSource, ArgMatches, CommandFactory, FromArgMatches};
 use recorder_daemon::{
+    audit,
     capture::Limits,
     cli::RecorderdArgs,
     config, host_info,
@@ -48,8 +49,24 @@ fn main() -> ExitCode {
             }
         };
     }
-    let redaction = match config::redaction_policy(args.config.as_deref()) {
-        Ok(policy) => policy,
+    let loaded = config::load(args.config.as_deref()).and_then(|config| {
+        let redaction = config::compile_redaction(&config, args.config.as_deref())?;
+        Ok((config, redaction))
+    });
+    let (config, redaction) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("recorderd: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // --output wins; then the config's [storage] dir; then the default.
+    let output = match (matches.value_source("output"), &config.storage.dir) {
+        (Some(ValueSource::CommandLine), _) | (_, None) => args.output,
+        (_, Some(dir)) => dir.clone(),
+    };
+    let access = match config.storage.access() {
+        Ok(access) => access,
         Err(error) => {
             eprintln!("recorderd: {error}");
             return ExitCode::from(2);
@@ -65,14 +82,15 @@ fn main() -> ExitCode {
     };
     let options = Options {
         recording_id: host_info::new_recording_id(),
-        requested_by: serde_json::Value::Null,
+        requested_by: audit::invoker(),
         redaction,
         pids: args.pids,
         command: args.command,
         cgroup: args.cgroup,
         comm: args.comm,
         follow: !args.no_follow,
-        output: args.output,
+        output,
+        access,
         duration: args.duration,
         limits: Limits {
             max_payload_bytes: args.max_payload,

@@ -33,11 +33,13 @@ use self::{
 };
 use crate::{
     accounts,
+    audit::{self, AuditError, AuditLog},
     capture::Limits,
     cli,
     config::{self, Config, ConfigError, TargetConfig},
     host_info,
-    record::{DirError, OutputDir, SegmentPolicy},
+    record::{dir::Access, DirError, OutputDir, SegmentPolicy},
+    retention,
     session::{self, Control, Options, Outcome, Started},
     target,
 };
@@ -59,6 +61,8 @@ pub enum ServiceError {
     Dir(#[from] DirError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("internal I/O setup failed: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -99,7 +103,18 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(cli::DEFAULT_OUTPUT));
-    OutputDir::open_or_create(&recordings)?;
+    let access = config.storage.access()?;
+    OutputDir::open_or_create_with(&recordings, &access)?;
+    let audit = Arc::new(AuditLog::open(&audit::path_in(&recordings))?);
+    audit.append(
+        "daemon.start",
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": config_path,
+            "config_sha256": file_sha256(config_path),
+            "pid": std::process::id(),
+        }),
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,6 +127,8 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             config,
             redaction,
             recordings,
+            access,
+            audit,
             control_gid,
             active: HashMap::new(),
             stop_waiters: HashMap::new(),
@@ -141,6 +158,8 @@ struct Service {
     config: Config,
     redaction: Arc<Policy>,
     recordings: PathBuf,
+    access: Access,
+    audit: Arc<AuditLog>,
     control_gid: Option<u32>,
     active: HashMap<String, Active>,
     /// Clients of `recorder stop`, answered when their recording has finished.
@@ -162,21 +181,71 @@ impl Service {
             self.config.control.socket.display(),
             self.recordings.display()
         );
+        let mut sweep_every = self.retention_interval();
+        let mut next_sweep = Instant::now();
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(next_sweep) => {
+                    self.sweep().await;
+                    next_sweep = Instant::now() + sweep_every;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => self.connection(stream).await,
                     Err(error) => tracing::warn!(%error, "accepting a control connection failed"),
                 },
                 Some(finished) = finished_rx.recv() => self.finished(finished).await,
-                _ = sighup.recv() => self.reload(),
+                _ = sighup.recv() => {
+                    self.reload();
+                    // New retention settings apply at once, then at their interval.
+                    sweep_every = self.retention_interval();
+                    next_sweep = Instant::now();
+                }
                 _ = sigterm.recv() => break,
                 _ = sigint.recv() => break,
             }
         }
         self.shutdown(&mut finished_rx).await;
         let _ = std::fs::remove_file(&self.config.control.socket);
+        self.audit.append("daemon.stop", serde_json::json!({}))?;
+        eprintln!("recorderd: service stopped");
         Ok(())
+    }
+
+    fn retention_interval(&self) -> Duration {
+        self.config
+            .retention
+            .policy()
+            .map_or(Duration::from_secs(600), |policy| policy.interval)
+    }
+
+    /// One retention sweep, off the service's thread; every deletion is audited by it.
+    async fn sweep(&self) {
+        let Ok(policy) = self.config.retention.policy() else {
+            return;
+        };
+        let dir = self.recordings.clone();
+        let audit = self.audit.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            retention::sweep(&dir, &policy, SystemTime::now(), false, Some(&audit))
+        })
+        .await;
+        match swept {
+            Ok(Ok(report)) => {
+                for deletion in &report.plan.deletions {
+                    eprintln!(
+                        "recorderd: swept recording {} ({}): {}",
+                        deletion.recording_id,
+                        retention::format_bytes(deletion.bytes),
+                        deletion.reason
+                    );
+                }
+                for unmet in &report.plan.unmet {
+                    tracing::warn!(%unmet, "retention limit not met");
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "retention sweep failed"),
+            Err(error) => tracing::error!(%error, "retention sweep panicked"),
+        }
     }
 
     /// Serves one client: checks who it is, reads its request, answers.
@@ -185,6 +254,18 @@ impl Service {
             Ok(peer) => peer,
             Err(message) => {
                 tracing::warn!(reason = %message, "refused a control connection");
+                let peer = stream.peer_cred().ok();
+                let refused = self.audit.append(
+                    "control.refused",
+                    serde_json::json!({
+                        "uid": peer.map(|p| p.uid()),
+                        "pid": peer.and_then(|p| p.pid()),
+                        "reason": message,
+                    }),
+                );
+                if let Err(error) = refused {
+                    tracing::error!(%error, "a refused connection could not be audited");
+                }
                 reply(&mut stream, &Response::Error { message }).await;
                 return;
             }
@@ -335,6 +416,7 @@ impl Service {
             follow: true,
             redaction: self.redaction.clone(),
             output: self.recordings.clone(),
+            access: self.access,
             duration: Some(duration),
             limits: Limits {
                 max_payload_bytes: cli::DEFAULT_MAX_PAYLOAD,
@@ -425,6 +507,13 @@ impl Service {
         });
         match loaded {
             Ok((config, redaction)) => {
+                let reloaded = self.audit.append(
+                    "daemon.reload",
+                    serde_json::json!({ "config_sha256": file_sha256(&self.config_path) }),
+                );
+                if let Err(error) = reloaded {
+                    tracing::error!(%error, "the reload could not be audited");
+                }
                 if config.control.socket != self.config.control.socket
                     || config.control.group != self.config.control.group
                 {
@@ -461,8 +550,14 @@ impl Service {
                 }
             }
         }
-        eprintln!("recorderd: service stopped");
     }
+}
+
+/// The SHA-256 of a file, so the audit log says which configuration was in force.
+fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// Fills `options` with the scope of a configured target.

@@ -90,7 +90,7 @@ mod tests {
             serde_json::from_str::<Request>(r#"{"op":"status"}"#).unwrap(),
             Request::Status
         );
-        assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"stop","id":"ab","x":1}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
     }
 }
