@@ -21,6 +21,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "postgresql-client",
     "redis-server",
     "redis-tools",
+    // systemd-analyze checks dist/recorderd.service (tests/tests/service_unit.rs); setpriv
+    // runs the control-socket tests as another user.
+    "systemd",
+    "util-linux",
 ];
 
 /// What `cargo xtask bench` compares recorderd with, and its HTTP workload. Installed by the
