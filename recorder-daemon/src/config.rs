@@ -213,6 +213,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/recorderd.toml");
+        let config = load(Some(&path)).unwrap();
+        assert_eq!(config.targets.len(), 2);
+        assert_eq!(config.control.group.as_deref(), Some("recorder"));
+        redaction_policy(Some(&path)).unwrap();
+    }
+
+    #[test]
     fn service_tables() {
         let file = write(
             "[limits]\nmax_duration = \"2h\"\nmax_concurrent = 2\n\
