@@ -18,6 +18,7 @@ pub mod event;
 pub mod fdtable;
 pub mod host_info;
 pub mod pipeline;
+pub mod privileges;
 pub mod processes;
 pub mod record;
 pub mod redaction;

@@ -29,6 +29,7 @@ use crate::{
     fdtable::FdTable,
     host_info,
     pipeline::Pipeline,
+    privileges,
     processes::Processes,
     record::{dir::Access, DirError, OutputDir, RecordingWriter, Seal, SegmentPolicy, WriteError},
     redaction::{redact_command, Redactor},
@@ -192,6 +193,10 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
         let control = Control {
             stop,
             started: Box::new(|started: &Started| {
+                // The probes are attached: what follows needs only to read /proc.
+                if let Err(error) = privileges::keep_only(privileges::ONE_SHOT_AFTER_ATTACH) {
+                    tracing::warn!(%error, "could not drop capabilities");
+                }
                 eprintln!(
                     "recorderd: recording {} into {} ({} syscalls traced; Ctrl-C to stop)",
                     started.description,

@@ -240,6 +240,20 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
         return;
     }
     let service = Service::start("[limits]\nmax_duration = \"10m\"\nmax_concurrent = 1\n");
+    // Least privilege: probes (BPF, PERFMON) and other users' /proc (DAC_READ_SEARCH,
+    // SYS_PTRACE), nothing else; CAP_CHOWN went once the socket had its group.
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", service.recorder.child.id())).unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    assert_eq!(
+        u64::from_str_radix(effective, 16).unwrap(),
+        (1 << 39) | (1 << 38) | (1 << 2) | (1 << 19),
+        "{status}"
+    );
     let socket_meta = std::fs::metadata(service.socket()).unwrap();
     assert_eq!(socket_meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(

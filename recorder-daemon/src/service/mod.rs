@@ -37,7 +37,7 @@ use crate::{
     capture::Limits,
     cli,
     config::{self, Config, ConfigError, TargetConfig},
-    host_info,
+    host_info, privileges,
     record::{dir::Access, DirError, OutputDir, SegmentPolicy},
     retention,
     session::{self, Control, Options, Outcome, Started},
@@ -63,6 +63,8 @@ pub enum ServiceError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
     #[error("internal I/O setup failed: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -121,6 +123,8 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
         .map_err(ServiceError::Runtime)?;
     runtime.block_on(async {
         let listener = socket::bind(&config.control.socket, control_gid)?;
+        // Groups are set; from here on the service only loads probes and reads /proc.
+        privileges::keep_only(privileges::SERVICE)?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let mut service = Service {
             config_path: config_path.to_owned(),
