@@ -8,8 +8,6 @@ use recorder_tests::{record_busy, require_privileges, Recording};
 
 const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 fn mask(caps: &[u32]) -> u64 {
     caps.iter().fold(0, |mask, cap| mask | 1u64 << cap)
