@@ -126,6 +126,20 @@ impl Recorder {
         }
     }
 
+    /// The pid of the command recorderd spawned, from its "recording `CMD` (pid N)" line.
+    pub fn spawned_pid(&self) -> i32 {
+        let started = self
+            .stderr_seen
+            .iter()
+            .find(|line| line.starts_with("recorderd: recording "))
+            .expect("recorderd said it is recording");
+        started
+            .rsplit_once("(pid ")
+            .and_then(|(_, rest)| rest.split(')').next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {started:?}"))
+    }
+
     /// Stops recorderd with SIGTERM; returns the recording path it printed.
     pub fn stop(self) -> PathBuf {
         // SAFETY: signalling our own child by pid.
@@ -290,12 +304,7 @@ pub fn record_busy(output: &Path, options: &[&str]) -> Recorder {
 /// Returns CLOCK_MONOTONIC at the kill.
 pub fn sigkill_busy_recording(output: &Path, options: &[&str]) -> u64 {
     let mut recorder = record_busy(output, options);
-    let started = recorder.stderr_seen.last().cloned().unwrap();
-    let workload_pid: i32 = started
-        .rsplit_once("(pid ")
-        .and_then(|(_, rest)| rest.split(')').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let workload_pid = recorder.spawned_pid();
     // Let it record for a while: several seconds of events, several closed zstd frames.
     recorder.wait_for_line("workload: 20000 writes");
     let killed_at = recorder_daemon::host_info::monotonic_ns();

@@ -72,12 +72,7 @@ fn a_full_disk_keeps_every_earlier_frame_and_the_daemon_alive() {
 
     // The workload writes its file beside the output directory, off the tmpfs.
     let mut recorder = record_busy(&disk.0, &["--segment-bytes", "64KiB"]);
-    let started = recorder.stderr_seen.last().cloned().unwrap();
-    let workload_pid: i32 = started
-        .rsplit_once("(pid ")
-        .and_then(|(_, rest)| rest.split(')').next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let workload_pid = recorder.spawned_pid();
 
     recorder.wait_for_line_containing("Writing stopped");
     assert!(
