@@ -1,13 +1,17 @@
 //! Least privilege: once the probes are attached, recorderd gives up every capability it no
 //! longer needs, so a bug in the code that parses what other processes do cannot be turned
-//! into full root. This module owns the drop and the two lists of what each mode keeps; the
+//! into full root. This module owns the drop and the lists of what each mode keeps; the
 //! session and service code decide when to call it.
 //!
 //! Capabilities are per thread on Linux, so [`keep_only`] refuses to run while the process has
 //! more than one thread: a worker thread started earlier would keep everything.
 //!
-//! What each capability is for was measured on Linux 6.18 as root with a target running as
-//! another uid; docs/SECURITY.md ("Privileges") has the table.
+//! What each capability is for was measured on Linux 6.18 as root, with the probes attached,
+//! against a target running as uid 65534 and one running as root; docs/SECURITY.md
+//! ("Privileges") has the table. Nothing else recorderd does after attaching needs one: the
+//! ring buffer and map fds, pidfd_open, signalling its own child, reading /proc/PID/net/*,
+//! stat, status, comm and cgroup, and creating, flock-ing and deleting files in its own 0700
+//! directory all work with an empty set.
 
 use std::collections::HashSet;
 
@@ -22,8 +26,9 @@ pub const ONE_SHOT_AFTER_ATTACH: &[Capability] = &[
     // Listing /proc/PID/fd of a process owned by another uid: the directory is mode 0500 and
     // owned by that uid, so root without it gets EACCES on the directory itself.
     Capability::CAP_DAC_READ_SEARCH,
-    // readlink /proc/PID/fd/N and /proc/PID/exe of another uid's (or a non-dumpable)
-    // process: the kernel asks ptrace_may_access(PTRACE_MODE_READ), which needs it.
+    // readlink /proc/PID/fd/N and /proc/PID/exe: the kernel asks
+    // ptrace_may_access(PTRACE_MODE_READ), which needs it for another uid's process, a
+    // non-dumpable one, and a root process holding capabilities we no longer hold.
     Capability::CAP_SYS_PTRACE,
 ];
 
@@ -32,12 +37,25 @@ pub const ONE_SHOT_AFTER_ATTACH: &[Capability] = &[
 pub const SERVICE: &[Capability] = &[
     // bpf(2): BTF, maps (the ring buffer among them) and tracing programs.
     Capability::CAP_BPF,
-    // perf_event_open(2) for the tracepoints, and the tracing helpers the programs call.
+    // perf_event_open(2) for the tracepoints, and the tracing helpers the programs call:
+    // with CAP_BPF alone the maps load but the kernel refuses the programs (EPERM).
     Capability::CAP_PERFMON,
     // Reading the fd tables of targets run by other users, as in one-shot mode.
     Capability::CAP_DAC_READ_SEARCH,
     Capability::CAP_SYS_PTRACE,
 ];
+
+/// Added to either set while `[storage] reader_group` is set: each new recording file is
+/// given that group with fchown (record::dir), and root is not a member of it. Without a
+/// reader group nothing is chowned after start, so this is dropped too.
+pub const READER_GROUP: &[Capability] = &[Capability::CAP_CHOWN];
+
+/// What to keep in a mode (`ONE_SHOT_AFTER_ATTACH` or `SERVICE`): its set, plus
+/// [`READER_GROUP`] when recordings are given a reader group.
+pub fn needed(mode: &[Capability], reader_group: bool) -> Vec<Capability> {
+    let extra = if reader_group { READER_GROUP } else { &[] };
+    mode.iter().chain(extra).copied().collect()
+}
 
 #[derive(Debug, Error)]
 pub enum PrivilegeError {
@@ -264,6 +282,20 @@ mod tests {
             .collect();
         assert_eq!(masks.len(), 3, "{report}");
         assert_eq!(&masks[..2], ["0000000000000000"; 2], "{report}");
+    }
+
+    #[test]
+    fn a_reader_group_adds_chown_and_nothing_else() {
+        assert_eq!(needed(SERVICE, false), SERVICE);
+        let with_group = needed(ONE_SHOT_AFTER_ATTACH, true);
+        assert_eq!(
+            with_group[..ONE_SHOT_AFTER_ATTACH.len()],
+            *ONE_SHOT_AFTER_ATTACH
+        );
+        assert_eq!(
+            with_group[ONE_SHOT_AFTER_ATTACH.len()..],
+            [Capability::CAP_CHOWN]
+        );
     }
 
     #[test]

@@ -190,11 +190,15 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
             };
             let _ = stop_tx.send(reason);
         });
+        let keep = privileges::needed(
+            privileges::ONE_SHOT_AFTER_ATTACH,
+            options.access.group.is_some(),
+        );
         let control = Control {
             stop,
-            started: Box::new(|started: &Started| {
-                // The probes are attached: what follows needs only to read /proc.
-                if let Err(error) = privileges::keep_only(privileges::ONE_SHOT_AFTER_ATTACH) {
+            started: Box::new(move |started: &Started| {
+                // The probes are attached: what follows reads /proc and creates segments.
+                if let Err(error) = privileges::keep_only(&keep) {
                     tracing::warn!(%error, "could not drop capabilities");
                 }
                 eprintln!(

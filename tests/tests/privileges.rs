@@ -2,10 +2,11 @@
 //! foreground recorderd keeps only what reading /proc needs, and the service only what
 //! loading more probes and reading /proc need (docs/SECURITY.md, "Privileges").
 
-use std::path::Path;
+use std::{os::unix::fs::MetadataExt, path::Path};
 
-use recorder_tests::{record_busy, require_privileges, Recording};
+use recorder_tests::{record_busy, require_privileges, segment_files, Recording};
 
+const CAP_CHOWN: u32 = 0;
 const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
 
@@ -48,4 +49,39 @@ fn a_foreground_recording_keeps_only_what_reading_proc_needs() {
     let recording = Recording::read(Path::new(&path));
     assert!(recording.trailer.is_some());
     assert!(!recording.events.is_empty());
+}
+
+/// With a reader group each new segment is given that group (fchown), which root, not being a
+/// member, may do only with CAP_CHOWN: segments made after the drop must still get it.
+#[test]
+fn with_a_reader_group_segments_made_after_the_drop_get_the_group() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("recorderd.toml");
+    // nogroup (65534) exists on every Debian host, and root is not a member of it.
+    std::fs::write(&config, "[storage]\nreader_group = \"nogroup\"\n").unwrap();
+    let output = work.path().join("recordings");
+    let mut recorder = record_busy(
+        &output,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--segment-bytes",
+            "64KiB",
+        ],
+    );
+    let pid = recorder.child.id();
+    recorder.wait_for_line("workload: 20000 writes");
+    let expected = mask(&[CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE]);
+    assert_eq!(caps_of(pid, "CapEff:"), expected, "effective");
+    recorder.stop();
+    let segments = segment_files(&output);
+    assert!(segments.len() >= 2, "expected rotation, got {segments:?}");
+    for segment in &segments {
+        let meta = std::fs::metadata(segment).unwrap();
+        assert_eq!(meta.gid(), 65534, "{} group", segment.display());
+        assert_eq!(meta.mode() & 0o777, 0o640, "{} mode", segment.display());
+    }
 }

@@ -123,8 +123,12 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
         .map_err(ServiceError::Runtime)?;
     runtime.block_on(async {
         let listener = socket::bind(&config.control.socket, control_gid)?;
-        // Groups are set; from here on the service only loads probes and reads /proc.
-        privileges::keep_only(privileges::SERVICE)?;
+        // Groups are set; from here on the service loads probes, reads /proc and gives new
+        // files the reader group.
+        privileges::keep_only(&privileges::needed(
+            privileges::SERVICE,
+            access.group.is_some(),
+        ))?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let mut service = Service {
             config_path: config_path.to_owned(),
