@@ -299,6 +299,37 @@ pub fn record_busy(output: &Path, options: &[&str]) -> Recorder {
     Recorder::start(&args)
 }
 
+/// The writer closes a zstd frame once it is a second old, checked every 250 ms: a crash
+/// loses at most this much of the busy workload's writes.
+pub const MAX_LOST_WINDOW: Duration = Duration::from_millis(1500);
+
+/// Whether `event` is one of the busy workload's `seq N` writes.
+pub fn is_busy_write(event: &Event) -> bool {
+    event.syscall == "write"
+        && event
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.data.starts_with(b"seq "))
+}
+
+/// Asserts that `writes`, the busy workload's writes read back after a kill at `killed_at`
+/// (CLOCK_MONOTONIC), are a gapless prefix of what it wrote, ending at most
+/// `MAX_LOST_WINDOW` before the kill; returns how long before the kill the last one was.
+pub fn assert_recent_gapless_prefix(writes: &[Event], killed_at: u64) -> Duration {
+    let last = writes.last().expect("events before the kill are readable");
+    let lost_ns = killed_at.saturating_sub(last.mono_ns);
+    assert!(
+        lost_ns <= MAX_LOST_WINDOW.as_nanos() as u64,
+        "last readable event is {} ms before the kill",
+        lost_ns / 1_000_000
+    );
+    for (expected, event) in writes.iter().enumerate() {
+        let line = String::from_utf8_lossy(&event.payload.as_ref().unwrap().data).into_owned();
+        assert_eq!(line, format!("seq {expected}\n"));
+    }
+    Duration::from_nanos(lost_ns)
+}
+
 /// Records the busy workload (`recorderd --output OUTPUT OPTIONS...`), lets it make 20000
 /// writes, then SIGKILLs recorderd — no trailer, an open zstd frame — and the workload.
 /// Returns CLOCK_MONOTONIC at the kill.

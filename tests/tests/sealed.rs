@@ -7,19 +7,14 @@ use std::{
     net::TcpListener,
     path::Path,
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::frame::Body;
 use recorder_tests::{
-    binary, record_gated_workload_with, require_privileges, segment_files as segments,
-    sigkill_busy_recording, unhex,
+    assert_recent_gapless_prefix, binary, is_busy_write, record_gated_workload_with,
+    require_privileges, segment_files as segments, sigkill_busy_recording, unhex,
 };
-
-/// As for unsealed segments: a block closes with its zstd frame, once a second (checked
-/// every 250 ms), so a kill loses at most that.
-const MAX_LOST_WINDOW: Duration = Duration::from_millis(1500);
 
 /// Runs `recorder ARGS` with `RECORDER_IDENTITY` unset unless `identity_env` sets it.
 fn recorder(args: &[&str], identity_env: Option<&Path>) -> (i32, String, String) {
@@ -245,12 +240,7 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
     let end = loop {
         match reader.next_body() {
             Ok(Some(Body::Event(event))) => {
-                if event.syscall == "write"
-                    && event
-                        .payload
-                        .as_ref()
-                        .is_some_and(|p| p.data.starts_with(b"seq "))
-                {
+                if is_busy_write(&event) {
                     writes.push(event);
                 }
             }
@@ -263,20 +253,10 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
         matches!(&end, Ok(None)) || end.as_ref().is_err_and(|e| e.is_truncation()),
         "{end:?}"
     );
-    let last = writes.last().expect("events before the kill are readable");
-    let lost_ns = killed_at.saturating_sub(last.mono_ns);
+    let lost = assert_recent_gapless_prefix(&writes, killed_at);
     eprintln!(
         "sealed: {} writes readable, the last {} ms before the kill",
         writes.len(),
-        lost_ns / 1_000_000
+        lost.as_millis()
     );
-    assert!(
-        lost_ns <= MAX_LOST_WINDOW.as_nanos() as u64,
-        "last readable event is {} ms before the kill",
-        lost_ns / 1_000_000
-    );
-    for (expected, event) in writes.iter().enumerate() {
-        let line = String::from_utf8_lossy(&event.payload.as_ref().unwrap().data).into_owned();
-        assert_eq!(line, format!("seq {expected}\n"));
-    }
 }

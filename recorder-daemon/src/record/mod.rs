@@ -28,25 +28,15 @@ pub fn loss_total(loss: &recorder_proto::v1::Loss) -> u64 {
 #[cfg(test)]
 mod sealed_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod write_failure_tests;
 
 #[cfg(test)]
 mod tests {
-    use recorder_proto::v1::{frame::Body, Event, Header, Payload, Trailer};
+    use recorder_proto::v1::{frame::Body, Header, Trailer};
 
-    use super::*;
-
-    fn event(i: u64) -> Event {
-        Event {
-            mono_ns: i,
-            syscall: "write".into(),
-            payload: Some(Payload {
-                data: format!("payload {i}").into_bytes(),
-                ..Payload::default()
-            }),
-            ..Event::default()
-        }
-    }
+    use super::{test_support::event, *};
 
     /// Writes a segment of `events` events; `finish` decides whether it gets a trailer.
     fn write_segment(dir: &OutputDir, events: u64, finish: bool) -> std::path::PathBuf {
@@ -78,15 +68,7 @@ mod tests {
     }
 
     fn read_all(path: &std::path::Path) -> (Vec<Body>, Result<(), ReadError>) {
-        let mut reader = SegmentReader::open(path).unwrap();
-        let mut bodies = Vec::new();
-        loop {
-            match reader.next_body() {
-                Ok(Some(body)) => bodies.push(body),
-                Ok(None) => return (bodies, Ok(())),
-                Err(error) => return (bodies, Err(error)),
-            }
-        }
+        test_support::read_all(path, &Keyring::default())
     }
 
     #[test]

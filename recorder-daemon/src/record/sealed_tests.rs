@@ -12,7 +12,9 @@ use recorder_proto::v1::{frame::Body, ClockBase, Event, Header, Payload, Trailer
 
 use super::{
     catalog::{self, SegmentState},
-    seal, Keyring, OutputDir, ReadError, Seal, SegmentReader, SegmentWriter,
+    seal,
+    test_support::read_all,
+    Keyring, OutputDir, ReadError, Seal, SegmentReader, SegmentWriter,
 };
 
 const HOST: &str = "db-primary.secret.internal";
@@ -85,22 +87,6 @@ fn write_sealed(
     };
     bodies.push(Body::Trailer(trailer.clone()));
     (writer.finish(trailer, &dir).unwrap(), bodies)
-}
-
-/// Every frame `keyring` reads from `path`, and how reading ended.
-fn read_all(path: &Path, keyring: &Keyring) -> (Vec<Body>, Result<(), ReadError>) {
-    let mut reader = match SegmentReader::open_with(path, keyring) {
-        Ok(reader) => reader,
-        Err(error) => return (Vec::new(), Err(error)),
-    };
-    let mut bodies = Vec::new();
-    loop {
-        match reader.next_body() {
-            Ok(Some(body)) => bodies.push(body),
-            Ok(None) => return (bodies, Ok(())),
-            Err(error) => return (bodies, Err(error)),
-        }
-    }
 }
 
 fn payloads(count: usize) -> Vec<Vec<u8>> {

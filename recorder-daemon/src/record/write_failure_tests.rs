@@ -5,43 +5,19 @@
 use std::{path::Path, time::Duration};
 
 use age::x25519::Identity;
-use recorder_proto::v1::{frame::Body, Event, Header, Loss, Payload, Trailer};
+use recorder_proto::v1::{frame::Body, Header, Loss, Trailer};
 
 use super::{
     catalog::{self, RecordingState, END_DISK_FULL},
+    test_support::{event, read_all},
     writer::fault,
-    Keyring, OutputDir, ReadError, RecordingWriter, Seal, SegmentPolicy, SegmentReader,
-    SegmentWriter,
+    Keyring, OutputDir, RecordingWriter, Seal, SegmentPolicy, SegmentWriter,
 };
 
 fn header() -> Header {
     Header {
         recording_id: "d1".repeat(16),
         ..Header::default()
-    }
-}
-
-fn event(i: u64) -> Event {
-    Event {
-        mono_ns: i,
-        syscall: "write".into(),
-        payload: Some(Payload {
-            data: format!("payload {i}").into_bytes(),
-            ..Payload::default()
-        }),
-        ..Event::default()
-    }
-}
-
-fn read_all(path: &Path, keyring: &Keyring) -> (Vec<Body>, Result<(), ReadError>) {
-    let mut reader = SegmentReader::open_with(path, keyring).unwrap();
-    let mut bodies = Vec::new();
-    loop {
-        match reader.next_body() {
-            Ok(Some(body)) => bodies.push(body),
-            Ok(None) => return (bodies, Ok(())),
-            Err(error) => return (bodies, Err(error)),
-        }
     }
 }
 

@@ -234,29 +234,12 @@ pub(crate) fn quoted(
         escaped: false,
         rule,
     };
-    match state.advance(&buf[start..]) {
-        Some(close) => {
-            if close > 0 {
-                out.push(Span {
-                    start,
-                    end: start + close,
-                    rule,
-                });
-            }
-            start + close + 1
-        }
-        None => {
-            if buf.len() > start {
-                out.push(Span {
-                    start,
-                    end: buf.len(),
-                    rule,
-                });
-            }
-            cont.quoted = Some(state);
-            buf.len()
-        }
+    let close = state.advance(&buf[start..]);
+    let resume = mask_to_close(buf, start, close, rule, out);
+    if close.is_none() {
+        cont.quoted = Some(state);
     }
+    resume
 }
 
 /// Masks the inside of an array or object starting at its opening bracket.
@@ -274,27 +257,29 @@ pub(crate) fn container(
         rule,
     };
     let start = open + 1;
-    match state.advance(&buf[start..]) {
-        Some(close) => {
-            if close > 0 {
-                out.push(Span {
-                    start,
-                    end: start + close,
-                    rule,
-                });
-            }
-            start + close + 1
-        }
-        None => {
-            if buf.len() > start {
-                out.push(Span {
-                    start,
-                    end: buf.len(),
-                    rule,
-                });
-            }
-            cont.container = Some(state);
-            buf.len()
-        }
+    let close = state.advance(&buf[start..]);
+    let resume = mask_to_close(buf, start, close, rule, out);
+    if close.is_none() {
+        cont.container = Some(state);
     }
+    resume
+}
+
+/// Masks `buf[start..]` up to its closing byte at `start + close` (left unmasked), or to the
+/// end of `buf` when the value goes on past it; returns where scanning resumes.
+fn mask_to_close(
+    buf: &[u8],
+    start: usize,
+    close: Option<usize>,
+    rule: Rule,
+    out: &mut Vec<Span>,
+) -> usize {
+    let (end, resume) = match close {
+        Some(close) => (start + close, start + close + 1),
+        None => (buf.len(), buf.len()),
+    };
+    if end > start {
+        out.push(Span { start, end, rule });
+    }
+    resume
 }

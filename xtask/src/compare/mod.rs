@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use tracer::{Captured, Scope, Tracer, Wakeup};
-use workload::{Http, Nginx, Report};
+use workload::{Nginx, Report};
 
 use crate::setup;
 
@@ -239,22 +239,18 @@ fn syscall_heavy(
     let mut tracers = tools.available.clone();
     tracers.extend(FLOORS);
     for &(size, iters) in &plan.syscalls {
-        let mut samples: Vec<(Tracer, Vec<Sample>)> =
-            tracers.iter().map(|&t| (t, Vec::new())).collect();
-        for rep in 0..plan.reps {
-            for (tracer, runs) in &mut samples {
-                let dir = work.join(format!("syscalls-{size}-{rep}"));
-                let args = vec![
-                    "syscalls".to_owned(),
-                    work.display().to_string(),
-                    size.to_string(),
-                    iters.to_string(),
-                ];
-                let sample = gated(bins, *tracer, args, &dir, Scope::DataFds)?;
-                println!("{}", report::progress("syscalls", size, *tracer, &sample));
-                runs.push(sample);
-            }
-        }
+        let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
+            let dir = work.join(format!("syscalls-{size}-{rep}"));
+            let args = vec![
+                "syscalls".to_owned(),
+                work.display().to_string(),
+                size.to_string(),
+                iters.to_string(),
+            ];
+            let sample = gated(bins, tracer, args, &dir, Scope::DataFds)?;
+            println!("{}", report::progress("syscalls", size, tracer, &sample));
+            Ok(sample)
+        })?;
         doc.syscalls(size, iters, samples);
     }
     Ok(())
@@ -277,28 +273,20 @@ fn file_copy(
         .collect();
     std::fs::write(&src, bytes)?;
     let dst = work.join("copy-destination.bin");
+    let tracers = whole_run_tracers(plan, tools);
     for &buffer in &plan.copy_buffers {
-        let tracers: Vec<Tracer> = if plan.quick {
-            vec![Tracer::None, Tracer::Recorderd]
-        } else {
-            tools.available.clone()
-        };
-        let mut samples: Vec<(Tracer, Vec<Sample>)> =
-            tracers.iter().map(|&t| (t, Vec::new())).collect();
-        for rep in 0..plan.reps {
-            for (tracer, runs) in &mut samples {
-                let dir = work.join(format!("copy-{buffer}-{rep}"));
-                let args = vec![
-                    "copy".to_owned(),
-                    src.display().to_string(),
-                    dst.display().to_string(),
-                    buffer.to_string(),
-                ];
-                let sample = gated(bins, *tracer, args, &dir, Scope::DataFds)?;
-                println!("{}", report::progress("copy", buffer, *tracer, &sample));
-                runs.push(sample);
-            }
-        }
+        let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
+            let dir = work.join(format!("copy-{buffer}-{rep}"));
+            let args = vec![
+                "copy".to_owned(),
+                src.display().to_string(),
+                dst.display().to_string(),
+                buffer.to_string(),
+            ];
+            let sample = gated(bins, tracer, args, &dir, Scope::DataFds)?;
+            println!("{}", report::progress("copy", buffer, tracer, &sample));
+            Ok(sample)
+        })?;
         doc.copy(plan.copy_file_bytes, buffer, samples);
     }
     let _ = std::fs::remove_file(&src);
@@ -312,32 +300,50 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
         return Ok(());
     }
     let nginx = Nginx::start(&work.join("nginx"))?;
-    let tracers: Vec<Tracer> = if plan.quick {
-        vec![Tracer::None, Tracer::Recorderd]
-    } else {
-        tools.available.clone()
-    };
-    let mut samples: Vec<(Tracer, Vec<(Http, Captured)>)> =
-        tracers.iter().map(|&t| (t, Vec::new())).collect();
-    for rep in 0..plan.reps {
-        for (tracer, runs) in &mut samples {
-            let dir = work.join(format!("http-{rep}"));
-            let (http, captured) = workload::run_http(bins, *tracer, &nginx, plan.http_secs, &dir)
-                .with_context(|| format!("HTTP under {}", tracer.label()))?;
-            let _ = std::fs::remove_dir_all(&dir);
-            println!(
-                "http {:<36} {:>9.0} req/s  events {:>8}  lost {}",
-                tracer.label(),
-                http.rate(),
-                captured.all_events,
-                captured.lost
-            );
-            runs.push((http, captured));
-        }
-    }
+    let samples = interleaved(plan.reps, &whole_run_tracers(plan, tools), |tracer, rep| {
+        let dir = work.join(format!("http-{rep}"));
+        let (http, captured) = workload::run_http(bins, tracer, &nginx, plan.http_secs, &dir)
+            .with_context(|| format!("HTTP under {}", tracer.label()))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "http {:<36} {:>9.0} req/s  events {:>8}  lost {}",
+            tracer.label(),
+            http.rate(),
+            captured.all_events,
+            captured.lost
+        );
+        Ok((http, captured))
+    })?;
     drop(nginx);
     doc.http(plan.http_secs, samples);
     Ok(())
+}
+
+/// Runs `sample(tracer, rep)` `reps` times for every tracer, the tracers taking turns within
+/// each repetition (so a machine that gets busier part-way hurts them alike); returns each
+/// tracer's samples in order.
+fn interleaved<T>(
+    reps: usize,
+    tracers: &[Tracer],
+    mut sample: impl FnMut(Tracer, usize) -> Result<T>,
+) -> Result<Vec<(Tracer, Vec<T>)>> {
+    let mut samples: Vec<(Tracer, Vec<T>)> = tracers.iter().map(|&t| (t, Vec::new())).collect();
+    for rep in 0..reps {
+        for (tracer, runs) in &mut samples {
+            runs.push(sample(*tracer, rep)?);
+        }
+    }
+    Ok(samples)
+}
+
+/// The tracers a whole-program workload runs under: all of them, or in a quick run only
+/// untraced and recorderd.
+fn whole_run_tracers(plan: &Plan, tools: &Tools) -> Vec<Tracer> {
+    if plan.quick {
+        vec![Tracer::None, Tracer::Recorderd]
+    } else {
+        tools.available.clone()
+    }
 }
 
 /// Paced writes under recorderd, stepping the rate up until the workload cannot keep pace
