@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = std::hint::black_box(recorder_daemon::event::decode(data));
+    let _ = std::hint::black_box(recorder_daemon::pipeline::decode::decode(data));
 });

@@ -6,7 +6,7 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use recorder_daemon::record::SegmentReader;
+use recorder_store::SegmentReader;
 
 /// One file per fuzzing process (libFuzzer's -jobs/-workers run several), rewritten for every
 /// input: cheaper than a fresh temporary file each time.

@@ -1,30 +1,24 @@
-//! recorderd records what processes exchange with the outside world.
+//! recorderd: records what processes exchange with the outside world, in the foreground
+//! (`sudo recorderd --pid N`) or as the service (`recorderd --config FILE`).
 //!
 //! ```text
-//! kernel probes ──ring buffer──▶ capture ──▶ event::decode ──▶ event::Assembler
-//!     ──▶ fdtable ──▶ redaction ──▶ record::SegmentWriter (protobuf frames in zstd, 0600 file)
+//! recorder-capture (probes, ring buffer) ──▶ pipeline: decode ─▶ assemble ─▶ fd table
+//!     ─▶ processes ─▶ redaction ──▶ recorder-store (RecordingWriter: segments on disk)
 //! ```
 //!
-//! `session` runs one recording end to end; `record::SegmentReader` and `timeline` are the
-//! reading side used by the `recorder` tool, and never touch the probes.
+//! `session` runs one recording end to end over that path; `service` runs recordings on
+//! request. Reading recordings is the `recorder` tool's (recorder-reader), which never
+//! depends on this crate.
 
-pub mod accounts;
-pub mod audit;
-pub mod capture;
-pub mod cli;
-pub mod command;
-pub mod config;
-pub mod event;
-pub mod fdtable;
-pub mod host_info;
+/// recorderd's command line (clap derive only).
+pub mod flags;
+/// One recording's settings, built from the configuration plus flags or a request.
+pub mod options;
+/// The synchronous path of every ring-buffer record, from bytes to a written frame.
 pub mod pipeline;
+/// The capabilities recorderd keeps once its probes are attached.
 pub mod privileges;
-pub mod processes;
-pub mod record;
-pub mod redaction;
-pub mod retention;
+/// The service: recordings on request over the control socket, sweeps, reload, shutdown.
 pub mod service;
+/// One recording, start to finish: targets, probes, the event loop, the trailer.
 pub mod session;
-pub mod target;
-pub mod telemetry;
-pub mod timeline;

@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
-use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
+use recorder_store::{Keyring, SegmentReader};
 
 /// How long any one step may take before the test fails instead of hanging.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -338,7 +338,7 @@ pub fn sigkill_busy_recording(output: &Path, options: &[&str]) -> u64 {
     let workload_pid = recorder.spawned_pid();
     // Let it record for a while: several seconds of events, several closed zstd frames.
     recorder.wait_for_line("workload: 20000 writes");
-    let killed_at = recorder_daemon::host_info::monotonic_ns();
+    let killed_at = recorder_store::clock::monotonic_ns();
     recorder.child.kill().unwrap();
     recorder.child.wait().unwrap();
     // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use recorder_daemon::record::SegmentReader;
 use recorder_proto::v1::frame::Body;
+use recorder_store::SegmentReader;
 use recorder_tests::{
     assert_recent_gapless_prefix, binary, is_busy_write, require_privileges, segment_files,
     sigkill_busy_recording,

@@ -84,9 +84,8 @@ fn records_a_workload_by_pid() {
         .find(|e| e.syscall == "connect" && e.fd == socket_fd)
         .unwrap_or_else(|| panic!("no connect in {events:#?}"));
     assert_eq!(connect.ret, 0);
-    let peer = recorder_daemon::event::sockaddr::display(
-        connect.address.as_ref().expect("connect address"),
-    );
+    let peer =
+        recorder_syscalls::sockaddr::display(connect.address.as_ref().expect("connect address"));
     assert_eq!(peer, report["connect"]);
     let sent = events
         .iter()

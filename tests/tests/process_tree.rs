@@ -122,7 +122,7 @@ fn children_threads_exec_exit_and_preexisting_fds() {
         (libc::AF_INET as u32, libc::SOCK_STREAM as u32)
     );
     let show = |a: &Option<recorder_proto::v1::SocketAddress>| {
-        recorder_daemon::event::sockaddr::display(a.as_ref().expect("an address"))
+        recorder_syscalls::sockaddr::display(a.as_ref().expect("an address"))
     };
     assert_eq!(show(&socket.local), report["socket_local"]);
     assert_eq!(show(&socket.peer), run.server_address);

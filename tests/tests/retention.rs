@@ -9,8 +9,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use recorder_daemon::record::{segment, OutputDir, SegmentWriter};
 use recorder_proto::v1::{frame::Body, Event, Header, Payload, Trailer};
+use recorder_store::{segment, OutputDir, SegmentWriter};
 use recorder_tests::{binary, record_gated_workload, require_privileges, Recorder};
 use serde_json::Value;
 

@@ -9,8 +9,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use recorder_daemon::record::{Keyring, SegmentReader};
 use recorder_proto::v1::frame::Body;
+use recorder_store::{Keyring, SegmentReader};
 use recorder_tests::{
     assert_recent_gapless_prefix, binary, is_busy_write, record_gated_workload_with,
     require_privileges, segment_files as segments, sigkill_busy_recording, unhex,

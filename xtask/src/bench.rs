@@ -14,7 +14,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
         .args([
             "bench",
             "--package",
-            "recorder-daemon",
+            "recorder-store",
             "--bench",
             "writer",
             "--",

@@ -1,7 +1,7 @@
 //! The one recipe that builds `recorder-ebpf` into a BPF ELF object.
 //!
 //! Used by `cargo xtask build-ebpf` (verbose, the CI entry point) and by
-//! `recorder-daemon/build.rs` (which embeds the result), so both always agree.
+//! `capture/build.rs` (which embeds the result), so both always agree.
 
 use std::{
     path::{Path, PathBuf},

@@ -1,4 +1,4 @@
-//! Build recipes shared by `cargo xtask` and `recorder-daemon/build.rs`.
+//! Build recipes shared by `cargo xtask` and `capture/build.rs`.
 //!
 //! There is one way to build the eBPF object ([`ebpf::build`]) and one way to find the
 //! toolchain it needs ([`toolchain`]); both callers go through here.

@@ -152,6 +152,8 @@ fn demo() -> Result<()> {
         "--package",
         "recorder-daemon",
         "--package",
+        "recorder-reader",
+        "--package",
         "recorder-tests",
         "--bins",
     ])?;

@@ -96,7 +96,7 @@ pub fn authorize(stream: &UnixStream, group: Option<u32>) -> Result<Peer, String
     }
     Err(format!(
         "{} is not in the control group (gid {gid})",
-        crate::accounts::describe_user(peer.uid)
+        recorder_store::accounts::describe_user(peer.uid)
     ))
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::TargetConfig;
+use recorder_config::TargetConfig;
 
 /// The first target that `pid` is, or `None`.
 pub fn matching(targets: &[TargetConfig], pid: u32) -> Option<&TargetConfig> {

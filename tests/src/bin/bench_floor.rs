@@ -16,7 +16,7 @@ use aya::{
     programs::TracePoint,
     EbpfLoader,
 };
-use recorder_daemon::capture::{host, object::EBPF_OBJECT};
+use recorder_capture::{object::EBPF_OBJECT, preflight as host};
 
 /// Program → the tracepoints it goes on.
 const ATTACH: &[(&str, &[&str])] = &[

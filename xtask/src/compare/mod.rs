@@ -195,6 +195,8 @@ fn build(root: &Path, quick: bool) -> Result<Bins> {
         "--package",
         "recorder-daemon",
         "--package",
+        "recorder-reader",
+        "--package",
         "recorder-tests",
         "--bins",
     ]);

@@ -1,0 +1,377 @@
+//! Loads the probes into the kernel, points them at targets, and hands out the ring buffer
+//! and the kernel's loss counters.
+//!
+//! Owns the `aya::Ebpf` instance and its maps; knows nothing about what records mean (that
+//! is recorder-daemon's `pipeline`) or where they go (recorder-store).
+
+/// The eBPF object, embedded once.
+pub mod object;
+/// What the host must provide before probes load: privileges, tracefs, locked memory.
+pub mod preflight;
+/// The processes to record: pids checked, cgroups resolved, commands spawned, exits watched.
+pub mod target;
+
+use aya::{
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{trace_point::TracePointLink, ProgramError, TracePoint},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
+use recorder_proto::v1::Loss;
+use thiserror::Error;
+use tokio::io::{unix::AsyncFd, Interest};
+
+pub use preflight::HostError;
+
+const ENTER_PROGRAM: &str = "syscall_enter";
+const EXIT_PROGRAM: &str = "syscall_exit";
+
+/// Process lifecycle programs and the tracepoints they attach to.
+const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
+    ("process_fork", "sched", "sched_process_fork"),
+    // Optional (6.10+): re-reads an argv that could not be read at sys_enter.
+    ("process_prepare_exec", "sched", "sched_prepare_exec"),
+    ("process_exec", "sched", "sched_process_exec"),
+    ("process_exit", "sched", "sched_process_exit"),
+    ("process_signal", "signal", "signal_deliver"),
+];
+
+/// Load-time globals holding tracepoint field offsets: (global, tracepoint, field). Without
+/// the field, the program reading it is not attached; `group_dead` alone may be absent
+/// (older kernels), and then the leader's exit stands for the process's.
+const FIELD_OFFSETS: [(&str, &str, &str, &str); 5] = [
+    (
+        recorder_common::FORK_CHILD_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_fork",
+        "child_pid",
+    ),
+    (
+        recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_exit",
+        "group_dead",
+    ),
+    (
+        recorder_common::EXEC_OLD_PID_OFFSET_GLOBAL,
+        "sched",
+        "sched_process_exec",
+        "old_pid",
+    ),
+    (
+        recorder_common::SIGNAL_SIG_OFFSET_GLOBAL,
+        "signal",
+        "signal_deliver",
+        "sig",
+    ),
+    (
+        recorder_common::SIGNAL_HANDLER_OFFSET_GLOBAL,
+        "signal",
+        "signal_deliver",
+        "sa_handler",
+    ),
+];
+
+/// Which processes the probes record besides those added with `Capture::add_target`.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Children of targeted processes become targets before their first instruction.
+    pub follow: bool,
+    /// Every process in this cgroup v2 (at any depth).
+    pub cgroup: Option<CgroupScope>,
+    /// Processes that exec a program with this command name (at most 15 bytes).
+    pub comm: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupScope {
+    /// The cgroup directory's inode number, which is the kernel's cgroup id.
+    pub id: u64,
+    /// Depth below the cgroup2 root (the root is level 0).
+    pub level: u32,
+}
+
+/// What the probes capture and how much room they have.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_payload_bytes: u32,
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(
+        "this recorderd was built without its eBPF probes: run `cargo xtask setup`, then rebuild"
+    )]
+    NoProbes,
+    #[error("loading the eBPF probes failed")]
+    Load(#[source] EbpfError),
+    #[error("the eBPF object has no `{name}`")]
+    Missing { name: &'static str },
+    #[error("the kernel rejected program `{program}`")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching `{program}` to {hook} failed")]
+    Attach {
+        program: &'static str,
+        hook: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("updating map `{map}` failed")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("the ring buffer cannot be polled")]
+    Poll(#[source] std::io::Error),
+}
+
+/// Loaded and attached probes. Dropping it detaches them.
+pub struct Capture {
+    // Keeps the programs alive.
+    _ebpf: Ebpf,
+    /// The attachments; dropping them detaches the probes.
+    _links: Vec<TracePointLink>,
+    ring: AsyncFd<RingBuf<MapData>>,
+    targets: HashMap<MapData, u32, u8>,
+    losses: PerCpuArray<MapData, u64>,
+    attached: Vec<&'static str>,
+}
+
+impl Capture {
+    /// Checks the host, loads the probes and attaches them to every boundary syscall the
+    /// kernel has. Must run inside a tokio runtime (the ring buffer is polled through it).
+    pub fn load(limits: Limits, scope: &Scope) -> Result<Self, CaptureError> {
+        preflight::check_privileges()?;
+        if object::EBPF_OBJECT.is_empty() {
+            return Err(CaptureError::NoProbes);
+        }
+        preflight::ensure_tracefs()?;
+        preflight::raise_memlock();
+
+        let self_tgid = std::process::id();
+        let follow = u32::from(scope.follow);
+        let wakeup_bytes = limits.ring_bytes / 4;
+        let cgroup = scope.cgroup.map_or((0, 0), |c| (c.id, c.level));
+        let mut comm = [0u8; COMM_BYTES];
+        if let Some(name) = &scope.comm {
+            let len = name.len().min(COMM_BYTES - 1);
+            comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        }
+        let offsets: Vec<(&str, Option<u32>)> = FIELD_OFFSETS
+            .iter()
+            .map(|&(global, category, event, field)| {
+                (global, preflight::field_offset(category, event, field))
+            })
+            .collect();
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(recorder_common::SELF_TGID_GLOBAL, &self_tgid, true)
+            .override_global(
+                recorder_common::MAX_PAYLOAD_GLOBAL,
+                &limits.max_payload_bytes,
+                true,
+            )
+            .override_global(recorder_common::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(recorder_common::FOLLOW_GLOBAL, &follow, true)
+            .override_global(recorder_common::CGROUP_ID_GLOBAL, &cgroup.0, true)
+            .override_global(recorder_common::CGROUP_LEVEL_GLOBAL, &cgroup.1, true)
+            .override_global(recorder_common::COMM_GLOBAL, &comm, true)
+            .map_max_entries(EVENTS_MAP, limits.ring_bytes);
+        // A missing field leaves 0; its program is then not attached (below).
+        let values: Vec<u32> = offsets.iter().map(|(_, o)| o.unwrap_or(0)).collect();
+        for ((global, _), value) in offsets.iter().zip(&values) {
+            loader.override_global(global, value, true);
+        }
+        let mut ebpf = loader
+            .load(object::EBPF_OBJECT)
+            .map_err(CaptureError::Load)?;
+
+        fill_classes(&mut ebpf)?;
+        let mut links = Vec::new();
+        let mut attached = attach_all(&mut ebpf, &mut links)?;
+        attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
+
+        let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                map: TARGETS_MAP,
+                source,
+            }
+        })?;
+        let losses = PerCpuArray::try_from(take_map(&mut ebpf, LOSSES_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                map: LOSSES_MAP,
+                source,
+            }
+        })?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                map: EVENTS_MAP,
+                source,
+            }
+        })?;
+        // SAFETY: the AsyncFd owns the ring buffer map and nothing else closes its fd.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|error| CaptureError::Poll(error.into()))?;
+        Ok(Capture {
+            _ebpf: ebpf,
+            _links: links,
+            ring,
+            targets,
+            losses,
+            attached,
+        })
+    }
+
+    /// Starts recording process `tgid` (all its threads).
+    pub fn add_target(&mut self, tgid: u32) -> Result<(), CaptureError> {
+        self.targets
+            .insert(tgid, 1, 0)
+            .map_err(|source| CaptureError::Map {
+                map: TARGETS_MAP,
+                source,
+            })
+    }
+
+    /// The syscalls whose tracepoints are attached.
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
+    }
+
+    pub fn ring(&mut self) -> &mut AsyncFd<RingBuf<MapData>> {
+        &mut self.ring
+    }
+
+    /// Records the kernel could not deliver since the probes loaded, summed over CPUs, by
+    /// kind (the time range is the caller's to fill in).
+    pub fn losses(&self) -> Result<Loss, CaptureError> {
+        let sum = |index: u32| -> Result<u64, CaptureError> {
+            let values = self
+                .losses
+                .get(&index, 0)
+                .map_err(|source| CaptureError::Map {
+                    map: LOSSES_MAP,
+                    source,
+                })?;
+            Ok(values.iter().sum())
+        };
+        Ok(Loss {
+            syscalls: sum(loss::SYSCALL)?,
+            payload_chunks: sum(loss::DATA)?,
+            stash_failures: sum(loss::STASH)?,
+            process_events: sum(loss::PROCESS)?,
+            ..Loss::default()
+        })
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
+    ebpf.take_map(name).ok_or(CaptureError::Missing { name })
+}
+
+fn fill_classes(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+    let map = ebpf
+        .map_mut(CLASSES_MAP)
+        .ok_or(CaptureError::Missing { name: CLASSES_MAP })?;
+    let mut classes: Array<_, u8> = Array::try_from(map).map_err(|source| CaptureError::Map {
+        map: CLASSES_MAP,
+        source,
+    })?;
+    for syscall in recorder_syscalls::table::SYSCALLS {
+        classes
+            .set(syscall.nr as u32, syscall.class, 0)
+            .map_err(|source| CaptureError::Map {
+                map: CLASSES_MAP,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Attaches the process lifecycle programs whose tracepoints and fields this kernel has.
+fn attach_process(
+    ebpf: &mut Ebpf,
+    offsets: &[(&str, Option<u32>)],
+    links: &mut Vec<TracePointLink>,
+) -> Result<Vec<&'static str>, CaptureError> {
+    let has_fields = |event: &str| {
+        FIELD_OFFSETS
+            .iter()
+            .zip(offsets)
+            .filter(|((global, _, tracepoint, _), _)| {
+                *tracepoint == event && *global != recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL
+            })
+            .all(|(_, (_, offset))| offset.is_some())
+    };
+    let mut attached = Vec::new();
+    for (program, category, event) in PROCESS_PROGRAMS {
+        if !preflight::tracepoint_exists(category, event) || !has_fields(event) {
+            tracing::debug!(
+                event,
+                "Tracepoint or its fields missing on this kernel; skipped."
+            );
+            continue;
+        }
+        let tracepoint = load_tracepoint(ebpf, program)?;
+        links.push(attach(tracepoint, program, category, event)?);
+        attached.push(event);
+    }
+    Ok(attached)
+}
+
+/// Attaches the syscall programs to `raw_syscalls:sys_enter` / `sys_exit`, which fire for
+/// every syscall; the programs drop non-boundary syscalls with one array lookup (`CLASSES`).
+/// Two attachments rather than one per syscall: detaching each takes the kernel an RCU grace
+/// period, and a hundred per-syscall tracepoints made every stop take seconds.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    links: &mut Vec<TracePointLink>,
+) -> Result<Vec<&'static str>, CaptureError> {
+    for (program, hook) in [(ENTER_PROGRAM, "sys_enter"), (EXIT_PROGRAM, "sys_exit")] {
+        let tracepoint = load_tracepoint(ebpf, program)?;
+        links.push(attach(tracepoint, program, "raw_syscalls", hook)?);
+    }
+    Ok(recorder_syscalls::table::SYSCALLS
+        .iter()
+        .map(|s| s.name)
+        .collect())
+}
+
+fn load_tracepoint<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut TracePoint, CaptureError> {
+    let tracepoint: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(CaptureError::Missing { name: program })?
+        .try_into()
+        .map_err(|source| CaptureError::Program { program, source })?;
+    tracepoint
+        .load()
+        .map_err(|source| CaptureError::Program { program, source })?;
+    Ok(tracepoint)
+}
+
+/// Attaches and hands back the link, so `Capture` decides when (and how fast) it detaches.
+fn attach(
+    tracepoint: &mut TracePoint,
+    program: &'static str,
+    category: &str,
+    event: &str,
+) -> Result<TracePointLink, CaptureError> {
+    let error = |source| CaptureError::Attach {
+        program,
+        hook: format!("{category}:{event}"),
+        source,
+    };
+    let id = tracepoint.attach(category, event).map_err(error)?;
+    tracepoint.take_link(id).map_err(error)
+}

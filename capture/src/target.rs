@@ -1,0 +1,360 @@
+//! The processes to record: checking pids, watching them exit (pidfd), and spawning a command
+//! held just before exec until the probes are targeting it.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{FromRawFd, OwnedFd, RawFd},
+    path::{Component, Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::CgroupScope;
+
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("no process with pid {pid}: check it with `ps -p {pid}`")]
+    NoSuchProcess { pid: u32 },
+    #[error("pid {pid} is recorderd itself; recorderd never records itself")]
+    SelfTarget { pid: u32 },
+    #[error("process {pid} exited before recording started")]
+    ExitedEarly { pid: u32 },
+    #[error("cannot watch process {pid}: {source}")]
+    Watch { pid: u32, source: io::Error },
+    #[error("the command to record has an argument with a NUL byte")]
+    NulInCommand,
+    #[error("cannot start `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("--cgroup {path}: {reason}")]
+    BadCgroup { path: String, reason: String },
+}
+
+/// Refuses a pid that does not exist or is our own.
+pub fn check_pid(pid: u32) -> Result<(), TargetError> {
+    if pid == std::process::id() {
+        return Err(TargetError::SelfTarget { pid });
+    }
+    if pid == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(TargetError::NoSuchProcess { pid });
+    }
+    Ok(())
+}
+
+/// Whether `pid` is still running: false once it is gone or a zombie (exited, unreaped).
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state letter follows the command name, which is in parentheses and may hold any byte.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
+/// Running processes (not us) whose command name is `name`.
+pub fn pids_with_comm(name: &str) -> Vec<u32> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter(|process| process.pid as u32 != std::process::id())
+        .filter(|process| process.stat().is_ok_and(|stat| stat.comm == name))
+        .map(|process| process.pid as u32)
+        .collect()
+}
+
+/// A cgroup v2 directory, named by its path under the cgroup2 mount
+/// (`/system.slice/app.service`) or by its full path (`/sys/fs/cgroup/system.slice/...`).
+pub fn resolve_cgroup(path: &str) -> Result<CgroupScope, TargetError> {
+    let bad = |reason: &str| TargetError::BadCgroup {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let root = cgroup2_mount().ok_or_else(|| bad("no cgroup v2 filesystem is mounted"))?;
+    let relative = Path::new(path)
+        .strip_prefix(&root)
+        .unwrap_or(Path::new(path));
+    let relative = relative.strip_prefix("/").unwrap_or(relative);
+    if relative
+        .components()
+        .any(|part| !matches!(part, Component::Normal(_)))
+    {
+        return Err(bad("use a plain path without `..`"));
+    }
+    let dir = root.join(relative);
+    let metadata = std::fs::metadata(&dir).map_err(|_| {
+        bad(&format!(
+            "{} does not exist; list cgroups with `systemd-cgls` or `ls {}`",
+            dir.display(),
+            root.display()
+        ))
+    })?;
+    if !metadata.is_dir() || !dir.join("cgroup.procs").exists() {
+        return Err(bad(&format!("{} is not a cgroup directory", dir.display())));
+    }
+    Ok(CgroupScope {
+        // On cgroup v2 a cgroup directory's inode number is the kernel's cgroup id.
+        id: std::os::unix::fs::MetadataExt::ino(&metadata),
+        level: relative.components().count() as u32,
+    })
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mount_point = mount.split(' ').nth(4)?;
+        (fs.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+/// A pidfd: readable once the process has exited.
+pub fn watch(pid: u32) -> Result<OwnedFd, TargetError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let source = io::Error::last_os_error();
+        return Err(match source.raw_os_error() {
+            Some(libc::ESRCH) => TargetError::ExitedEarly { pid },
+            _ => TargetError::Watch { pid, source },
+        });
+    }
+    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A child forked for `recorderd -- CMD`, stopped before exec until [`Spawned::release`].
+pub struct Spawned {
+    pub pid: u32,
+    command: String,
+    go: Option<OwnedFd>,
+    exec_status: OwnedFd,
+}
+
+/// Forks a child that waits on a pipe and then execs `argv`; so the recording can start
+/// before the command's first instruction (the dynamic loader's first openat included).
+pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
+    let command = argv.join(" ");
+    let c_args: Vec<CString> = argv
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()).map_err(|_| TargetError::NulInCommand))
+        .collect::<Result<_, _>>()?;
+    let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|arg| arg.as_ptr()).collect();
+    c_argv.push(std::ptr::null());
+    let spawn_error = |source| TargetError::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let (go_read, go_write) = pipe().map_err(spawn_error)?;
+    let (status_read, status_write) = pipe().map_err(spawn_error)?;
+
+    // SAFETY: between fork and exec the child only calls async-signal-safe functions (read,
+    // write, close, execvp, _exit) on memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(spawn_error(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; the child never returns from this block.
+        unsafe {
+            libc::close(go_write);
+            libc::close(status_read);
+            let mut byte = 0u8;
+            let got = loop {
+                let n = libc::read(go_read, (&mut byte as *mut u8).cast(), 1);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
+            if got == 1 {
+                libc::execvp(c_argv[0], c_argv.as_ptr());
+                // exec failed: tell the parent why through the CLOEXEC status pipe.
+                let errno = *libc::__errno_location();
+                libc::write(status_write, (&errno as *const i32).cast(), 4);
+            }
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: the parent owns these ends now; the child's copies are its own.
+    unsafe {
+        libc::close(go_read);
+        libc::close(status_write);
+        Ok(Spawned {
+            pid: pid as u32,
+            command,
+            go: Some(OwnedFd::from_raw_fd(go_write)),
+            exec_status: OwnedFd::from_raw_fd(status_read),
+        })
+    }
+}
+
+/// Waits (up to a second) until the forked child is blocked in its `read` of the go pipe.
+/// Targeting it only then keeps that read, which began before the target was set, out of the
+/// recording: the recording starts with the command's own execve.
+pub fn wait_until_parked(pid: u32) {
+    let path = format!("/proc/{pid}/syscall");
+    let read_nr = libc::SYS_read.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        // /proc/PID/syscall: "<nr> <args...>" while blocked in a syscall, "running" otherwise.
+        match std::fs::read_to_string(&path) {
+            Ok(line) if line.split_whitespace().next() == Some(read_nr.as_str()) => return,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_micros(100)),
+            Err(_) => return,
+        }
+    }
+}
+
+impl Spawned {
+    /// Lets the child exec, and reports whether the exec worked.
+    pub fn release(&mut self) -> Result<(), TargetError> {
+        use std::os::fd::AsRawFd;
+        let spawn_error = |source| TargetError::Spawn {
+            command: self.command.clone(),
+            source,
+        };
+        let go = self.go.take().expect("released once");
+        // SAFETY: writing one byte from a valid buffer to our pipe end.
+        if unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+            return Err(spawn_error(io::Error::last_os_error()));
+        }
+        drop(go);
+        let mut errno = 0i32;
+        // SAFETY: reading up to 4 bytes into an i32; EOF (0) means exec succeeded.
+        let n = unsafe {
+            libc::read(
+                self.exec_status.as_raw_fd(),
+                (&mut errno as *mut i32).cast(),
+                4,
+            )
+        };
+        if n == 4 {
+            return Err(spawn_error(io::Error::from_raw_os_error(errno)));
+        }
+        Ok(())
+    }
+
+    /// Whether the child was let go to exec its command.
+    /// Asks the command to end (SIGTERM), as recording stops before it did.
+    pub fn terminate(&self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+    }
+
+    pub fn released(&self) -> bool {
+        self.go.is_none()
+    }
+
+    /// Reaps the child; returns its exit code, or 128 + signal.
+    pub fn wait(&self) -> Option<i32> {
+        let mut status = 0;
+        // SAFETY: waiting on our own child with a valid status pointer.
+        if unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) } < 0 {
+            return None;
+        }
+        if libc::WIFEXITED(status) {
+            Some(libc::WEXITSTATUS(status))
+        } else {
+            Some(128 + libc::WTERMSIG(status))
+        }
+    }
+}
+
+impl Drop for Spawned {
+    /// A child never released (setup failed) is told to give up: closing the pipe makes it
+    /// exit without running the command unrecorded.
+    fn drop(&mut self) {
+        if self.go.take().is_some() {
+            self.wait();
+        }
+    }
+}
+
+fn pipe() -> io::Result<(RawFd, RawFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_missing_and_own_pids() {
+        assert!(matches!(
+            check_pid(std::process::id()),
+            Err(TargetError::SelfTarget { .. })
+        ));
+        assert!(matches!(
+            check_pid(0),
+            Err(TargetError::NoSuchProcess { .. })
+        ));
+        assert!(matches!(
+            check_pid(u32::MAX - 1),
+            Err(TargetError::NoSuchProcess { .. })
+        ));
+        assert!(check_pid(1).is_ok());
+    }
+
+    #[test]
+    fn running_means_alive_and_not_a_zombie() {
+        assert!(is_running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait for the exit without reaping: until it is reaped, the child is a zombie.
+        // SAFETY: waitid writes only into the siginfo it is given.
+        let waited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        assert_eq!(waited, 0);
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!is_running(pid));
+        child.wait().unwrap();
+        assert!(!is_running(pid));
+    }
+
+    #[test]
+    fn no_process_runs_a_made_up_program() {
+        assert!(pids_with_comm("no-such-comm-x").is_empty());
+    }
+
+    #[test]
+    fn cgroups_resolve_to_their_id_and_depth() {
+        let Some(root) = cgroup2_mount() else {
+            panic!("this test needs a cgroup v2 hierarchy mounted (see /proc/self/mountinfo)");
+        };
+        let top = resolve_cgroup("/").unwrap();
+        assert_eq!(top.level, 0);
+        let by_full_path = resolve_cgroup(root.to_str().unwrap()).unwrap();
+        assert_eq!(by_full_path, top);
+        assert!(resolve_cgroup("/no/such/cgroup").is_err());
+        let error = resolve_cgroup("/../etc").unwrap_err().to_string();
+        assert!(error.contains("without `..`"), "{error}");
+    }
+
+    #[test]
+    fn spawned_child_runs_only_after_release() {
+        let mut child = spawn(&["true".to_owned()]).unwrap();
+        let pidfd = watch(child.pid).unwrap();
+        child.release().unwrap();
+        drop(pidfd);
+        assert_eq!(child.wait(), Some(0));
+    }
+
+    #[test]
+    fn exec_failure_is_reported() {
+        let mut child = spawn(&["/nonexistent/binary".to_owned()]).unwrap();
+        let error = child.release().unwrap_err().to_string();
+        assert!(error.contains("No such file"), "{error}");
+        assert_eq!(child.wait(), Some(127));
+    }
+}

@@ -1,0 +1,47 @@
+//! `[storage]`: where recordings go and who may read them.
+
+use std::path::PathBuf;
+
+use recorder_store::{dir::group_id, Access, DirError};
+use serde::Deserialize;
+
+/// The `[storage]` table of the configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for recordings (default [`crate::defaults::OUTPUT_DIR`]).
+    pub dir: Option<PathBuf>,
+    /// Group whose members may read recordings.
+    pub reader_group: Option<String>,
+}
+
+impl StorageConfig {
+    /// The access this table asks for, with the reader group resolved to its gid.
+    pub fn access(&self) -> Result<Access, DirError> {
+        let group = self.reader_group.as_deref().map(group_id).transpose()?;
+        Ok(Access { group })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_group_resolves_to_its_gid_and_none_means_owner_only() {
+        let config = StorageConfig {
+            dir: None,
+            reader_group: Some("root".to_owned()),
+        };
+        assert_eq!(config.access().unwrap(), Access { group: Some(0) });
+        let config = StorageConfig {
+            dir: None,
+            reader_group: Some("no-such-group-here".to_owned()),
+        };
+        assert!(config.access().is_err());
+        assert_eq!(
+            StorageConfig::default().access().unwrap(),
+            Access::default()
+        );
+    }
+}

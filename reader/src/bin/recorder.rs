@@ -1,0 +1,150 @@
+//! `recorder`: lists, inspects, verifies and exports recordings made by recorderd; sweeps,
+//! holds and releases them, and checks the audit log.
+
+use std::{
+    io::{self, Write},
+    process::ExitCode,
+};
+
+use clap::Parser;
+use recorder_config::telemetry;
+use recorder_control::Request;
+use recorder_reader::{
+    cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
+    command::{
+        self, control, export, hold, inspect, keygen, list, redact_test, sweep, verify,
+        CommandError,
+    },
+};
+use recorder_store::{
+    audit,
+    catalog::{self, RecordingSummary},
+    Keyring,
+};
+
+fn main() -> ExitCode {
+    let args = RecorderArgs::parse();
+    telemetry::init();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = run(args.command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    let _ = out.flush();
+    match result {
+        Ok(code) => code,
+        Err(error) => match error.exit_code() {
+            None => ExitCode::SUCCESS,
+            Some(code) => {
+                eprintln!("recorder: {error}");
+                code
+            }
+        },
+    }
+}
+
+fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, CommandError> {
+    match command {
+        RecorderCommand::List { dir, json, keys } => {
+            list::run(&dir, json, &keyring(&keys)?, out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Inspect {
+            target,
+            pid,
+            fd,
+            kind,
+            grep,
+            hex,
+            follow,
+            keys,
+        } => {
+            let filter = inspect::Filter {
+                pid,
+                fd,
+                kind,
+                grep,
+            };
+            let keyring = keyring(&keys)?;
+            let recording = resolve(&target, &keyring)?;
+            command::audit::note_access(&recording, "read");
+            inspect::run(&recording, &keyring, &filter, hex, follow, out)
+        }
+        RecorderCommand::Verify { target, keys } => {
+            verify::run(&resolve(&target, &keyring(&keys)?)?, out)
+        }
+        RecorderCommand::RedactTest { config } => {
+            let policy = recorder_config::redaction_policy(config.as_deref())?;
+            redact_test::run(policy, &mut io::stdin().lock(), out, &mut io::stderr())
+        }
+        RecorderCommand::Export {
+            target,
+            format: export::ExportFormat::Jsonl,
+            keys,
+        } => {
+            let keyring = keyring(&keys)?;
+            let recording = resolve(&target, &keyring)?;
+            command::audit::note_access(&recording, "export");
+            export::run(&recording, &keyring, out)
+        }
+        RecorderCommand::Sweep {
+            dry_run,
+            dir,
+            config,
+        } => sweep::run(dir.as_deref(), config.as_deref(), dry_run, out),
+        RecorderCommand::Hold { id, dir, reason } => {
+            hold::hold(&dir, &id, reason.as_deref(), out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Release { id, dir } => {
+            hold::release(&dir, &id, out).map(|()| ExitCode::SUCCESS)
+        }
+        RecorderCommand::Audit {
+            command: AuditCommand::Verify { file, dir },
+        } => command::audit::verify(&file.unwrap_or_else(|| audit::path_in(&dir)), out),
+        RecorderCommand::Start {
+            pid,
+            target,
+            duration,
+            socket,
+        } => {
+            let request = Request::Start {
+                pid,
+                target,
+                for_secs: duration.map(|d| d.as_secs().max(1)),
+            };
+            let response = recorder_control::ask(&socket.socket, &request)?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Stop { id, socket } => {
+            let response = recorder_control::ask(&socket.socket, &Request::Stop { id })?;
+            control::print(&response, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Status { json, socket } => {
+            let response = recorder_control::ask(&socket.socket, &Request::Status)?;
+            control::print_status(&response, json, out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecorderCommand::Keygen { output } => {
+            keygen::run(output.as_deref(), keygen::stdout_is_terminal(), out)
+                .map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn keyring(keys: &KeyArgs) -> Result<Keyring, CommandError> {
+    Ok(Keyring::load(&keys.identities)?)
+}
+
+fn resolve(target: &TargetArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {
+    Ok(catalog::resolve(&target.target, &target.dir, keyring)?)
+}
+
+// Keeps the exit-code contract visible next to the binary that implements it.
+const _: () = assert!(
+    command::EXIT_USAGE == 2
+        && command::EXIT_INCOMPLETE == 3
+        && command::EXIT_CORRUPT == 4
+        && command::EXIT_SEALED == 5
+);

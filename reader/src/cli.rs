@@ -1,0 +1,203 @@
+//! `recorder`'s command line (clap derive only).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{ArgGroup, Parser, Subcommand};
+use recorder_config::defaults::{CONTROL_SOCKET, OUTPUT_DIR};
+
+use crate::command::{export::ExportFormat, inspect::EventKind};
+
+/// recorder: read recorderd recordings.
+#[derive(Debug, Parser)]
+#[command(name = "recorder", version)]
+pub struct RecorderArgs {
+    #[command(subcommand)]
+    pub command: RecorderCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecorderCommand {
+    /// One row per recording in DIR: id, target, start, duration, events, bytes, losses, state.
+    List {
+        /// Directory of recordings.
+        #[arg(default_value = OUTPUT_DIR)]
+        dir: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Print a recording as a timeline.
+    Inspect {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Only events of this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Only events on this file descriptor.
+        #[arg(long)]
+        fd: Option<i64>,
+        /// Only events of this boundary.
+        #[arg(long, value_enum)]
+        kind: Option<EventKind>,
+        /// Only events whose payload contains this text.
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// Show whole payloads as hex dumps.
+        #[arg(long)]
+        hex: bool,
+        /// Keep printing as a recording still being written grows.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Check a recording: exit 0 complete, 3 incomplete (writer stopped without a trailer),
+    /// 4 corrupt (names the segment and byte offset), 5 sealed (no identity given opens it).
+    Verify {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Show what the redaction policy would mask in the bytes on stdin: the masked bytes go to
+    /// stdout, one line per redaction to stderr.
+    RedactTest {
+        /// Configuration file whose `[redaction]` policy to use (defaults without one).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Write a recording as JSON lines, one object per frame.
+    Export {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Delete expired and over-quota recordings now, by the `[retention]` policy of the
+    /// config (defaults without one); prints each deletion and why. Held recordings and
+    /// those being written are kept.
+    Sweep {
+        /// Print what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Directory of recordings (default: `[storage] dir` of the config, else /var/lib/recorderd/recordings).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Configuration file whose `[retention]` and `[storage]` tables to use.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Put a recording under legal hold: sweeps keep it until `recorder release`.
+    Hold {
+        /// Recording id (or a unique prefix of one).
+        id: String,
+        /// Directory of recordings.
+        #[arg(long, value_name = "DIR", default_value = OUTPUT_DIR)]
+        dir: PathBuf,
+        /// Why it is held (a case or ticket); kept in the hold file and the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Lift the legal hold on a recording.
+    Release {
+        /// Recording id (or a unique prefix of one).
+        id: String,
+        /// Directory of recordings.
+        #[arg(long, value_name = "DIR", default_value = OUTPUT_DIR)]
+        dir: PathBuf,
+    },
+    /// The audit log of a recordings directory.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Ask the recorderd service to record a process (or a configured target) for a while.
+    /// Members of the service's control group may do this without root.
+    #[command(group(ArgGroup::new("what").required(true).args(["pid", "target"])))]
+    Start {
+        /// The process to record (it must be one of the service's [[targets]]).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A target named in the service's config, recorded as a whole.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// How long to record (e.g. 10m); the service's default without it.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Stop a recording the service is making, and wait until its segment is finished.
+    Stop {
+        /// The recording id (or a unique prefix), as `recorder status` shows it.
+        id: String,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// What the recorderd service is recording now.
+    Status {
+        /// Print the service's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Make an age identity for reading sealed recordings; prints its recipient (age1…) for
+    /// `recorderd --seal-to`. Keep the identity off the recording hosts.
+    Keygen {
+        /// Write the identity here (created 0600; an existing file is never overwritten).
+        /// Without it, the identity goes to stdout, and only if stdout is not a terminal.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's hash and its link to the one before: prints `audit log OK: N
+    /// entries`, or names the first broken entry and exits 4.
+    Verify {
+        /// An audit log file (default: DIR/audit.log).
+        #[arg(value_name = "FILE", conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Directory of recordings whose audit.log to check.
+        #[arg(long, value_name = "DIR", default_value = OUTPUT_DIR)]
+        dir: PathBuf,
+    },
+}
+
+/// Where the recorderd service listens.
+#[derive(Debug, clap::Args)]
+pub struct SocketArgs {
+    /// The service's control socket.
+    #[arg(long, value_name = "PATH", default_value = CONTROL_SOCKET, env = "RECORDER_SOCKET")]
+    pub socket: PathBuf,
+}
+
+/// Identities that open sealed recordings.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// An age identity file (`recorder keygen` writes one) to open sealed recordings.
+    /// Repeatable; defaults to $RECORDER_IDENTITY.
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        env = "RECORDER_IDENTITY"
+    )]
+    pub identities: Vec<PathBuf>,
+}
+
+/// A recording named by segment file, directory holding one recording, or recording id.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// A segment file, a directory with one recording, or a recording id (or unique prefix).
+    pub target: String,
+    /// Where to look up a recording id.
+    #[arg(long, value_name = "DIR", default_value = OUTPUT_DIR)]
+    pub dir: PathBuf,
+}

@@ -1,0 +1,176 @@
+//! `recorder inspect TARGET`: the timeline, filtered, with text or hex payload previews.
+
+use std::{io::Write, process::ExitCode};
+
+use recorder_proto::v1::{frame::Body, resource::Kind, Event, Process};
+
+use recorder_store::{catalog::RecordingSummary, Keyring};
+
+use crate::timeline;
+
+use super::CommandError;
+
+/// Which boundary an event belongs to, for `--kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventKind {
+    File,
+    Net,
+    Process,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub pid: Option<u32>,
+    pub fd: Option<i64>,
+    pub kind: Option<EventKind>,
+    /// Bytes that must appear in the payload.
+    pub grep: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, event: &Event) -> bool {
+        self.pid.is_none_or(|pid| event.pid == pid)
+            && self.fd.is_none_or(|fd| event.fd == fd)
+            && self.kind.is_none_or(|kind| kind_of(event) == kind)
+            && self.grep.as_ref().is_none_or(|needle| {
+                event
+                    .payload
+                    .as_ref()
+                    .is_some_and(|p| contains(&p.data, needle.as_bytes()))
+            })
+    }
+
+    /// Process frames have no fd or payload: they match only filters on pid and kind.
+    pub fn matches_process(&self, process: &Process) -> bool {
+        self.pid
+            .is_none_or(|pid| process.pid == pid || process.child_pid == pid)
+            && self.fd.is_none()
+            && self.kind.is_none_or(|kind| kind == EventKind::Process)
+            && self.grep.is_none()
+    }
+}
+
+fn kind_of(event: &Event) -> EventKind {
+    const PROCESS: &[&str] = &[
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "execve",
+        "execveat",
+        "exit",
+        "exit_group",
+    ];
+    if PROCESS.contains(&event.syscall.as_str()) {
+        return EventKind::Process;
+    }
+    const NET: &[&str] = &[
+        "socket", "connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom",
+        "shutdown",
+    ];
+    let socket = event
+        .resource
+        .as_ref()
+        .is_some_and(|r| r.kind() == Kind::Socket);
+    if socket || NET.contains(&event.syscall.as_str()) {
+        EventKind::Net
+    } else {
+        EventKind::File
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+pub fn run(
+    recording: &RecordingSummary,
+    keyring: &Keyring,
+    filter: &Filter,
+    hex: bool,
+    follow: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode, CommandError> {
+    let mut clock = timeline::Clock::default();
+    super::walk(recording, keyring, follow, |_, body| {
+        match body {
+            Body::Header(header) => {
+                clock = timeline::Clock::new(header.clock.as_ref());
+                writeln!(out, "{}", timeline::header(header))?;
+            }
+            Body::Event(event) if filter.matches(event) => {
+                writeln!(out, "{}", timeline::event(&clock, event))?;
+                if let (true, Some(payload)) = (hex, &event.payload) {
+                    write!(out, "{}", timeline::hex_dump(&payload.data))?;
+                }
+            }
+            Body::Event(_) => {}
+            Body::Loss(loss) => writeln!(out, "{}", timeline::loss(&clock, loss))?,
+            Body::Process(process) if filter.matches_process(process) => {
+                writeln!(out, "{}", timeline::process(&clock, process))?
+            }
+            Body::Process(_) => {}
+            Body::Trailer(trailer) => writeln!(out, "{}", timeline::trailer(trailer))?,
+        }
+        if follow {
+            out.flush()?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_proto::v1::{Payload, Resource};
+
+    use super::*;
+
+    #[test]
+    fn filters_by_pid_fd_kind_and_payload() {
+        let event = Event {
+            pid: 7,
+            fd: 4,
+            syscall: "write".into(),
+            resource: Some(Resource {
+                kind: Kind::Socket.into(),
+                ..Resource::default()
+            }),
+            payload: Some(Payload {
+                data: b"GET /health HTTP/1.1".to_vec(),
+                ..Payload::default()
+            }),
+            ..Event::default()
+        };
+        assert!(Filter::default().matches(&event));
+        assert!(Filter {
+            pid: Some(7),
+            fd: Some(4),
+            kind: Some(EventKind::Net),
+            grep: Some("/health".into())
+        }
+        .matches(&event));
+        assert!(!Filter {
+            pid: Some(8),
+            ..Filter::default()
+        }
+        .matches(&event));
+        assert!(!Filter {
+            fd: Some(3),
+            ..Filter::default()
+        }
+        .matches(&event));
+        assert!(!Filter {
+            kind: Some(EventKind::File),
+            ..Filter::default()
+        }
+        .matches(&event));
+        assert!(!Filter {
+            grep: Some("POST".into()),
+            ..Filter::default()
+        }
+        .matches(&event));
+    }
+}

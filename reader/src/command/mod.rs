@@ -1,0 +1,194 @@
+//! The `recorder` tool's subcommands. Each reads recordings through recorder-store and
+//! never touches the probes.
+//!
+//! Exit codes (documented in docs/FORMAT.md): 0 success; 1 error (not a recording, I/O);
+//! 2 usage (including a bad identity file); 3 the recording is incomplete (the writer stopped
+//! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
+
+pub mod audit;
+pub mod control;
+pub mod export;
+pub mod hold;
+pub mod inspect;
+pub mod keygen;
+pub mod list;
+pub mod redact_test;
+pub mod sweep;
+pub mod verify;
+
+use std::{io, process::ExitCode};
+
+use thiserror::Error;
+
+use recorder_store::{catalog::CatalogError, seal::KeyError, Keyring, ReadError};
+
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INCOMPLETE: u8 = 3;
+pub const EXIT_CORRUPT: u8 = 4;
+pub const EXIT_SEALED: u8 = 5;
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("writing output failed: {0}")]
+    Output(#[from] io::Error),
+    #[error(transparent)]
+    Config(#[from] recorder_config::ConfigError),
+    #[error(transparent)]
+    Dir(#[from] recorder_store::DirError),
+    #[error(transparent)]
+    Retention(#[from] recorder_config::RetentionError),
+    #[error(transparent)]
+    Sweep(#[from] recorder_store::retention::SweepError),
+    #[error(transparent)]
+    Audit(#[from] recorder_store::audit::AuditError),
+    #[error(transparent)]
+    AuditLog(#[from] recorder_store::audit::VerifyError),
+    #[error("recording {id} is already held ({path}); nothing changed")]
+    AlreadyHeld {
+        id: String,
+        path: std::path::PathBuf,
+    },
+    #[error("recording {id} is not held; nothing changed")]
+    NotHeld { id: String },
+    /// The service refused a request or could not be reached; the message says why.
+    #[error(transparent)]
+    Control(#[from] recorder_control::ControlError),
+}
+
+impl CommandError {
+    /// The exit code for this failure; `None` for a closed output pipe, which is the
+    /// reader's choice (`recorder inspect x | head`) and not an error.
+    pub fn exit_code(&self) -> Option<ExitCode> {
+        match self {
+            CommandError::Output(error) if error.kind() == io::ErrorKind::BrokenPipe => None,
+            CommandError::Read(error) | CommandError::Catalog(CatalogError::Read(error)) => {
+                Some(read_exit(error))
+            }
+            CommandError::Key(KeyError::Exists { .. } | KeyError::Write { .. }) => {
+                Some(ExitCode::from(EXIT_ERROR))
+            }
+            CommandError::Key(_)
+            | CommandError::Usage(_)
+            | CommandError::Retention(_)
+            | CommandError::Dir(_)
+            | CommandError::Sweep(recorder_store::retention::SweepError::Dir(_)) => {
+                Some(ExitCode::from(EXIT_USAGE))
+            }
+            _ => Some(ExitCode::from(EXIT_ERROR)),
+        }
+    }
+}
+
+fn read_exit(error: &ReadError) -> ExitCode {
+    match error {
+        ReadError::Truncated { .. } => ExitCode::from(EXIT_INCOMPLETE),
+        ReadError::Corrupt { .. } => ExitCode::from(EXIT_CORRUPT),
+        ReadError::Sealed { .. } => ExitCode::from(EXIT_SEALED),
+        _ => ExitCode::from(EXIT_ERROR),
+    }
+}
+
+/// How long `--follow` waits before looking for more of a segment being written.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Visits every frame of every segment of `recording`, in order. With `follow`, waits for
+/// frames (and segments) still being written until the recording's final trailer. Returns
+/// exit code 3 when the recording ends without a trailer. Sealed segments are opened with
+/// `keyring`.
+pub fn walk(
+    recording: &recorder_store::catalog::RecordingSummary,
+    keyring: &Keyring,
+    follow: bool,
+    mut visit: impl FnMut(u32, &recorder_proto::v1::frame::Body) -> Result<(), CommandError>,
+) -> Result<ExitCode, CommandError> {
+    use recorder_proto::v1::frame::Body;
+
+    use recorder_store::{catalog, SegmentReader};
+
+    let mut seq = 0u32;
+    let mut path = recording.segments[0].path.clone();
+    loop {
+        let mut reader = SegmentReader::open_with(&path, keyring)?;
+        let mut end_reason = None;
+        loop {
+            match reader.next_body() {
+                Ok(Some(body)) => {
+                    if let Body::Trailer(trailer) = &body {
+                        end_reason = Some(trailer.end_reason.clone());
+                    }
+                    visit(seq, &body)?;
+                }
+                Ok(None) if follow && end_reason.is_none() => {
+                    std::thread::sleep(FOLLOW_POLL);
+                    reader.refresh();
+                }
+                Err(error) if follow && error.is_truncation() => {
+                    std::thread::sleep(FOLLOW_POLL);
+                    reader.refresh();
+                }
+                Ok(None) => break,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // A segment cut short by a failed write (with or without the trailer saying so)
+        // continues in the next one, if writing resumed.
+        if end_reason
+            .as_deref()
+            .is_none_or(catalog::ended_by_write_failure)
+        {
+            let resumed = recording
+                .segments
+                .iter()
+                .find(|s| s.header.segment_seq == seq + 1);
+            if let Some(next) = resumed {
+                seq += 1;
+                path = next.path.clone();
+                continue;
+            }
+        }
+        match end_reason {
+            Some(reason) if reason == catalog::END_ROTATED => {
+                seq += 1;
+                let next = recording
+                    .segments
+                    .iter()
+                    .find(|s| s.header.segment_seq == seq)
+                    .map(|s| s.path.clone());
+                path = match (next, follow) {
+                    (Some(next), _) => next,
+                    (None, true) => loop {
+                        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                        if let Some(found) = catalog::find_segment(dir, &recording.id, seq) {
+                            break found;
+                        }
+                        std::thread::sleep(FOLLOW_POLL);
+                    },
+                    (None, false) => {
+                        eprintln!(
+                            "recorder: recording {} is incomplete: segment {seq} is missing",
+                            recording.id
+                        );
+                        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+                    }
+                };
+            }
+            Some(_) => return Ok(ExitCode::SUCCESS),
+            None => {
+                eprintln!(
+                    "recorder: {} is incomplete: the writer stopped without a trailer",
+                    path.display()
+                );
+                return Ok(ExitCode::from(EXIT_INCOMPLETE));
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `recorder`: reads recordings (list, inspect, verify, export), manages them (sweep, hold,
+//! release, audit verify, keygen) and asks the recorderd service to record (start, stop,
+//! status). It depends on recorder-store, recorder-proto and recorder-syscalls, never on the
+//! probes: it builds with stable Rust alone.
+
+/// The command line (clap derive only).
+pub mod cli;
+/// One module per subcommand.
+pub mod command;
+/// Recorded frames as timeline lines for a person.
+pub mod timeline;

@@ -1,0 +1,397 @@
+//! Renders recording frames as a readable timeline, one line per frame (`recorder inspect`).
+
+use std::fmt::Write as _;
+
+use recorder_proto::v1::{
+    process, resource::Kind, ClockBase, Event, Header, Loss, Payload, Process, Trailer,
+};
+
+use recorder_syscalls::sockaddr;
+
+/// Bytes of payload shown in a preview.
+const PREVIEW_BYTES: usize = 48;
+
+/// Converts monotonic event times to wall-clock times with the header's clock base.
+#[derive(Clone, Copy, Default)]
+pub struct Clock {
+    base: Option<(u64, i64)>,
+}
+
+impl Clock {
+    pub fn new(base: Option<&ClockBase>) -> Self {
+        Clock {
+            base: base.map(|b| (b.monotonic_ns, b.realtime_ns)),
+        }
+    }
+
+    /// `13:15:02.123456` (UTC), or seconds since boot when there is no clock base.
+    pub fn format(&self, mono_ns: u64) -> String {
+        let Some((mono_base, real_base)) = self.base else {
+            return format!(
+                "{}.{:06}",
+                mono_ns / 1_000_000_000,
+                mono_ns % 1_000_000_000 / 1000
+            );
+        };
+        let real_ns = real_base
+            .saturating_add(mono_ns as i64 - mono_base as i64)
+            .max(0) as u64;
+        let secs_of_day = real_ns / 1_000_000_000 % 86_400;
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            secs_of_day / 3600,
+            secs_of_day / 60 % 60,
+            secs_of_day % 60,
+            real_ns % 1_000_000_000 / 1000
+        )
+    }
+}
+
+pub fn header(header: &Header) -> String {
+    let target = header.target.clone().unwrap_or_default();
+    let mut what = if target.command.is_empty() {
+        format!("pid {:?}", target.pids)
+    } else {
+        format!("`{}` (pid {:?})", target.command.join(" "), target.pids)
+    };
+    if !target.cgroup.is_empty() {
+        let _ = write!(what, ", cgroup {}", target.cgroup);
+    }
+    if !target.comm.is_empty() {
+        let _ = write!(what, ", programs named {}", target.comm);
+    }
+    if !target.follow {
+        what.push_str(", children not followed");
+    }
+    format!(
+        "recording {} segment {} — {} on {} ({}), recorder {}",
+        header.recording_id,
+        header.segment_seq,
+        what,
+        header.host,
+        header.kernel,
+        header.recorder_version
+    )
+}
+
+pub fn event(clock: &Clock, event: &Event) -> String {
+    let mut line = format!(
+        "{}  {}/{}  {:<9} ",
+        clock.format(event.mono_ns),
+        event.pid,
+        event.tid,
+        event.syscall
+    );
+    match event.syscall.as_str() {
+        "open" | "openat" | "openat2" | "creat" => {
+            let flags = match event.syscall.as_str() {
+                "openat" => event.args.get(2),
+                "open" => event.args.get(1),
+                _ => None,
+            };
+            let _ = write!(line, "{:?}", event.path);
+            if let Some(&flags) = flags {
+                let _ = write!(line, " {}", open_flags(flags));
+            }
+            let _ = write!(line, " → {}", result(event.ret, "fd "));
+        }
+        "execve" | "execveat" => {
+            let _ = write!(line, "{:?} {:?}", event.path, event.argv);
+            if event.argv_truncated {
+                line.push_str(" (argv cut)");
+            }
+            if !event.redactions.is_empty() {
+                line.push_str(" (argv redacted)");
+            }
+            let _ = write!(line, " → {}", result(event.ret, ""));
+        }
+        "exit" | "exit_group" => {
+            let _ = write!(
+                line,
+                "status {}",
+                event.args.first().map_or(0, |&s| s as i32)
+            );
+        }
+        "pipe" | "pipe2" | "socketpair" if event.new_fds.len() == 2 => {
+            let fds = &event.new_fds;
+            let _ = write!(line, "→ fds {} and {}", fds[0], fds[1]);
+        }
+        _ => {
+            if event.fd >= 0 {
+                let _ = write!(line, "fd {}", event.fd);
+            }
+            // The address argument says more than the fd's resource (which holds it anyway).
+            if let Some(address) = &event.address {
+                let _ = write!(line, " {}", sockaddr::display(address));
+            } else if let Some(name) = resource_name(event).filter(|_| event.fd >= 0) {
+                let _ = write!(line, " ({name})");
+            }
+            let _ = write!(line, " → {}", result(event.ret, ""));
+        }
+    }
+    if let Some(payload) = &event.payload {
+        let _ = write!(line, "  {}", payload_preview(payload));
+    }
+    line
+}
+
+pub fn loss(clock: &Clock, loss: &Loss) -> String {
+    let mut line = format!(
+        "{}  LOST between here and {}: {} syscalls, {} payload chunks, {} unstashed enters, {} process records",
+        clock.format(loss.from_mono_ns),
+        clock.format(loss.to_mono_ns),
+        loss.syscalls,
+        loss.payload_chunks,
+        loss.stash_failures,
+        loss.process_events
+    );
+    // Only after a failed write: keeps the usual line as it was.
+    if loss.unwritten_frames > 0 {
+        let _ = write!(
+            line,
+            ", {} records not written (disk full or write error)",
+            loss.unwritten_frames
+        );
+    }
+    line
+}
+
+pub fn process(clock: &Clock, process: &Process) -> String {
+    let what = match process.kind() {
+        process::Kind::Fork if process.followed => format!("started process {}", process.child_pid),
+        process::Kind::Fork => format!("started process {} (not followed)", process.child_pid),
+        process::Kind::Thread => format!("started thread {}", process.child_pid),
+        process::Kind::ThreadExit => "thread exited".to_owned(),
+        process::Kind::Exit => match (process.exit_code, process.signal) {
+            (Some(code), _) => format!("process exited with status {code}"),
+            (None, Some(signal)) => format!("process killed by signal {signal}"),
+            (None, None) => "process exited".to_owned(),
+        },
+        process::Kind::Attach => format!("recording this process from here ({})", process.reason),
+        process::Kind::Unspecified => "process event".to_owned(),
+    };
+    format!(
+        "{}  {}/{}  {:<9} {what}",
+        clock.format(process.mono_ns),
+        process.pid,
+        process.tid,
+        "[process]"
+    )
+}
+
+pub fn trailer(trailer: &Trailer) -> String {
+    let lost = trailer
+        .losses
+        .as_ref()
+        .map_or(0, recorder_store::loss::total);
+    format!(
+        "end: {}; {} events, {} payload bytes, {} redactions, {} records lost",
+        trailer.end_reason, trailer.events, trailer.payload_bytes, trailer.redactions, lost
+    )
+}
+
+fn resource_name(event: &Event) -> Option<String> {
+    let resource = event.resource.as_ref()?;
+    match (resource.kind(), &resource.local, &resource.peer) {
+        (Kind::Unknown, ..) => Some("unknown".to_owned()),
+        (Kind::Socket, Some(local), Some(peer)) => Some(format!(
+            "{} {} → {}",
+            resource.name,
+            sockaddr::display(local),
+            sockaddr::display(peer)
+        )),
+        (Kind::Socket, None, Some(peer)) => {
+            Some(format!("{} → {}", resource.name, sockaddr::display(peer)))
+        }
+        (Kind::Socket, Some(local), None) => {
+            Some(format!("{} {}", resource.name, sockaddr::display(local)))
+        }
+        _ => Some(resource.name.clone()),
+    }
+}
+
+fn result(ret: i64, prefix: &str) -> String {
+    if ret < 0 {
+        format!("-{}", errno_name(-ret))
+    } else {
+        format!("{prefix}{ret}")
+    }
+}
+
+fn errno_name(errno: i64) -> String {
+    let name = match errno as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::EACCES => "EACCES",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::EPIPE => "EPIPE",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_owned()
+}
+
+fn open_flags(flags: u64) -> String {
+    let flags = flags as i32;
+    let mut names = vec![match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_RDONLY",
+    }];
+    for (bit, name) in [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_DIRECTORY, "O_DIRECTORY"),
+        (libc::O_CLOEXEC, "O_CLOEXEC"),
+    ] {
+        if flags & bit != 0 {
+            names.push(name);
+        }
+    }
+    names.join("|")
+}
+
+/// The whole captured payload as `xxd`-style lines: offset, 16 hex bytes, ASCII.
+pub fn hex_dump(data: &[u8]) -> String {
+    let mut dump = String::new();
+    for (line, chunk) in data.chunks(16).enumerate() {
+        let _ = write!(dump, "    {:08x}  ", line * 16);
+        for i in 0..16 {
+            match chunk.get(i) {
+                Some(byte) => {
+                    let _ = write!(dump, "{byte:02x} ");
+                }
+                None => dump.push_str("   "),
+            }
+        }
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        let _ = writeln!(dump, " {ascii}");
+    }
+    dump
+}
+
+/// `[11 B] "hello\n"`, with ` (truncated)` / ` (incomplete)` when the capture says so.
+pub fn payload_preview(payload: &Payload) -> String {
+    let mut text = String::new();
+    for &byte in payload.data.iter().take(PREVIEW_BYTES) {
+        match byte {
+            b'\n' => text.push_str("\\n"),
+            b'\r' => text.push_str("\\r"),
+            b'\t' => text.push_str("\\t"),
+            b'"' => text.push_str("\\\""),
+            b'\\' => text.push_str("\\\\"),
+            0x20..=0x7e => text.push(byte as char),
+            _ => {
+                let _ = write!(text, "\\x{byte:02x}");
+            }
+        }
+    }
+    let more = if payload.data.len() > PREVIEW_BYTES {
+        "…"
+    } else {
+        ""
+    };
+    let mut preview = format!("[{} B] \"{text}\"{more}", payload.length);
+    if payload.truncated {
+        preview.push_str(" (truncated)");
+    }
+    if payload.incomplete {
+        preview.push_str(" (incomplete)");
+    }
+    if !payload.redactions.is_empty() {
+        let mut rules: Vec<&str> = payload.redactions.iter().map(|r| r.rule.as_str()).collect();
+        rules.dedup();
+        let _ = write!(preview, " (redacted: {})", rules.join(", "));
+    }
+    preview
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_proto::v1::{payload::Direction, Resource};
+
+    use super::*;
+
+    #[test]
+    fn renders_an_open_and_a_write() {
+        let clock = Clock::new(Some(&ClockBase {
+            monotonic_ns: 1_000,
+            realtime_ns: 3_600_000_000_000,
+        }));
+        let open = Event {
+            mono_ns: 1_000,
+            pid: 5,
+            tid: 6,
+            syscall: "openat".into(),
+            args: vec![(-100i64) as u64, 0, (libc::O_WRONLY | libc::O_CREAT) as u64],
+            path: "/tmp/a".into(),
+            ret: 3,
+            fd: 3,
+            ..Event::default()
+        };
+        assert_eq!(
+            event(&clock, &open),
+            "01:00:00.000000  5/6  openat    \"/tmp/a\" O_WRONLY|O_CREAT → fd 3"
+        );
+        let write = Event {
+            mono_ns: 2_001_000,
+            pid: 5,
+            tid: 6,
+            syscall: "write".into(),
+            fd: 3,
+            ret: 6,
+            resource: Some(Resource {
+                kind: Kind::File.into(),
+                name: "/tmp/a".into(),
+                ..Resource::default()
+            }),
+            payload: Some(Payload {
+                direction: Direction::Out.into(),
+                data: b"hi\n\x00\"!".to_vec(),
+                length: 6,
+                ..Payload::default()
+            }),
+            ..Event::default()
+        };
+        assert_eq!(
+            event(&clock, &write),
+            "01:00:00.002000  5/6  write     fd 3 (/tmp/a) → 6  [6 B] \"hi\\n\\x00\\\"!\""
+        );
+    }
+
+    #[test]
+    fn errors_show_their_errno_name() {
+        let failed = Event {
+            syscall: "read".into(),
+            fd: 9,
+            ret: -9,
+            ..Event::default()
+        };
+        assert!(event(&Clock::default(), &failed).ends_with("fd 9 → -EBADF"));
+    }
+}

@@ -1,0 +1,195 @@
+//! `recorderd`'s command line (clap derive only). A flag left out is `None`: the
+//! configuration file or `recorder_config::defaults` decide, in `options`.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{ArgGroup, Parser};
+use recorder_common::MAX_PAYLOAD_LIMIT;
+use recorder_config::units::parse_size;
+
+/// recorderd: record what a process exchanges with the outside world, from the kernel.
+#[derive(Debug, Parser)]
+#[command(name = "recorderd", version)]
+#[command(group(ArgGroup::new("target").multiple(true).args(["pids", "command", "cgroup", "comm"])))]
+#[command(
+    after_help = "With --config FILE and no target, recorderd runs as a service: it records on request from `recorder start` (docs/OPERATIONS.md)."
+)]
+pub struct RecorderdArgs {
+    /// Record this process (and all its threads). Repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Record every process in this cgroup v2 (e.g. /system.slice/app.service), at any depth.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+
+    /// Record processes running a program with this name (as `ps -o comm` shows it), and
+    /// those that start it later.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// Do not record the children that targeted processes start (threads are always recorded).
+    #[arg(long)]
+    pub no_follow: bool,
+
+    /// Configuration file (TOML): the redaction policy (docs/REDACTION.md) and, without a
+    /// target, the service's settings (docs/OPERATIONS.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for recordings, created 0700 [default: `[storage] dir` of --config, else
+    /// /var/lib/recorderd/recordings].
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Payload bytes kept per syscall (e.g. 64KiB, 1MiB); longer payloads are marked truncated
+    /// [default: 64KiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_max_payload)]
+    pub max_payload: Option<u32>,
+
+    /// Kernel ring buffer size (a power of two, at least 4KiB) [default: 16MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_bytes)]
+    pub ring_bytes: Option<u32>,
+
+    /// Start a new segment when the current one reaches this size [default: 64MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_segment_bytes)]
+    pub segment_bytes: Option<u64>,
+
+    /// Start a new segment when the current one is this old [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub segment_duration: Option<Duration>,
+
+    /// fsync the open segment this often (0s = only when a segment is finished) [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub fsync_interval: Option<Duration>,
+
+    /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
+    /// identity can read the recording, and this host cannot. Repeatable.
+    #[arg(long = "seal-to", value_name = "RECIPIENT")]
+    pub seal_to: Vec<String>,
+
+    /// Seal to every recipient in this file (one age1… per line, # comments). Repeatable.
+    #[arg(long = "seal-to-file", value_name = "FILE")]
+    pub seal_to_file: Vec<PathBuf>,
+
+    /// Spawn this command and record it from its first instruction.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Flags of a foreground recording, which the service takes from its config file instead.
+pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
+    let given = [
+        ("--output", args.output.is_some()),
+        ("--duration", args.duration.is_some()),
+        ("--max-payload", args.max_payload.is_some()),
+        ("--ring-bytes", args.ring_bytes.is_some()),
+        ("--segment-bytes", args.segment_bytes.is_some()),
+        ("--segment-duration", args.segment_duration.is_some()),
+        ("--fsync-interval", args.fsync_interval.is_some()),
+        ("--seal-to", !args.seal_to.is_empty()),
+        ("--seal-to-file", !args.seal_to_file.is_empty()),
+        ("--no-follow", args.no_follow),
+    ];
+    given
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+}
+
+impl RecorderdArgs {
+    /// Whether a process, cgroup, program name or command is named: without one (and with
+    /// `--config`), recorderd is the service.
+    pub fn has_target(&self) -> bool {
+        !self.pids.is_empty()
+            || !self.command.is_empty()
+            || self.cgroup.is_some()
+            || self.comm.is_some()
+    }
+}
+
+fn parse_max_payload(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if bytes > u64::from(MAX_PAYLOAD_LIMIT) {
+        return Err(format!("at most {} KiB", MAX_PAYLOAD_LIMIT / 1024));
+    }
+    Ok(bytes as u32)
+}
+
+fn parse_segment_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < 64 * 1024 {
+        return Err("at least 64KiB".to_owned());
+    }
+    Ok(bytes)
+}
+
+fn parse_ring_bytes(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err("must be a power of two between 4KiB and 1GiB".to_owned());
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_max_payload("64KiB"), Ok(65536));
+        assert!(parse_max_payload("2MiB").is_err());
+        assert!(parse_ring_bytes("5000").is_err());
+        assert_eq!(parse_ring_bytes("8KiB"), Ok(8192));
+    }
+
+    #[test]
+    fn flags_left_out_are_none_and_service_mode_refuses_the_foreground_ones() {
+        let args = RecorderdArgs::try_parse_from(["recorderd", "--config", "c.toml"]).unwrap();
+        assert!(!args.has_target() && foreground_only(&args).is_empty());
+        assert_eq!((args.max_payload, args.output), (None, None));
+        let args = RecorderdArgs::try_parse_from([
+            "recorderd",
+            "--config",
+            "c.toml",
+            "--ring-bytes",
+            "8KiB",
+            "--no-follow",
+        ])
+        .unwrap();
+        assert_eq!(foreground_only(&args), ["--ring-bytes", "--no-follow"]);
+    }
+
+    #[test]
+    fn recorderd_targets() {
+        let args =
+            RecorderdArgs::try_parse_from(["recorderd", "--pid", "1", "--pid", "2"]).unwrap();
+        assert_eq!(args.pids, [1, 2]);
+        let args =
+            RecorderdArgs::try_parse_from(["recorderd", "--duration", "2s", "--", "cat", "-n"])
+                .unwrap();
+        assert_eq!(
+            (args.command.len(), args.duration),
+            (2, Some(Duration::from_secs(2)))
+        );
+        assert!(RecorderdArgs::try_parse_from(["recorderd", "--pid", "x"]).is_err());
+        let args = RecorderdArgs::try_parse_from([
+            "recorderd",
+            "--pid",
+            "1",
+            "--seal-to",
+            "age1a",
+            "--seal-to",
+            "age1b",
+            "--seal-to-file",
+            "r.txt",
+        ])
+        .unwrap();
+        assert_eq!((args.seal_to.len(), args.seal_to_file.len()), (2, 1));
+    }
+}

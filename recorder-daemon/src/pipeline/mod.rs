@@ -1,0 +1,162 @@
+//! The synchronous path every ring-buffer record takes: decode → assemble → fd table →
+//! processes → redaction → the recording writer. The async edges (ring readiness, signals)
+//! live in `session`.
+
+/// A syscall record joined with its payload chunks, as a recording Event.
+pub mod assemble;
+/// Ring-buffer bytes into typed kernel records.
+pub mod decode;
+/// What each descriptor of each recorded process refers to.
+pub mod fdtable;
+/// Which recorded processes are alive, and how each ended.
+pub mod processes;
+/// Redaction between the events and the writer, stream by stream.
+pub mod redaction;
+
+use std::path::PathBuf;
+
+use recorder_common::{record::process_op, ProcessRecord};
+use recorder_proto::v1::{frame::Body, Event, Loss};
+use recorder_store::{loss, RecordingWriter, WriteError};
+
+use self::{
+    assemble::Assembler,
+    decode::{decode, RawRecord},
+    fdtable::FdTable,
+    processes::Processes,
+    redaction::Redactor,
+};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipelineStats {
+    pub events: u64,
+    /// Records that did not decode (never expected; counted, not fatal).
+    pub decode_errors: u64,
+}
+
+pub struct Pipeline {
+    assembler: Assembler,
+    fds: FdTable,
+    processes: Processes,
+    redactor: Redactor,
+    writer: RecordingWriter,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    pub fn new(
+        max_payload_bytes: u32,
+        fds: FdTable,
+        processes: Processes,
+        redactor: Redactor,
+        writer: RecordingWriter,
+    ) -> Self {
+        Pipeline {
+            assembler: Assembler::new(max_payload_bytes),
+            fds,
+            processes,
+            redactor,
+            writer,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn processes(&mut self) -> &mut Processes {
+        &mut self.processes
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    pub fn handle(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        match decode(bytes) {
+            Ok(RawRecord::Data { record, bytes }) => self.assembler.data(&record, bytes),
+            Ok(RawRecord::Syscall { record, aux }) => {
+                let event = self.assembler.syscall(&record, aux);
+                self.record(event)?;
+            }
+            Ok(RawRecord::Process(record)) => self.process(&record)?,
+            Err(error) => {
+                self.stats.decode_errors += 1;
+                tracing::debug!(%error, "Undecodable record skipped.");
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
+        self.fds.apply(&mut event);
+        self.processes.observe(&event);
+        self.stats.events += 1;
+        let now_ns = event.mono_ns;
+        self.write(Body::Event(event), now_ns)
+    }
+
+    /// Every frame goes through the redactor, which hands it on once it is decided.
+    fn write(&mut self, body: Body, now_ns: u64) -> Result<(), WriteError> {
+        self.redactor.push(body, now_ns);
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))
+    }
+
+    fn process(&mut self, record: &ProcessRecord) -> Result<(), WriteError> {
+        let (pid, tid) = (record.header.tgid, record.header.tid);
+        match record.op {
+            process_op::FORK if record.flags != 0 => self.fds.fork(pid, record.child),
+            process_op::EXIT if record.value != 0 => self.fds.forget(pid),
+            process_op::COMM_MATCH => self.fds.seed(pid),
+            process_op::EXEC => self.assembler.rename_tid(record.child, tid),
+            _ => {}
+        }
+        match self.processes.apply(record) {
+            Some(frame) => self.write(Body::Process(frame), record.header.ktime_ns),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a Loss frame for what the kernel dropped in `from..to`, if it dropped anything.
+    pub fn record_loss(
+        &mut self,
+        lost: Loss,
+        from_mono_ns: u64,
+        to_mono_ns: u64,
+    ) -> Result<(), WriteError> {
+        if loss::total(&lost) == 0 {
+            return Ok(());
+        }
+        let frame = Loss {
+            from_mono_ns,
+            to_mono_ns,
+            ..lost
+        };
+        self.write(Body::Loss(frame), to_mono_ns)
+    }
+
+    pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
+        // The hold-back time bound: what waited long enough is decided and written.
+        self.redactor.expire(now_mono_ns);
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))?;
+        self.writer.tick(now_mono_ns)
+    }
+
+    /// Frames that could not be written (disk full, write errors) so far.
+    pub fn unwritten(&self) -> u64 {
+        self.writer.unwritten()
+    }
+
+    /// Finishes the recording; returns its segment files and how many frames, in all, could
+    /// not be written.
+    pub fn finish(
+        mut self,
+        end_reason: &str,
+        end_mono_ns: u64,
+    ) -> Result<(Vec<PathBuf>, u64), WriteError> {
+        self.redactor.finish();
+        let writer = &mut self.writer;
+        self.redactor.release(|body| writer.append(body))?;
+        let unwritten = self.writer.unwritten();
+        Ok((self.writer.finish(end_reason, end_mono_ns)?, unwritten))
+    }
+}

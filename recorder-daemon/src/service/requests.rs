@@ -1,0 +1,259 @@
+//! The control requests as the service answers them: `status`, `start` (checked against
+//! `[limits]` and `[[targets]]`, then run on its own thread) and `stop`.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
+
+use recorder_capture::target;
+use recorder_config::TargetConfig;
+use recorder_control::{RecordingStatus, Request, Response, MAX_REQUEST_BYTES};
+use recorder_store::accounts;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    sync::oneshot,
+    time::{timeout, Instant},
+};
+
+use super::{recording_thread, socket, socket::Peer, targets, Active, Service};
+use crate::options::Options;
+
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a start may take (checks, loading and attaching the probes).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Service {
+    /// Serves one client: checks who it is, reads its request, answers.
+    pub(super) async fn connection(&mut self, mut stream: UnixStream) {
+        let peer = match socket::authorize(&stream, self.control_gid) {
+            Ok(peer) => peer,
+            Err(message) => {
+                tracing::warn!(reason = %message, "refused a control connection");
+                let peer = stream.peer_cred().ok();
+                let refused = self.audit.append(
+                    "control.refused",
+                    serde_json::json!({
+                        "uid": peer.map(|p| p.uid()),
+                        "pid": peer.and_then(|p| p.pid()),
+                        "reason": message,
+                    }),
+                );
+                if let Err(error) = refused {
+                    tracing::error!(%error, "a refused connection could not be audited");
+                }
+                reply(&mut stream, &Response::Error { message }).await;
+                return;
+            }
+        };
+        let request = match read_request(&mut stream).await {
+            Ok(request) => request,
+            Err(message) => {
+                reply(&mut stream, &Response::Error { message }).await;
+                return;
+            }
+        };
+        match request {
+            Request::Status => {
+                let response = self.status();
+                reply(&mut stream, &response).await;
+            }
+            Request::Start {
+                pid,
+                target,
+                for_secs,
+            } => {
+                let response = match self.start(peer, pid, target, for_secs).await {
+                    Ok(recording) => Response::Started { recording },
+                    Err(message) => Response::Error { message },
+                };
+                reply(&mut stream, &response).await;
+            }
+            Request::Stop { id } => match self.stop(&id, peer) {
+                Ok(id) => self.stop_waiters.entry(id).or_default().push(stream),
+                Err(message) => reply(&mut stream, &Response::Error { message }).await,
+            },
+        }
+    }
+
+    fn status(&self) -> Response {
+        let now = Instant::now();
+        let mut recordings: Vec<RecordingStatus> = self
+            .active
+            .values()
+            .map(|active| RecordingStatus {
+                remaining_secs: active.deadline.saturating_duration_since(now).as_secs(),
+                events: active.events.load(Ordering::Relaxed),
+                ..active.status.clone()
+            })
+            .collect();
+        recordings.sort_by(|a, b| a.started.cmp(&b.started));
+        Response::Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            recordings_dir: self.recordings.display().to_string(),
+            max_concurrent: self.config.limits.max_concurrent,
+            recordings,
+        }
+    }
+
+    /// Checks a start request against the limits and targets, then starts the recording
+    /// on its own thread and waits until it is recording (or has failed).
+    async fn start(
+        &mut self,
+        peer: Peer,
+        pid: Option<u32>,
+        target: Option<String>,
+        for_secs: Option<u64>,
+    ) -> Result<RecordingStatus, String> {
+        let limits = &self.config.limits;
+        if self.active.len() >= limits.max_concurrent {
+            return Err(format!(
+                "{} recordings are running, the most [limits] max_concurrent allows: stop one first (`recorder status`)",
+                self.active.len()
+            ));
+        }
+        let duration = for_secs.map_or(limits.default_duration, Duration::from_secs);
+        if duration > limits.max_duration || duration.is_zero() {
+            return Err(format!(
+                "--for must be between 1s and {} ([limits] max_duration)",
+                humantime::format_duration(limits.max_duration)
+            ));
+        }
+        let mut options = self.options(peer, duration)?;
+        match (pid, target) {
+            (Some(pid), None) => {
+                target::check_pid(pid).map_err(|error| error.to_string())?;
+                if peer.uid != 0 && targets::matching(&self.config.targets, pid).is_none() {
+                    return Err(format!(
+                        "process {pid} is none of the targets in {}: ask an administrator to add it to [[targets]]",
+                        self.config_path.display()
+                    ));
+                }
+                options.pids = vec![pid];
+            }
+            (None, Some(name)) => {
+                let target = self
+                    .config
+                    .targets
+                    .iter()
+                    .find(|target| target.name == name)
+                    .ok_or_else(|| {
+                        format!("no target named `{name}` in {}", self.config_path.display())
+                    })?;
+                scope_target(&mut options, target)?;
+            }
+            _ => return Err("give exactly one of --pid or --target".to_owned()),
+        }
+        let recording_id = options.recording_id.clone();
+        let events = Arc::new(AtomicU64::new(0));
+        let (stop_tx, stop) = oneshot::channel();
+        let started =
+            recording_thread::launch(options, stop, events.clone(), self.finished_tx.clone());
+        let started = match timeout(START_TIMEOUT, started).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err("the recording thread ended without a word".to_owned()),
+            Err(_) => return Err("starting the recording took over a minute".to_owned()),
+        };
+        let status = RecordingStatus {
+            id: recording_id.clone(),
+            target: started.description,
+            path: started.path.display().to_string(),
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            remaining_secs: duration.as_secs(),
+            events: 0,
+            requested_by: accounts::describe_user(peer.uid),
+        };
+        tracing::info!(id = %recording_id, by = %status.requested_by, "recording started");
+        self.active.insert(
+            recording_id,
+            Active {
+                status: status.clone(),
+                deadline: Instant::now() + duration,
+                stop: Some(stop_tx),
+                events,
+            },
+        );
+        Ok(status)
+    }
+
+    /// A recording as the configuration says, for `duration`, asked for by `peer`.
+    fn options(&self, peer: Peer, duration: Duration) -> Result<Options, String> {
+        let requested_by = serde_json::json!({
+            "uid": peer.uid,
+            "user": accounts::user_name(peer.uid),
+            "pid": peer.pid,
+            "via": "control socket",
+        });
+        let mut options = Options::from_config(&self.config, self.redaction.clone(), requested_by)
+            .map_err(|error| error.to_string())?;
+        options.duration = Some(duration);
+        Ok(options)
+    }
+
+    /// Asks the recording whose id starts with `prefix` to stop; returns its full id.
+    fn stop(&mut self, prefix: &str, peer: Peer) -> Result<String, String> {
+        let mut matches = self
+            .active
+            .iter_mut()
+            .filter(|(id, _)| id.starts_with(prefix));
+        let (id, active) = match (matches.next(), matches.next()) {
+            (Some(found), None) if !prefix.is_empty() => found,
+            (None, _) => {
+                return Err(format!(
+                    "no running recording `{prefix}` (see `recorder status`)"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "`{prefix}` matches several recordings: give more of the id"
+                ))
+            }
+        };
+        if let Some(stop) = active.stop.take() {
+            let _ = stop.send("stopped on request");
+        }
+        tracing::info!(id = %id, by = %accounts::describe_user(peer.uid), "recording asked to stop");
+        Ok(id.clone())
+    }
+}
+
+/// Fills `options` with the scope of a configured target.
+fn scope_target(options: &mut Options, target: &TargetConfig) -> Result<(), String> {
+    if let Some(comm) = &target.comm {
+        options.comm = Some(comm.clone());
+    } else if let Some(cgroup) = &target.cgroup {
+        options.cgroup = Some(cgroup.clone());
+    } else {
+        options.pids = targets::pids_of(target);
+        if options.pids.is_empty() {
+            return Err(format!("no process of target `{}` is running", target.name));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request line of at most `MAX_REQUEST_BYTES`, within `REQUEST_TIMEOUT`.
+async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST_BYTES));
+    match timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(format!("cannot read the request: {error}")),
+        Err(_) => return Err("no request within 5 s".to_owned()),
+    }
+    serde_json::from_str(&line)
+        .map_err(|error| format!("not a request this recorderd knows: {error}"))
+}
+
+pub(super) async fn reply(stream: &mut UnixStream, response: &Response) {
+    let mut line = serde_json::to_vec(response).expect("responses always serialize");
+    line.push(b'\n');
+    if let Err(error) = stream.write_all(&line).await {
+        tracing::debug!(%error, "a control client left before its answer");
+    }
+}
