@@ -1,12 +1,13 @@
 //! What the host must provide before probes can load: privileges, tracefs, locked memory.
 
-use std::{ffi::CString, path::Path};
+use std::path::Path;
 
+use caps::{CapSet, Capability};
+use rustix::{
+    mount::{mount, MountFlags},
+    process::{geteuid, setrlimit, Resource, Rlimit},
+};
 use thiserror::Error;
-
-/// Capability numbers from linux/capability.h.
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -25,25 +26,15 @@ pub enum HostError {
 
 /// Refuses early, with the fix, when this process cannot load BPF programs.
 pub fn check_privileges() -> Result<(), HostError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if geteuid().is_root() {
         return Ok(());
     }
-    let effective = effective_capabilities().unwrap_or(0);
-    let needed = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
-    if effective & needed == needed {
+    let has = |capability| caps::has_cap(None, CapSet::Effective, capability).unwrap_or(false);
+    if has(Capability::CAP_BPF) && has(Capability::CAP_PERFMON) {
         Ok(())
     } else {
         Err(HostError::NotPrivileged)
     }
-}
-
-fn effective_capabilities() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// Mounts tracefs when it is missing: classic tracepoints attach through it, and a fresh host
@@ -54,23 +45,10 @@ pub fn ensure_tracefs() -> Result<(), HostError> {
     {
         return Ok(());
     }
-    let source = CString::new("tracefs").expect("no NUL in literal");
-    let target = CString::new(TRACEFS).expect("no NUL in literal");
-    // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            source.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(HostError::Tracefs {
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    mount("tracefs", TRACEFS, "tracefs", flags, None).map_err(|errno| HostError::Tracefs {
+        source: errno.into(),
+    })?;
     tracing::info!(path = TRACEFS, "Mounted tracefs.");
     Ok(())
 }
@@ -78,13 +56,11 @@ pub fn ensure_tracefs() -> Result<(), HostError> {
 /// Lifts RLIMIT_MEMLOCK for kernels that still charge BPF maps to it. Since 5.11 maps are
 /// charged to the memory cgroup instead, so a failure here is only worth a debug line.
 pub fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
     };
-    // SAFETY: the pointer is to a valid rlimit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        let error = std::io::Error::last_os_error();
+    if let Err(error) = setrlimit(Resource::Memlock, unlimited) {
         tracing::debug!(%error, "Could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11.");
     }
 }

@@ -4,10 +4,15 @@
 use std::{
     ffi::CString,
     io,
-    os::fd::{FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd},
     path::{Component, Path, PathBuf},
 };
 
+use rustix::{
+    io::Errno,
+    pipe::{pipe_with, PipeFlags},
+    process::{kill_process, pidfd_open, waitpid, Pid, PidfdFlags, Signal, WaitOptions},
+};
 use thiserror::Error;
 
 use crate::CgroupScope;
@@ -114,17 +119,16 @@ fn cgroup2_mount() -> Option<PathBuf> {
 
 /// A pidfd: readable once the process has exited.
 pub fn watch(pid: u32) -> Result<OwnedFd, TargetError> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        let source = io::Error::last_os_error();
-        return Err(match source.raw_os_error() {
-            Some(libc::ESRCH) => TargetError::ExitedEarly { pid },
-            _ => TargetError::Watch { pid, source },
-        });
-    }
-    // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let Some(process) = Pid::from_raw(pid as i32) else {
+        return Err(TargetError::ExitedEarly { pid });
+    };
+    pidfd_open(process, PidfdFlags::empty()).map_err(|errno| match errno {
+        Errno::SRCH => TargetError::ExitedEarly { pid },
+        errno => TargetError::Watch {
+            pid,
+            source: errno.into(),
+        },
+    })
 }
 
 /// A child forked for `recorderd -- CMD`, stopped before exec until [`Spawned::release`].
@@ -149,8 +153,11 @@ pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
         command: command.clone(),
         source,
     };
-    let (go_read, go_write) = pipe().map_err(spawn_error)?;
-    let (status_read, status_write) = pipe().map_err(spawn_error)?;
+    let (go_read, go_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| spawn_error(e.into()))?;
+    let (status_read, status_write) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| spawn_error(e.into()))?;
+    // The child works with raw numbers only: nothing it touches may allocate or drop.
+    let (child_go, child_status) = (go_read.as_raw_fd(), status_write.as_raw_fd());
 
     // SAFETY: between fork and exec the child only calls async-signal-safe functions (read,
     // write, close, execvp, _exit) on memory prepared before the fork.
@@ -161,11 +168,11 @@ pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
     if pid == 0 {
         // SAFETY: see above; the child never returns from this block.
         unsafe {
-            libc::close(go_write);
-            libc::close(status_read);
+            libc::close(go_write.as_raw_fd());
+            libc::close(status_read.as_raw_fd());
             let mut byte = 0u8;
             let got = loop {
-                let n = libc::read(go_read, (&mut byte as *mut u8).cast(), 1);
+                let n = libc::read(child_go, (&mut byte as *mut u8).cast(), 1);
                 if n >= 0 || *libc::__errno_location() != libc::EINTR {
                     break n;
                 }
@@ -174,22 +181,19 @@ pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
                 libc::execvp(c_argv[0], c_argv.as_ptr());
                 // exec failed: tell the parent why through the CLOEXEC status pipe.
                 let errno = *libc::__errno_location();
-                libc::write(status_write, (&errno as *const i32).cast(), 4);
+                libc::write(child_status, (&errno as *const i32).cast(), 4);
             }
             libc::_exit(127);
         }
     }
-    // SAFETY: the parent owns these ends now; the child's copies are its own.
-    unsafe {
-        libc::close(go_read);
-        libc::close(status_write);
-        Ok(Spawned {
-            pid: pid as u32,
-            command,
-            go: Some(OwnedFd::from_raw_fd(go_write)),
-            exec_status: OwnedFd::from_raw_fd(status_read),
-        })
-    }
+    // The child's ends are the child's now.
+    drop((go_read, status_write));
+    Ok(Spawned {
+        pid: pid as u32,
+        command,
+        go: Some(go_write),
+        exec_status: status_read,
+    })
 }
 
 /// Waits (up to a second) until the forked child is blocked in its `read` of the go pipe.
@@ -212,54 +216,45 @@ pub fn wait_until_parked(pid: u32) {
 impl Spawned {
     /// Lets the child exec, and reports whether the exec worked.
     pub fn release(&mut self) -> Result<(), TargetError> {
-        use std::os::fd::AsRawFd;
         let spawn_error = |source| TargetError::Spawn {
             command: self.command.clone(),
             source,
         };
         let go = self.go.take().expect("released once");
-        // SAFETY: writing one byte from a valid buffer to our pipe end.
-        if unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
-            return Err(spawn_error(io::Error::last_os_error()));
+        match rustix::io::write(&go, &[1]) {
+            Ok(1) => {}
+            Ok(_) => return Err(spawn_error(io::ErrorKind::WriteZero.into())),
+            Err(errno) => return Err(spawn_error(errno.into())),
         }
         drop(go);
-        let mut errno = 0i32;
-        // SAFETY: reading up to 4 bytes into an i32; EOF (0) means exec succeeded.
-        let n = unsafe {
-            libc::read(
-                self.exec_status.as_raw_fd(),
-                (&mut errno as *mut i32).cast(),
-                4,
-            )
-        };
-        if n == 4 {
+        // EOF (0 bytes) means the exec succeeded; otherwise the child sent its errno.
+        let mut errno = [0u8; 4];
+        if let Ok(4) = rustix::io::read(&self.exec_status, &mut errno) {
+            let errno = i32::from_ne_bytes(errno);
             return Err(spawn_error(io::Error::from_raw_os_error(errno)));
         }
         Ok(())
     }
 
-    /// Whether the child was let go to exec its command.
     /// Asks the command to end (SIGTERM), as recording stops before it did.
     pub fn terminate(&self) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
     }
 
+    /// Whether the child was let go to exec its command.
     pub fn released(&self) -> bool {
         self.go.is_none()
     }
 
     /// Reaps the child; returns its exit code, or 128 + signal.
     pub fn wait(&self) -> Option<i32> {
-        let mut status = 0;
-        // SAFETY: waiting on our own child with a valid status pointer.
-        if unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) } < 0 {
-            return None;
-        }
-        if libc::WIFEXITED(status) {
-            Some(libc::WEXITSTATUS(status))
-        } else {
-            Some(128 + libc::WTERMSIG(status))
+        let pid = Pid::from_raw(self.pid as i32)?;
+        let (_, status) = waitpid(Some(pid), WaitOptions::empty()).ok()??;
+        match status.exit_status() {
+            Some(code) => Some(code),
+            None => Some(128 + status.terminating_signal().unwrap_or(0)),
         }
     }
 }
@@ -272,15 +267,6 @@ impl Drop for Spawned {
             self.wait();
         }
     }
-}
-
-fn pipe() -> io::Result<(RawFd, RawFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((fds[0], fds[1]))
 }
 
 #[cfg(test)]

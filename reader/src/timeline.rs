@@ -6,7 +6,7 @@ use recorder_proto::v1::{
     process, resource::Kind, ClockBase, Event, Header, Loss, Payload, Process, Trailer,
 };
 
-use recorder_syscalls::sockaddr;
+use recorder_syscalls::{by_name, sockaddr, View};
 
 /// Bytes of payload shown in a preview.
 const PREVIEW_BYTES: usize = 48;
@@ -82,20 +82,16 @@ pub fn event(clock: &Clock, event: &Event) -> String {
         event.tid,
         event.syscall
     );
-    match event.syscall.as_str() {
-        "open" | "openat" | "openat2" | "creat" => {
-            let flags = match event.syscall.as_str() {
-                "openat" => event.args.get(2),
-                "open" => event.args.get(1),
-                _ => None,
-            };
+    let view = by_name(&event.syscall).map_or(View::Descriptor, |row| row.view);
+    match view {
+        View::Open { flags_arg } => {
             let _ = write!(line, "{:?}", event.path);
-            if let Some(&flags) = flags {
+            if let Some(&flags) = flags_arg.and_then(|arg| event.args.get(arg)) {
                 let _ = write!(line, " {}", open_flags(flags));
             }
             let _ = write!(line, " → {}", result(event.ret, "fd "));
         }
-        "execve" | "execveat" => {
+        View::Exec => {
             let _ = write!(line, "{:?} {:?}", event.path, event.argv);
             if event.argv_truncated {
                 line.push_str(" (argv cut)");
@@ -105,14 +101,14 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             }
             let _ = write!(line, " → {}", result(event.ret, ""));
         }
-        "exit" | "exit_group" => {
+        View::Exit => {
             let _ = write!(
                 line,
                 "status {}",
                 event.args.first().map_or(0, |&s| s as i32)
             );
         }
-        "pipe" | "pipe2" | "socketpair" if event.new_fds.len() == 2 => {
+        View::Pair if event.new_fds.len() == 2 => {
             let fds = &event.new_fds;
             let _ = write!(line, "→ fds {} and {}", fds[0], fds[1]);
         }

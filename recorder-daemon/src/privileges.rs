@@ -111,12 +111,7 @@ fn change(set: &'static str) -> impl Fn(caps::errors::CapsError) -> PrivilegeErr
 }
 
 fn set_no_new_privs() -> Result<(), PrivilegeError> {
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc != 0 {
-        return Err(PrivilegeError::NoNewPrivs(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::thread::set_no_new_privs(true).map_err(|errno| PrivilegeError::NoNewPrivs(errno.into()))
 }
 
 fn thread_count() -> Result<usize, PrivilegeError> {

@@ -11,15 +11,13 @@
 use std::{
     fs::File,
     io::{self, Write},
-    os::{
-        fd::AsRawFd,
-        unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
-    },
+    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
     time::SystemTime,
 };
 
+use rustix::fs::FlockOperation;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -87,14 +85,11 @@ impl AuditLog {
             .open(path)
             .map_err(error)?;
         let meta = file.metadata().map_err(error)?;
-        // SAFETY: geteuid has no preconditions.
-        let ours = meta.uid() == unsafe { libc::geteuid() };
+        let ours = meta.uid() == rustix::process::geteuid().as_raw();
         // The umask may have cut the mode, or someone widened it: 0600 is the contract.
         if ours && meta.mode() & 0o7777 != 0o600 {
-            // SAFETY: the descriptor is open.
-            if unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } != 0 {
-                return Err(error(io::Error::last_os_error()));
-            }
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o600))
+                .map_err(|errno| error(errno.into()))?;
         }
         Ok(AuditLog {
             path: path.to_owned(),
@@ -167,8 +162,7 @@ impl AuditLog {
 
 /// Who runs this process: uid, user name, and SUDO_USER when set (who asked sudo).
 pub fn invoker() -> Value {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let mut by = json!({ "uid": uid, "user": crate::accounts::user_name(uid) });
     if let Some(sudo_user) = std::env::var_os("SUDO_USER") {
         by["sudo_user"] = Value::String(sudo_user.to_string_lossy().into_owned());
@@ -225,18 +219,14 @@ struct FileLock<'a>(&'a File);
 
 impl<'a> FileLock<'a> {
     fn exclusive(file: &'a File) -> io::Result<FileLock<'a>> {
-        // SAFETY: the descriptor is open for the lifetime of the guard.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::fs::flock(file, FlockOperation::LockExclusive)?;
         Ok(FileLock(file))
     }
 }
 
 impl Drop for FileLock<'_> {
     fn drop(&mut self) {
-        // SAFETY: the descriptor is still open (the guard borrows it).
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        let _ = rustix::fs::flock(self.0, FlockOperation::Unlock);
     }
 }
 
@@ -457,7 +447,7 @@ mod tests {
         assert_eq!(entries[1]["prev"], entries[0]["hash"]);
         assert_eq!(entries[3]["event"], "hold");
         assert_eq!(entries[3]["reason"], "case 7");
-        assert_eq!(entries[3]["by"]["uid"], unsafe { libc::getuid() });
+        assert_eq!(entries[3]["by"]["uid"], rustix::process::getuid().as_raw());
         // The hash is over the line without its hash member, as docs/FORMAT.md says.
         let line = &lines(&path)[2];
         let cut = line.find(",\"hash\":").unwrap();

@@ -10,6 +10,7 @@ use recorder_proto::v1::{frame::Body, ClockBase, Header, Trailer};
 use thiserror::Error;
 
 use super::{
+    dir,
     reader::ReadError,
     seal::{self, Keyring, SealHeader},
     segment, SegmentReader,
@@ -327,22 +328,13 @@ pub fn scan(
     dir: &Path,
     keyring: &Keyring,
 ) -> Result<(Vec<RecordingSummary>, Vec<CatalogError>), CatalogError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Dir {
+    let files = dir::segment_files(dir).map_err(|source| CatalogError::Dir {
         path: dir.to_owned(),
         source,
     })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|ext| ext == segment::EXTENSION)
-        })
-        .collect();
-    paths.sort();
     let mut by_id: BTreeMap<String, Vec<SegmentSummary>> = BTreeMap::new();
     let mut problems = Vec::new();
-    for path in paths {
+    for (path, _) in files {
         match summarize(&path, keyring) {
             Ok(summary) => by_id
                 .entry(summary.header.recording_id.clone())

@@ -2,10 +2,11 @@
 //! Header carries a clock base so readers can show wall-clock times.
 
 use recorder_proto::v1::ClockBase;
+use rustix::time::{clock_gettime, ClockId};
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
+    clock_ns(ClockId::Monotonic) as u64
 }
 
 /// Both clocks read back to back.
@@ -13,16 +14,11 @@ pub fn clock_base() -> ClockBase {
     let monotonic_ns = monotonic_ns();
     ClockBase {
         monotonic_ns,
-        realtime_ns: clock_ns(libc::CLOCK_REALTIME),
+        realtime_ns: clock_ns(ClockId::Realtime),
     }
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes a timespec through a valid pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+fn clock_ns(clock: ClockId) -> i64 {
+    let now = clock_gettime(clock);
+    now.tv_sec * 1_000_000_000 + now.tv_nsec
 }

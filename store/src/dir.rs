@@ -3,16 +3,18 @@
 //! created (0600 or 0640, O_EXCL | O_NOFOLLOW, relative to its fd, flock-ed while written).
 
 use std::{
-    ffi::CString,
+    ffi::OsStr,
     fs::File,
     io,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
+    os::fd::{AsFd, OwnedFd},
     path::{Component, Path, PathBuf},
 };
 
+use rustix::{
+    fs::{self as fsys, AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Stat, CWD},
+    io::Errno,
+    process::geteuid,
+};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -80,6 +82,29 @@ impl Access {
     }
 }
 
+/// The segment files in `dir`, by name: regular files ending in `.rcd`, with their metadata.
+/// A symlink is never followed. Listing, sweeping and resolving ids all start here.
+pub fn segment_files(dir: &Path) -> io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path
+            .extension()
+            .is_none_or(|ext| ext != crate::segment::EXTENSION)
+        {
+            continue;
+        }
+        // DirEntry::metadata does not follow symlinks.
+        match entry.metadata() {
+            Ok(meta) if meta.is_file() => files.push((path, meta)),
+            _ => {}
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
 /// The gid of group `name`.
 pub fn group_id(name: &str) -> Result<u32, DirError> {
     crate::accounts::group_id(name).ok_or_else(|| DirError::UnknownGroup {
@@ -104,9 +129,9 @@ impl OutputDir {
     /// and gives it the wanted group and mode.
     pub fn open_or_create_with(path: &Path, access: &Access) -> Result<Self, DirError> {
         let fd = walk(path, Some(access))?;
-        let stat = fstat(&fd).map_err(|source| DirError::Open {
+        let stat = fsys::fstat(&fd).map_err(|errno| DirError::Open {
             path: path.to_owned(),
-            source,
+            source: errno.into(),
         })?;
         check_safe(path, &stat, access.dir_mode())?;
         if let Some(gid) = access.group.filter(|&gid| gid != stat.st_gid) {
@@ -127,9 +152,9 @@ impl OutputDir {
     /// `open_or_create_with`; files created in it get the group its mode lets read.
     pub fn open_existing(path: &Path) -> Result<Self, DirError> {
         let fd = walk(path, None)?;
-        let stat = fstat(&fd).map_err(|source| DirError::Open {
+        let stat = fsys::fstat(&fd).map_err(|errno| DirError::Open {
             path: path.to_owned(),
-            source,
+            source: errno.into(),
         })?;
         let access = Access {
             group: (stat.st_mode & 0o050 != 0).then_some(stat.st_gid),
@@ -160,27 +185,21 @@ impl OutputDir {
             name: name.to_owned(),
             source,
         };
-        let c_name = CString::new(name).map_err(|_| error(io::ErrorKind::InvalidInput.into()))?;
         let mode = self.access.file_mode();
-        // SAFETY: the directory fd is open for our lifetime and the name is NUL-terminated.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c_name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(error(io::Error::last_os_error()));
-        }
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = File::from(
+            fsys::openat(&self.fd, name, flags, Mode::from_raw_mode(mode))
+                .map_err(|errno| error(errno.into()))?,
+        );
         // Blocking, not LOCK_NB: the only other holder of a lock on a file this new is the
         // sweeper's momentary probe, which lets go at once.
         let locked = apply_access(&file, &self.access, mode, &self.path.join(name))
             .map_err(|e| error(io::Error::other(e.to_string())))
-            .and_then(|()| flock(&file, libc::LOCK_EX).map_err(error));
+            .and_then(|()| {
+                fsys::flock(&file, FlockOperation::LockExclusive)
+                    .map_err(|errno| error(errno.into()))
+            });
         if let Err(error) = locked {
             let _ = self.remove_file(name);
             return Err(error);
@@ -190,24 +209,12 @@ impl OutputDir {
 
     /// Removes `name` from this directory (never following a symlink to elsewhere).
     pub fn remove_file(&self, name: &str) -> io::Result<()> {
-        let c_name =
-            CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: the directory fd is open and the name is NUL-terminated.
-        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(fsys::unlinkat(&self.fd, name, AtFlags::empty())?)
     }
 
     /// Makes created and renamed entries durable.
     pub fn sync(&self) -> io::Result<()> {
-        // SAFETY: the fd is a valid open directory.
-        if unsafe { libc::fsync(self.fd.as_raw_fd()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(fsys::fsync(&self.fd)?)
     }
 }
 
@@ -219,34 +226,24 @@ pub fn is_locked(path: &Path) -> io::Result<bool> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
-    match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+    match fsys::flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => {
-            flock(&file, libc::LOCK_UN)?;
+            fsys::flock(&file, FlockOperation::Unlock)?;
             Ok(false)
         }
-        Err(error) if error.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(true),
-        Err(error) => Err(error),
-    }
-}
-
-fn flock(file: &impl AsRawFd, operation: libc::c_int) -> io::Result<()> {
-    // SAFETY: the descriptor is open for the duration of the call.
-    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        Err(Errno::WOULDBLOCK) => Ok(true),
+        Err(errno) => Err(errno.into()),
     }
 }
 
 /// Refuses a directory others could tamper with: not ours, or writable by group or others.
-fn check_safe(path: &Path, stat: &libc::stat, wanted_mode: u32) -> Result<(), DirError> {
-    if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
+fn check_safe(path: &Path, stat: &Stat, wanted_mode: u32) -> Result<(), DirError> {
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
         return Err(DirError::NotADirectory {
             path: path.to_owned(),
         });
     }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = geteuid().as_raw();
     if stat.st_uid != euid {
         return Err(DirError::Owner {
             path: path.to_owned(),
@@ -267,41 +264,19 @@ fn check_safe(path: &Path, stat: &libc::stat, wanted_mode: u32) -> Result<(), Di
 
 /// Gives `fd` the access's group and exactly `mode`. Done on the descriptor, after creation:
 /// the mode passed to mkdirat/openat is cut by the umask (a service runs with 0077).
-fn apply_access(
-    fd: &impl AsRawFd,
-    access: &Access,
-    mode: u32,
-    path: &Path,
-) -> Result<(), DirError> {
+fn apply_access(fd: impl AsFd, access: &Access, mode: u32, path: &Path) -> Result<(), DirError> {
     if let Some(gid) = access.group {
-        // SAFETY: the descriptor is open; uid -1 leaves the owner unchanged.
-        if unsafe { libc::fchown(fd.as_raw_fd(), u32::MAX, gid) } != 0 {
-            return Err(DirError::Chown {
-                path: path.to_owned(),
-                gid,
-                source: io::Error::last_os_error(),
-            });
-        }
-    }
-    // SAFETY: the descriptor is open.
-    if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
-        return Err(DirError::Chmod {
+        // No uid: the owner stays.
+        fsys::fchown(&fd, None, Some(Gid::from_raw(gid))).map_err(|errno| DirError::Chown {
             path: path.to_owned(),
-            source: io::Error::last_os_error(),
-        });
+            gid,
+            source: errno.into(),
+        })?;
     }
-    Ok(())
-}
-
-fn fstat(fd: &impl AsRawFd) -> io::Result<libc::stat> {
-    // SAFETY: all-zero is a valid `stat`; fstat fills it in.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the descriptor is open and `stat` is writable.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } == 0 {
-        Ok(stat)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    fsys::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|errno| DirError::Chmod {
+        path: path.to_owned(),
+        source: errno.into(),
+    })
 }
 
 /// Opens `path` one component at a time with O_NOFOLLOW, so a symlink anywhere on the way is
@@ -313,8 +288,7 @@ fn walk(path: &Path, create: Option<&Access>) -> Result<OwnedFd, DirError> {
         source,
     };
     let start = if path.is_absolute() { "/" } else { "." };
-    let mut current =
-        open_dir_at(libc::AT_FDCWD, start.as_ref()).map_err(|e| open_error(path, e))?;
+    let mut current = open_dir_at(CWD, start.as_ref()).map_err(|e| open_error(path, e))?;
     let mut so_far = PathBuf::from(if path.is_absolute() { "/" } else { "" });
     for component in path.components() {
         let name = match component {
@@ -323,20 +297,24 @@ fn walk(path: &Path, create: Option<&Access>) -> Result<OwnedFd, DirError> {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
         };
         so_far.push(name);
-        current = match open_dir_at(current.as_raw_fd(), name) {
+        current = match open_dir_at(&current, name) {
             Ok(fd) => fd,
-            Err(error) if error.raw_os_error() == Some(libc::ENOENT) && create.is_some() => {
+            Err(error) if error.kind() == io::ErrorKind::NotFound && create.is_some() => {
                 let access = create.expect("checked by the guard");
                 make_dir_at(&current, name).map_err(|source| DirError::Create {
                     path: so_far.clone(),
                     source,
                 })?;
-                let fd =
-                    open_dir_at(current.as_raw_fd(), name).map_err(|e| open_error(&so_far, e))?;
+                let fd = open_dir_at(&current, name).map_err(|e| open_error(&so_far, e))?;
                 apply_access(&fd, access, access.dir_mode(), &so_far)?;
                 fd
             }
-            Err(error) if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            Err(error)
+                if matches!(
+                    Errno::from_io_error(&error),
+                    Some(Errno::LOOP | Errno::NOTDIR)
+                ) =>
+            {
                 return Err(if is_symlink_at(&current, name) {
                     DirError::Symlink {
                         path: path.to_owned(),
@@ -352,55 +330,23 @@ fn walk(path: &Path, create: Option<&Access>) -> Result<OwnedFd, DirError> {
     Ok(current)
 }
 
-fn open_dir_at(dir: libc::c_int, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
-    let c_name =
-        CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `dir` is an open directory (or AT_FDCWD) and the name is NUL-terminated.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            c_name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_dir_at(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(fsys::openat(dir, name, flags, Mode::empty())?)
 }
 
-fn make_dir_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
-    let c_name =
-        CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: the directory fd is open and the name is NUL-terminated. 0700 until
-    // `apply_access` sets the wanted mode, so it is never wider than wanted.
-    if unsafe { libc::mkdirat(dir.as_raw_fd(), c_name.as_ptr(), 0o700) } == 0 {
-        return Ok(());
-    }
-    match io::Error::last_os_error() {
+fn make_dir_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    // 0700 until `apply_access` sets the wanted mode, so it is never wider than wanted.
+    match fsys::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
         // Someone made it in between: it is checked like any existing directory.
-        error if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        error => Err(error),
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(errno) => Err(errno.into()),
     }
 }
 
-fn is_symlink_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> bool {
-    let Ok(c_name) = CString::new(name.as_bytes()) else {
-        return false;
-    };
-    // SAFETY: all-zero is a valid `stat`; fstatat fills it in.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the directory fd is open, the name NUL-terminated and `stat` writable.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c_name.as_ptr(),
-            &mut stat,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    rc == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFLNK
+fn is_symlink_at(dir: &OwnedFd, name: &OsStr) -> bool {
+    fsys::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
 }
 
 #[cfg(test)]
@@ -423,8 +369,7 @@ mod tests {
 
     /// Changing owners and groups needs root; CI runs unit tests as root.
     fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = geteuid().is_root();
         if !root {
             eprintln!("SKIPPED: this test changes file owners and needs root");
         }

@@ -46,7 +46,7 @@ mod tests {
             payload_chunks: 2,
             ..Loss::default()
         };
-        let mut now = then.clone();
+        let mut now = then;
         add(
             &mut now,
             &Loss {

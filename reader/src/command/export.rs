@@ -11,7 +11,7 @@ use recorder_proto::v1::{
 use serde_json::{json, Value};
 
 use recorder_store::{catalog::RecordingSummary, Keyring};
-use recorder_syscalls::sockaddr;
+use recorder_syscalls::{boundary_of, sockaddr, Boundary};
 
 use super::CommandError;
 
@@ -95,9 +95,15 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
             "redactions": redactions(&p.redactions),
         })
     });
+    let boundary = match boundary_of(e) {
+        Boundary::File => "file",
+        Boundary::Net => "net",
+        Boundary::Process => "process",
+    };
     json!({
         "type": "event", "segment": segment, "mono_ns": e.mono_ns, "time": wall_time(clock, e.mono_ns),
         "duration_ns": e.duration_ns, "pid": e.pid, "tid": e.tid, "syscall": e.syscall, "syscall_nr": e.syscall_nr,
+        "boundary": boundary,
         // Raw arguments are often pointers above 2^53, which JSON numbers cannot hold exactly.
         "args": e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
         "ret": e.ret, "fd": e.fd, "resource": resource,

@@ -2,9 +2,9 @@
 
 use std::{io::Write, process::ExitCode};
 
-use recorder_proto::v1::{frame::Body, resource::Kind, Event, Process};
-
+use recorder_proto::v1::{frame::Body, Event, Process};
 use recorder_store::{catalog::RecordingSummary, Keyring};
+use recorder_syscalls::{boundary_of, Boundary};
 
 use crate::timeline;
 
@@ -51,31 +51,10 @@ impl Filter {
 }
 
 fn kind_of(event: &Event) -> EventKind {
-    const PROCESS: &[&str] = &[
-        "clone",
-        "clone3",
-        "fork",
-        "vfork",
-        "execve",
-        "execveat",
-        "exit",
-        "exit_group",
-    ];
-    if PROCESS.contains(&event.syscall.as_str()) {
-        return EventKind::Process;
-    }
-    const NET: &[&str] = &[
-        "socket", "connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom",
-        "shutdown",
-    ];
-    let socket = event
-        .resource
-        .as_ref()
-        .is_some_and(|r| r.kind() == Kind::Socket);
-    if socket || NET.contains(&event.syscall.as_str()) {
-        EventKind::Net
-    } else {
-        EventKind::File
+    match boundary_of(event) {
+        Boundary::File => EventKind::File,
+        Boundary::Net => EventKind::Net,
+        Boundary::Process => EventKind::Process,
     }
 }
 
@@ -124,7 +103,7 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use recorder_proto::v1::{Payload, Resource};
+    use recorder_proto::v1::{resource::Kind, Payload, Resource};
 
     use super::*;
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use recorder_common::{class, record::flags, DataRecord, SyscallRecord};
 use recorder_proto::v1::{payload::Direction, Event, Payload};
 
-use recorder_syscalls::{self as syscalls, sockaddr, FdSource};
+use recorder_syscalls::{self as syscalls, sockaddr, FdSource, Stream};
 
 #[derive(Default)]
 struct Pending {
@@ -143,9 +143,9 @@ impl Assembler {
             }
             _ => {}
         }
-        let direction = match class {
-            class::OUT_BUF | class::OUT_IOV | class::OUT_MSG => Some(Direction::Out),
-            class::IN_BUF | class::IN_IOV | class::IN_MSG => Some(Direction::In),
+        let direction = match known.map(|syscall| syscall.stream) {
+            Some(Stream::Out) => Some(Direction::Out),
+            Some(Stream::In) => Some(Direction::In),
             _ => None,
         };
         if let (Some(direction), Ok(length @ 1..)) = (direction, u64::try_from(record.ret)) {

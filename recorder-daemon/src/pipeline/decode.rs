@@ -60,8 +60,9 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
             have: bytes.len(),
         });
     }
-    // SAFETY: `bytes` holds at least size_of::<T>() bytes, and T is a plain #[repr(C)] struct
-    // of integers for which every bit pattern is valid; read_unaligned copes with alignment.
+    // SAFETY: `bytes` holds at least size_of::<T>() bytes, and T is one of the plain #[repr(C)]
+    // integer-only records of recorder-common (every bit pattern valid); read_unaligned copes
+    // with alignment.
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 

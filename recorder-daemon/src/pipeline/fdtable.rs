@@ -1,5 +1,5 @@
 //! What each file descriptor of each recorded process refers to, kept true by the events
-//! themselves (open, socket, bind, accept, connect, pipe, dup, close) and seeded from /proc
+//! themselves (each syscall's `Effect` in recorder-syscalls' table) and seeded from /proc
 //! the first time a process is seen, so fds opened before the attach name their file, or
 //! their socket's family, type and addresses. A forked child starts with its parent's table.
 
@@ -10,6 +10,7 @@ use std::{
 
 use procfs::process::{FDTarget, Process};
 use recorder_proto::v1::{resource::Kind, Event, Resource, SocketAddress};
+use recorder_syscalls::{by_name, Effect};
 
 type Fds = HashMap<i64, Resource>;
 
@@ -36,32 +37,34 @@ impl FdTable {
         self.processes.remove(&pid);
     }
 
-    /// Names the resource behind `event.fd`, then applies what the event did to the table.
+    /// Names the resource behind `event.fd`, then applies what the event did to the table
+    /// (its row's `Effect`).
     pub fn apply(&mut self, event: &mut Event) {
         if !self.processes.contains_key(&event.pid) {
             // First sight of a process recorded by cgroup: read what it has open.
             self.seed(event.pid);
         }
         let fds = self.processes.entry(event.pid).or_default();
+        let effect = by_name(&event.syscall).map_or(Effect::Unchanged, |row| row.effect);
         let succeeded = event.ret >= 0;
-        match event.syscall.as_str() {
-            "pipe" | "pipe2" | "socketpair" if succeeded => {
+        match effect {
+            Effect::MakesPipe | Effect::MakesSocketPair if succeeded => {
                 for (i, &fd) in event.new_fds.iter().enumerate() {
-                    fds.insert(fd, new_pair_end(event, i));
+                    fds.insert(fd, new_pair_end(event, effect, i));
                 }
                 return;
             }
             _ if event.fd < 0 => return,
-            "open" | "openat" | "openat2" | "creat" if succeeded => {
+            Effect::Opens if succeeded => {
                 fds.insert(event.fd, file(event.path.clone()));
             }
-            "socket" if succeeded => {
+            Effect::NewSocket if succeeded => {
                 let mut socket = socket(None);
                 socket.socket_family = event.args.first().map_or(0, |&a| a as u32);
                 socket.socket_type = event.args.get(1).map_or(0, |&t| t as u32 & SOCK_TYPE_MASK);
                 fds.insert(event.fd, socket);
             }
-            "accept" | "accept4" if succeeded => {
+            Effect::Accepts if succeeded => {
                 // The new connection shares the listener's family, type and local address.
                 let listener = event
                     .args
@@ -76,16 +79,16 @@ impl FdTable {
                 fds.insert(event.fd, connection);
             }
             // The new descriptor refers to what the old one did.
-            "dup" | "dup2" | "dup3" if succeeded => duplicate(fds, event.fd, event.ret),
-            "fcntl" if succeeded && is_dupfd(event.args.get(1)) => {
+            Effect::Dups if succeeded => duplicate(fds, event.fd, event.ret),
+            Effect::DupsOnDupfd if succeeded && is_dupfd(event.args.get(1)) => {
                 duplicate(fds, event.fd, event.ret)
             }
-            "connect" if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
+            Effect::Connects if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
                 let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
                 entry.peer = event.address.clone();
             }
-            "bind" if succeeded => {
+            Effect::Binds if succeeded => {
                 let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
                 entry.local = event.address.clone();
@@ -93,7 +96,7 @@ impl FdTable {
             _ => {}
         }
         event.resource = Some(fds.get(&event.fd).cloned().unwrap_or_else(unknown));
-        if event.syscall == "close" {
+        if effect == Effect::Closes {
             fds.remove(&event.fd);
         }
     }
@@ -112,8 +115,8 @@ fn is_dupfd(cmd: Option<&u64>) -> bool {
 }
 
 /// One end of a new pipe (read end first) or socket pair.
-fn new_pair_end(event: &Event, index: usize) -> Resource {
-    if event.syscall == "socketpair" {
+fn new_pair_end(event: &Event, effect: Effect, index: usize) -> Resource {
+    if effect == Effect::MakesSocketPair {
         let mut end = socket(None);
         end.name = "socketpair".to_owned();
         end.socket_family = event.args.first().map_or(0, |&a| a as u32);

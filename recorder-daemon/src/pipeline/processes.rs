@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{process::Kind, Event, Process};
+use recorder_syscalls::{by_name, Effect};
 
 /// How a process ended, as far as the recording saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,20 +54,21 @@ impl Processes {
     /// Notes what a syscall says about how its process will end.
     pub fn observe(&mut self, event: &Event) {
         let status = || event.args.first().map_or(0, |&code| code as i32);
-        match event.syscall.as_str() {
-            "exit_group" => {
+        let effect = by_name(&event.syscall).map_or(Effect::Unchanged, |row| row.effect);
+        match effect {
+            Effect::ExitsGroup => {
                 let fate = self.fates.entry(event.pid).or_default();
                 fate.ending = Some(Ending::Exited(status()));
                 fate.group_exit = true;
             }
-            "exit" => {
+            Effect::ExitsThread => {
                 let fate = self.fates.entry(event.pid).or_default();
                 if !fate.group_exit {
                     fate.ending = Some(Ending::Exited(status()));
                 }
             }
             // The exec outlived the SIGKILLs that ended the process's other threads.
-            "execve" | "execveat" if event.ret == 0 => {
+            Effect::Execs if event.ret == 0 => {
                 self.fates.remove(&event.pid);
             }
             _ => {}

@@ -13,6 +13,7 @@ use recorder_proto::v1::{
     Redaction, RedactionPolicy,
 };
 use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
+use recorder_syscalls::{by_name, Effect};
 
 /// Rule name for payloads withheld because the boundary is captured as metadata only.
 const METADATA_ONLY: &str = "capture-metadata";
@@ -74,7 +75,9 @@ impl Redactor {
                     redact_argv(&self.policy, event);
                 }
                 let ticket = self.admit(event, now_ns);
-                let closed = event.syscall == "close" && event.ret == 0;
+                let closed = by_name(&event.syscall)
+                    .is_some_and(|row| row.effect == Effect::Closes)
+                    && event.ret == 0;
                 let retire = match closed {
                     true => self.end_fd(event.pid, event.fd),
                     false => Vec::new(),

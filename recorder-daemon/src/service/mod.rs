@@ -73,8 +73,7 @@ impl ServiceError {
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<(), ServiceError> {
     // Everything the service creates is its own unless it says otherwise (as UMask=0077).
-    // SAFETY: umask has no preconditions.
-    unsafe { libc::umask(0o077) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let config = recorder_config::load(Some(config_path))?;
     let redaction = recorder_config::compile_redaction(&config, Some(config_path))?;
     let control_gid = match &config.control.group {

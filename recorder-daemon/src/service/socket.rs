@@ -100,7 +100,8 @@ pub fn authorize(stream: &UnixStream, group: Option<u32>) -> Result<Peer, String
     ))
 }
 
-/// The supplementary groups the peer had when it connected.
+/// The supplementary groups the peer had when it connected. (Neither rustix nor nix wraps
+/// SO_PEERGROUPS, hence the raw getsockopt.)
 fn peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
     let mut groups = vec![0 as libc::gid_t; 256];
     let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;

@@ -250,7 +250,11 @@ async fn record_audited(
         started,
         events,
     } = control;
-    let (capture, fds, watched) = attach(options, scope, spawned.as_deref())?;
+    let Attached {
+        capture,
+        fds,
+        watched,
+    } = attach(options, scope, spawned.as_deref())?;
     let attached_at_ns = clock::monotonic_ns();
     let redactor = Redactor::new(options.redaction.clone());
     let header = header::header(options, &redactor, spawned.as_deref());
@@ -290,13 +294,22 @@ async fn record_audited(
     event_loop::run(options, running, stop, events).await
 }
 
+/// The probes, pointed at every process to record.
+struct Attached {
+    capture: Capture,
+    /// Each targeted process's descriptors as /proc showed them at attach.
+    fds: FdTable,
+    /// A pidfd per targeted process, readable once it exits.
+    watched: Vec<(u32, OwnedFd)>,
+}
+
 /// Loads the probes and points them at every process to record, each watched for its exit
 /// first and its descriptors read from /proc.
 fn attach(
     options: &Options,
     scope: &Scope,
     spawned: Option<&Spawned>,
-) -> Result<(Capture, FdTable, Vec<(u32, OwnedFd)>), SessionError> {
+) -> Result<Attached, SessionError> {
     let mut capture = Capture::load(options.limits, scope)?;
     let mut fds = FdTable::default();
     let mut watched: Vec<(u32, OwnedFd)> = Vec::new();
@@ -322,5 +335,9 @@ fn attach(
         // The command inherits our stdin/stdout/stderr; name them in its events.
         fds.seed(child.pid);
     }
-    Ok((capture, fds, watched))
+    Ok(Attached {
+        capture,
+        fds,
+        watched,
+    })
 }

@@ -125,14 +125,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Recording>, SweepError> {
         source,
     };
     let mut by_id: BTreeMap<String, Recording> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(scan_error)? {
-        let entry = entry.map_err(scan_error)?;
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        // Regular files only: a symlink named like a segment is not ours to follow or delete.
-        if !meta.is_file() || path.extension().is_none_or(|e| e != segment::EXTENSION) {
-            continue;
-        }
+    for (path, meta) in dir::segment_files(dir).map_err(scan_error)? {
         let Some(id) = recording_id(&path) else {
             tracing::debug!(path = %path.display(), "Not a segment; the sweeper leaves it alone.");
             continue;
@@ -227,15 +220,7 @@ pub fn is_held(dir: &Path, id: &str) -> bool {
 
 /// Bytes an unprivileged process may still write on the filesystem of `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: all-zero is a valid `statvfs`; statvfs fills it in.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: the path is NUL-terminated and `stat` writable.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let stat = rustix::fs::statvfs(path)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
@@ -276,17 +261,8 @@ mod tests {
     }
 
     fn set_mtime(path: &Path, at: SystemTime) {
-        use std::os::unix::ffi::OsStrExt;
-        let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-        let time = libc::timespec {
-            tv_sec: since.as_secs() as libc::time_t,
-            tv_nsec: since.subsec_nanos() as libc::c_long,
-        };
-        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: the path is NUL-terminated and the two timespecs live through the call.
-        let rc =
-            unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), [time, time].as_ptr(), 0) };
-        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(at).unwrap();
     }
 
     #[test]
