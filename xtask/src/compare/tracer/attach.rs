@@ -77,11 +77,14 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
         }
         Tracer::Floor(wakeup) => {
             let mut c = Command::new(bins.dir.join("recorder-bench-floor"));
-            c.args(["--pid", &pid_s, "--wakeup"]).arg(match wakeup {
-                Wakeup::Adaptive => "adaptive",
-                Wakeup::Force => "force",
-                Wakeup::NonePolled => "none",
-            });
+            c.arg("--object")
+                .arg(&bins.floor_object)
+                .args(["--pid", &pid_s, "--wakeup"])
+                .arg(match wakeup {
+                    Wakeup::Adaptive => "adaptive",
+                    Wakeup::Force => "force",
+                    Wakeup::NonePolled => "none",
+                });
             c
         }
     };

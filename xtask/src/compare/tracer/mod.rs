@@ -91,7 +91,7 @@ impl Tracer {
                 "BPFTRACE_STRLEN={BPFTRACE_STRLEN} bpftrace xtask/src/compare/capture.bt PID > FILE"
             ),
             Tracer::Floor(wakeup) => format!(
-                "recorder-bench-floor --pid PID --wakeup {}",
+                "recorder-bench-floor --object target/ebpf/bpfel-unknown-none/release/recorder-floor --pid PID --wakeup {}",
                 match wakeup {
                     Wakeup::Adaptive => "adaptive",
                     Wakeup::Force => "force",
