@@ -6,12 +6,21 @@
 //! `sys_enter` and the bytes the kernel returned are copied at `sys_exit`. Each copy goes
 //! into a per-CPU scratch buffer and then into `FLOOR_EVENTS` with `bpf_ringbuf_output`, as
 //! recorderd's probes do, behind a 16-byte header. No classes, no fd or argument capture, no
-//! chunking past `FLOOR_MAX_BYTES`. Its maps are its own; recorderd never attaches these
-//! programs (it loads its programs by name), and the benchmark's consumer loads only these.
+//! chunking past `FLOOR_MAX_BYTES`.
+//!
+//! This file is the root of its own object, `recorder-floor` (a second `[[bin]]`), which only
+//! `cargo xtask bench` builds and `recorder-bench-floor` loads: none of its programs or maps
+//! are in the object recorderd embeds. It shares `runtime` (globals, panic handler, license)
+//! with recorderd's root, `main.rs`.
 //!
 //! `FLOOR_WAKEUP` is the flags word passed to the ring-buffer output, so the benchmark can
 //! compare the kernel's adaptive wake-ups (0) with BPF_RB_NO_WAKEUP (1) and
 //! BPF_RB_FORCE_WAKEUP (2) without touching recorderd's probes.
+
+#![no_std]
+#![no_main]
+
+mod runtime;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated as gen},
@@ -20,7 +29,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::global;
+use runtime::global;
 
 /// Payload bytes copied per syscall at most (recorderd's CHUNK_BYTES, one chunk).
 const FLOOR_MAX_BYTES: usize = 16 * 1024;

@@ -6,13 +6,16 @@
 //! record. `process` follows forks, execs, fatal signals and exits. What to do for a syscall comes from its class in `CLASSES`, which the daemon fills
 //! from the host architecture's syscall numbers. Records go through one ring buffer so the
 //! daemon sees a single order; whatever does not fit is counted in `LOSSES`.
+//!
+//! This is the root of the `recorder` object, the one recorderd embeds. The benchmark's floor
+//! probe is a separate root (`floor.rs`, object `recorder-floor`); the two share `runtime`.
 
 #![no_std]
 #![no_main]
 
 mod emit;
-mod floor;
 mod process;
+mod runtime;
 mod syscall;
 
 use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
@@ -21,6 +24,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use recorder_common::{Scratch, Stash, COMM_BYTES, MAX_SYSCALL_NR};
+use runtime::global;
 
 /// Default ring size; the daemon sets the real one (`--ring-bytes`) at load time.
 const RING_BYTES: u32 = 16 * 1024 * 1024;
@@ -82,13 +86,6 @@ static SIGNAL_SIG_OFFSET: u32 = 8;
 #[no_mangle]
 static SIGNAL_HANDLER_OFFSET: u32 = 24;
 
-/// Reads a load-time global; volatile so the compiler does not fold in the default.
-#[inline(always)]
-fn global<T: Copy>(value: &'static T) -> T {
-    // SAFETY: the reference is valid; volatile only stops constant folding.
-    unsafe { core::ptr::read_volatile(value) }
-}
-
 /// Whether the process `tgid` (the current task's) is recorded: listed in TARGETS, or inside
 /// the `--cgroup`; never the daemon itself. This is all an untargeted process pays.
 #[inline(always)]
@@ -105,13 +102,3 @@ fn targeted(tgid: u32) -> bool {
     cgroup != 0
         && unsafe { bpf_get_current_ancestor_cgroup_id(global(&CGROUP_LEVEL) as i32) } == cgroup
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[link_section = "license"]
-#[no_mangle]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,7 +1,9 @@
-//! The one recipe that builds `recorder-ebpf` into a BPF ELF object.
+//! The one recipe that builds `recorder-ebpf`'s objects, one per `[[bin]]`, as BPF ELF files.
 //!
-//! Used by `cargo xtask build-ebpf` (verbose, the CI entry point) and by
-//! `capture/build.rs` (which embeds the result), so both always agree.
+//! [`build`] makes recorderd's object: `cargo xtask build-ebpf` (verbose, the CI entry point)
+//! and `capture/build.rs` (which embeds the result) both call it, so they always agree.
+//! [`build_object`] is the same recipe for any of the crate's objects; `cargo xtask bench`
+//! uses it for the floor probe, which recorderd's object does not contain.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,8 +15,11 @@ use anyhow::{bail, Context as _, Result};
 use crate::toolchain::{self, NIGHTLY};
 
 pub const PACKAGE: &str = "recorder-ebpf";
-/// The `[[bin]]` name of the eBPF crate, and so the object's file name.
+/// The `[[bin]]` name of recorderd's eBPF object, and so its file name.
 pub const OBJECT_NAME: &str = "recorder";
+/// The `[[bin]]` name of the benchmark's floor probe (`recorder-ebpf/src/floor.rs`): built and
+/// loaded only by `cargo xtask bench`.
+pub const FLOOR_OBJECT_NAME: &str = "recorder-floor";
 pub const TARGET: &str = "bpfel-unknown-none";
 
 /// Why the eBPF object cannot be built on this machine, if it cannot: the caller decides
@@ -33,10 +38,16 @@ pub fn missing_tools() -> Option<String> {
     None
 }
 
-/// Builds the object (always `--release`: debug BPF code does not pass the verifier) and
-/// returns its path. `target_dir` must differ from the calling cargo's target directory,
-/// or the nested cargo would wait forever on its lock.
+/// Builds recorderd's object ([`OBJECT_NAME`]) and returns its path; see [`build_object`].
 pub fn build(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf> {
+    build_object(workspace_root, target_dir, OBJECT_NAME)
+}
+
+/// Builds the object of `recorder-ebpf`'s `[[bin]]` named `bin` (always `--release`: debug BPF
+/// code does not pass the verifier) and returns its path. Only that bin is compiled: building
+/// recorderd's object never builds the floor. `target_dir` must differ from the calling
+/// cargo's target directory, or the nested cargo would wait forever on its lock.
+pub fn build_object(workspace_root: &Path, target_dir: &Path, bin: &str) -> Result<PathBuf> {
     let mut cargo = Command::new("rustup");
     cargo
         .args([
@@ -47,6 +58,8 @@ pub fn build(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf> {
             "--release",
             "--package",
             PACKAGE,
+            "--bin",
+            bin,
         ])
         .args(["--target", TARGET, "-Z", "build-std=core"])
         .arg("--target-dir")
@@ -77,11 +90,14 @@ pub fn build(workspace_root: &Path, target_dir: &Path) -> Result<PathBuf> {
         .status()
         .context("could not run `rustup run nightly cargo`")?;
     if !status.success() {
-        bail!("building {PACKAGE} failed ({status})");
+        bail!("building {PACKAGE}'s {bin} failed ({status})");
     }
-    let object = target_dir.join(TARGET).join("release").join(OBJECT_NAME);
+    let object = target_dir.join(TARGET).join("release").join(bin);
     if !object.is_file() {
-        bail!("{PACKAGE} built, but {} is missing", object.display());
+        bail!(
+            "{PACKAGE}'s {bin} built, but {} is missing",
+            object.display()
+        );
     }
     Ok(object)
 }

@@ -25,7 +25,7 @@ struct Cli {
 enum Task {
     /// Install what this machine lacks: nightly rust-src, bpf-linker, Debian packages.
     Setup,
-    /// Build the eBPF object (what CI on staging pipelines runs).
+    /// Build recorderd's eBPF object (what CI on staging pipelines runs).
     BuildEbpf,
     /// Build the eBPF object and every binary in release mode.
     Build,
@@ -44,7 +44,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::run(),
-        Task::BuildEbpf => build_ebpf().map(drop),
+        Task::BuildEbpf => build_ebpf(ebpf::OBJECT_NAME).map(drop),
         Task::Build => build(),
         Task::Test => test(),
         Task::Demo => demo(),
@@ -59,9 +59,11 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_ebpf() -> Result<PathBuf> {
+/// Builds one of recorder-ebpf's objects (`ebpf::OBJECT_NAME`, what recorderd embeds, or
+/// `ebpf::FLOOR_OBJECT_NAME`, the benchmark's) and says with what, where and how big.
+fn build_ebpf(object: &str) -> Result<PathBuf> {
     if let Some(missing) = ebpf::missing_tools() {
-        bail!("cannot build the eBPF object: {missing}; run `cargo xtask setup`");
+        bail!("cannot build the eBPF object {object}: {missing}; run `cargo xtask setup`");
     }
     let root = workspace_root();
     println!(
@@ -69,7 +71,7 @@ fn build_ebpf() -> Result<PathBuf> {
         toolchain::output("rustc", &["+nightly", "-V"])?.trim(),
         toolchain::output("bpf-linker", &["--version"])?.trim()
     );
-    let object = ebpf::build(&root, &ebpf::target_dir(&root))?;
+    let object = ebpf::build_object(&root, &ebpf::target_dir(&root), object)?;
     let size = std::fs::metadata(&object)?.len();
     println!("build-ebpf: {} ({size} bytes)", object.display());
     Ok(object)
@@ -84,7 +86,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn build() -> Result<()> {
-    build_ebpf()?;
+    build_ebpf(ebpf::OBJECT_NAME)?;
     cargo(&[
         "build",
         "--release",
@@ -97,7 +99,7 @@ fn build() -> Result<()> {
 
 fn test() -> Result<()> {
     setup::run()?;
-    build_ebpf()?;
+    build_ebpf(ebpf::OBJECT_NAME)?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",

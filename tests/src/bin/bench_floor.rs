@@ -1,6 +1,7 @@
-//! `recorder-bench-floor --pid N --wakeup adaptive|force|none`: loads the floor probe
-//! (`recorder-ebpf/src/floor.rs`, from the same object recorderd embeds) for process N,
-//! drains its ring buffer and discards what it reads, and stops when N exits. Prints
+//! `recorder-bench-floor --object FILE --pid N --wakeup adaptive|force|none`: loads the floor
+//! probe (`recorder-ebpf/src/floor.rs`) from FILE, its own eBPF object `recorder-floor` that
+//! `cargo xtask bench` builds and passes here (recorderd's object does not contain it), for
+//! process N, drains its ring buffer and discards what it reads, and stops when N exits. Prints
 //! `floor: attached` on stderr once the probes are in, and `records=`, `bytes=`, `losses=`
 //! on stdout at the end.
 //!
@@ -8,7 +9,10 @@
 //! what recorderd's probes use), `force` (BPF_RB_FORCE_WAKEUP: a wake-up per record), or
 //! `none` (BPF_RB_NO_WAKEUP: epoll never fires, so this consumer polls every millisecond).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::Path,
+};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -16,7 +20,7 @@ use aya::{
     programs::TracePoint,
     EbpfLoader,
 };
-use recorder_capture::{object::EBPF_OBJECT, preflight as host};
+use recorder_capture::preflight;
 
 /// Program → the tracepoints it goes on.
 const ATTACH: &[(&str, &[&str])] = &[
@@ -27,9 +31,14 @@ const ATTACH: &[(&str, &[&str])] = &[
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(pid), Some(wakeup)) = (value(&args, "--pid"), value(&args, "--wakeup")) else {
-        bail!("usage: recorder-bench-floor --pid N --wakeup adaptive|force|none");
+    let (Some(object), Some(pid), Some(wakeup)) = (
+        value(&args, "--object"),
+        value(&args, "--pid"),
+        value(&args, "--wakeup"),
+    ) else {
+        bail!("usage: recorder-bench-floor --object FILE --pid N --wakeup adaptive|force|none");
     };
+    let object = Path::new(object);
     let pid: u32 = pid.parse().context("--pid takes a number")?;
     let (flags, poll_ms): (u32, i32) = match wakeup {
         "adaptive" => (0, -1),
@@ -37,11 +46,14 @@ fn main() -> Result<()> {
         "none" => (1, 1),
         other => bail!("unknown --wakeup {other}"),
     };
-    if EBPF_OBJECT.is_empty() {
-        bail!("built without the eBPF object: run `cargo xtask setup`");
+    if !object.is_file() {
+        bail!(
+            "no floor object at {}: `cargo xtask bench` builds it (recorder-ebpf's recorder-floor)",
+            object.display()
+        );
     }
-    host::ensure_tracefs()?;
-    host::raise_memlock();
+    preflight::ensure_tracefs()?;
+    preflight::raise_memlock();
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
@@ -53,8 +65,8 @@ fn main() -> Result<()> {
     let mut ebpf = EbpfLoader::new()
         .override_global("FLOOR_TGID", &pid, true)
         .override_global("FLOOR_WAKEUP", &flags, true)
-        .load(EBPF_OBJECT)
-        .context("loading the eBPF object")?;
+        .load_file(object)
+        .with_context(|| format!("loading {}", object.display()))?;
     for (name, hooks) in ATTACH {
         let program: &mut TracePoint = ebpf
             .program_mut(name)

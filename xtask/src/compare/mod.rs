@@ -19,10 +19,13 @@ use tracer::{Captured, Scope, Tracer, Wakeup};
 use workload::{Nginx, Report};
 
 use crate::setup;
+use xtask::ebpf;
 
 /// Where the built binaries are.
 pub struct Bins {
     pub dir: PathBuf,
+    /// The floor probe's own eBPF object, which `recorder-bench-floor` loads.
+    pub floor_object: PathBuf,
 }
 
 /// Sizes of one bench run.
@@ -187,8 +190,10 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 }
 
 /// Builds recorderd, the reader and the workloads (release for figures; debug for --quick,
-/// which `cargo xtask test` builds anyway).
+/// which `cargo xtask test` builds anyway), and the floor probe's object: recorderd's object
+/// does not contain the floor, so nothing else builds it.
 fn build(root: &Path, quick: bool) -> Result<Bins> {
+    let floor_object = crate::build_ebpf(ebpf::FLOOR_OBJECT_NAME)?;
     let mut cargo = Command::new("cargo");
     cargo.args([
         "build",
@@ -209,6 +214,7 @@ fn build(root: &Path, quick: bool) -> Result<Bins> {
         .unwrap_or_else(|| root.join("target"));
     Ok(Bins {
         dir: base.join(if quick { "debug" } else { "release" }),
+        floor_object,
     })
 }
 

@@ -1,0 +1,89 @@
+//! The goals table: each goal marked met or not met, with the figure it was judged on.
+
+use std::fmt::Write as _;
+
+use super::{show, size_name, Added, Doc};
+
+impl Doc {
+    pub(super) fn goals_text(&self) -> String {
+        let mut out = String::from("| goal | figure | result |\n| --- | --- | --- |\n");
+        let mut row = |goal: &str, figure: String, met: Option<bool>| {
+            let result = match met {
+                Some(true) => "met",
+                Some(false) => "**not met**",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {goal} | {figure} | {result} |");
+        };
+        let g = &self.goals;
+        row(
+            "HTTP throughput ≥ 0.95 of untraced",
+            show(g.http_ratio, 3),
+            g.http_ratio.map(|s| s.median >= 0.95),
+        );
+        for Added {
+            size,
+            recorderd_kept,
+            recorderd: rec,
+            strace,
+            floor,
+        } in &g.added
+        {
+            let size = size_name(*size);
+            // A recorder that drops events looks cheaper than one that keeps them all.
+            let whole = *recorderd_kept >= 1.0;
+            let lossy = if whole {
+                String::new()
+            } else {
+                format!(
+                    "; but recorderd kept only {:.1} % of the events in its worst run",
+                    100.0 * recorderd_kept
+                )
+            };
+            row(
+                &format!("recorderd's added time per syscall ≤ 1/50 of strace's ({size})"),
+                match (rec, strace) {
+                    (Some(r), Some(s)) => format!(
+                        "{:.0} ns vs {:.0} ns (1/{:.0}){lossy}",
+                        r.median,
+                        s.median,
+                        s.median / r.median
+                    ),
+                    _ => "—".into(),
+                },
+                rec.zip(*strace)
+                    .map(|(r, s)| r.median * 50.0 <= s.median && whole),
+            );
+            row(
+                &format!("within 2× the floor, no wake-up + poll like recorderd ({size})"),
+                match (rec, floor) {
+                    (Some(r), Some(f)) => format!(
+                        "{:.0} ns vs {:.0} ns ({:.2}×){lossy}",
+                        r.median,
+                        f.median,
+                        r.median / f.median
+                    ),
+                    _ => "—".into(),
+                },
+                rec.zip(*floor)
+                    .map(|(r, f)| r.median <= 2.0 * f.median && whole),
+            );
+        }
+        row(
+            "zero loss up to ≥ 100k events/s with 64 B payloads",
+            g.zero_loss_64
+                .map_or("loss at every rate tried".into(), |r| {
+                    format!("zero loss up to {r:.0}/s")
+                }),
+            Some(g.zero_loss_64.is_some_and(|r| r >= 95_000.0)),
+        );
+        row(
+            "HTTP recording ≤ 1/4 of captured payload bytes",
+            g.http_disk_ratio.map_or("—".into(), |s| {
+                format!("{:.3} of payload bytes", s.median)
+            }),
+            g.http_disk_ratio.map(|s| s.median <= 0.25),
+        );
+        out
+    }
+}
