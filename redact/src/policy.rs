@@ -100,6 +100,10 @@ pub struct Policy {
     never: NeverCapture,
     capture: CaptureConfig,
     hold_back: HoldBack,
+    /// Scan with the reference path (every detector over every byte) instead of the
+    /// prefiltered one: the differential tests compare the two.
+    #[cfg(test)]
+    reference: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -208,6 +212,8 @@ impl Policy {
                 bytes: config.hold_back.bytes,
                 nanos: config.hold_back.millis * 1_000_000,
             },
+            #[cfg(test)]
+            reference: false,
         })
     }
 
@@ -255,6 +261,20 @@ impl Policy {
 
     pub fn hold_back(&self) -> HoldBack {
         self.hold_back
+    }
+
+    /// This policy, scanning with the reference path.
+    #[cfg(test)]
+    pub(crate) fn into_reference(self) -> Policy {
+        Policy {
+            reference: true,
+            ..self
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reference_scan(&self) -> bool {
+        self.reference
     }
 
     pub(crate) fn detector_on(&self, detector: Detector) -> bool {
