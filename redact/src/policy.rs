@@ -94,6 +94,10 @@ pub struct Policy {
     keys: KeyMatcher,
     kv_prefilter: Option<AhoCorasick>,
     headers: HashSet<Vec<u8>>,
+    /// Lengths and lowercase first bytes of the denied header names: most lines are
+    /// ruled out by these before a name is lowercased and hashed.
+    header_lengths: u128,
+    header_firsts: [bool; 256],
     values: ValueDetectors,
     rule_names: Vec<Arc<str>>,
     user_rules: Vec<String>,
@@ -159,6 +163,12 @@ impl Policy {
             }
             headers.insert(header.to_ascii_lowercase().into_bytes());
         }
+        let mut header_lengths = 0u128;
+        let mut header_firsts = [false; 256];
+        for h in headers.iter().filter(|h| h.len() <= 64) {
+            header_lengths |= 1 << h.len();
+            header_firsts[usize::from(h[0])] = true;
+        }
         let keys = KeyMatcher::new(config.pii, &config.extra_keys);
         let kv_prefilter = on[Detector::KeyValue as usize].then(|| {
             AhoCorasickBuilder::new()
@@ -203,6 +213,8 @@ impl Policy {
             keys,
             kv_prefilter,
             headers,
+            header_lengths,
+            header_firsts,
             values,
             rule_names,
             user_rules,
@@ -294,7 +306,12 @@ impl Policy {
     }
 
     pub(crate) fn header_denied(&self, name: &[u8]) -> bool {
-        if name.len() > 64 {
+        if name.len() > 64
+            || self.header_lengths >> name.len() & 1 == 0
+            || name
+                .first()
+                .is_none_or(|b| !self.header_firsts[usize::from(b.to_ascii_lowercase())])
+        {
             return false;
         }
         let mut lower = [0u8; 64];

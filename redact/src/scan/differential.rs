@@ -280,6 +280,98 @@ fn soup() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
+fn pick(parts: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+    (0..parts.len()).prop_map(move |i| parts[i])
+}
+
+/// Keys in every spelling `kv` knows (JSON, form, conninfo, YAML, `=>`, XML, SQL, flags)
+/// and some it must not act on, with values of every shape, glued by random joiners.
+fn key_values() -> impl Strategy<Value = Vec<u8>> {
+    const OPEN: &[&str] = &[
+        "", "", " ", "\n", "\t", "\0", "<", "\"", "'", "--", "-", ".", "&", "x",
+    ];
+    const KEY: &[&str] = &[
+        "password",
+        "PASSWORD",
+        "db_password",
+        "apiKey",
+        "token",
+        "token_type",
+        "author",
+        "pin",
+        "pwd",
+        "PWD",
+        "secret.",
+        "-secret",
+        "x",
+        "auth",
+    ];
+    const CLOSE: &[&str] = &["", "", "\"", "'", ">", " ", "\t", "-"];
+    const SEP: &[&str] = &[
+        ":", "=", "=>", ":=", " '", "'", "", " ", "::", "://", "==", ": ", " = ", ":\n",
+    ];
+    const VALUE: &[&str] = &[
+        "x",
+        "hunter2",
+        "\"v v\"",
+        "'v'",
+        "`v`",
+        "{\"a\": [1]}",
+        "[1, 2]",
+        "true",
+        "/home/u",
+        "abc</password>",
+        "a&b",
+        "",
+        "\n  \"later\"",
+        "s3cr3t;x",
+    ];
+    const GLUE: &[&str] = &["", " ", "\n", "&", ";", ", ", "\r\n"];
+    proptest::collection::vec(
+        (
+            pick(OPEN),
+            pick(KEY),
+            pick(CLOSE),
+            pick(SEP),
+            pick(VALUE),
+            pick(GLUE),
+        )
+            .prop_map(|(o, k, c, s, v, g)| format!("{o}{k}{c}{s}{v}{g}")),
+        1..10,
+    )
+    .prop_map(|items| items.concat().into_bytes())
+}
+
+/// Digit groups joined by what does and does not continue a chain (card numbers, SSNs,
+/// phone numbers and near misses), at every offset from a 64-byte block edge.
+fn digit_groups() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0..70usize,
+        proptest::collection::vec(
+            (
+                prop_oneof![
+                    3 => proptest::collection::vec(b'0'..=b'9', 1..7),
+                    1 => (100..=999u32, 0..=99u32, 0..=9999u32)
+                        .prop_map(|(a, g, s)| format!("{a}-{g:02}-{s:04}").into_bytes()),
+                    1 => pick(&["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004"])
+                        .prop_map(|c| c.as_bytes().to_vec()),
+                ],
+                pick(&[" ", "-", "", "  ", "--", "x", ".", "\n", " -"]),
+            ),
+            1..12,
+        ),
+    )
+        .prop_map(|(pad, groups)| {
+            let mut out = vec![b' '; pad];
+            out.extend_from_slice(b"a ");
+            for (digits, joiner) in groups {
+                out.extend(digits);
+                out.extend_from_slice(joiner.as_bytes());
+            }
+            out
+        })
+}
+
 #[test]
 fn corpus_files_mask_the_same_at_every_piece_size() {
     for (name, input) in corpus() {
@@ -330,6 +422,18 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn key_values_mask_the_same(input in key_values(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+
+    #[test]
+    fn digit_groups_mask_the_same(input in digit_groups(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
 
     #[test]
     fn soup_masks_the_same(input in soup(), steps in steps(), close in any::<bool>()) {

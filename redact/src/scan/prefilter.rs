@@ -8,7 +8,7 @@
 //! Detectors themselves (patterns, validators, key rules) stay in `value`, `kv` and
 //! `shape`; this module only decides where they need to look.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use crate::detector::Detector;
 use crate::scan::kv::is_key_byte;
@@ -70,8 +70,13 @@ impl Triggers {
                 }
             }
         }
+        // No literal is a prefix of another, so at most one matches at any position and
+        // a leftmost search restarted one byte after each match's start sees them all.
+        debug_assert!(words
+            .iter()
+            .all(|a| words.iter().all(|b| a == b || !b.starts_with(a))));
         let literals = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostFirst)
             .build(&words)
             .expect("trigger literals build");
         let all = bits.iter().fold(0, |a, b| a | b);
@@ -97,14 +102,18 @@ impl Triggers {
             return 0;
         }
         lower.clear();
-        lower.extend(buf.iter().map(u8::to_ascii_lowercase));
+        lower.extend_from_slice(buf);
+        lower.make_ascii_lowercase();
         let mut present = 0;
-        // Overlapping: a literal inside or across another (`sk-` in `desk-sk_`) counts too.
-        for m in self.literals.find_overlapping_iter(&lower[..]) {
+        let mut input = Input::new(&lower[..]);
+        // Restarting after each match's first byte rather than its end: a literal that
+        // overlaps another (`sk-` in `desk-sk_`) counts too.
+        while let Some(m) = self.literals.find(input.clone()) {
             present |= self.bits[m.pattern().as_usize()];
-            if present == self.all {
+            if present == self.all || m.start() + 1 >= lower.len() {
                 break;
             }
+            input.set_start(m.start() + 1);
         }
         present
     }
