@@ -1,12 +1,76 @@
-//! Throughput of `StreamRedactor` on the false-positive corpus (ordinary traffic) plus a
-//! share of planted secrets, pushed in pieces of a given size.
+//! Throughput of `StreamRedactor`, pushed in pieces of a given size, on one of three
+//! inputs:
 //!
-//! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB]]`
+//! - `mixed` (the default, what `cargo xtask bench` runs): the false-positive corpus
+//!   (ordinary traffic) plus one request with two secrets per pass over it;
+//! - `ordinary`: the false-positive corpus only;
+//! - `dense`: secret-dense traffic, a planted secret every few dozen bytes (headers,
+//!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys).
+//!
+//! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
+//!
+//! The output line's format is parsed by `xtask` (`bench.rs`): keep it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use recorder_redact::{Config, Policy, StreamRedactor};
+
+fn corpus() -> Vec<u8> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .flat_map(|path| std::fs::read(path).unwrap())
+        .collect()
+}
+
+/// Fake secrets of every common kind, varied by `i` so no two records are the same.
+fn dense_record(i: u32) -> String {
+    let h = |k: u32| {
+        let x = (i.wrapping_mul(2_654_435_761) ^ k.wrapping_mul(40_503)).rotate_left(k % 31);
+        format!("{x:08x}")
+    };
+    let mixed = |k: u32| {
+        h(k).bytes()
+            .zip("QwErTyUiOpAsDfGh".bytes())
+            .map(|(a, b)| {
+                if a.is_ascii_digit() {
+                    b as char
+                } else {
+                    a as char
+                }
+            })
+            .collect::<String>()
+            + &h(k + 1)
+    };
+    let card = match i % 3 {
+        0 => "4111 1111 1111 1111",
+        1 => "5500-0000-0000-0004",
+        _ => "378282246310005",
+    };
+    format!(
+        "POST /v1/session HTTP/1.1\r\nHost: api.example.test\r\nAuthorization: Bearer {b}\r\n\
+         Cookie: sid={c}; theme=dark\r\nContent-Length: 60\r\n\r\n\
+         {{\"user\":\"ann\",\"password\":\"Pw{c}!\",\"api_key\":\"{b}\"}}\n\
+         export AWS_ACCESS_KEY_ID=AKIA{u}\nexport AWS_SECRET_ACCESS_KEY={s40}\n\
+         token=ghp_{t36}&next=/home\njwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOi{c}.{b}\n\
+         card {card} ssn 123-45-6789 key sk_live_{t24} glpat-{t20}\n\
+         postgres://app:{c}@db.internal:5432/app\nmysql --password {c} -h db\n\
+         -----BEGIN PRIVATE KEY-----\nMIIE{s40}\n-----END PRIVATE KEY-----\n",
+        b = mixed(1),
+        c = h(2),
+        u = h(3).to_ascii_uppercase() + &h(4).to_ascii_uppercase(),
+        s40 = mixed(5) + &mixed(7) + &h(9),
+        t36 = mixed(10) + &mixed(12) + &h(14)[..4],
+        t24 = mixed(15) + &h(17),
+        t20 = mixed(18) + &h(20)[..4],
+    )
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -14,19 +78,19 @@ fn main() {
         .next()
         .map_or(4096, |a| a.parse().expect("PIECE_BYTES"));
     let mib: usize = args.next().map_or(64, |a| a.parse().expect("MIB"));
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
-    let mut sample = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for path in paths {
-        sample.extend(std::fs::read(path).unwrap());
-    }
-    sample.extend_from_slice(
-        b"POST /login HTTP/1.1\r\nAuthorization: Bearer FAKEtok3n.abc\r\nContent-Length: 33\r\n\r\n{\"user\":\"a\",\"password\":\"FakePw\"}",
-    );
+    let mode = args.next().unwrap_or_else(|| "mixed".to_string());
+    let sample = match mode.as_str() {
+        "mixed" => {
+            let mut s = corpus();
+            s.extend_from_slice(
+                b"POST /login HTTP/1.1\r\nAuthorization: Bearer FAKEtok3n.abc\r\nContent-Length: 33\r\n\r\n{\"user\":\"a\",\"password\":\"FakePw\"}",
+            );
+            s
+        }
+        "ordinary" => corpus(),
+        "dense" => (0..64).flat_map(|i| dense_record(i).into_bytes()).collect(),
+        other => panic!("MODE is mixed, ordinary or dense, not {other}"),
+    };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {
         data.extend_from_slice(&sample);

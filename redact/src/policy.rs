@@ -94,12 +94,20 @@ pub struct Policy {
     keys: KeyMatcher,
     kv_prefilter: Option<AhoCorasick>,
     headers: HashSet<Vec<u8>>,
+    /// Lengths and lowercase first bytes of the denied header names: most lines are
+    /// ruled out by these before a name is lowercased and hashed.
+    header_lengths: u128,
+    header_firsts: [bool; 256],
     values: ValueDetectors,
     rule_names: Vec<Arc<str>>,
     user_rules: Vec<String>,
     never: NeverCapture,
     capture: CaptureConfig,
     hold_back: HoldBack,
+    /// Scan with the reference path (every detector over every byte) instead of the
+    /// prefiltered one: the differential tests compare the two.
+    #[cfg(test)]
+    reference: bool,
 }
 
 impl std::fmt::Debug for Policy {
@@ -155,6 +163,12 @@ impl Policy {
             }
             headers.insert(header.to_ascii_lowercase().into_bytes());
         }
+        let mut header_lengths = 0u128;
+        let mut header_firsts = [false; 256];
+        for h in headers.iter().filter(|h| h.len() <= 64) {
+            header_lengths |= 1 << h.len();
+            header_firsts[usize::from(h[0])] = true;
+        }
         let keys = KeyMatcher::new(config.pii, &config.extra_keys);
         let kv_prefilter = on[Detector::KeyValue as usize].then(|| {
             AhoCorasickBuilder::new()
@@ -199,6 +213,8 @@ impl Policy {
             keys,
             kv_prefilter,
             headers,
+            header_lengths,
+            header_firsts,
             values,
             rule_names,
             user_rules,
@@ -208,6 +224,8 @@ impl Policy {
                 bytes: config.hold_back.bytes,
                 nanos: config.hold_back.millis * 1_000_000,
             },
+            #[cfg(test)]
+            reference: false,
         })
     }
 
@@ -257,6 +275,20 @@ impl Policy {
         self.hold_back
     }
 
+    /// This policy, scanning with the reference path.
+    #[cfg(test)]
+    pub(crate) fn into_reference(self) -> Policy {
+        Policy {
+            reference: true,
+            ..self
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reference_scan(&self) -> bool {
+        self.reference
+    }
+
     pub(crate) fn detector_on(&self, detector: Detector) -> bool {
         self.on[detector as usize]
     }
@@ -274,7 +306,12 @@ impl Policy {
     }
 
     pub(crate) fn header_denied(&self, name: &[u8]) -> bool {
-        if name.len() > 64 {
+        if name.len() > 64
+            || self.header_lengths >> name.len() & 1 == 0
+            || name
+                .first()
+                .is_none_or(|b| !self.header_firsts[usize::from(b.to_ascii_lowercase())])
+        {
             return false;
         }
         let mut lower = [0u8; 64];

@@ -8,6 +8,7 @@
 use crate::detector::{Detector, Rule};
 use crate::keys::normalize;
 use crate::policy::Policy;
+use crate::scan::prefilter::key_runs;
 use crate::scan::{Cont, ContainerState, QuotedState, Span};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,11 +33,41 @@ pub(crate) fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-pub(crate) fn scan(policy: &Policy, buf: &[u8], out: &mut Vec<Span>, cont: &mut Cont) {
+/// Key-value matches in `buf`, looking only at the key runs `prefilter::key_runs`
+/// lets through (`runs` is scratch space).
+pub(crate) fn scan(
+    policy: &Policy,
+    buf: &[u8],
+    runs: &mut Vec<(usize, usize)>,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) {
+    let Some(stems) = policy.kv_prefilter() else {
+        return;
+    };
+    key_runs(buf, runs);
+    let mut skip_until = 0;
+    for &(ks, ke) in runs.iter() {
+        // The reference scan takes the first stem hit in the run that starts at or after
+        // `skip_until`; stems are alphanumeric, so hits never cross a run's edges and the
+        // hits inside the run are the same whether the search starts there or before.
+        let hit = stems
+            .find_iter(&buf[ks..ke])
+            .any(|m| ks + m.start() >= skip_until);
+        if hit {
+            visit(policy, buf, ks, ke, &mut skip_until, out, cont);
+        }
+    }
+}
+
+/// The reference: every stem hit in the whole buffer. A run `key_runs` leaves out has no
+/// separator after it, so `value` finds nothing there and only `skip_until` moves, to
+/// the run's own end.
+#[cfg(test)]
+pub(crate) fn scan_reference(policy: &Policy, buf: &[u8], out: &mut Vec<Span>, cont: &mut Cont) {
     let Some(prefilter) = policy.kv_prefilter() else {
         return;
     };
-    let rule = Detector::KeyValue.rule();
     let mut skip_until = 0;
     for hit in prefilter.find_iter(buf) {
         if hit.start() < skip_until {
@@ -49,24 +80,37 @@ pub(crate) fn scan(policy: &Policy, buf: &[u8], out: &mut Vec<Span>, cont: &mut 
         while ke < buf.len() && is_key_byte(buf[ke]) {
             ke += 1;
         }
-        skip_until = ke;
-        let mut kstart = ks;
-        while kstart < ke && matches!(buf[kstart], b'-' | b'.') {
-            kstart += 1;
-        }
-        let mut kend = ke;
-        while kend > kstart && matches!(buf[kend - 1], b'-' | b'.') {
-            kend -= 1;
-        }
-        let key = &buf[kstart..kend];
-        if key.is_empty() || !policy.keys().is_sensitive(key) {
-            continue;
-        }
-        let dashed =
-            kstart > ks && (ks == 0 || matches!(buf[ks - 1], b' ' | b'\t' | b'\0' | b'\n'));
-        if let Some(end) = value(buf, ks, ke, key, dashed, rule, out, cont) {
-            skip_until = skip_until.max(end);
-        }
+        visit(policy, buf, ks, ke, &mut skip_until, out, cont);
+    }
+}
+
+/// The key run `ks..ke` holds a stem: if it is a sensitive key, mask its value.
+fn visit(
+    policy: &Policy,
+    buf: &[u8],
+    ks: usize,
+    ke: usize,
+    skip_until: &mut usize,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) {
+    let rule = Detector::KeyValue.rule();
+    *skip_until = ke;
+    let mut kstart = ks;
+    while kstart < ke && matches!(buf[kstart], b'-' | b'.') {
+        kstart += 1;
+    }
+    let mut kend = ke;
+    while kend > kstart && matches!(buf[kend - 1], b'-' | b'.') {
+        kend -= 1;
+    }
+    let key = &buf[kstart..kend];
+    if key.is_empty() || !policy.keys().is_sensitive(key) {
+        return;
+    }
+    let dashed = kstart > ks && (ks == 0 || matches!(buf[ks - 1], b' ' | b'\t' | b'\0' | b'\n'));
+    if let Some(end) = value(buf, ks, ke, key, dashed, rule, out, cont) {
+        *skip_until = (*skip_until).max(end);
     }
 }
 

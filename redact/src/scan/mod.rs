@@ -7,8 +7,12 @@
 //! What crosses a cut is carried in [`Cont`]: a value, quoted string, array or private
 //! key block that has started but not ended, so its remainder is masked when it arrives.
 
+#[cfg(test)]
+mod differential;
+mod digits;
 mod kv;
 mod lines;
+mod prefilter;
 mod shape;
 mod value;
 
@@ -238,6 +242,16 @@ pub(crate) struct TextState {
     pub(crate) cont: Cont,
     /// Inside a public PEM block (certificate, public key): its base64 is not a secret.
     pub(crate) public_pem: bool,
+    scratch: Scratch,
+}
+
+/// Buffers the scan reuses from one call to the next, so a stream's steady state does not
+/// allocate per piece.
+#[derive(Clone, Debug, Default)]
+struct Scratch {
+    exempt: Vec<(usize, usize)>,
+    key_runs: Vec<(usize, usize)>,
+    lower: Vec<u8>,
 }
 
 /// Scans `buf`, of which `buf[..start]` is context already decided (its spans are
@@ -255,18 +269,44 @@ pub(crate) fn scan(
     let mut cont = std::mem::take(&mut state.cont);
     cont.apply(buf, start, out);
     let mut found = Cont::default();
-    let mut exempt = Vec::new();
+    let scratch = &mut state.scratch;
+    scratch.exempt.clear();
     lines::pem(
         policy,
         buf,
         &mut state.public_pem,
         out,
         &mut found,
-        &mut exempt,
+        &mut scratch.exempt,
     );
     lines::scan(policy, buf, line_start, out, &mut found);
-    kv::scan(policy, buf, out, &mut found);
-    policy.values().scan(buf, line_start, &exempt, out);
+    #[cfg(test)]
+    if policy.reference_scan() {
+        kv::scan_reference(policy, buf, out, &mut found);
+        policy
+            .values()
+            .scan_reference(buf, line_start, &scratch.exempt, out);
+        return finish(policy, buf, start, end, state, cont, found, out);
+    }
+    kv::scan(policy, buf, &mut scratch.key_runs, out, &mut found);
+    policy
+        .values()
+        .scan(buf, line_start, &scratch.exempt, &mut scratch.lower, out);
+    finish(policy, buf, start, end, state, cont, found, out);
+}
+
+/// Fail-closed tail masking and what carries over to the next buffer.
+#[expect(clippy::too_many_arguments, reason = "the tail of `scan`")]
+fn finish(
+    policy: &Policy,
+    buf: &[u8],
+    start: usize,
+    end: End,
+    state: &mut TextState,
+    mut cont: Cont,
+    mut found: Cont,
+    out: &mut Vec<Span>,
+) {
     if end == End::Forced {
         tail(policy, buf, start, out, &mut found);
     }

@@ -190,11 +190,13 @@ const fn token_run_table() -> [bool; 256] {
 
 static TOKEN_RUN: [bool; 256] = token_run_table();
 
+#[cfg(test)]
 fn is_token_run_byte(b: u8) -> bool {
     TOKEN_RUN[b as usize]
 }
 
 /// Runs of 20 or more `[A-Za-z0-9+/_-]` bytes, with up to two `=` of padding.
+#[cfg(test)]
 pub(super) fn token_runs(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
     let mut i = 0;
     while i < buf.len() {
@@ -211,6 +213,74 @@ pub(super) fn token_runs(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
             end += 1;
         }
         if end - start >= 20 {
+            emit(start, end);
+        }
+        i = end.max(i);
+    }
+}
+
+/// Byte classes for [`token_runs_fast`].
+const TOKEN: u8 = 1;
+const UPPER: u8 = 2;
+const LOWER: u8 = 4;
+const DIGIT: u8 = 8;
+const NON_HEX: u8 = 16;
+const MIXED: u8 = UPPER | LOWER | DIGIT | NON_HEX;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0;
+        if TOKEN_RUN[b] {
+            k |= TOKEN;
+        }
+        if c.is_ascii_uppercase() {
+            k |= UPPER;
+        }
+        if c.is_ascii_lowercase() {
+            k |= LOWER;
+        }
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        if c.is_ascii_alphabetic() && !c.is_ascii_hexdigit() {
+            k |= NON_HEX;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = class_table();
+
+/// The runs [`token_runs`] yields that [`high_entropy`] can accept: it first requires
+/// upper case, lower case, a digit and a non-hex letter, so the classes are gathered in
+/// the same walk and hex digests, UUIDs and words never reach it.
+pub(super) fn token_runs_fast(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
+    let n = buf.len();
+    let mut i = 0;
+    while i < n {
+        while i < n && CLASS[buf[i] as usize] & TOKEN == 0 {
+            i += 1;
+        }
+        let start = i;
+        let mut seen = 0;
+        while i < n {
+            let c = CLASS[buf[i] as usize];
+            if c & TOKEN == 0 {
+                break;
+            }
+            seen |= c;
+            i += 1;
+        }
+        let mut end = i;
+        while end < n && end - i < 2 && buf[end] == b'=' {
+            end += 1;
+        }
+        if end - start >= 20 && seen & MIXED == MIXED {
             emit(start, end);
         }
         i = end.max(i);

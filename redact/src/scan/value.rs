@@ -10,8 +10,13 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
+use crate::scan::digits::long_chains;
+use crate::scan::prefilter::Triggers;
+#[cfg(test)]
+use crate::scan::shape::token_runs;
 use crate::scan::shape::{
-    aws_secret, basic_credentials, card_numbers, high_entropy, ip_address, token_runs, valid_ssn,
+    aws_secret, basic_credentials, card_numbers, high_entropy, ip_address, token_runs_fast,
+    valid_ssn,
 };
 use crate::scan::Span;
 
@@ -26,14 +31,31 @@ struct Entry {
     /// Which capture group is the secret (0: the whole match).
     group: usize,
     /// The pattern can only match if one of its gate words occurs: a bit in the mask
-    /// `ValueDetectors::gates` computes.
+    /// `ValueDetectors::gates` computes (reference scan).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only the reference scan reads it")
+    )]
     gate: Option<u32>,
+    /// The fast path's gate: a bit of `Triggers::present`, for every built-in pattern
+    /// that has a literal to anchor on.
+    trigger: Option<u32>,
 }
 
 pub(crate) struct ValueDetectors {
     entries: Vec<Entry>,
-    /// Every gate word, ASCII case-insensitively, and the gate bit of each.
+    triggers: Triggers,
+    /// Every gate word, ASCII case-insensitively, and the gate bit of each (reference
+    /// scan; the fast path uses `triggers`).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only the reference scan reads it")
+    )]
     gates: AhoCorasick,
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only the reference scan reads it")
+    )]
     gate_bits: Vec<u32>,
     cards: bool,
     ssn: bool,
@@ -167,6 +189,7 @@ impl ValueDetectors {
                     regex,
                     group,
                     gate,
+                    trigger: Triggers::gate(detector),
                 });
             }
         }
@@ -182,6 +205,7 @@ impl ValueDetectors {
                 regex,
                 group,
                 gate: None,
+                trigger: None,
             });
         }
         let gates = AhoCorasickBuilder::new()
@@ -190,6 +214,7 @@ impl ValueDetectors {
             .expect("gate words build");
         Ok(ValueDetectors {
             entries,
+            triggers: Triggers::new(detectors),
             gates,
             gate_bits,
             cards: detectors.contains(&Detector::CardNumber),
@@ -199,8 +224,59 @@ impl ValueDetectors {
     }
 
     /// Pushes a span for every value-detector match in `buf`. `exempt` are ranges where
-    /// the high-entropy detector must not fire (public PEM bodies).
+    /// the high-entropy detector must not fire (public PEM bodies). `lower` is scratch.
     pub(crate) fn scan(
+        &self,
+        buf: &[u8],
+        line_start: bool,
+        exempt: &[(usize, usize)],
+        lower: &mut Vec<u8>,
+        out: &mut Vec<Span>,
+    ) {
+        if self.cards || self.ssn {
+            long_chains(buf, |start, end, digits| {
+                self.digit_chain(buf, start, end, digits, out)
+            });
+        }
+        if self.high_entropy {
+            token_runs_fast(buf, |start, end| {
+                if !exempt.iter().any(|&(s, e)| start < e && s < end)
+                    && high_entropy(buf, start, end, line_start)
+                {
+                    out.push(Span {
+                        start,
+                        end,
+                        rule: Detector::HighEntropy.rule(),
+                    });
+                }
+            });
+        }
+        let present = self.triggers.present(buf, lower);
+        for entry in &self.entries {
+            if entry.trigger.is_some_and(|bit| present & bit == 0) {
+                continue;
+            }
+            self.run(entry, buf, out);
+        }
+    }
+
+    fn run(&self, entry: &Entry, buf: &[u8], out: &mut Vec<Span>) {
+        if entry.group == 0 {
+            for m in entry.regex.find_iter(buf) {
+                self.check(entry, buf, m.start(), m.end(), out);
+            }
+        } else {
+            for caps in entry.regex.captures_iter(buf) {
+                if let Some(m) = caps.get(entry.group) {
+                    self.check(entry, buf, m.start(), m.end(), out);
+                }
+            }
+        }
+    }
+
+    /// The reference for [`scan`](Self::scan): every detector over the whole buffer.
+    #[cfg(test)]
+    pub(crate) fn scan_reference(
         &self,
         buf: &[u8],
         line_start: bool,
@@ -252,6 +328,7 @@ impl ValueDetectors {
     }
 
     /// Maximal runs of digits joined by single spaces or dashes: card numbers and SSNs.
+    #[cfg(test)]
     fn digit_runs(&self, buf: &[u8], out: &mut Vec<Span>) {
         let mut i = 0;
         while let Some(p) = buf[i..].iter().position(u8::is_ascii_digit) {
@@ -271,23 +348,35 @@ impl ValueDetectors {
                     _ => break,
                 }
             }
-            if self.cards && digits >= 13 {
-                card_numbers(buf, start, end, |s, e| {
-                    out.push(Span {
-                        start: s,
-                        end: e,
-                        rule: Detector::CardNumber.rule(),
-                    })
-                });
-            }
-            if self.ssn && end - start == 11 && digits == 9 && valid_ssn(buf, start, end) {
-                out.push(Span {
-                    start,
-                    end,
-                    rule: Detector::Ssn.rule(),
-                });
-            }
+            self.digit_chain(buf, start, end, digits, out);
             i = end;
+        }
+    }
+
+    /// The card-number and SSN checks on one chain of `digits` digits.
+    fn digit_chain(
+        &self,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+        digits: usize,
+        out: &mut Vec<Span>,
+    ) {
+        if self.cards && digits >= 13 {
+            card_numbers(buf, start, end, |s, e| {
+                out.push(Span {
+                    start: s,
+                    end: e,
+                    rule: Detector::CardNumber.rule(),
+                })
+            });
+        }
+        if self.ssn && end - start == 11 && digits == 9 && valid_ssn(buf, start, end) {
+            out.push(Span {
+                start,
+                end,
+                rule: Detector::Ssn.rule(),
+            });
         }
     }
 

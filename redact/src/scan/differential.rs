@@ -1,0 +1,443 @@
+//! Differential tests: the prefiltered scan must mask exactly what the reference scan
+//! (every detector over every byte, as the engine did before the fast path) masks —
+//! the same bytes and the same (rule, offset, length) annotations for every piece — on
+//! the planted-secret generators, on the false-positive corpus and on a soup of
+//! separators, digits and key fragments built to sit on the prefilter's edges. Streams
+//! are cut at every piece size the other tests and the benchmark use, and at random
+//! syscall-sized ones with timer expiries under tight hold-back bounds.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use crate::{Config, HoldBackConfig, Policy, Redacted, StreamRedactor};
+
+#[path = "../../tests/support/generators.rs"]
+mod generators;
+
+use generators::Item;
+
+const MS: u64 = 1_000_000;
+
+/// Piece sizes of `tests/stream.rs`, `tests/false_positives.rs` and the benchmark.
+const PIECE_SIZES: &[usize] = &[1, 2, 3, 5, 8, 13, 64, 512, 1000, 4096];
+
+/// (fast, reference) pairs: default bounds, tiny byte bounds, no time at all, PII on.
+fn policy_pairs() -> &'static [(Arc<Policy>, Arc<Policy>)] {
+    static PAIRS: std::sync::OnceLock<Vec<(Arc<Policy>, Arc<Policy>)>> = std::sync::OnceLock::new();
+    PAIRS.get_or_init(|| {
+        let configs = [
+            Config::default(),
+            Config {
+                hold_back: HoldBackConfig {
+                    bytes: 256,
+                    millis: 200,
+                },
+                ..Config::default()
+            },
+            Config {
+                hold_back: HoldBackConfig {
+                    bytes: 1024,
+                    millis: 0,
+                },
+                ..Config::default()
+            },
+            Config {
+                pii: true,
+                ..Config::default()
+            },
+        ];
+        configs
+            .iter()
+            .map(|c| {
+                let fast = Policy::new(c).unwrap();
+                assert!(!fast.reference_scan());
+                let reference = Policy::new(c).unwrap().into_reference();
+                (Arc::new(fast), Arc::new(reference))
+            })
+            .collect()
+    })
+}
+
+/// Per push: its size, ms to advance before it, and when to call `expire` after it.
+#[derive(Clone, Debug)]
+struct Step {
+    size: usize,
+    advance_ms: u64,
+    expire_ms: Option<u64>,
+}
+
+fn run(policy: &Arc<Policy>, input: &[u8], steps: &[Step], close: bool) -> Vec<Redacted> {
+    let mut s = StreamRedactor::new(policy.clone());
+    let (mut now, mut at, mut i) = (0, 0, 0);
+    let mut tickets = Vec::new();
+    while at < input.len() {
+        let step = &steps[i % steps.len()];
+        let size = step.size.max(1).min(input.len() - at);
+        now += step.advance_ms * MS;
+        tickets.push(s.push(&input[at..at + size], now));
+        if let Some(later) = step.expire_ms {
+            s.expire(now + later * MS);
+        }
+        at += size;
+        i += 1;
+    }
+    if close {
+        s.close();
+    } else {
+        s.finish();
+    }
+    tickets
+        .into_iter()
+        .map(|t| s.take(t).expect("decided at the end"))
+        .collect()
+}
+
+fn same(input: &[u8], steps: &[Step], close: bool) -> Result<(), TestCaseError> {
+    for (fast, reference) in policy_pairs() {
+        let got = run(fast, input, steps, close);
+        let want = run(reference, input, steps, close);
+        prop_assert_eq!(got.len(), want.len());
+        for (piece, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert!(
+                g == w,
+                "piece {} differs (hold-back {:?}, pii {}): fast {:?}, reference {:?}",
+                piece,
+                fast.hold_back(),
+                fast.summary().pii,
+                g.redactions,
+                w.redactions
+            );
+        }
+        prop_assert_eq!(fast.redact_buffer(input), reference.redact_buffer(input));
+    }
+    Ok(())
+}
+
+fn fixed(size: usize) -> Vec<Step> {
+    vec![Step {
+        size,
+        advance_ms: 0,
+        expire_ms: None,
+    }]
+}
+
+/// `same` at every fixed piece size, closed and finished.
+fn same_at_every_size(input: &[u8]) -> Result<(), TestCaseError> {
+    for &size in PIECE_SIZES {
+        for close in [true, false] {
+            same(input, &fixed(size), close)?;
+        }
+    }
+    Ok(())
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![3 => Just(1usize), 4 => 1..16usize, 2 => 16..200usize],
+            prop_oneof![Just(0u64), Just(1), 0..300u64],
+            proptest::option::of(0..400u64),
+        )
+            .prop_map(|(size, advance_ms, expire_ms)| Step {
+                size,
+                advance_ms,
+                expire_ms,
+            }),
+        1..64,
+    )
+}
+
+fn joined(items: &[Item], lines: bool) -> Vec<u8> {
+    let mut input = Vec::new();
+    for item in items {
+        if lines && input.last().is_some_and(|&b| b != b'\n') && !item.text.is_empty() {
+            input.push(b'\n');
+        }
+        input.extend_from_slice(&item.text);
+    }
+    input
+}
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "corpus missing");
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(p).unwrap())
+        })
+        .collect()
+}
+
+/// Fragments that sit on the prefilter's edges: separators with and without spaces and
+/// quotes, flags, XML, digit groups with joiners, key stems in every case, trigger
+/// literals in the wrong case, padding, and line breaks.
+fn soup() -> impl Strategy<Value = Vec<u8>> {
+    const PARTS: &[&str] = &[
+        "password",
+        "PassWord",
+        "pass",
+        "pw",
+        "api_key",
+        "apiKey",
+        "token",
+        "secret",
+        "client-secret",
+        "x",
+        "ab",
+        "auth",
+        "pin",
+        "sig",
+        "mapping",
+        "author",
+        "id",
+        "=",
+        ":",
+        "::",
+        "://",
+        "=>",
+        ":=",
+        "==",
+        "'",
+        "\"",
+        "`",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\r\n",
+        "\0",
+        "-",
+        "--",
+        ".",
+        "<",
+        ">",
+        "</",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ";",
+        "&",
+        "?",
+        "/",
+        "@",
+        "4111",
+        "1111",
+        "0",
+        "12",
+        "123",
+        "45",
+        "6789",
+        "555",
+        "9",
+        "eyJ",
+        "eyj",
+        "AKIA",
+        "akia",
+        "ghp_",
+        "xoxb-",
+        "sk_live_",
+        "AIza",
+        "glpat-",
+        "hf_",
+        "Bearer ",
+        "basic ",
+        "identified by ",
+        "aws",
+        "Zx9Qm2LkP4vR7tW1yB3nC8dF",
+        "kJ8sD2fG5hQ9wE1rT7yU3iO6pA4s",
+        "abcdefghij",
+        "ABCDEFGHIJ",
+        "0123456789",
+        "-----BEGIN PRIVATE KEY-----",
+        "-----END PRIVATE KEY-----",
+        "-----BEGIN CERTIFICATE-----",
+        "Authorization: ",
+        "Cookie: ",
+        "AUTH ",
+        "PASSWORD '",
+        "user@example.com",
+        "+1 555 123 4567",
+        "10.0.0.1",
+        "fe80::1",
+    ];
+    proptest::collection::vec(
+        prop_oneof![
+            4 => (0..PARTS.len()).prop_map(|i| PARTS[i].as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 0..4),
+        ],
+        0..80,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn pick(parts: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+    (0..parts.len()).prop_map(move |i| parts[i])
+}
+
+/// Keys in every spelling `kv` knows (JSON, form, conninfo, YAML, `=>`, XML, SQL, flags)
+/// and some it must not act on, with values of every shape, glued by random joiners.
+fn key_values() -> impl Strategy<Value = Vec<u8>> {
+    const OPEN: &[&str] = &[
+        "", "", " ", "\n", "\t", "\0", "<", "\"", "'", "--", "-", ".", "&", "x",
+    ];
+    const KEY: &[&str] = &[
+        "password",
+        "PASSWORD",
+        "db_password",
+        "apiKey",
+        "token",
+        "token_type",
+        "author",
+        "pin",
+        "pwd",
+        "PWD",
+        "secret.",
+        "-secret",
+        "x",
+        "auth",
+    ];
+    const CLOSE: &[&str] = &["", "", "\"", "'", ">", " ", "\t", "-"];
+    const SEP: &[&str] = &[
+        ":", "=", "=>", ":=", " '", "'", "", " ", "::", "://", "==", ": ", " = ", ":\n",
+    ];
+    const VALUE: &[&str] = &[
+        "x",
+        "hunter2",
+        "\"v v\"",
+        "'v'",
+        "`v`",
+        "{\"a\": [1]}",
+        "[1, 2]",
+        "true",
+        "/home/u",
+        "abc</password>",
+        "a&b",
+        "",
+        "\n  \"later\"",
+        "s3cr3t;x",
+    ];
+    const GLUE: &[&str] = &["", " ", "\n", "&", ";", ", ", "\r\n"];
+    proptest::collection::vec(
+        (
+            pick(OPEN),
+            pick(KEY),
+            pick(CLOSE),
+            pick(SEP),
+            pick(VALUE),
+            pick(GLUE),
+        )
+            .prop_map(|(o, k, c, s, v, g)| format!("{o}{k}{c}{s}{v}{g}")),
+        1..10,
+    )
+    .prop_map(|items| items.concat().into_bytes())
+}
+
+/// Digit groups joined by what does and does not continue a chain (card numbers, SSNs,
+/// phone numbers and near misses), at every offset from a 64-byte block edge.
+fn digit_groups() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0..70usize,
+        proptest::collection::vec(
+            (
+                prop_oneof![
+                    3 => proptest::collection::vec(b'0'..=b'9', 1..7),
+                    1 => (100..=999u32, 0..=99u32, 0..=9999u32)
+                        .prop_map(|(a, g, s)| format!("{a}-{g:02}-{s:04}").into_bytes()),
+                    1 => pick(&["4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004"])
+                        .prop_map(|c| c.as_bytes().to_vec()),
+                ],
+                pick(&[" ", "-", "", "  ", "--", "x", ".", "\n", " -"]),
+            ),
+            1..12,
+        ),
+    )
+        .prop_map(|(pad, groups)| {
+            let mut out = vec![b' '; pad];
+            out.extend_from_slice(b"a ");
+            for (digits, joiner) in groups {
+                out.extend(digits);
+                out.extend_from_slice(joiner.as_bytes());
+            }
+            out
+        })
+}
+
+#[test]
+fn corpus_files_mask_the_same_at_every_piece_size() {
+    for (name, input) in corpus() {
+        same_at_every_size(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn whole_corpus_with_planted_secrets_masks_the_same() {
+    // As the benchmark streams it: every file, then a request with two secrets.
+    let mut input: Vec<u8> = corpus().into_iter().flat_map(|(_, b)| b).collect();
+    input.extend_from_slice(
+        b"POST /login HTTP/1.1\r\nAuthorization: Bearer FAKEtok3n.abc\r\nContent-Length: 33\r\n\r\n{\"user\":\"a\",\"password\":\"FakePw\"}",
+    );
+    for size in [64, 512, 4096] {
+        same(&input, &fixed(size), false).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planted_text_masks_the_same(items in generators::text_stream()) {
+        same_at_every_size(&joined(&items, true))?;
+    }
+
+    #[test]
+    fn planted_binary_framing_masks_the_same(
+        items in prop_oneof![
+            generators::pg_stream(),
+            generators::redis_stream(),
+            generators::response_stream(),
+        ]
+    ) {
+        same_at_every_size(&joined(&items, false))?;
+    }
+
+    #[test]
+    fn planted_text_masks_the_same_with_timers(
+        items in generators::text_stream(),
+        steps in steps(),
+        close in any::<bool>(),
+    ) {
+        same(&joined(&items, true), &steps, close)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn key_values_mask_the_same(input in key_values(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+
+    #[test]
+    fn digit_groups_mask_the_same(input in digit_groups(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+
+    #[test]
+    fn soup_masks_the_same(input in soup(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+}
