@@ -148,6 +148,30 @@ mod tests {
         assert_eq!(parse_ring_bytes("8KiB"), Ok(8192));
     }
 
+    /// The help states the defaults in words; they must be `recorder_config::defaults`.
+    #[test]
+    fn the_defaults_the_help_states_are_the_real_ones() {
+        use clap::CommandFactory;
+        use recorder_config::defaults;
+        let help = RecorderdArgs::command().render_long_help().to_string();
+        let stated = |flag: &str| {
+            let at = help.find(flag).unwrap_or_else(|| panic!("{flag} in help"));
+            let rest = &help[at..];
+            let start = rest.find("[default: ").expect("a stated default") + 10;
+            rest[start..start + rest[start..].find(']').unwrap()].to_owned()
+        };
+        let size = |flag| parse_size(&stated(flag)).unwrap();
+        let duration = |flag| humantime::parse_duration(&stated(flag)).unwrap();
+        assert_eq!(
+            size("--max-payload"),
+            u64::from(defaults::MAX_PAYLOAD_BYTES)
+        );
+        assert_eq!(size("--ring-bytes"), u64::from(defaults::RING_BYTES));
+        assert_eq!(size("--segment-bytes"), defaults::SEGMENT_BYTES);
+        assert_eq!(duration("--segment-duration"), defaults::SEGMENT_DURATION);
+        assert_eq!(duration("--fsync-interval"), defaults::FSYNC_INTERVAL);
+    }
+
     #[test]
     fn flags_left_out_are_none_and_service_mode_refuses_the_foreground_ones() {
         let args = RecorderdArgs::try_parse_from(["recorderd", "--config", "c.toml"]).unwrap();
