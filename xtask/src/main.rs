@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod layout;
 mod setup;
 
 use std::{
@@ -101,6 +102,7 @@ fn test() -> Result<()> {
     setup::run()?;
     build_ebpf(ebpf::OBJECT_NAME)?;
     cargo(&["fmt", "--all", "--check"])?;
+    layout::check(&workspace_root())?;
     cargo(&[
         "clippy",
         "--workspace",
