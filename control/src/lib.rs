@@ -2,6 +2,7 @@
 //! request line from the client, one JSON response line from the service, then close.
 //! The service side lives in recorder-daemon's `service`; the client is [`ask`].
 
+/// Sending a request and reading the answer.
 pub mod client;
 
 pub use client::{ask, ControlError};

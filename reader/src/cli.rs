@@ -31,7 +31,7 @@ pub enum RecorderCommand {
     /// Print a recording as a timeline.
     Inspect {
         #[command(flatten)]
-        target: TargetArgs,
+        recording: RecordingArgs,
         /// Only events of this process.
         #[arg(long)]
         pid: Option<u32>,
@@ -57,7 +57,7 @@ pub enum RecorderCommand {
     /// 4 corrupt (names the segment and byte offset), 5 sealed (no identity given opens it).
     Verify {
         #[command(flatten)]
-        target: TargetArgs,
+        recording: RecordingArgs,
         #[command(flatten)]
         keys: KeyArgs,
     },
@@ -71,7 +71,7 @@ pub enum RecorderCommand {
     /// Write a recording as JSON lines, one object per frame.
     Export {
         #[command(flatten)]
-        target: TargetArgs,
+        recording: RecordingArgs,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         #[command(flatten)]
@@ -194,9 +194,9 @@ pub struct KeyArgs {
 
 /// A recording named by segment file, directory holding one recording, or recording id.
 #[derive(Debug, clap::Args)]
-pub struct TargetArgs {
+pub struct RecordingArgs {
     /// A segment file, a directory with one recording, or a recording id (or unique prefix).
-    pub target: String,
+    pub recording: String,
     /// Where to look up a recording id.
     #[arg(long, value_name = "DIR", default_value = OUTPUT_DIR)]
     pub dir: PathBuf,

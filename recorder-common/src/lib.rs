@@ -6,9 +6,13 @@
 
 #![no_std]
 
+/// What the probes do for a syscall (its class).
 pub mod class;
+/// Record kinds in the ring buffer.
 pub mod kind;
+/// Indexes of the per-CPU loss counters.
 pub mod loss;
+/// The records themselves and the per-thread stash.
 pub mod record;
 
 pub use record::{DataRecord, EventHeader, ProcessRecord, Stash, SyscallRecord};

@@ -10,7 +10,7 @@ use clap::Parser;
 use recorder_config::telemetry;
 use recorder_control::Request;
 use recorder_reader::{
-    cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, TargetArgs},
+    cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, RecordingArgs},
     command::{
         self, control, export, hold, inspect, keygen, list, redact_test, sweep, verify,
         CommandError,
@@ -50,7 +50,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             list::run(&dir, json, &keyring(&keys)?, out).map(|()| ExitCode::SUCCESS)
         }
         RecorderCommand::Inspect {
-            target,
+            recording,
             pid,
             fd,
             kind,
@@ -66,24 +66,24 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
                 grep,
             };
             let keyring = keyring(&keys)?;
-            let recording = resolve(&target, &keyring)?;
+            let recording = resolve(&recording, &keyring)?;
             command::audit::note_access(&recording, "read");
             inspect::run(&recording, &keyring, &filter, hex, follow, out)
         }
-        RecorderCommand::Verify { target, keys } => {
-            verify::run(&resolve(&target, &keyring(&keys)?)?, out)
+        RecorderCommand::Verify { recording, keys } => {
+            verify::run(&resolve(&recording, &keyring(&keys)?)?, out)
         }
         RecorderCommand::RedactTest { config } => {
             let policy = recorder_config::redaction_policy(config.as_deref())?;
             redact_test::run(policy, &mut io::stdin().lock(), out, &mut io::stderr())
         }
         RecorderCommand::Export {
-            target,
+            recording,
             format: export::ExportFormat::Jsonl,
             keys,
         } => {
             let keyring = keyring(&keys)?;
-            let recording = resolve(&target, &keyring)?;
+            let recording = resolve(&recording, &keyring)?;
             command::audit::note_access(&recording, "export");
             export::run(&recording, &keyring, out)
         }
@@ -137,8 +137,8 @@ fn keyring(keys: &KeyArgs) -> Result<Keyring, CommandError> {
     Ok(Keyring::load(&keys.identities)?)
 }
 
-fn resolve(target: &TargetArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {
-    Ok(catalog::resolve(&target.target, &target.dir, keyring)?)
+fn resolve(named: &RecordingArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {
+    Ok(catalog::resolve(&named.recording, &named.dir, keyring)?)
 }
 
 // Keeps the exit-code contract visible next to the binary that implements it.
