@@ -13,6 +13,8 @@ pub const RING_BYTES: u32 = 16 * 1024 * 1024;
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// ... or this age.
 pub const SEGMENT_DURATION: Duration = Duration::from_secs(3600);
+/// The zstd level of every frame (the writer's own default, by measurement).
+pub const COMPRESSION_LEVEL: i32 = recorder_store::writer::DEFAULT_COMPRESSION_LEVEL;
 /// How often the open segment is fsync-ed.
 pub const FSYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// The service's control socket.

@@ -67,6 +67,11 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub fsync_interval: Option<Duration>,
 
+    /// zstd level of the recording: negative is faster and larger, 1 to 19 slower and smaller
+    /// [default: 1].
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true, value_parser = parse_compression_level)]
+    pub compression_level: Option<i32>,
+
     /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
     /// identity can read the recording, and this host cannot. Repeatable.
     #[arg(long = "seal-to", value_name = "RECIPIENT")]
@@ -91,6 +96,7 @@ pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
         ("--segment-bytes", args.segment_bytes.is_some()),
         ("--segment-duration", args.segment_duration.is_some()),
         ("--fsync-interval", args.fsync_interval.is_some()),
+        ("--compression-level", args.compression_level.is_some()),
         ("--seal-to", !args.seal_to.is_empty()),
         ("--seal-to-file", !args.seal_to_file.is_empty()),
         ("--no-follow", args.no_follow),
@@ -110,6 +116,14 @@ impl RecorderdArgs {
             || self.cgroup.is_some()
             || self.comm.is_some()
     }
+}
+
+fn parse_compression_level(text: &str) -> Result<i32, String> {
+    let level = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    recorder_store::writer::check_compression_level(level)
 }
 
 fn parse_max_payload(text: &str) -> Result<u32, String> {
@@ -144,6 +158,8 @@ mod tests {
     fn sizes() {
         assert_eq!(parse_max_payload("64KiB"), Ok(65536));
         assert!(parse_max_payload("2MiB").is_err());
+        assert_eq!(parse_compression_level("-3"), Ok(-3));
+        assert!(parse_compression_level("0").is_err() && parse_compression_level("22").is_err());
         assert!(parse_ring_bytes("5000").is_err());
         assert_eq!(parse_ring_bytes("8KiB"), Ok(8192));
     }
@@ -170,6 +186,10 @@ mod tests {
         assert_eq!(size("--segment-bytes"), defaults::SEGMENT_BYTES);
         assert_eq!(duration("--segment-duration"), defaults::SEGMENT_DURATION);
         assert_eq!(duration("--fsync-interval"), defaults::FSYNC_INTERVAL);
+        assert_eq!(
+            stated("--compression-level"),
+            defaults::COMPRESSION_LEVEL.to_string()
+        );
     }
 
     #[test]

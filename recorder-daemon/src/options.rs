@@ -89,6 +89,7 @@ impl Options {
                 max_bytes: defaults::SEGMENT_BYTES,
                 max_age: defaults::SEGMENT_DURATION,
                 fsync_interval: Some(defaults::FSYNC_INTERVAL),
+                compression_level: defaults::COMPRESSION_LEVEL,
             },
             seal: None,
         })
@@ -120,6 +121,7 @@ impl Options {
         let segments = &mut options.segments;
         segments.max_bytes = args.segment_bytes.unwrap_or(segments.max_bytes);
         segments.max_age = args.segment_duration.unwrap_or(segments.max_age);
+        segments.compression_level = args.compression_level.unwrap_or(segments.compression_level);
         if let Some(every) = args.fsync_interval {
             segments.fsync_interval = Some(every).filter(|every| !every.is_zero());
         }

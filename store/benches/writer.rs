@@ -1,6 +1,7 @@
 //! Writer and reader throughput on a realistic HTTP/JSON recording: frames/s, payload MB/s,
 //! and the compression ratio (payload bytes per byte on disk); then the cost of sealing the
-//! same events to one age recipient: throughput, writer CPU per event, bytes per block.
+//! same events to one age recipient: throughput, writer CPU per event, bytes per block; and
+//! the zstd levels recorderd could use (`--compression-level`), side by side.
 //! Prints Markdown table rows; `--quick` runs a small sample to check the harness.
 
 use std::{
@@ -14,7 +15,12 @@ use recorder_proto::v1::{
     frame::Body, payload::Direction, resource::Kind, Event, Header, Payload, Resource,
     SocketAddress, Trailer,
 };
-use recorder_store::{Keyring, OutputDir, Seal, SegmentReader, SegmentWriter};
+use recorder_store::{
+    writer::DEFAULT_COMPRESSION_LEVEL, Keyring, OutputDir, Seal, SegmentReader, SegmentWriter,
+};
+
+/// The levels compared: zstd's fast negative level, 1, and 3.
+const LEVELS: [i32; 3] = [-3, 1, 3];
 
 /// An HTTP/1.1 request or response with a JSON body, as a service on a staging host sends
 /// them: mostly the same keys, with ids, timestamps and amounts that change.
@@ -129,6 +135,17 @@ fn cpu_time() -> Duration {
 
 /// Writes `events` into a new segment `name`, sealed to `seal` if given.
 fn write(dir: &OutputDir, name: &str, events: &[Event], seal: Option<&Seal>) -> PathBuf {
+    write_at(dir, name, events, seal, DEFAULT_COMPRESSION_LEVEL)
+}
+
+/// Like `write`, at zstd `level`.
+fn write_at(
+    dir: &OutputDir,
+    name: &str,
+    events: &[Event],
+    seal: Option<&Seal>,
+    level: i32,
+) -> PathBuf {
     let _ = std::fs::remove_file(dir.path().join(name));
     let header = Header {
         recording_id: "00".repeat(16),
@@ -137,11 +154,8 @@ fn write(dir: &OutputDir, name: &str, events: &[Event], seal: Option<&Seal>) -> 
     // The clone is part of both runs alike; the pipeline hands the writer owned events too.
     let events = events.to_vec();
     let count = events.len() as u64;
-    let mut writer = match seal {
-        Some(seal) => SegmentWriter::create_sealed(dir, name, header, seal),
-        None => SegmentWriter::create(dir, name, header),
-    }
-    .expect("create");
+    let mut writer =
+        SegmentWriter::create_with(dir, name, header, seal.cloned(), level).expect("create");
     for event in events {
         writer.append(Body::Event(event)).expect("append");
     }
@@ -210,6 +224,19 @@ fn main() {
     let (frames, read_wall, _) = best_of(|| read(&path, &Keyring::default()));
     let (sealed_frames, sealed_read_wall, _) = best_of(|| read(&sealed_path, &keyring));
     let (block_count, plain_bytes) = blocks(&sealed_path);
+    let levels: Vec<(i32, Duration, Duration, u64)> = LEVELS
+        .iter()
+        .map(|&level| {
+            let name = format!("level{level}.rcd");
+            let (path, wall, cpu) = best_of(|| write_at(&dir, &name, &events, None, level));
+            (
+                level,
+                wall,
+                cpu,
+                std::fs::metadata(path).expect("segment").len(),
+            )
+        })
+        .collect();
     let _ = std::fs::remove_dir_all(&tmp);
     assert_eq!(frames, count + 2, "header, every event, trailer");
     assert_eq!(sealed_frames, count + 2, "header, every event, trailer");
@@ -254,4 +281,17 @@ fn main() {
         "| on disk, sealed | {sealed_bytes} bytes (+{:.2} %) | {block_count} blocks, {per_block:.0} bytes of seal per block | | |",
         100.0 * (sealed_bytes - file_bytes) as f64 / file_bytes as f64
     );
+    for (level, wall, cpu, bytes) in levels {
+        let default = if level == DEFAULT_COMPRESSION_LEVEL {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "| writer, zstd level {level}{default} | same events | {:.1} MB/s | {:.0} ns CPU per event | ratio {:.2} : 1 |",
+            mb / wall.as_secs_f64(),
+            per_event(cpu),
+            payload_bytes as f64 / bytes as f64
+        );
+    }
 }

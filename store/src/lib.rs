@@ -99,6 +99,29 @@ mod tests {
     }
 
     #[test]
+    fn every_compression_level_allowed_reads_back_the_same_frames() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = OutputDir::open_or_create(&tmp.path().join("r")).unwrap();
+        for level in [-7, -1, 1, 3, 19] {
+            assert_eq!(writer::check_compression_level(level), Ok(level));
+            let name = format!("level{level}.rcd");
+            let mut writer =
+                SegmentWriter::create_with(&dir, &name, Header::default(), None, level).unwrap();
+            for i in 0..20 {
+                writer.append(Body::Event(event(i))).unwrap();
+            }
+            let path = writer.finish(Trailer::default(), &dir).unwrap();
+            let (bodies, end) = read_all(&path);
+            end.unwrap();
+            assert_eq!(bodies.len(), 22, "level {level}");
+            assert!(matches!(&bodies[20], Body::Event(e) if *e == event(19)));
+        }
+        for refused in [0, 20, 22] {
+            assert!(writer::check_compression_level(refused).is_err());
+        }
+    }
+
+    #[test]
     fn a_torn_tail_keeps_every_complete_frame() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = OutputDir::open_or_create(&tmp.path().join("r")).unwrap();

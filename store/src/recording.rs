@@ -29,6 +29,8 @@ pub struct SegmentPolicy {
     pub max_age: Duration,
     /// `None`: fsync only when a segment is finished.
     pub fsync_interval: Option<Duration>,
+    /// zstd level of every frame (`writer::DEFAULT_COMPRESSION_LEVEL` unless asked).
+    pub compression_level: i32,
 }
 
 /// Counts for the open segment's trailer.
@@ -87,7 +89,13 @@ impl RecordingWriter {
         let started = SystemTime::now();
         header.segment_seq = 0;
         let name = segment::file_name(started, &header.recording_id, 0);
-        let segment = create_segment(&dir, &name, header.clone(), seal.as_ref())?;
+        let segment = SegmentWriter::create_with(
+            &dir,
+            &name,
+            header.clone(),
+            seal.clone(),
+            policy.compression_level,
+        )?;
         let paths = vec![segment.path().clone()];
         let now = Instant::now();
         let now_mono_ns = clock::monotonic_ns();
@@ -237,7 +245,13 @@ impl RecordingWriter {
         header.segment_seq += 1;
         header.clock = Some(clock::clock_base());
         let name = segment::file_name(self.started, &header.recording_id, header.segment_seq);
-        let next = create_segment(&self.dir, &name, header.clone(), self.seal.as_ref())?;
+        let next = SegmentWriter::create_with(
+            &self.dir,
+            &name,
+            header.clone(),
+            self.seal.clone(),
+            self.policy.compression_level,
+        )?;
         self.header = header;
         self.paths.push(next.path().clone());
         Ok(next)
@@ -362,18 +376,6 @@ impl RecordingWriter {
             );
         }
         Ok(self.paths)
-    }
-}
-
-fn create_segment(
-    dir: &OutputDir,
-    name: &str,
-    header: Header,
-    seal: Option<&Seal>,
-) -> Result<SegmentWriter, WriteError> {
-    match seal {
-        Some(seal) => SegmentWriter::create_sealed(dir, name, header, seal),
-        None => SegmentWriter::create(dir, name, header),
     }
 }
 

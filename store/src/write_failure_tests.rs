@@ -136,6 +136,7 @@ fn a_sealed_segment_is_cut_at_its_last_block_and_sealed_trailer_ends_it() {
 /// Every tick closes the open frame, so the test decides what is on disk.
 fn policy() -> SegmentPolicy {
     SegmentPolicy {
+        compression_level: crate::writer::DEFAULT_COMPRESSION_LEVEL,
         max_bytes: u64::MAX,
         max_age: Duration::from_secs(3600),
         fsync_interval: Some(Duration::ZERO),

@@ -23,8 +23,22 @@ use super::{
     segment, DirError,
 };
 
-/// zstd level 3: about 190 MB/s per core here, and a better ratio than level 1 for text.
-const ZSTD_LEVEL: i32 = 3;
+/// The zstd level unless the recording asks for another (`--compression-level`). Chosen by
+/// `cargo bench -p recorder-store --bench writer` (docs/BENCHMARKS.md, "Writer"): on HTTP/JSON
+/// payloads level 1 compresses as well as 3 (5.7 : 1) for about a third less CPU per event,
+/// and -3 saves a further fifth of the CPU but needs half again as much disk.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+
+/// Checks a zstd level: negative levels are faster than 1 and compress less, 1 to 19 trade
+/// speed for ratio (20 to 22 need far more memory and are refused).
+pub fn check_compression_level(level: i32) -> Result<i32, String> {
+    let fastest = *zstd::compression_level_range().start();
+    if (fastest..=19).contains(&level) && level != 0 {
+        Ok(level)
+    } else {
+        Err(format!("a zstd level from {fastest} to -1 or 1 to 19"))
+    }
+}
 /// Close the zstd frame after this much uncompressed input...
 const MAX_OPEN_FRAME_BYTES: u64 = 1024 * 1024;
 /// ...or after this long, whichever comes first.
@@ -119,12 +133,14 @@ pub struct SegmentWriter {
     seal: Option<Seal>,
     /// Index of the next sealed block to open.
     next_block: u32,
+    /// The zstd level of every frame.
+    level: i32,
 }
 
 impl SegmentWriter {
     /// Creates `name` in `dir` and writes the preamble and the Header frame.
     pub fn create(dir: &OutputDir, name: &str, header: Header) -> Result<Self, WriteError> {
-        Self::create_with(dir, name, header, None)
+        Self::create_with(dir, name, header, None, DEFAULT_COMPRESSION_LEVEL)
     }
 
     /// Like `create`, but seals the segment to `seal`'s recipients: only their identities
@@ -135,18 +151,26 @@ impl SegmentWriter {
         header: Header,
         seal: &Seal,
     ) -> Result<Self, WriteError> {
-        Self::create_with(dir, name, header, Some(seal.clone()))
+        Self::create_with(
+            dir,
+            name,
+            header,
+            Some(seal.clone()),
+            DEFAULT_COMPRESSION_LEVEL,
+        )
     }
 
-    fn create_with(
+    /// Like `create`, sealed to `seal` if given, compressing at zstd `level`.
+    pub fn create_with(
         dir: &OutputDir,
         name: &str,
         header: Header,
         seal: Option<Seal>,
+        level: i32,
     ) -> Result<Self, WriteError> {
         let path = dir.path().join(name);
         let file = dir.create_file(name)?;
-        let created = Self::start(path.clone(), file, header, seal);
+        let created = Self::start(path.clone(), file, header, seal, level);
         if created.is_err() {
             // A segment without its Header frame is of no use to anyone; a failure here is
             // usually a full disk, so give the space back.
@@ -161,6 +185,7 @@ impl SegmentWriter {
         file: File,
         header: Header,
         seal: Option<Seal>,
+        level: i32,
     ) -> Result<Self, WriteError> {
         let io_error = |source| WriteError::Io {
             path: path.clone(),
@@ -189,6 +214,7 @@ impl SegmentWriter {
             open_since: Instant::now(),
             seal,
             next_block: 0,
+            level,
         };
         let encoder = writer
             .open_encoder(file)
@@ -331,7 +357,7 @@ impl SegmentWriter {
         let frame = Frame {
             body: Some(Body::Trailer(trailer)),
         };
-        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), self.level)?;
         encoder.include_checksum(true)?;
         encoder.write_all(&frame.encode_length_delimited_to_vec())?;
         let compressed = encoder.finish()?;
@@ -372,7 +398,7 @@ impl SegmentWriter {
             }
             None => None,
         };
-        let mut encoder = zstd::stream::write::Encoder::new(Sink { file, block }, ZSTD_LEVEL)?;
+        let mut encoder = zstd::stream::write::Encoder::new(Sink { file, block }, self.level)?;
         // A checksum per zstd frame lets the reader tell corruption from a valid prefix.
         encoder.include_checksum(true)?;
         Ok(encoder)
