@@ -1,11 +1,19 @@
 //! Line-shaped detectors: HTTP header lines from the deny-list, Redis inline `AUTH`,
 //! and PEM blocks (private key bodies masked, public ones exempt from the entropy check).
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use crate::detector::Detector;
 use crate::policy::Policy;
 use crate::scan::{Cont, Span};
+
+/// PEM markers, searched for in every buffer: built once, as building a searcher costs
+/// more than searching a short buffer.
+static BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN "));
+pub(crate) static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END"));
+static DASHES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----"));
 
 const fn token_table() -> [bool; 256] {
     let mut t = [false; 256];
@@ -141,7 +149,7 @@ pub(crate) fn pem(
     exempt: &mut Vec<(usize, usize)>,
 ) {
     if *public_open {
-        match memmem::find(buf, b"-----END") {
+        match END.find(buf) {
             Some(p) => {
                 exempt.push((0, p));
                 *public_open = false;
@@ -153,15 +161,15 @@ pub(crate) fn pem(
         }
     }
     let private_on = policy.detector_on(Detector::PrivateKey);
-    for begin in memmem::find_iter(buf, b"-----BEGIN ") {
+    for begin in BEGIN.find_iter(buf) {
         let label_start = begin + 11;
         let window = &buf[label_start..buf.len().min(label_start + 80)];
-        let Some(label_len) = memmem::find(window, b"-----") else {
+        let Some(label_len) = DASHES.find(window) else {
             continue;
         };
         let label = &window[..label_len];
         let body = label_start + label_len + 5;
-        let end = memmem::find(&buf[body..], b"-----END").map(|p| body + p);
+        let end = END.find(&buf[body..]).map(|p| body + p);
         let private = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
         if private {
             if !private_on {

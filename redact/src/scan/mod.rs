@@ -194,7 +194,7 @@ impl Cont {
             }
         }
         if let Some(rule) = self.pem {
-            match memchr::memmem::find(&buf[start..], b"-----END") {
+            match lines::END.find(&buf[start..]) {
                 Some(p) => {
                     span(start + p, rule, out);
                     self.pem = None;
