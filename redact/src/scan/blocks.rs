@@ -1,5 +1,5 @@
-//! One classification pass per buffer: digit, joiner (space, dash) and token-run byte
-//! membership of every byte, as one bit per byte in 64-byte blocks. The digit-chain
+//! One classification pass per buffer: digit, joiner (space, dash), token-run byte and
+//! non-hex letter membership of every byte, as one bit per byte in 64-byte blocks. The digit-chain
 //! (`digits`) and token-run (`tokens`) scans read these masks to skip ordinary text
 //! without a branch per byte, so the buffer is classified once for both.
 //!
@@ -17,11 +17,15 @@ pub(crate) struct Masks {
     pub(crate) joins: u64,
     /// `[A-Za-z0-9+/_-]`: what token runs are made of.
     pub(crate) tokens: u64,
+    /// `[G-Zg-z]`: letters that are not hex digits, without which no token run can pass
+    /// the high-entropy checks (hex digests and UUIDs are skipped on this alone).
+    pub(crate) non_hex: u64,
 }
 
 const DIGIT: u8 = 1;
 const JOIN: u8 = 2;
 const TOKEN: u8 = 4;
+const NON_HEX: u8 = 8;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 
@@ -37,7 +41,11 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
         let letter = (b | 0x20).wrapping_sub(b'a') < 26;
         let join = b == b' ' || b == b'-';
         let token = digit || letter || b == b'+' || b == b'/' || b == b'_' || b == b'-';
-        *c = (u8::from(digit) * DIGIT) | (u8::from(join) * JOIN) | (u8::from(token) * TOKEN);
+        let non_hex = (b | 0x20).wrapping_sub(b'g') < 20;
+        *c = (u8::from(digit) * DIGIT)
+            | (u8::from(join) * JOIN)
+            | (u8::from(token) * TOKEN)
+            | (u8::from(non_hex) * NON_HEX);
     }
     let mut m = Masks::default();
     for (k, w) in class.chunks_exact(8).enumerate() {
@@ -45,6 +53,7 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
         m.digits |= pack(x) << (8 * k);
         m.joins |= pack(x >> 1) << (8 * k);
         m.tokens |= pack(x >> 2) << (8 * k);
+        m.non_hex |= pack(x >> 3) << (8 * k);
     }
     m
 }
@@ -83,6 +92,8 @@ mod tests {
                 assert_eq!(m.digits >> i & 1 == 1, b.is_ascii_digit(), "{b:#x}");
                 assert_eq!(m.joins >> i & 1 == 1, b == b' ' || b == b'-', "{b:#x}");
                 assert_eq!(m.tokens >> i & 1 == 1, token, "{b:#x}");
+                let non_hex = b.is_ascii_alphabetic() && !b.is_ascii_hexdigit();
+                assert_eq!(m.non_hex >> i & 1 == 1, non_hex, "{b:#x}");
             }
         }
     }
@@ -97,6 +108,7 @@ mod tests {
                 digits: 0b00011,
                 joins: 0b10100,
                 tokens: 0b11011,
+                non_hex: 0,
             }]
         );
     }

@@ -78,25 +78,43 @@ pub(super) fn token_runs_fast(buf: &[u8], masks: &[Masks], mut emit: impl FnMut(
             let p = at + starts.trailing_zeros() as usize;
             // Only a window at a run's first byte is seen here: later ones are inside
             // the run and cleared below once it is walked.
-            done = run(buf, p, &mut emit);
+            done = run(buf, masks, p, &mut emit);
             starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
         }
     }
 }
 
-/// Walks the run starting at `start` (its first byte); returns where it ends.
-fn run(buf: &[u8], start: usize, emit: &mut impl FnMut(usize, usize)) -> usize {
+/// Walks the run starting at `start` (its first byte); returns where it ends. Its end
+/// and whether it holds a non-hex letter come from the masks, so hex digests and UUIDs
+/// (most long runs in ordinary traffic) are never walked byte by byte.
+fn run(buf: &[u8], masks: &[Masks], start: usize, emit: &mut impl FnMut(usize, usize)) -> usize {
     let n = buf.len();
-    let mut i = start;
-    let mut seen = 0;
-    while i < n {
-        let c = CLASS[buf[i] as usize];
-        if c & TOKEN == 0 {
-            break;
+    let (mut k, mut off) = (start / 64, start % 64);
+    let mut non_hex = false;
+    let i = loop {
+        let m = masks[k];
+        let ones = (m.tokens >> off).trailing_ones() as usize;
+        let bits = if ones >= 64 {
+            u64::MAX
+        } else {
+            (1 << ones) - 1
+        };
+        non_hex |= m.non_hex & (bits << off) != 0;
+        if off + ones < 64 {
+            break 64 * k + off + ones;
         }
-        seen |= c;
-        i += 1;
+        k += 1;
+        off = 0;
+        if k == masks.len() {
+            break n;
+        }
+    };
+    if !non_hex {
+        return i;
     }
+    let seen = buf[start..i]
+        .iter()
+        .fold(0, |seen, &b| seen | CLASS[usize::from(b)]);
     let mut end = i;
     while end < n && end - i < 2 && buf[end] == b'=' {
         end += 1;
