@@ -2,7 +2,8 @@
 //! (every detector over every byte, as the engine did before the fast path) masks —
 //! the same bytes and the same (rule, offset, length) annotations for every piece — on
 //! the planted-secret generators, on the false-positive corpus and on a soup of
-//! separators, digits and key fragments built to sit on the prefilter's edges. Streams
+//! separators, digits, key fragments, token runs and header names built to sit on the
+//! fast path's edges (prefilter, block masks, length limits). Streams
 //! are cut at every piece size the other tests and the benchmark use, and at random
 //! syscall-sized ones with timer expiries under tight hold-back bounds.
 
@@ -372,6 +373,45 @@ fn digit_groups() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Token runs of every length around the 18/20-byte edges (with and without `=`
+/// padding, hex-only, mixed, with non-hex letters) and header lines with names around
+/// the 64-byte limit, at every offset from a 64-byte block edge.
+fn token_runs_and_headers() -> impl Strategy<Value = Vec<u8>> {
+    const ALPHABET: &[u8] = b"Zx9Qm2LkP4vR7tW1yB3nC8dFabcdef0123456789+/_-";
+    (
+        0..70usize,
+        proptest::collection::vec(
+            (
+                prop_oneof![
+                    3 => (0..ALPHABET.len(), 14..26usize, 1..7usize).prop_map(|(o, n, step)| {
+                        (0..n).map(|i| ALPHABET[(o + i * step) % ALPHABET.len()]).collect()
+                    }),
+                    1 => (54..66usize, pick(&[": v", ":v", " : v", "x: v"]))
+                        .prop_map(|(n, rest)| {
+                            let mut line = b"\nX-".to_vec();
+                            line.resize(n + 1, b'a');
+                            line.extend_from_slice(b"-token");
+                            line.extend_from_slice(rest.as_bytes());
+                            line
+                        }),
+                    1 => pick(&["\nAuthorization: x", "\nAUTH pw", "\nCookie:a=b"])
+                        .prop_map(|h| h.as_bytes().to_vec()),
+                ],
+                pick(&["", "=", "==", "===", " ", "\n", ".", ",", "\u{e9}"]),
+            ),
+            1..10,
+        ),
+    )
+        .prop_map(|(pad, parts)| {
+            let mut out = vec![b' '; pad];
+            for (part, joiner) in parts {
+                out.extend(part);
+                out.extend_from_slice(joiner.as_bytes());
+            }
+            out
+        })
+}
+
 #[test]
 fn corpus_files_mask_the_same_at_every_piece_size() {
     for (name, input) in corpus() {
@@ -431,6 +471,16 @@ proptest! {
 
     #[test]
     fn digit_groups_mask_the_same(input in digit_groups(), steps in steps(), close in any::<bool>()) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+
+    #[test]
+    fn token_runs_and_headers_mask_the_same(
+        input in token_runs_and_headers(),
+        steps in steps(),
+        close in any::<bool>(),
+    ) {
         same(&input, &fixed(input.len().max(1)), true)?;
         same(&input, &steps, close)?;
     }

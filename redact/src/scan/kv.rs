@@ -47,7 +47,12 @@ pub(crate) fn scan(
     };
     key_runs(buf, runs);
     let mut skip_until = 0;
+    let shortest = stems.min_pattern_len();
     for &(ks, ke) in runs.iter() {
+        if ke - ks < shortest {
+            // Too short to hold a stem.
+            continue;
+        }
         // The reference scan takes the first stem hit in the run that starts at or after
         // `skip_until`; stems are alphanumeric, so hits never cross a run's edges and the
         // hits inside the run are the same whether the search starts there or before.

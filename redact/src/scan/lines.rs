@@ -1,15 +1,53 @@
 //! Line-shaped detectors: HTTP header lines from the deny-list, Redis inline `AUTH`,
 //! and PEM blocks (private key bodies masked, public ones exempt from the entropy check).
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use crate::detector::Detector;
 use crate::policy::Policy;
 use crate::scan::{Cont, Span};
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b)
+/// PEM markers, searched for in every buffer: built once, as building a searcher costs
+/// more than searching a short buffer.
+static BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN "));
+pub(crate) static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END"));
+static DASHES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----"));
+
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b'-'
+            );
+        b += 1;
+    }
+    t
 }
+
+/// HTTP token bytes (header names).
+static TOKEN: [bool; 256] = token_table();
+
+/// Longest header name looked at; `header` rejects longer ones.
+const MAX_NAME: usize = 64;
 
 pub(crate) fn scan(
     policy: &Policy,
@@ -23,35 +61,37 @@ pub(crate) fn scan(
     if !headers && !redis {
         return;
     }
-    let starts = line_start
-        .then_some(0)
-        .into_iter()
-        .chain(memchr::memchr_iter(b'\n', buf).map(|i| i + 1));
-    for ls in starts {
-        if ls >= buf.len() || !buf[ls].is_ascii_alphabetic() {
-            continue;
+    // One pass over the line ends: each gives the end of one line and the start of the
+    // next.
+    let mut ls = if line_start { Some(0) } else { None };
+    let ends = memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len()));
+    for le in ends {
+        if let Some(ls) = ls.filter(|&ls| ls < le && buf[ls].is_ascii_alphabetic()) {
+            let line = &buf[ls..le];
+            if headers {
+                header(policy, buf, ls, le, out, cont);
+            }
+            if redis
+                && line.len() > 5
+                && line[..4].eq_ignore_ascii_case(b"auth")
+                && matches!(line[4], b' ' | b'\t')
+            {
+                inline_auth(buf, ls + 5, le, out, cont);
+            }
         }
-        let le = memchr::memchr(b'\n', &buf[ls..]).map_or(buf.len(), |p| ls + p);
-        let line = &buf[ls..le];
-        if headers {
-            header(policy, buf, ls, le, out, cont);
-        }
-        if redis
-            && line.len() > 5
-            && line[..4].eq_ignore_ascii_case(b"auth")
-            && matches!(line[4], b' ' | b'\t')
-        {
-            inline_auth(buf, ls + 5, le, out, cont);
-        }
+        ls = Some(le + 1);
     }
 }
 
 fn header(policy: &Policy, buf: &[u8], ls: usize, le: usize, out: &mut Vec<Span>, cont: &mut Cont) {
-    let name_end = buf[ls..le]
+    // A name longer than `MAX_NAME` is rejected wherever it ends, so the search stops
+    // one byte past it.
+    let limit = le.min(ls + MAX_NAME + 1);
+    let name_end = buf[ls..limit]
         .iter()
-        .position(|&b| !is_token_byte(b))
-        .map_or(le, |p| ls + p);
-    if name_end >= le || buf[name_end] != b':' || name_end - ls > 64 {
+        .position(|&b| !TOKEN[usize::from(b)])
+        .map_or(limit, |p| ls + p);
+    if name_end >= le || buf[name_end] != b':' || name_end - ls > MAX_NAME {
         return;
     }
     if !policy.header_denied(&buf[ls..name_end]) {
@@ -109,7 +149,7 @@ pub(crate) fn pem(
     exempt: &mut Vec<(usize, usize)>,
 ) {
     if *public_open {
-        match memmem::find(buf, b"-----END") {
+        match END.find(buf) {
             Some(p) => {
                 exempt.push((0, p));
                 *public_open = false;
@@ -121,15 +161,15 @@ pub(crate) fn pem(
         }
     }
     let private_on = policy.detector_on(Detector::PrivateKey);
-    for begin in memmem::find_iter(buf, b"-----BEGIN ") {
+    for begin in BEGIN.find_iter(buf) {
         let label_start = begin + 11;
         let window = &buf[label_start..buf.len().min(label_start + 80)];
-        let Some(label_len) = memmem::find(window, b"-----") else {
+        let Some(label_len) = DASHES.find(window) else {
             continue;
         };
         let label = &window[..label_len];
         let body = label_start + label_len + 5;
-        let end = memmem::find(&buf[body..], b"-----END").map(|p| body + p);
+        let end = END.find(&buf[body..]).map(|p| body + p);
         let private = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
         if private {
             if !private_on {

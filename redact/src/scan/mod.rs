@@ -7,13 +7,16 @@
 //! What crosses a cut is carried in [`Cont`]: a value, quoted string, array or private
 //! key block that has started but not ended, so its remainder is masked when it arrives.
 
+mod blocks;
 #[cfg(test)]
 mod differential;
 mod digits;
+mod entropy;
 mod kv;
 mod lines;
 mod prefilter;
 mod shape;
+mod tokens;
 mod value;
 
 pub(crate) use value::ValueDetectors;
@@ -191,7 +194,7 @@ impl Cont {
             }
         }
         if let Some(rule) = self.pem {
-            match memchr::memmem::find(&buf[start..], b"-----END") {
+            match lines::END.find(&buf[start..]) {
                 Some(p) => {
                     span(start + p, rule, out);
                     self.pem = None;
@@ -252,6 +255,7 @@ struct Scratch {
     exempt: Vec<(usize, usize)>,
     key_runs: Vec<(usize, usize)>,
     lower: Vec<u8>,
+    masks: Vec<blocks::Masks>,
 }
 
 /// Scans `buf`, of which `buf[..start]` is context already decided (its spans are
@@ -289,9 +293,14 @@ pub(crate) fn scan(
         return finish(policy, buf, start, end, state, cont, found, out);
     }
     kv::scan(policy, buf, &mut scratch.key_runs, out, &mut found);
-    policy
-        .values()
-        .scan(buf, line_start, &scratch.exempt, &mut scratch.lower, out);
+    policy.values().scan(
+        buf,
+        line_start,
+        &scratch.exempt,
+        &mut scratch.lower,
+        &mut scratch.masks,
+        out,
+    );
     finish(policy, buf, start, end, state, cont, found, out);
 }
 

@@ -1,6 +1,6 @@
 //! Validators for value detectors: the checks a candidate must pass beyond its pattern
-//! (Luhn, SSN ranges, entropy, AWS context, ...), and the byte-class scans that find
-//! token runs without a regex.
+//! (Luhn, SSN ranges, AWS context, ...), and the reference walk for token runs (the
+//! entropy checks are `entropy`).
 
 pub(super) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
@@ -177,6 +177,7 @@ fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+#[cfg(test)]
 const fn token_run_table() -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
@@ -188,6 +189,7 @@ const fn token_run_table() -> [bool; 256] {
     t
 }
 
+#[cfg(test)]
 static TOKEN_RUN: [bool; 256] = token_run_table();
 
 #[cfg(test)]
@@ -217,201 +219,6 @@ pub(super) fn token_runs(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
         }
         i = end.max(i);
     }
-}
-
-/// Byte classes for [`token_runs_fast`].
-const TOKEN: u8 = 1;
-const UPPER: u8 = 2;
-const LOWER: u8 = 4;
-const DIGIT: u8 = 8;
-const NON_HEX: u8 = 16;
-const MIXED: u8 = UPPER | LOWER | DIGIT | NON_HEX;
-
-const fn class_table() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let mut k = 0;
-        if TOKEN_RUN[b] {
-            k |= TOKEN;
-        }
-        if c.is_ascii_uppercase() {
-            k |= UPPER;
-        }
-        if c.is_ascii_lowercase() {
-            k |= LOWER;
-        }
-        if c.is_ascii_digit() {
-            k |= DIGIT;
-        }
-        if c.is_ascii_alphabetic() && !c.is_ascii_hexdigit() {
-            k |= NON_HEX;
-        }
-        t[b] = k;
-        b += 1;
-    }
-    t
-}
-
-static CLASS: [u8; 256] = class_table();
-
-/// The runs [`token_runs`] yields that [`high_entropy`] can accept: it first requires
-/// upper case, lower case, a digit and a non-hex letter, so the classes are gathered in
-/// the same walk and hex digests, UUIDs and words never reach it.
-pub(super) fn token_runs_fast(buf: &[u8], mut emit: impl FnMut(usize, usize)) {
-    let n = buf.len();
-    let mut i = 0;
-    while i < n {
-        while i < n && CLASS[buf[i] as usize] & TOKEN == 0 {
-            i += 1;
-        }
-        let start = i;
-        let mut seen = 0;
-        while i < n {
-            let c = CLASS[buf[i] as usize];
-            if c & TOKEN == 0 {
-                break;
-            }
-            seen |= c;
-            i += 1;
-        }
-        let mut end = i;
-        while end < n && end - i < 2 && buf[end] == b'=' {
-            end += 1;
-        }
-        if end - start >= 20 && seen & MIXED == MIXED {
-            emit(start, end);
-        }
-        i = end.max(i);
-    }
-}
-
-/// Base64 prefixes of common media and archive formats, whose encodings are long,
-/// random-looking and not secrets.
-const MEDIA_MAGIC: &[&[u8]] = &[
-    b"iVBORw0KGgo",
-    b"/9j/",
-    b"R0lGOD",
-    b"UklGR",
-    b"JVBERi0",
-    b"UEsDB",
-    b"AAAA",
-    b"SUkq",
-    b"Qk",
-    b"T2dnUw",
-    b"GkXfo",
-    b"d09GR",
-    b"AAEAAA",
-];
-
-/// A generic token: 20–256 characters of `[A-Za-z0-9+/_-]` (plus `=` padding) with
-/// upper case, lower case and digits, not pure hex, that looks random: Shannon entropy at
-/// least 0.8 × log2(min(len, 62)) bits per character, a character-class change at 30 %
-/// or more of positions, and not word-like (over half its characters in letter runs of
-/// three or more with a vowel share of 25 % or more, as in `getUserByIdAndOrg2`).
-pub(super) fn high_entropy(buf: &[u8], start: usize, end: usize, line_start: bool) -> bool {
-    let run = &buf[start..end];
-    let body = run
-        .strip_suffix(b"==")
-        .or_else(|| run.strip_suffix(b"="))
-        .unwrap_or(run);
-    let n = body.len();
-    if !(20..=256).contains(&n) {
-        return false;
-    }
-    let (mut upper, mut lower, mut digit, mut non_hex) = (false, false, false, false);
-    for &b in body {
-        upper |= b.is_ascii_uppercase();
-        lower |= b.is_ascii_lowercase();
-        digit |= b.is_ascii_digit();
-        non_hex |= b.is_ascii_alphabetic() && !b.is_ascii_hexdigit();
-    }
-    if !(upper && lower && digit && non_hex) {
-        return false;
-    }
-    if MEDIA_MAGIC.iter().any(|m| body.starts_with(m)) {
-        return false;
-    }
-    let before = &buf[start.saturating_sub(8)..start];
-    // Data URIs, and SSH key fingerprints (`SHA256:<base64>`) which are public.
-    if [&b"base64,"[..], b"base64:", b"SHA256:", b"SHA512:"]
-        .iter()
-        .any(|p| before.ends_with(p))
-    {
-        return false;
-    }
-    // Subresource-integrity and similar digests: `sha384-<base64>`.
-    if [&b"sha256-"[..], b"sha384-", b"sha512-"]
-        .iter()
-        .any(|p| body.starts_with(p))
-    {
-        return false;
-    }
-    // A full-width MIME base64 line (76 characters) inside a block.
-    let at_line_start = if start == 0 {
-        line_start
-    } else {
-        buf[start - 1] == b'\n'
-    };
-    if n == 76 && at_line_start && buf.get(end).is_some_and(|&b| b == b'\r' || b == b'\n') {
-        return false;
-    }
-    let mut counts = [0u32; 256];
-    for &b in body {
-        counts[b as usize] += 1;
-    }
-    let len = n as f64;
-    let entropy: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / len;
-            -p * p.log2()
-        })
-        .sum();
-    let ceiling = (n.min(62) as f64).log2();
-    if entropy < 0.8 * ceiling {
-        return false;
-    }
-    let class = |b: u8| match b {
-        b'a'..=b'z' => 0,
-        b'A'..=b'Z' => 1,
-        b'0'..=b'9' => 2,
-        _ => 3,
-    };
-    let changes = body
-        .windows(2)
-        .filter(|w| class(w[0]) != class(w[1]))
-        .count();
-    if changes * 10 < (n - 1) * 3 {
-        return false;
-    }
-    !word_like(body)
-}
-
-/// Identifiers and words: long same-case letter runs with a natural share of vowels.
-fn word_like(s: &[u8]) -> bool {
-    let mut in_runs = 0;
-    let mut i = 0;
-    while i < s.len() {
-        let lower = s[i].is_ascii_lowercase();
-        let letter = s[i].is_ascii_alphabetic();
-        let mut j = i + 1;
-        while j < s.len()
-            && s[j].is_ascii_alphabetic() == letter
-            && s[j].is_ascii_lowercase() == lower
-        {
-            j += 1;
-        }
-        if letter && j - i >= 3 {
-            in_runs += j - i;
-        }
-        i = j;
-    }
-    let letters = s.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    let vowels = s.iter().filter(|b| b"aeiouAEIOU".contains(b)).count();
-    in_runs * 2 > s.len() && vowels * 4 >= letters
 }
 
 pub(super) fn ip_address(buf: &[u8], start: usize, end: usize) -> bool {
@@ -464,18 +271,5 @@ mod tests {
         assert_eq!(decode_base64(b"dXNlcjpwYXNz").unwrap(), b"user:pass");
         assert_eq!(decode_base64(b"YQ==").unwrap(), b"a");
         assert!(decode_base64(b"a").is_none());
-    }
-
-    #[test]
-    fn entropy_separates_tokens_from_words() {
-        let he = |s: &str| high_entropy(s.as_bytes(), 0, s.len(), true);
-        assert!(he("Zx9Qm2LkP4vR7tW1yB3nC8dF"));
-        assert!(he("kJ8sD2fG5hQ9wE1rT7yU3iO6pA4sZ0xC"));
-        assert!(!he("ThisIsMyVeryLongVariableName2"));
-        assert!(!he("x86_64-unknown-linux-gnu"));
-        assert!(!he("550e8400e29b41d4a716446655440000"));
-        assert!(!he("abcdefghijklmnopqrstuvwxyz"));
-        assert!(!he("HTTP2ServerConnectionHandler"));
-        assert!(!he("getUserByIdAndOrganization2"));
     }
 }

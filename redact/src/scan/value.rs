@@ -10,14 +10,14 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
+use crate::scan::blocks::{classify, Masks};
 use crate::scan::digits::long_chains;
+use crate::scan::entropy::high_entropy;
 use crate::scan::prefilter::Triggers;
 #[cfg(test)]
 use crate::scan::shape::token_runs;
-use crate::scan::shape::{
-    aws_secret, basic_credentials, card_numbers, high_entropy, ip_address, token_runs_fast,
-    valid_ssn,
-};
+use crate::scan::shape::{aws_secret, basic_credentials, card_numbers, ip_address, valid_ssn};
+use crate::scan::tokens::token_runs_fast;
 use crate::scan::Span;
 
 /// Upper bound on a compiled pattern (user rules included), so a config cannot make the
@@ -224,22 +224,27 @@ impl ValueDetectors {
     }
 
     /// Pushes a span for every value-detector match in `buf`. `exempt` are ranges where
-    /// the high-entropy detector must not fire (public PEM bodies). `lower` is scratch.
+    /// the high-entropy detector must not fire (public PEM bodies). `lower` and `masks`
+    /// are scratch.
     pub(crate) fn scan(
         &self,
         buf: &[u8],
         line_start: bool,
         exempt: &[(usize, usize)],
         lower: &mut Vec<u8>,
+        masks: &mut Vec<Masks>,
         out: &mut Vec<Span>,
     ) {
+        if self.cards || self.ssn || self.high_entropy {
+            classify(buf, masks);
+        }
         if self.cards || self.ssn {
-            long_chains(buf, |start, end, digits| {
+            long_chains(buf, masks, |start, end, digits| {
                 self.digit_chain(buf, start, end, digits, out)
             });
         }
         if self.high_entropy {
-            token_runs_fast(buf, |start, end| {
+            token_runs_fast(buf, masks, |start, end| {
                 if !exempt.iter().any(|&(s, e)| start < e && s < end)
                     && high_entropy(buf, start, end, line_start)
                 {

@@ -1,0 +1,190 @@
+//! Finds the token runs (`[A-Za-z0-9+/_-]`, plus up to two `=` of padding) that the
+//! high-entropy detector can accept, without a branch per byte of ordinary traffic.
+//!
+//! A run needs 20 bytes with its padding, so 18 without; token membership is computed
+//! for 64 bytes at a time as a bit mask (`blocks`, shared with the digit scan), and only blocks where an
+//! 18-byte window of members starts are looked at byte by byte. The detector's checks
+//! stay in `shape::high_entropy`; the reference walk is `shape::token_runs`.
+
+use crate::scan::blocks::Masks;
+
+/// Byte classes gathered over a run.
+const TOKEN: u8 = 1;
+const UPPER: u8 = 2;
+const LOWER: u8 = 4;
+const DIGIT: u8 = 8;
+const NON_HEX: u8 = 16;
+/// What `high_entropy` requires first: upper case, lower case, a digit and a non-hex
+/// letter, so hex digests, UUIDs and words never reach it.
+const MIXED: u8 = UPPER | LOWER | DIGIT | NON_HEX;
+
+/// Shortest run body that padding can bring to the detector's 20 bytes.
+const MIN_BODY: usize = 18;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0;
+        if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-') {
+            k |= TOKEN;
+        }
+        if c.is_ascii_uppercase() {
+            k |= UPPER;
+        }
+        if c.is_ascii_lowercase() {
+            k |= LOWER;
+        }
+        if c.is_ascii_digit() {
+            k |= DIGIT;
+        }
+        if c.is_ascii_alphabetic() && !c.is_ascii_hexdigit() {
+            k |= NON_HEX;
+        }
+        t[b] = k;
+        b += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = class_table();
+
+/// Bit p is set where `MIN_BODY` members start at p: `x` holds this block's mask in its
+/// low half and the next block's in its high half, so windows may cross into it.
+fn window_starts(x: u128) -> u64 {
+    let mut y = x & (x >> 1);
+    y &= y >> 2;
+    y &= y >> 4;
+    y &= y >> 8;
+    y &= y >> (MIN_BODY - 16);
+    y as u64
+}
+
+/// Calls `emit(start, end)` for exactly the runs `shape::token_runs` yields whose body
+/// holds every class in `MIXED`, in order.
+pub(super) fn token_runs_fast(buf: &[u8], masks: &[Masks], mut emit: impl FnMut(usize, usize)) {
+    // Everything before `done` has been walked; it never ends inside a run.
+    let mut done = 0;
+    for (k, m) in masks.iter().enumerate() {
+        let at = 64 * k;
+        let next = masks.get(k + 1).map_or(0, |n| n.tokens);
+        let mut starts = window_starts(u128::from(m.tokens) | u128::from(next) << 64);
+        if done > at {
+            // Drop windows inside the run already walked.
+            starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
+        }
+        while starts != 0 {
+            let p = at + starts.trailing_zeros() as usize;
+            // Only a window at a run's first byte is seen here: later ones are inside
+            // the run and cleared below once it is walked.
+            done = run(buf, masks, p, &mut emit);
+            starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
+        }
+    }
+}
+
+/// Walks the run starting at `start` (its first byte); returns where it ends. Its end
+/// and whether it holds a non-hex letter come from the masks, so hex digests and UUIDs
+/// (most long runs in ordinary traffic) are never walked byte by byte.
+fn run(buf: &[u8], masks: &[Masks], start: usize, emit: &mut impl FnMut(usize, usize)) -> usize {
+    let n = buf.len();
+    let (mut k, mut off) = (start / 64, start % 64);
+    let mut non_hex = false;
+    let i = loop {
+        let m = masks[k];
+        let ones = (m.tokens >> off).trailing_ones() as usize;
+        let bits = if ones >= 64 {
+            u64::MAX
+        } else {
+            (1 << ones) - 1
+        };
+        non_hex |= m.non_hex & (bits << off) != 0;
+        if off + ones < 64 {
+            break 64 * k + off + ones;
+        }
+        k += 1;
+        off = 0;
+        if k == masks.len() {
+            break n;
+        }
+    };
+    if !non_hex {
+        return i;
+    }
+    let seen = buf[start..i]
+        .iter()
+        .fold(0, |seen, &b| seen | CLASS[usize::from(b)]);
+    let mut end = i;
+    while end < n && end - i < 2 && buf[end] == b'=' {
+        end += 1;
+    }
+    if end - start >= 20 && seen & MIXED == MIXED {
+        emit(start, end);
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::scan::shape::token_runs;
+
+    fn reference(buf: &[u8]) -> Vec<(usize, usize)> {
+        let mut want = Vec::new();
+        token_runs(buf, |s, e| {
+            let seen = buf[s..e].iter().fold(0, |a, &b| a | CLASS[usize::from(b)]);
+            if seen & MIXED == MIXED {
+                want.push((s, e));
+            }
+        });
+        want
+    }
+
+    fn fast(buf: &[u8]) -> Vec<(usize, usize)> {
+        let mut got = Vec::new();
+        let mut masks = Vec::new();
+        crate::scan::blocks::classify(buf, &mut masks);
+        token_runs_fast(buf, &masks, |s, e| got.push((s, e)));
+        got
+    }
+
+    #[test]
+    fn runs_at_every_block_offset_and_length() {
+        let token = b"Zx9Qm2LkP4vR7tW1yB3nC8dFkJ8sD2fG5hQ9wE1rT7yU3iO6pA4sZ0xCaB1cD2eF3gH4";
+        for len in 16..token.len() {
+            for at in 0..140 {
+                for pad in ["", "=", "==", "==="] {
+                    let mut buf = vec![b' '; at];
+                    buf.extend_from_slice(&token[..len]);
+                    buf.extend_from_slice(pad.as_bytes());
+                    buf.extend_from_slice(b" tail");
+                    assert_eq!(fast(&buf), reference(&buf), "len {len} at {at}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn same_runs_as_the_reference(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    4 => proptest::sample::select(vec![
+                        "Zx9Qm2LkP4vR7tW1yB3n", "abcdef0123456789abcd", "x", "Q", "7", "g",
+                        "+", "/", "_", "-", "=", "==", " ", ",", ".", "\n", "\u{e9}",
+                    ]).prop_map(|s| s.as_bytes().to_vec()),
+                    1 => proptest::collection::vec(any::<u8>(), 0..40),
+                ],
+                0..40,
+            ),
+        ) {
+            let buf = parts.concat();
+            prop_assert_eq!(fast(&buf), reference(&buf));
+        }
+    }
+}
