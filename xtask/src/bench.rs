@@ -58,13 +58,17 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     redaction(root, quick)
 }
 
-/// Redaction throughput on one core: the redactor's `throughput` example streams a mixed
-/// corpus (ordinary traffic and planted secrets) through one `StreamRedactor` in pieces of a
-/// given size, as syscalls would hand them over.
+/// Redaction throughput on one core: the redactor's `throughput` example streams a corpus
+/// through one `StreamRedactor` in pieces of a given size, as syscalls would hand them over:
+/// mixed (ordinary traffic and planted secrets), ordinary traffic alone (the false-positive
+/// corpus), and secret-dense traffic.
 fn redaction(root: &Path, quick: bool) -> Result<()> {
     let mib = if quick { "2" } else { "64" };
     let mut rows = Vec::new();
-    for piece in ["4096", "512", "64"] {
+    let runs = ["mixed", "ordinary", "dense"]
+        .into_iter()
+        .flat_map(|mode| ["4096", "512", "64"].map(|piece| (mode, piece)));
+    for (mode, piece) in runs {
         let output = Command::new("cargo")
             .args([
                 "run",
@@ -73,7 +77,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
                 "--package",
                 "recorder-redact",
             ])
-            .args(["--example", "throughput", "--", piece, mib])
+            .args(["--example", "throughput", "--", piece, mib, mode])
             .current_dir(root)
             .output()
             .context("running the redaction benchmark")?;
@@ -91,7 +95,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
             );
         };
         rows.push(format!(
-            "| redaction | {mib} MiB mixed corpus in {piece}-byte pieces | {rate} MiB/s on one core |"
+            "| redaction | {mib} MiB {mode} corpus in {piece}-byte pieces | {rate} MiB/s on one core |"
         ));
     }
     for row in &rows {
