@@ -318,17 +318,7 @@ impl ValueDetectors {
             if entry.gate.is_some_and(|bit| present & bit == 0) {
                 continue;
             }
-            if entry.group == 0 {
-                for m in entry.regex.find_iter(buf) {
-                    self.check(entry, buf, m.start(), m.end(), out);
-                }
-            } else {
-                for caps in entry.regex.captures_iter(buf) {
-                    if let Some(m) = caps.get(entry.group) {
-                        self.check(entry, buf, m.start(), m.end(), out);
-                    }
-                }
-            }
+            self.run(entry, buf, out);
         }
     }
 
