@@ -34,6 +34,8 @@ const BTF_PROGRAMS: [(&str, &str); 2] = [
 ];
 const CLASSIC_PROGRAMS: [(&str, &str); 2] =
     [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
+/// Set to 1, the syscall programs attach as classic tracepoints even where BTF ones work.
+const CLASSIC_ENV: &str = "RECORDER_CLASSIC_TRACEPOINTS";
 
 /// Process lifecycle programs and the tracepoints they attach to.
 const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
@@ -139,6 +141,8 @@ pub enum CaptureError {
         #[source]
         source: MapError,
     },
+    #[error("BTF tracepoints not used: {reason}")]
+    NoBtfHook { reason: &'static str },
     #[error("the ring buffer cannot be polled")]
     Poll(#[source] std::io::Error),
 }
@@ -379,8 +383,19 @@ fn attach_process(
 /// nobody records, docs/BENCHMARKS.md). The classic ones stay as the fallback for kernels
 /// without BTF (or BTF tracepoints, before 5.5) and for other architectures than x86_64,
 /// whose `pt_regs` layout the BTF programs do not know.
+///
+/// `RECORDER_CLASSIC_TRACEPOINTS=1` forces the fallback, so that tests and benchmarks can
+/// exercise and measure it on a kernel that has BTF.
 fn attach_syscalls(ebpf: &mut Ebpf, links: &mut Vec<Link>) -> Result<SyscallHook, CaptureError> {
-    match attach_btf(ebpf) {
+    let forced = std::env::var_os(CLASSIC_ENV).is_some_and(|v| v == "1");
+    let btf = if forced {
+        Err(CaptureError::NoBtfHook {
+            reason: "RECORDER_CLASSIC_TRACEPOINTS=1",
+        })
+    } else {
+        attach_btf(ebpf)
+    };
+    match btf {
         Ok(btf_links) => {
             links.extend(btf_links.into_iter().map(Link::Btf));
             return Ok(SyscallHook::Btf);
@@ -407,8 +422,8 @@ fn attach_syscalls(ebpf: &mut Ebpf, links: &mut Vec<Link>) -> Result<SyscallHook
 /// attached, so the fallback does not record a syscall twice).
 fn attach_btf(ebpf: &mut Ebpf) -> Result<Vec<BtfTracePointLink>, CaptureError> {
     if !cfg!(target_arch = "x86_64") {
-        return Err(CaptureError::Missing {
-            name: "BTF syscall programs for this architecture",
+        return Err(CaptureError::NoBtfHook {
+            reason: "the BTF programs read x86_64 registers only",
         });
     }
     let btf = Btf::from_sys_fs().map_err(|source| CaptureError::Program {
