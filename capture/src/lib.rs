@@ -13,8 +13,11 @@ pub mod target;
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{trace_point::TracePointLink, ProgramError, TracePoint},
-    Ebpf, EbpfError, EbpfLoader,
+    programs::{
+        tp_btf::BtfTracePointLink, trace_point::TracePointLink, BtfTracePoint, ProgramError,
+        TracePoint,
+    },
+    Btf, Ebpf, EbpfError, EbpfLoader,
 };
 use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
 use recorder_proto::v1::Loss;
@@ -23,8 +26,16 @@ use tokio::io::{unix::AsyncFd, Interest};
 
 pub use preflight::HostError;
 
-const ENTER_PROGRAM: &str = "syscall_enter";
-const EXIT_PROGRAM: &str = "syscall_exit";
+/// The syscall programs as BTF tracepoints (what `attach_syscalls` tries first) and as
+/// classic tracepoints (the fallback); see recorder-ebpf's `syscall` module.
+const BTF_PROGRAMS: [(&str, &str); 2] = [
+    ("syscall_enter_btf", "sys_enter"),
+    ("syscall_exit_btf", "sys_exit"),
+];
+const CLASSIC_PROGRAMS: [(&str, &str); 2] =
+    [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
+/// Set to 1, the syscall programs attach as classic tracepoints even where BTF ones work.
+const CLASSIC_ENV: &str = "RECORDER_CLASSIC_TRACEPOINTS";
 
 /// Process lifecycle programs and the tracepoints they attach to.
 const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
@@ -130,8 +141,29 @@ pub enum CaptureError {
         #[source]
         source: MapError,
     },
+    #[error("BTF tracepoints not used: {reason}")]
+    NoBtfHook { reason: &'static str },
     #[error("the ring buffer cannot be polled")]
     Poll(#[source] std::io::Error),
+}
+
+/// How the syscall programs are attached (`Capture::syscall_hook`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallHook {
+    /// BTF tracepoints (`tp_btf/sys_enter`, `tp_btf/sys_exit`): the default.
+    Btf,
+    /// Classic `raw_syscalls` tracepoints: the fallback, several times dearer for every
+    /// process on the host.
+    Classic,
+}
+
+/// One attachment; dropping it detaches the program.
+enum Link {
+    // Never read: held only so that dropping it detaches.
+    #[allow(dead_code)]
+    TracePoint(TracePointLink),
+    #[allow(dead_code)]
+    Btf(BtfTracePointLink),
 }
 
 /// Loaded and attached probes. Dropping it detaches them.
@@ -139,11 +171,12 @@ pub struct Capture {
     // Keeps the programs alive.
     _ebpf: Ebpf,
     /// The attachments; dropping them detaches the probes.
-    _links: Vec<TracePointLink>,
+    _links: Vec<Link>,
     ring: AsyncFd<RingBuf<MapData>>,
     targets: HashMap<MapData, u32, u8>,
     losses: PerCpuArray<MapData, u64>,
     attached: Vec<&'static str>,
+    syscall_hook: SyscallHook,
 }
 
 impl Capture {
@@ -197,7 +230,11 @@ impl Capture {
 
         fill_classes(&mut ebpf)?;
         let mut links = Vec::new();
-        let mut attached = attach_all(&mut ebpf, &mut links)?;
+        let syscall_hook = attach_syscalls(&mut ebpf, &mut links)?;
+        let mut attached: Vec<&'static str> = recorder_syscalls::table::SYSCALLS
+            .iter()
+            .map(|s| s.name)
+            .collect();
         attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
 
         let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
@@ -228,6 +265,7 @@ impl Capture {
             targets,
             losses,
             attached,
+            syscall_hook,
         })
     }
 
@@ -244,6 +282,11 @@ impl Capture {
     /// The syscalls whose tracepoints are attached.
     pub fn attached(&self) -> &[&'static str] {
         &self.attached
+    }
+
+    /// How the syscall programs are attached on this host.
+    pub fn syscall_hook(&self) -> SyscallHook {
+        self.syscall_hook
     }
 
     pub fn ring(&mut self) -> &mut AsyncFd<RingBuf<MapData>> {
@@ -300,7 +343,7 @@ fn fill_classes(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
 fn attach_process(
     ebpf: &mut Ebpf,
     offsets: &[(&str, Option<u32>)],
-    links: &mut Vec<TracePointLink>,
+    links: &mut Vec<Link>,
 ) -> Result<Vec<&'static str>, CaptureError> {
     let has_fields = |event: &str| {
         FIELD_OFFSETS
@@ -321,28 +364,103 @@ fn attach_process(
             continue;
         }
         let tracepoint = load_tracepoint(ebpf, program)?;
-        links.push(attach(tracepoint, program, category, event)?);
+        links.push(Link::TracePoint(attach(
+            tracepoint, program, category, event,
+        )?));
         attached.push(event);
     }
     Ok(attached)
 }
 
-/// Attaches the syscall programs to `raw_syscalls:sys_enter` / `sys_exit`, which fire for
+/// Attaches the syscall programs to the `sys_enter` / `sys_exit` tracepoints, which fire for
 /// every syscall; the programs drop non-boundary syscalls with one array lookup (`CLASSES`).
 /// Two attachments rather than one per syscall: detaching each takes the kernel an RCU grace
 /// period, and a hundred per-syscall tracepoints made every stop take seconds.
-fn attach_all(
-    ebpf: &mut Ebpf,
-    links: &mut Vec<TracePointLink>,
-) -> Result<Vec<&'static str>, CaptureError> {
-    for (program, hook) in [(ENTER_PROGRAM, "sys_enter"), (EXIT_PROGRAM, "sys_exit")] {
-        let tracepoint = load_tracepoint(ebpf, program)?;
-        links.push(attach(tracepoint, program, "raw_syscalls", hook)?);
+///
+/// BTF tracepoints first: the kernel calls them with the tracepoint's own arguments, where a
+/// classic tracepoint first fills a perf trace record for every syscall of every process on
+/// the host, before the program's filter can drop it (about 100 ns a syscall for processes
+/// nobody records, docs/BENCHMARKS.md). The classic ones stay as the fallback for kernels
+/// without BTF (or BTF tracepoints, before 5.5) and for other architectures than x86_64,
+/// whose `pt_regs` layout the BTF programs do not know.
+///
+/// `RECORDER_CLASSIC_TRACEPOINTS=1` forces the fallback, so that tests and benchmarks can
+/// exercise and measure it on a kernel that has BTF.
+fn attach_syscalls(ebpf: &mut Ebpf, links: &mut Vec<Link>) -> Result<SyscallHook, CaptureError> {
+    let forced = std::env::var_os(CLASSIC_ENV).is_some_and(|v| v == "1");
+    let btf = if forced {
+        Err(CaptureError::NoBtfHook {
+            reason: "RECORDER_CLASSIC_TRACEPOINTS=1",
+        })
+    } else {
+        attach_btf(ebpf)
+    };
+    match btf {
+        Ok(btf_links) => {
+            links.extend(btf_links.into_iter().map(Link::Btf));
+            return Ok(SyscallHook::Btf);
+        }
+        Err(error) => tracing::info!(
+            error = %error_chain(&error),
+            "BTF tracepoints unavailable; attaching the syscall probes as classic tracepoints, \
+             which cost every process on the host more."
+        ),
     }
-    Ok(recorder_syscalls::table::SYSCALLS
-        .iter()
-        .map(|s| s.name)
-        .collect())
+    for (program, event) in CLASSIC_PROGRAMS {
+        let tracepoint = load_tracepoint(ebpf, program)?;
+        links.push(Link::TracePoint(attach(
+            tracepoint,
+            program,
+            "raw_syscalls",
+            event,
+        )?));
+    }
+    Ok(SyscallHook::Classic)
+}
+
+/// Loads and attaches both BTF syscall programs, or neither (a failure drops what was
+/// attached, so the fallback does not record a syscall twice).
+fn attach_btf(ebpf: &mut Ebpf) -> Result<Vec<BtfTracePointLink>, CaptureError> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(CaptureError::NoBtfHook {
+            reason: "the BTF programs read x86_64 registers only",
+        });
+    }
+    let btf = Btf::from_sys_fs().map_err(|source| CaptureError::Program {
+        program: BTF_PROGRAMS[0].0,
+        source: ProgramError::Btf(source),
+    })?;
+    let mut links = Vec::new();
+    for (program, event) in BTF_PROGRAMS {
+        let error = |source| CaptureError::Attach {
+            program,
+            hook: format!("tp_btf/{event}"),
+            source,
+        };
+        let tracepoint: &mut BtfTracePoint = ebpf
+            .program_mut(program)
+            .ok_or(CaptureError::Missing { name: program })?
+            .try_into()
+            .map_err(|source| CaptureError::Program { program, source })?;
+        tracepoint
+            .load(event, &btf)
+            .map_err(|source| CaptureError::Program { program, source })?;
+        let id = tracepoint.attach().map_err(error)?;
+        links.push(tracepoint.take_link(id).map_err(error)?);
+    }
+    Ok(links)
+}
+
+/// An error and its sources on one line, for the fallback's log.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn load_tracepoint<'a>(

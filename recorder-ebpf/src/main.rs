@@ -1,8 +1,9 @@
-//! recorderd's kernel side: two tracepoint programs, attached to every boundary syscall's
-//! `sys_enter_*` and `sys_exit_*`, that record what targeted processes exchange.
+//! recorderd's kernel side: two programs on the `sys_enter` and `sys_exit` tracepoints (BTF
+//! tracepoints, or classic ones as the fallback: `syscall`), that record what targeted
+//! processes exchange.
 //!
-//! `syscall_enter` stashes the arguments per thread and copies outgoing payloads;
-//! `syscall_exit` copies incoming payloads and paths/addresses and writes the completed
+//! The enter program stashes the arguments per thread and copies outgoing payloads; the
+//! exit program copies incoming payloads and paths/addresses and writes the completed
 //! record. `process` follows forks, execs, fatal signals and exits. What to do for a syscall comes from its class in `CLASSES`, which the daemon fills
 //! from the host architecture's syscall numbers. Records go through one ring buffer so the
 //! daemon sees a single order; whatever does not fit is counted in `LOSSES`.
