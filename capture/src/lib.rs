@@ -159,10 +159,9 @@ pub enum SyscallHook {
 
 /// One attachment; dropping it detaches the program.
 enum Link {
-    // Never read: held only so that dropping it detaches.
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "never read: held only so that dropping it detaches")]
     TracePoint(TracePointLink),
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "never read: held only so that dropping it detaches")]
     Btf(BtfTracePointLink),
 }
 
