@@ -159,9 +159,9 @@ pub enum SyscallHook {
 
 /// One attachment; dropping it detaches the program.
 enum Link {
-    #[expect(dead_code, reason = "never read: held only so that dropping it detaches")]
+    #[expect(dead_code, reason = "held only so that dropping it detaches")]
     TracePoint(TracePointLink),
-    #[expect(dead_code, reason = "never read: held only so that dropping it detaches")]
+    #[expect(dead_code, reason = "held only so that dropping it detaches")]
     Btf(BtfTracePointLink),
 }
 
