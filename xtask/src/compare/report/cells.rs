@@ -9,7 +9,7 @@ use crate::compare::{
     Sample,
 };
 
-const HEADER: &str = "| recorder | throughput vs untraced | added ns / syscall | events / syscalls made | payloads kept whole | lost | disk bytes / MB payload | recorder CPU s / M events | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+const HEADER: &str = "| recorder | throughput vs untraced | added ns / syscall | events / syscalls made | payloads kept whole | lost | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder start-up CPU s | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
 
 /// Added ns per syscall of `tracer` against the untraced median, one value per rep.
 pub(super) fn added_ns(samples: &[(Tracer, Vec<Sample>)], tracer: Tracer) -> Option<Stat> {
@@ -42,7 +42,7 @@ pub(super) fn data_table(samples: &[(Tracer, Vec<Sample>)], skip_floors: bool) -
             );
             let _ = writeln!(
                 out,
-                "| untraced | 1 ({} ms a run) | ({} ns per syscall) | — | — | — | — | — | — |",
+                "| untraced | 1 ({} ms a run) | ({} ns per syscall) | — | — | — | — | — | — | — |",
                 show(elapsed, 1),
                 show(per_call, 0)
             );
@@ -71,7 +71,7 @@ pub(super) fn data_table(samples: &[(Tracer, Vec<Sample>)], skip_floors: bool) -
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {whole} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {whole} | {} | {} | {} | {} | {} |",
             tracer.label(),
             show(ratio, 3),
             show(added_ns(samples, *tracer), 0),
@@ -79,6 +79,7 @@ pub(super) fn data_table(samples: &[(Tracer, Vec<Sample>)], skip_floors: bool) -
             lost(&captured),
             show(disk, 0),
             cpu_per_m(&captured, false),
+            startup_cpu(&captured),
             rss(&captured, false),
         );
     }
@@ -137,6 +138,14 @@ pub(super) fn cpu_per_m(captured: &[&Captured], untraced: bool) -> String {
                 .filter(|c| c.all_events > 0)
                 .map(|c| c.cpu_ns as f64 / 1e9 / (c.all_events as f64 / 1e6)),
         ),
+        2,
+    )
+}
+
+/// The recorders' start-up CPU (before they were attached), in seconds.
+pub(super) fn startup_cpu(captured: &[&Captured]) -> String {
+    show(
+        Stat::of(captured.iter().map(|c| c.startup_cpu_ns as f64 / 1e9)),
         2,
     )
 }

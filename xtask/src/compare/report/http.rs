@@ -38,7 +38,7 @@ impl Doc {
                 )
             });
         self.compare.push_str(
-            "| recorder | requests/s | throughput vs untraced | added µs / request | events / request | lost | disk bytes / MB payload | recorder CPU s / M events | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            "| recorder | requests/s | throughput vs untraced | added µs / request | events / request | lost | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for (tracer, runs) in &samples {
             let rate = Stat::of(runs.iter().map(|(h, _)| h.rate()));

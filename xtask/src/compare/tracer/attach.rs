@@ -25,6 +25,8 @@ pub struct Attached {
     child: Option<Child>,
     dir: PathBuf,
     stdout: PathBuf,
+    /// CPU the recorder had used when it said it was attached: its start-up.
+    startup_cpu_ns: u64,
 }
 
 pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attached> {
@@ -40,6 +42,7 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
                 child: None,
                 dir: dir.to_owned(),
                 stdout,
+                startup_cpu_ns: 0,
             })
         }
         Tracer::Recorderd => {
@@ -104,8 +107,12 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
         child: Some(child),
         dir: dir.to_owned(),
         stdout,
+        startup_cpu_ns: 0,
     };
     attached.wait_ready(&out, &stderr)?;
+    if let Some(child) = &attached.child {
+        attached.startup_cpu_ns = cpu_so_far(child.id()).unwrap_or(0);
+    }
     Ok(attached)
 }
 
@@ -190,7 +197,10 @@ impl Attached {
             Tracer::None => Captured::default(),
         };
         captured.killed = usage.killed;
-        captured.cpu_ns = usage.cpu_ns;
+        // Per-event cost counts from the attach on; loading probes (recorderd's verifier
+        // time, bpftrace's compile) is reported apart as start-up.
+        captured.startup_cpu_ns = self.startup_cpu_ns.min(usage.cpu_ns);
+        captured.cpu_ns = usage.cpu_ns - captured.startup_cpu_ns;
         captured.max_rss_kib = usage.max_rss_kib;
         Ok(captured)
     }
@@ -201,6 +211,17 @@ pub struct Usage {
     pub max_rss_kib: u64,
     /// It was still running after the timeout and was killed.
     pub killed: bool,
+}
+
+/// User + system CPU `pid` has used so far, from /proc/PID/stat (clock-tick resolution).
+fn cpu_so_far(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which ends at the last ')': state is field 3, utime 14.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a configuration value and has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1_000_000_000 / per_second)
 }
 
 /// Reaps `child` with wait4 to get its rusage; kills it after `timeout`.

@@ -132,8 +132,10 @@ pub struct Captured {
     /// What the recorder says it lost (records, events or chunks).
     pub lost: u64,
     pub disk_bytes: u64,
-    /// CPU time of the recorder's own process (user + system).
+    /// CPU time of the recorder's own process (user + system) from its attach to its exit.
     pub cpu_ns: u64,
+    /// CPU time it used before it was attached (loading, verifying, attaching probes).
+    pub startup_cpu_ns: u64,
     pub max_rss_kib: u64,
     /// All events the recorder kept, for CPU per event.
     pub all_events: u64,
