@@ -53,6 +53,17 @@ fn main() -> Result<()> {
     }
 }
 
+/// `cargo build` arguments for what a recording runs: recorderd, recorder and our workloads.
+const RECORDING_BINS: &[&str] = &[
+    "--package",
+    "recorder-daemon",
+    "--package",
+    "recorder-reader",
+    "--package",
+    "recorder-tests",
+    "--bins",
+];
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -150,17 +161,7 @@ fn demo() -> Result<()> {
         bail!("the demo loads eBPF probes and needs root: run `sudo -E cargo xtask demo`");
     }
     setup::run()?;
-    cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "recorder-daemon",
-        "--package",
-        "recorder-reader",
-        "--package",
-        "recorder-tests",
-        "--bins",
-    ])?;
+    cargo(&[&["build", "--release"], RECORDING_BINS].concat())?;
     let root = workspace_root();
     let bin = root.join("target/release");
     let output = root.join("target/demo-recordings");

@@ -195,16 +195,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 fn build(root: &Path, quick: bool) -> Result<Bins> {
     let floor_object = crate::build_ebpf(ebpf::FLOOR_OBJECT_NAME)?;
     let mut cargo = Command::new("cargo");
-    cargo.args([
-        "build",
-        "--package",
-        "recorder-daemon",
-        "--package",
-        "recorder-reader",
-        "--package",
-        "recorder-tests",
-        "--bins",
-    ]);
+    cargo.arg("build").args(crate::RECORDING_BINS);
     if !quick {
         cargo.arg("--release");
     }
