@@ -11,8 +11,11 @@
 //! decided context after a forced cut), so the cost is linear in the stream length
 //! however the writes split it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
 
 use crate::detector::{Rule, FAIL_CLOSED};
 use crate::framing::{Framing, Mask};
@@ -50,6 +53,11 @@ struct Core {
     decided: u64,
     pieces: VecDeque<Piece>,
     first_ticket: u64,
+    /// No piece before this ticket holds an undecided byte. `decided` only grows and pieces
+    /// leave only from the front, so `oldest_held_ns` resumes here instead of searching
+    /// every held piece on every push. (Atomic only so a `&self` query can move it while the
+    /// redactor stays `Sync`; one thread uses it at a time.)
+    held_from: AtomicU64,
     text: TextState,
     /// Original bytes of the current line before `decided` (only after a forced cut).
     context: Vec<u8>,
@@ -251,10 +259,15 @@ impl Core {
         if self.decided >= self.end {
             return None;
         }
-        let i = self
-            .pieces
-            .partition_point(|p| p.start + p.len <= self.decided);
-        self.pieces.get(i).map(|p| p.pushed_ns)
+        let mut ticket = self.held_from.load(Relaxed).max(self.first_ticket);
+        let oldest = loop {
+            match self.pieces.get((ticket - self.first_ticket) as usize) {
+                Some(piece) if piece.start + piece.len <= self.decided => ticket += 1,
+                held => break held.map(|piece| piece.pushed_ns),
+            }
+        };
+        self.held_from.store(ticket, Relaxed);
+        oldest
     }
 }
 
