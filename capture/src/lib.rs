@@ -4,10 +4,10 @@
 //! Owns the `aya::Ebpf` instance and its maps; knows nothing about what records mean (that
 //! is recorder-daemon's `pipeline`) or where they go (recorder-store).
 
-/// The eBPF object, embedded once.
-pub mod object;
 /// What the host must provide before probes load: privileges, tracefs, locked memory.
 pub mod preflight;
+/// The eBPF object, embedded once.
+pub mod object;
 /// The processes to record: pids checked, cgroups resolved, commands spawned, exits watched.
 pub mod target;
 

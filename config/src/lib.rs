@@ -4,18 +4,18 @@
 //! defaults and units that flags and file share. Every key is checked: an unknown one is an
 //! error naming it, never silently ignored. Nothing here touches the probes.
 
+/// Sizes and durations as people write them.
+pub mod units;
 /// The defaults flags, file and service share.
 pub mod defaults;
+/// `[storage]`: where recordings go and who may read them.
+pub mod storage;
 /// `[retention]`: when sweeps delete recordings.
 pub mod retention;
 /// `[limits]`, `[control]`, `[[targets]]`: the service's tables.
 pub mod service;
-/// `[storage]`: where recordings go and who may read them.
-pub mod storage;
 /// The binaries' logging (`RUST_LOG`).
 pub mod telemetry;
-/// Sizes and durations as people write them.
-pub mod units;
 
 pub use retention::{RetentionConfig, RetentionError};
 pub use service::{check_comm, CommError, ControlConfig, LimitsConfig, TargetConfig};

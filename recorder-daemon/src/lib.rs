@@ -16,9 +16,9 @@ pub mod flags;
 pub mod options;
 /// The synchronous path of every ring-buffer record, from bytes to a written frame.
 pub mod pipeline;
-/// The capabilities recorderd keeps once its probes are attached.
-pub mod privileges;
-/// The service: recordings on request over the control socket, sweeps, reload, shutdown.
-pub mod service;
 /// One recording, start to finish: targets, probes, the event loop, the trailer.
 pub mod session;
+/// The service: recordings on request over the control socket, sweeps, reload, shutdown.
+pub mod service;
+/// The capabilities recorderd keeps once its probes are attached.
+pub mod privileges;

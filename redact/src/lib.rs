@@ -20,18 +20,18 @@
 mod config;
 /// The built-in detectors: names, PII flags.
 mod detector;
-/// PostgreSQL, Redis and HTTP framing followed byte by byte.
-mod framing;
 /// Which key and header names are sensitive.
 mod keys;
 /// Files whose contents are never captured.
 mod paths;
 /// The compiled policy every stream shares.
 mod policy;
-/// Text scanning: what to mask in a run of bytes.
-mod scan;
 /// One direction of one stream: pieces in, decided pieces out, hold-back bounds.
 mod stream;
+/// PostgreSQL, Redis and HTTP framing followed byte by byte.
+mod framing;
+/// Text scanning: what to mask in a run of bytes.
+mod scan;
 
 use std::sync::Arc;
 

@@ -8,30 +8,30 @@
 //! every start, stop, read and deletion ─▶ audit (hash-chained JSON lines)
 //! ```
 
-/// User and group names for the audit log and the reader group.
-pub mod accounts;
-/// The audit log: hash-chained JSON lines of who recorded, read and deleted what.
-pub mod audit;
-/// The recordings in a directory: their segments, summaries and states.
-pub mod catalog;
-/// The clocks events are timed with.
-pub mod clock;
-/// The output directory: checked, created and opened safely; files locked while written.
-pub mod dir;
-/// Loss counts: totals and differences of Loss frames.
-pub mod loss;
-/// One segment read back, tolerant of a torn tail.
-pub mod reader;
-/// One recording written: rotation into segments, and what happens when writing fails.
-pub mod recording;
-/// Which recordings a sweep deletes, and deleting them.
-pub mod retention;
-/// Sealing segments to age recipients, and the identities that open them.
-pub mod seal;
 /// The segment file's preamble: magic, version, name.
 pub mod segment;
+/// Sealing segments to age recipients, and the identities that open them.
+pub mod seal;
 /// One segment file written: frames, zstd frames, fsync, the torn-tail rule.
 pub mod writer;
+/// One recording written: rotation into segments, and what happens when writing fails.
+pub mod recording;
+/// One segment read back, tolerant of a torn tail.
+pub mod reader;
+/// The output directory: checked, created and opened safely; files locked while written.
+pub mod dir;
+/// The recordings in a directory: their segments, summaries and states.
+pub mod catalog;
+/// Which recordings a sweep deletes, and deleting them.
+pub mod retention;
+/// The audit log: hash-chained JSON lines of who recorded, read and deleted what.
+pub mod audit;
+/// Loss counts: totals and differences of Loss frames.
+pub mod loss;
+/// The clocks events are timed with.
+pub mod clock;
+/// User and group names for the audit log and the reader group.
+pub mod accounts;
 
 pub use dir::{Access, DirError, OutputDir};
 pub use reader::{ReadError, SegmentReader};

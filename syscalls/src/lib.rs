@@ -3,9 +3,9 @@
 //! fd table and which payload stream it feeds), and the reader (how the timeline shows it).
 //! Adding a syscall is a row in [`table`]. No probes, no I/O.
 
-/// Raw `sockaddr` bytes to recorded socket addresses, and back to text.
-pub mod sockaddr;
 /// One row per traced syscall.
 pub mod table;
+/// Raw `sockaddr` bytes to recorded socket addresses, and back to text.
+pub mod sockaddr;
 
 pub use table::{boundary_of, by_name, by_nr, Boundary, Effect, FdSource, Stream, Syscall, View};

@@ -2,10 +2,10 @@
 //! processes → redaction → the recording writer. The async edges (ring readiness, signals)
 //! live in `session`.
 
-/// A syscall record joined with its payload chunks, as a recording Event.
-pub mod assemble;
 /// Ring-buffer bytes into typed kernel records.
 pub mod decode;
+/// A syscall record joined with its payload chunks, as a recording Event.
+pub mod assemble;
 /// What each descriptor of each recorded process refers to.
 pub mod fdtable;
 /// Which recorded processes are alive, and how each ended.

@@ -3,16 +3,16 @@
 //! `[limits]`; sweeps old recordings; reloads retention and redaction on SIGHUP; and on
 //! SIGTERM finishes every recording with its trailer before it exits.
 
-/// One thread per recording, and what the service does when one ends.
-pub mod recording_thread;
-/// `recorder status`, `start` and `stop` as the service answers them.
-pub mod requests;
 /// The control socket: its mode and group, and the peer check.
 pub mod socket;
-/// Which processes `[[targets]]` allows.
-pub mod targets;
+/// `recorder status`, `start` and `stop` as the service answers them.
+pub mod requests;
+/// One thread per recording, and what the service does when one ends.
+pub mod recording_thread;
 /// Retention sweeps, SIGHUP reload and SIGTERM shutdown.
 pub mod upkeep;
+/// Which processes `[[targets]]` allows.
+pub mod targets;
 
 use std::{
     collections::HashMap,

@@ -3,10 +3,10 @@
 //! finishing the segment with a trailer. The foreground mode (`run`) and the service (one
 //! thread per recording) both go through [`record`].
 
-/// The running recording's loop over the ring buffer, signals and ticks.
-pub mod event_loop;
 /// The segment Header and the words for what is recorded.
 pub mod header;
+/// The running recording's loop over the ring buffer, signals and ticks.
+pub mod event_loop;
 
 use std::{
     os::fd::OwnedFd,
