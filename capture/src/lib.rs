@@ -22,7 +22,6 @@ use aya::{
 use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
 use recorder_proto::v1::Loss;
 use thiserror::Error;
-use tokio::io::{unix::AsyncFd, Interest};
 
 pub use preflight::HostError;
 
@@ -143,8 +142,6 @@ pub enum CaptureError {
     },
     #[error("BTF tracepoints not used: {reason}")]
     NoBtfHook { reason: &'static str },
-    #[error("the ring buffer cannot be polled")]
-    Poll(#[source] std::io::Error),
 }
 
 /// How the syscall programs are attached (`Capture::syscall_hook`).
@@ -171,7 +168,8 @@ pub struct Capture {
     _ebpf: Ebpf,
     /// The attachments; dropping them detaches the probes.
     _links: Vec<Link>,
-    ring: AsyncFd<RingBuf<MapData>>,
+    /// Until the session's drain takes it.
+    ring: Option<RingBuf<MapData>>,
     targets: HashMap<MapData, u32, u8>,
     losses: PerCpuArray<MapData, u64>,
     attached: Vec<&'static str>,
@@ -180,7 +178,7 @@ pub struct Capture {
 
 impl Capture {
     /// Checks the host, loads the probes and attaches them to every boundary syscall the
-    /// kernel has. Must run inside a tokio runtime (the ring buffer is polled through it).
+    /// kernel has.
     pub fn load(limits: Limits, scope: &Scope) -> Result<Self, CaptureError> {
         preflight::check_privileges()?;
         if object::EBPF_OBJECT.is_empty() {
@@ -192,6 +190,8 @@ impl Capture {
         let self_tgid = std::process::id();
         let follow = u32::from(scope.follow);
         let wakeup_bytes = limits.ring_bytes / 4;
+        // Half the ring stays for syscall and process records when payloads crowd it.
+        let payload_stop_bytes = limits.ring_bytes / 2;
         let cgroup = scope.cgroup.map_or((0, 0), |c| (c.id, c.level));
         let mut comm = [0u8; COMM_BYTES];
         if let Some(name) = &scope.comm {
@@ -213,6 +213,11 @@ impl Capture {
                 true,
             )
             .override_global(recorder_common::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(
+                recorder_common::PAYLOAD_STOP_BYTES_GLOBAL,
+                &payload_stop_bytes,
+                true,
+            )
             .override_global(recorder_common::FOLLOW_GLOBAL, &follow, true)
             .override_global(recorder_common::CGROUP_ID_GLOBAL, &cgroup.0, true)
             .override_global(recorder_common::CGROUP_LEVEL_GLOBAL, &cgroup.1, true)
@@ -254,13 +259,10 @@ impl Capture {
                 source,
             }
         })?;
-        // SAFETY: the AsyncFd owns the ring buffer map and nothing else closes its fd.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|error| CaptureError::Poll(error.into()))?;
         Ok(Capture {
             _ebpf: ebpf,
             _links: links,
-            ring,
+            ring: Some(ring),
             targets,
             losses,
             attached,
@@ -288,8 +290,9 @@ impl Capture {
         self.syscall_hook
     }
 
-    pub fn ring(&mut self) -> &mut AsyncFd<RingBuf<MapData>> {
-        &mut self.ring
+    /// Hands the ring buffer to its one consumer; `None` once taken.
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
     }
 
     /// Records the kernel could not deliver since the probes loaded, summed over CPUs, by
@@ -310,6 +313,8 @@ impl Capture {
             payload_chunks: sum(loss::DATA)?,
             stash_failures: sum(loss::STASH)?,
             process_events: sum(loss::PROCESS)?,
+            payloads_shed: sum(loss::SHED)?,
+            lost_syscall_payload_bytes: sum(loss::LOST_SYSCALL_BYTES)?,
             ..Loss::default()
         })
     }

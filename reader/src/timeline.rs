@@ -141,6 +141,20 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
         loss.stash_failures,
         loss.process_events
     );
+    if loss.payloads_shed > 0 {
+        let _ = write!(
+            line,
+            "; {} payloads shed under load (their events are kept)",
+            loss.payloads_shed
+        );
+    }
+    if loss.lost_syscall_payload_bytes > 0 {
+        let _ = write!(
+            line,
+            "; the lost syscalls moved {} payload bytes",
+            loss.lost_syscall_payload_bytes
+        );
+    }
     // Only after a failed write: keeps the usual line as it was.
     if loss.unwritten_frames > 0 {
         let _ = write!(
@@ -176,13 +190,19 @@ pub fn process(clock: &Clock, process: &Process) -> String {
 }
 
 pub fn trailer(trailer: &Trailer) -> String {
-    let lost = trailer
-        .losses
-        .as_ref()
-        .map_or(0, recorder_store::loss::total);
+    let losses = trailer.losses.unwrap_or_default();
+    let lost = recorder_store::loss::total(&losses);
     format!(
-        "end: {}; {} events, {} payload bytes, {} redactions, {} records lost",
-        trailer.end_reason, trailer.events, trailer.payload_bytes, trailer.redactions, lost
+        "end: {}; {} events, {} of {} payload bytes kept ({} lost, {} past the cap, {} payloads shed), {} redactions, {} records lost",
+        trailer.end_reason,
+        trailer.events,
+        trailer.payload_bytes,
+        trailer.payload_bytes_moved,
+        trailer.payload_bytes_lost,
+        trailer.payload_bytes_capped,
+        losses.payloads_shed,
+        trailer.redactions,
+        lost
     )
 }
 
@@ -316,8 +336,14 @@ pub fn payload_preview(payload: &Payload) -> String {
     if payload.truncated {
         preview.push_str(" (truncated)");
     }
-    if payload.incomplete {
-        preview.push_str(" (incomplete)");
+    if payload.shed {
+        let _ = write!(
+            preview,
+            " (shed under load: {} B not kept)",
+            payload.lost_bytes
+        );
+    } else if payload.incomplete {
+        let _ = write!(preview, " (incomplete: {} B not kept)", payload.lost_bytes);
     }
     if !payload.redactions.is_empty() {
         let mut rules: Vec<&str> = payload.redactions.iter().map(|r| r.rule.as_str()).collect();

@@ -9,3 +9,8 @@ pub const DATA: u32 = 101;
 
 /// A process lifecycle event from the sched/signal tracepoints: [`crate::ProcessRecord`].
 pub const PROCESS: u32 = 102;
+
+/// Never written by the probes: the daemon's drain puts this [`crate::DataRecord`] header,
+/// without its bytes, in place of a DATA chunk it did not copy because its backlog was over
+/// budget (the event is then recorded with its payload marked shed).
+pub const SHED_DATA: u32 = 103;

@@ -26,6 +26,9 @@ pub const CLASSES_MAP: &str = "CLASSES";
 /// Per-CPU counters of records that could not be written, indexed by [`loss`] kind.
 pub const LOSSES_MAP: &str = "LOSSES";
 
+/// Global set at load time: ring fill (bytes) past which payload chunks are no longer
+/// written, so that the room left holds syscall records (events before payloads).
+pub const PAYLOAD_STOP_BYTES_GLOBAL: &str = "PAYLOAD_STOP_BYTES";
 /// Global set at load time: the daemon's own tgid, never recorded.
 pub const SELF_TGID_GLOBAL: &str = "SELF_TGID";
 /// Global set at load time: bytes of payload captured per syscall.

@@ -8,5 +8,12 @@ pub const DATA: u32 = 1;
 pub const STASH: u32 = 2;
 /// A process record (fork, exit, signal, exec) could not be written.
 pub const PROCESS: u32 = 3;
+/// A payload was not copied (from some chunk on) because the ring had passed its high-water
+/// mark; its syscall record was still written, marked `PAYLOAD_SHED`.
+pub const SHED: u32 = 4;
+/// Not a count of records: the bytes moved by payload syscalls (reads, writes, sends,
+/// receives) whose syscall record was lost, so that bytes kept + bytes lost = bytes moved
+/// holds even for them.
+pub const LOST_SYSCALL_BYTES: u32 = 5;
 /// Entries in the array.
-pub const COUNT: u32 = 4;
+pub const COUNT: u32 = 6;

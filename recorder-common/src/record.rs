@@ -28,6 +28,10 @@ pub mod flags {
     pub const AUX_TRUNCATED: u32 = 1 << 3;
     /// The path or address could not be read from user memory.
     pub const AUX_FAULT: u32 = 1 << 4;
+    /// The payload was not copied, in whole or from some chunk on, because the ring had
+    /// passed its high-water mark: the room left is kept for syscall records (counted in
+    /// `LOSSES` as a shed payload).
+    pub const PAYLOAD_SHED: u32 = 1 << 5;
 }
 
 /// A completed syscall, written at sys_exit. Followed by `aux_len` bytes: the path (without

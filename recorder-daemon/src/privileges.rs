@@ -43,6 +43,10 @@ pub const SERVICE: &[Capability] = &[
     // Reading the fd tables of targets run by other users, as in one-shot mode.
     Capability::CAP_DAC_READ_SEARCH,
     Capability::CAP_SYS_PTRACE,
+    // Each recording's ring drain thread runs SCHED_FIFO (session::drain::realtime_for_drain);
+    // the recording thread that starts it goes back to the normal policy right after. One-shot
+    // mode asks for it before its drop, so it does not keep this.
+    Capability::CAP_SYS_NICE,
 ];
 
 /// Added to either set while `[storage] reader_group` is set: each new recording file is

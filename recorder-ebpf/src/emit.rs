@@ -3,11 +3,12 @@
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated as gen};
 use core::mem::size_of;
 use recorder_common::{
-    kind, loss, record::flags, DataRecord, EventHeader, ProcessRecord, Scratch, SyscallRecord,
-    CHUNK_BYTES, MAX_ARGV, MAX_ARG_BYTES, MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV, MAX_PAYLOAD_LIMIT,
+    class, kind, loss, record::flags, DataRecord, EventHeader, ProcessRecord, Scratch,
+    SyscallRecord, CHUNK_BYTES, MAX_ARGV, MAX_ARG_BYTES, MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV,
+    MAX_PAYLOAD_LIMIT,
 };
 
-use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, SCRATCH, WAKEUP_BYTES};
+use crate::{global, EVENTS, LOSSES, MAX_PAYLOAD_BYTES, PAYLOAD_STOP_BYTES, SCRATCH, WAKEUP_BYTES};
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 
 const DATA_HEADER: usize = size_of::<DataRecord>();
@@ -29,10 +30,21 @@ impl Origin {
 }
 
 pub fn count_loss(index: u32) {
+    add_loss(index, 1);
+}
+
+fn add_loss(index: u32, n: u64) {
     if let Some(counter) = LOSSES.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, and tracepoint programs do not nest on one CPU.
-        unsafe { *counter += 1 };
+        unsafe { *counter += n };
     }
+}
+
+/// Whether a payload chunk of `len` bytes would take the ring past its high-water mark.
+/// Past it only syscall and process records are written: events before payloads.
+#[inline(always)]
+fn past_high_water(len: usize) -> bool {
+    EVENTS.query(BPF_RB_AVAIL_DATA as u64) + len as u64 > u64::from(global(&PAYLOAD_STOP_BYTES))
 }
 
 fn scratch() -> Option<*mut Scratch> {
@@ -163,6 +175,10 @@ pub extern "C" fn recorder_copy_chunks(
         } else {
             remaining as usize
         };
+        if past_high_water(DATA_HEADER + n) {
+            count_loss(loss::SHED);
+            return flags::PAYLOAD_SHED;
+        }
         let header = DataRecord {
             header: EventHeader {
                 kind: kind::DATA,
@@ -372,5 +388,22 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
     unsafe { (buf as *mut SyscallRecord).write_unaligned(record) };
     if !output(buf, SYSCALL_HEADER + aux_len) {
         count_loss(loss::SYSCALL);
+        if carries_payload(record.class as u8) && record.ret > 0 {
+            add_loss(loss::LOST_SYSCALL_BYTES, record.ret as u64);
+        }
     }
+}
+
+/// Whether a syscall of this class moves payload bytes (its return value counts them).
+#[inline(always)]
+fn carries_payload(class: u8) -> bool {
+    matches!(
+        class,
+        class::OUT_BUF
+            | class::OUT_IOV
+            | class::OUT_MSG
+            | class::IN_BUF
+            | class::IN_IOV
+            | class::IN_MSG
+    )
 }

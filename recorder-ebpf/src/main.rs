@@ -61,6 +61,11 @@ static MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
 #[no_mangle]
 static WAKEUP_BYTES: u32 = RING_BYTES / 4;
 
+/// Ring fill (bytes) past which payload chunks are shed (set at load: half the ring), so a
+/// burst of payloads cannot crowd out the syscall records themselves.
+#[no_mangle]
+static PAYLOAD_STOP_BYTES: u32 = RING_BYTES / 2;
+
 /// 1: a targeted process's children are targeted too (`--no-follow` sets 0).
 #[no_mangle]
 static FOLLOW: u32 = 1;

@@ -7,6 +7,8 @@ use std::{
 };
 
 use recorder_proto::v1::{frame::Body, ClockBase, Header, Trailer};
+
+use crate::loss::PayloadTally;
 use thiserror::Error;
 
 use super::{
@@ -82,6 +84,7 @@ pub struct SegmentSummary {
     pub state: SegmentState,
     pub events: u64,
     pub losses: u64,
+    pub payload: PayloadTally,
     pub first_mono_ns: Option<u64>,
     pub last_mono_ns: Option<u64>,
     pub file_bytes: u64,
@@ -115,6 +118,7 @@ pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, Catal
         state: SegmentState::Incomplete { damage: None },
         events: 0,
         losses: 0,
+        payload: PayloadTally::default(),
         first_mono_ns: None,
         last_mono_ns: None,
         file_bytes,
@@ -124,10 +128,16 @@ pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, Catal
         match reader.next_body() {
             Ok(Some(Body::Event(event))) => {
                 summary.events += 1;
+                if let Some(payload) = &event.payload {
+                    summary.payload.add_event(payload);
+                }
                 summary.first_mono_ns.get_or_insert(event.mono_ns);
                 summary.last_mono_ns = Some(event.mono_ns);
             }
-            Ok(Some(Body::Loss(loss))) => summary.losses += crate::loss::total(&loss),
+            Ok(Some(Body::Loss(loss))) => {
+                summary.losses += crate::loss::total(&loss);
+                summary.payload.add_lost_records(&loss);
+            }
             Ok(Some(Body::Process(_))) => {}
             Ok(Some(Body::Trailer(trailer))) => {
                 summary.last_mono_ns = Some(trailer.end_mono_ns);
@@ -195,6 +205,7 @@ fn summarize_sealed(path: &Path, sealed: ReadError) -> Result<SegmentSummary, Ca
         },
         events: 0,
         losses: 0,
+        payload: PayloadTally::default(),
         first_mono_ns: None,
         last_mono_ns: None,
         file_bytes,
@@ -236,6 +247,14 @@ impl RecordingSummary {
 
     pub fn losses(&self) -> u64 {
         self.segments.iter().map(|s| s.losses).sum()
+    }
+
+    pub fn payload(&self) -> PayloadTally {
+        let mut sum = PayloadTally::default();
+        for segment in &self.segments {
+            sum.add(&segment.payload);
+        }
+        sum
     }
 
     pub fn file_bytes(&self) -> u64 {

@@ -1,9 +1,11 @@
 //! Loss counts, kept in the recording's own `Loss` type everywhere: what the kernel could
-//! not deliver (per kind) and the frames a failing disk kept from being written.
+//! not deliver (per kind) and the frames a failing disk kept from being written; and the
+//! payload bytes kept and lost, which must add up to the bytes moved.
 
-use recorder_proto::v1::Loss;
+use recorder_proto::v1::{Loss, Payload};
 
-/// Everything `loss` counts as lost, of every kind.
+/// Every record `loss` counts as lost, of every kind. Shed payloads are not in it: their
+/// events were kept (see `Loss::payloads_shed`).
 pub fn total(loss: &Loss) -> u64 {
     loss.syscalls
         + loss.payload_chunks
@@ -19,6 +21,8 @@ pub fn add(sum: &mut Loss, loss: &Loss) {
     sum.stash_failures += loss.stash_failures;
     sum.process_events += loss.process_events;
     sum.unwritten_frames += loss.unwritten_frames;
+    sum.payloads_shed += loss.payloads_shed;
+    sum.lost_syscall_payload_bytes += loss.lost_syscall_payload_bytes;
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the
@@ -32,6 +36,46 @@ pub fn since(now: &Loss, then: &Loss) -> Loss {
         stash_failures: now.stash_failures - then.stash_failures,
         process_events: now.process_events - then.process_events,
         unwritten_frames: now.unwritten_frames - then.unwritten_frames,
+        payloads_shed: now.payloads_shed - then.payloads_shed,
+        lost_syscall_payload_bytes: now.lost_syscall_payload_bytes
+            - then.lost_syscall_payload_bytes,
+    }
+}
+
+/// Payload bytes in both units' accounting: `kept + lost + capped = moved`, where `moved`
+/// also counts the bytes of payload syscalls whose records were lost (from the Loss frames).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PayloadTally {
+    /// Bytes the recorded processes moved through payload syscalls.
+    pub moved: u64,
+    /// Captured (before redaction masked or withheld any).
+    pub kept: u64,
+    /// Not captured: ring full, shed under load, unreadable memory, or a lost record.
+    pub lost: u64,
+    /// Past the capture cap (`--max-payload`).
+    pub capped: u64,
+}
+
+impl PayloadTally {
+    pub fn add_event(&mut self, payload: &Payload) {
+        let missing = payload.lost_bytes + payload.capped_bytes;
+        self.moved += payload.length;
+        self.kept += payload.length.saturating_sub(missing);
+        self.lost += payload.lost_bytes;
+        self.capped += payload.capped_bytes;
+    }
+
+    /// The bytes of syscalls whose records were lost: moved, none of them kept.
+    pub fn add_lost_records(&mut self, loss: &Loss) {
+        self.moved += loss.lost_syscall_payload_bytes;
+        self.lost += loss.lost_syscall_payload_bytes;
+    }
+
+    pub fn add(&mut self, other: &PayloadTally) {
+        self.moved += other.moved;
+        self.kept += other.kept;
+        self.lost += other.lost;
+        self.capped += other.capped;
     }
 }
 

@@ -37,7 +37,7 @@ pub struct SegmentPolicy {
 #[derive(Clone, Default)]
 struct SegmentCounts {
     events: u64,
-    payload_bytes: u64,
+    payload: loss::PayloadTally,
     losses: Loss,
     redactions: u64,
     /// Event and Process frames (a Loss frame's counts travel in `losses`).
@@ -169,7 +169,9 @@ impl RecordingWriter {
                 counts.frames += 1;
                 counts.events += 1;
                 let payload = event.payload.as_ref();
-                counts.payload_bytes += payload.map_or(0, |p| p.data.len() as u64);
+                if let Some(payload) = payload {
+                    counts.payload.add_event(payload);
+                }
                 counts.redactions +=
                     (event.redactions.len() + payload.map_or(0, |p| p.redactions.len())) as u64;
             }
@@ -339,7 +341,10 @@ impl RecordingWriter {
     fn trailer(&self, counts: &SegmentCounts, end_reason: &str, end_mono_ns: u64) -> Trailer {
         Trailer {
             events: counts.events,
-            payload_bytes: counts.payload_bytes,
+            payload_bytes: counts.payload.kept,
+            payload_bytes_moved: counts.payload.moved,
+            payload_bytes_lost: counts.payload.lost,
+            payload_bytes_capped: counts.payload.capped,
             losses: Some(Loss {
                 from_mono_ns: self.segment_start_mono_ns,
                 to_mono_ns: end_mono_ns,

@@ -240,8 +240,9 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
         return;
     }
     let service = Service::start("[limits]\nmax_duration = \"10m\"\nmax_concurrent = 1\n");
-    // Least privilege: probes (BPF, PERFMON) and other users' /proc (DAC_READ_SEARCH,
-    // SYS_PTRACE), nothing else; CAP_CHOWN went once the socket had its group.
+    // Least privilege: probes (BPF, PERFMON), other users' /proc (DAC_READ_SEARCH,
+    // SYS_PTRACE) and the real-time drain thread (SYS_NICE), nothing else; CAP_CHOWN went
+    // once the socket had its group.
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", service.recorder.child.id())).unwrap();
     let effective = status
@@ -251,7 +252,7 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
         .trim();
     assert_eq!(
         u64::from_str_radix(effective, 16).unwrap(),
-        (1 << 39) | (1 << 38) | (1 << 2) | (1 << 19),
+        (1 << 39) | (1 << 38) | (1 << 2) | (1 << 19) | (1 << 23),
         "{status}"
     );
     let socket_meta = std::fs::metadata(service.socket()).unwrap();

@@ -90,6 +90,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         let preview = &p.data[..p.data.len().min(PREVIEW_BYTES)];
         json!({
             "direction": direction, "length": p.length, "truncated": p.truncated, "incomplete": p.incomplete,
+            "lost_bytes": p.lost_bytes, "capped_bytes": p.capped_bytes, "shed": p.shed,
             "base64": base64::engine::general_purpose::STANDARD.encode(&p.data),
             "utf8_preview": String::from_utf8_lossy(preview),
             "redactions": redactions(&p.redactions),
@@ -143,6 +144,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
         "type": "loss", "segment": segment, "from_mono_ns": l.from_mono_ns, "to_mono_ns": l.to_mono_ns,
         "syscalls": l.syscalls, "payload_chunks": l.payload_chunks, "stash_failures": l.stash_failures,
         "process_events": l.process_events, "unwritten_frames": l.unwritten_frames,
+        "payloads_shed": l.payloads_shed, "lost_syscall_payload_bytes": l.lost_syscall_payload_bytes,
     })
 }
 
@@ -150,9 +152,12 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
     let losses = t.losses.unwrap_or_default();
     json!({
         "type": "trailer", "segment": segment, "events": t.events, "payload_bytes": t.payload_bytes,
+        "payload_bytes_moved": t.payload_bytes_moved, "payload_bytes_lost": t.payload_bytes_lost,
+        "payload_bytes_capped": t.payload_bytes_capped,
         "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
                     "stash_failures": losses.stash_failures, "process_events": losses.process_events,
-                    "unwritten_frames": losses.unwritten_frames },
+                    "unwritten_frames": losses.unwritten_frames, "payloads_shed": losses.payloads_shed,
+                    "lost_syscall_payload_bytes": losses.lost_syscall_payload_bytes },
         "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns, "redactions": t.redactions,
     })
 }

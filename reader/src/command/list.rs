@@ -6,6 +6,7 @@ use std::{io::Write, path::Path, time::Duration};
 
 use recorder_store::{
     catalog::{self, CatalogError, RecordingState, RecordingSummary},
+    loss::PayloadTally,
     Keyring,
 };
 
@@ -34,8 +35,8 @@ pub fn run(
     }
     writeln!(
         out,
-        "{:<12}  {:<24}  {:<20}  {:>9}  {:>8}  {:>10}  {:>6}  STATE",
-        "ID", "TARGET", "START (UTC)", "DURATION", "EVENTS", "BYTES", "LOST"
+        "{:<12}  {:<24}  {:<20}  {:>9}  {:>8}  {:>10}  {:>6}  {:>17}  STATE",
+        "ID", "TARGET", "START (UTC)", "DURATION", "EVENTS", "BYTES", "LOST", "PAYLOAD KEPT"
     )?;
     for recording in &recordings {
         let locked = recording.is_locked();
@@ -50,7 +51,7 @@ pub fn run(
         }
         writeln!(
             out,
-            "{:<12}  {:<24}  {:<20}  {:>9}  {:>8}  {:>10}  {:>6}  {}",
+            "{:<12}  {:<24}  {:<20}  {:>9}  {:>8}  {:>10}  {:>6}  {:>17}  {}",
             &recording.id[..recording.id.len().min(12)],
             truncate(&target(recording), 24),
             start(recording),
@@ -61,6 +62,7 @@ pub fn run(
             known(recording.events().to_string()),
             recording.file_bytes(),
             known(recording.losses().to_string()),
+            known(kept_of_moved(&recording.payload())),
             state,
         )?;
     }
@@ -84,6 +86,7 @@ fn row_json(dir: &Path, recording: &RecordingSummary) -> serde_json::Value {
         "events": known(recording.events().into()),
         "bytes": recording.file_bytes(),
         "losses": known(recording.losses().into()),
+        "payload_bytes": known(payload_json(&recording.payload())),
         "state": state_word(&recording.state()),
         "segments": recording.segments.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>(),
         "sealed": recording.seal().is_some(),
@@ -93,6 +96,35 @@ fn row_json(dir: &Path, recording: &RecordingSummary) -> serde_json::Value {
         "ended": locked.then(|| recording.segments.last().is_some_and(|s| {
             matches!(s.state, catalog::SegmentState::Sealed { ended: true, .. })
         })),
+    })
+}
+
+/// `kept/moved` payload bytes, in the largest unit that keeps them short.
+fn kept_of_moved(payload: &PayloadTally) -> String {
+    format!(
+        "{}/{}",
+        short_bytes(payload.kept),
+        short_bytes(payload.moved)
+    )
+}
+
+fn short_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+fn payload_json(payload: &PayloadTally) -> serde_json::Value {
+    serde_json::json!({
+        "moved": payload.moved, "kept": payload.kept, "lost": payload.lost, "capped": payload.capped,
     })
 }
 

@@ -18,6 +18,8 @@ struct Pending {
     data: Vec<u8>,
     /// A chunk arrived out of order: something before it was lost.
     gap: bool,
+    /// The daemon's drain shed a chunk of it under load.
+    shed: bool,
 }
 
 /// Counters of records that could not be paired.
@@ -25,6 +27,8 @@ struct Pending {
 pub struct AssembleStats {
     /// Chunks discarded because their syscall record never came (it was lost).
     pub orphan_chunks: u64,
+    /// Payloads the daemon's drain shed (in whole or in part) under load.
+    pub shed_payloads: u64,
 }
 
 pub struct Assembler {
@@ -53,25 +57,42 @@ impl Assembler {
         }
     }
 
+    /// A chunk the drain shed: the payload is incomplete from here on.
+    pub fn shed(&mut self, record: &DataRecord) {
+        let pending = self.pending_for(record);
+        pending.shed = true;
+        pending.gap = true;
+    }
+
     pub fn data(&mut self, record: &DataRecord, bytes: &[u8]) {
-        let pending = self.pending.entry(record.header.tid).or_default();
-        if pending.nr != record.nr && !pending.data.is_empty() {
-            self.stats.orphan_chunks += 1;
-            *pending = Pending::default();
-        }
-        pending.nr = record.nr;
-        if record.offset == 0 && !pending.data.is_empty() {
-            // The probe copied the payload again at exit after a fault at enter.
-            *pending = Pending {
-                nr: record.nr,
-                ..Pending::default()
-            };
+        let pending = self.pending_for(record);
+        if pending.gap {
+            return;
         }
         if record.offset != pending.data.len() as u64 {
             pending.gap = true;
             return;
         }
         pending.data.extend_from_slice(bytes);
+    }
+
+    /// The pending payload a chunk belongs to, started afresh when the chunk begins a new one.
+    fn pending_for(&mut self, record: &DataRecord) -> &mut Pending {
+        let pending = self.pending.entry(record.header.tid).or_default();
+        if pending.nr != record.nr && !pending.data.is_empty() {
+            self.stats.orphan_chunks += 1;
+            *pending = Pending::default();
+        }
+        pending.nr = record.nr;
+        if record.offset == 0 && (!pending.data.is_empty() || pending.gap) {
+            // The probe copied the payload again at exit after a fault at enter, or what is
+            // pending is left from a syscall whose record was lost.
+            *pending = Pending {
+                nr: record.nr,
+                ..Pending::default()
+            };
+        }
+        pending
     }
 
     pub fn syscall(&mut self, record: &SyscallRecord, aux: &[u8]) -> Event {
@@ -157,20 +178,33 @@ impl Assembler {
     /// The bytes the syscall transferred, as far as they were captured: a write's chunks hold
     /// what it was asked to write, so they are cut to what it actually wrote.
     fn payload(
-        &self,
+        &mut self,
         direction: Direction,
         length: u64,
         record_flags: u32,
         pending: Option<Pending>,
     ) -> Payload {
-        let (mut data, gap) = pending.map(|p| (p.data, p.gap)).unwrap_or_default();
+        let Pending {
+            mut data,
+            gap,
+            shed,
+            ..
+        } = pending.unwrap_or_default();
+        if shed {
+            self.stats.shed_payloads += 1;
+        }
+        let shed = shed || record_flags & flags::PAYLOAD_SHED != 0;
         let expected = length.min(self.max_payload_bytes);
         data.truncate(expected as usize);
-        let lost = record_flags & (flags::PAYLOAD_LOST | flags::PAYLOAD_FAULT) != 0;
+        let failed = flags::PAYLOAD_LOST | flags::PAYLOAD_FAULT | flags::PAYLOAD_SHED;
+        let lost_bytes = expected - data.len() as u64;
         Payload {
             direction: direction.into(),
-            incomplete: gap || lost || (data.len() as u64) < expected,
+            incomplete: gap || record_flags & failed != 0 || lost_bytes > 0,
             truncated: length > self.max_payload_bytes,
+            shed,
+            lost_bytes,
+            capped_bytes: length - expected,
             length,
             data,
             redactions: Vec::new(),
@@ -248,6 +282,40 @@ mod tests {
         let payload = event.payload.unwrap();
         assert_eq!(payload.data, b"hello world");
         assert!(!payload.truncated && !payload.incomplete);
+    }
+
+    #[test]
+    fn a_chunk_shed_by_the_drain_keeps_the_event_and_counts_every_byte() {
+        let mut assembler = Assembler::new(8);
+        assembler.data(&chunk(7, libc::SYS_write, 0), b"hello ");
+        assembler.shed(&chunk(7, libc::SYS_write, 6));
+        // A later chunk of the same payload cannot be placed after the hole.
+        assembler.data(&chunk(7, libc::SYS_write, 11), b"!");
+        let payload = assembler
+            .syscall(&write_record(7, 12), &[])
+            .payload
+            .unwrap();
+        assert_eq!(payload.data, b"hello ");
+        assert!(payload.shed && payload.incomplete);
+        // 12 bytes moved: 6 captured, 2 more within the cap of 8 lost, 4 past the cap.
+        assert_eq!((payload.lost_bytes, payload.capped_bytes), (2, 4));
+        assert_eq!(assembler.stats().shed_payloads, 1);
+        // The next payload of the thread starts clean.
+        assembler.data(&chunk(7, libc::SYS_write, 0), b"ok");
+        let next = assembler.syscall(&write_record(7, 2), &[]).payload.unwrap();
+        assert!(!next.shed && !next.incomplete && next.lost_bytes == 0);
+    }
+
+    #[test]
+    fn a_payload_the_probes_shed_is_marked_and_its_bytes_lost() {
+        let mut assembler = Assembler::new(1024);
+        let mut record = write_record(7, 11);
+        record.flags = flags::PAYLOAD_SHED;
+        let payload = assembler.syscall(&record, &[]).payload.unwrap();
+        assert!(payload.shed && payload.incomplete && payload.data.is_empty());
+        assert_eq!((payload.length, payload.lost_bytes), (11, 11));
+        // Only the drain's sheds are the pipeline's to count; the kernel counts its own.
+        assert_eq!(assembler.stats().shed_payloads, 0);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum RawRecord<'a> {
         bytes: &'a [u8],
     },
     Process(ProcessRecord),
+    /// A chunk the daemon's drain shed under load: its header, without bytes.
+    ShedData(DataRecord),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -47,6 +49,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord<'_>, DecodeError> {
             })
         }
         kind::PROCESS => Ok(RawRecord::Process(read(bytes)?)),
+        kind::SHED_DATA => Ok(RawRecord::ShedData(read(bytes)?)),
         kind => Err(DecodeError::UnknownKind { kind }),
     }
 }

@@ -41,6 +41,8 @@ pub struct Pipeline {
     redactor: Redactor,
     writer: RecordingWriter,
     stats: PipelineStats,
+    /// Payloads the drain shed that a Loss frame has already counted.
+    shed_reported: u64,
 }
 
 impl Pipeline {
@@ -58,6 +60,7 @@ impl Pipeline {
             redactor,
             writer,
             stats: PipelineStats::default(),
+            shed_reported: 0,
         }
     }
 
@@ -77,6 +80,7 @@ impl Pipeline {
                 self.record(event)?;
             }
             Ok(RawRecord::Process(record)) => self.process(&record)?,
+            Ok(RawRecord::ShedData(record)) => self.assembler.shed(&record),
             Err(error) => {
                 self.stats.decode_errors += 1;
                 tracing::debug!(%error, "Undecodable record skipped.");
@@ -115,21 +119,25 @@ impl Pipeline {
         }
     }
 
-    /// Writes a Loss frame for what the kernel dropped in `from..to`, if it dropped anything.
+    /// Writes a Loss frame for what the kernel dropped in `from..to`, with the payloads the
+    /// drain shed since the last one, if anything was lost.
     pub fn record_loss(
         &mut self,
         lost: Loss,
         from_mono_ns: u64,
         to_mono_ns: u64,
     ) -> Result<(), WriteError> {
-        if loss::total(&lost) == 0 {
-            return Ok(());
-        }
+        let shed = self.assembler.stats().shed_payloads;
         let frame = Loss {
             from_mono_ns,
             to_mono_ns,
+            payloads_shed: lost.payloads_shed + (shed - self.shed_reported),
             ..lost
         };
+        self.shed_reported = shed;
+        if loss::total(&frame) == 0 && frame.payloads_shed == 0 {
+            return Ok(());
+        }
         self.write(Body::Loss(frame), to_mono_ns)
     }
 

@@ -1,6 +1,7 @@
-//! A running recording's event loop: drains the ring into the pipeline, polls the kernel's
-//! loss counters, and ends on a stop request, the deadline, or when every target has exited;
-//! then drains what is left and finishes the recording with its trailer.
+//! A running recording's event loop: hands the drain's batches to the pipeline, polls the
+//! kernel's loss counters, and ends on a stop request, the deadline, or when every target
+//! has exited; then takes what is left in the ring and finishes the recording with its
+//! trailer.
 
 use std::{
     os::fd::OwnedFd,
@@ -11,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use recorder_capture::{target, Capture};
 use recorder_proto::v1::Loss;
 use recorder_store::{clock, loss, WriteError};
@@ -21,7 +21,10 @@ use tokio::{
     time::{interval, sleep},
 };
 
-use super::{Outcome, SessionError, END_TARGET_EXITED};
+use super::{
+    drain::{Batch, Drain, Message},
+    Outcome, SessionError, END_TARGET_EXITED,
+};
 use crate::{options::Options, pipeline::Pipeline};
 
 /// How often losses are polled and the writer's periodic work runs (closing a zstd frame
@@ -29,16 +32,12 @@ use crate::{options::Options, pipeline::Pipeline};
 /// about a second and a quarter of events.
 const TICK: Duration = Duration::from_millis(250);
 
-/// The probes wake the daemon only once a quarter of the ring is full (a wake-up per record
-/// costs the traced program more than the copy), so the daemon drains on a timer: every
-/// millisecond while records arrive, backing off to every 32 ms while none do.
-const DRAIN_MIN: Duration = Duration::from_millis(1);
-const DRAIN_MAX: Duration = Duration::from_millis(32);
-
-/// What the loop runs on: the attached probes, the processes whose exits it watches, the
-/// pipeline, and when the probes started targeting (the first loss window's start).
+/// What the loop runs on: the attached probes, the ring's drain, the processes whose exits
+/// it watches, the pipeline, and when the probes started targeting (the first loss window's
+/// start).
 pub struct Running {
     pub capture: Capture,
+    pub drain: Drain,
     pub watched: Vec<(u32, OwnedFd)>,
     pub pipeline: Pipeline,
     pub attached_at_ns: u64,
@@ -54,7 +53,8 @@ pub async fn run(
     events: Arc<AtomicU64>,
 ) -> Result<Outcome, SessionError> {
     let Running {
-        mut capture,
+        capture,
+        mut drain,
         watched,
         mut pipeline,
         attached_at_ns,
@@ -74,32 +74,21 @@ pub async fn run(
     let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut tick = interval(TICK);
-    let mut drain_every = DRAIN_MIN;
-    let next_drain = sleep(drain_every);
-    tokio::pin!(next_drain);
     let mut reported = Loss::default();
     let mut reported_at = attached_at_ns;
 
     let end_reason = loop {
         tokio::select! {
-            ready = capture.ring().readable_mut() => {
-                let mut guard = ready.map_err(SessionError::Runtime)?;
-                drain(guard.get_inner_mut(), &mut pipeline)?;
-                guard.clear_ready();
-            }
-            _ = &mut next_drain => {
-                let drained = drain(capture.ring().get_mut(), &mut pipeline)?;
-                drain_every = match drained {
-                    0 => (drain_every * 2).min(DRAIN_MAX),
-                    _ => DRAIN_MIN,
-                };
-                next_drain.as_mut().reset(tokio::time::Instant::now() + drain_every);
+            Some(message) = drain.next() => {
+                if let Message::Records(batch) = message {
+                    handle(&batch, &mut pipeline, &drain)?;
+                }
             }
             reason = &mut stop => break reason.unwrap_or("stopped"),
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
             Some(pid) = exit_rx.recv() => {
                 // Its fork records (children to wait for) are in the ring before its exit.
-                drain(capture.ring().get_mut(), &mut pipeline)?;
+                flush(&mut drain, &mut pipeline).await?;
                 pipeline.processes().gone(pid);
             }
             _ = tick.tick() => {
@@ -124,7 +113,8 @@ pub async fn run(
     };
 
     // Everything the targets did before we stopped is already in the ring: take it all.
-    drain(capture.ring().get_mut(), &mut pipeline)?;
+    flush(&mut drain, &mut pipeline).await?;
+    drop(drain);
     let end_mono_ns = clock::monotonic_ns();
     let totals = capture.losses()?;
     pipeline.record_loss(loss::since(&totals, &reported), reported_at, end_mono_ns)?;
@@ -141,12 +131,25 @@ pub async fn run(
     })
 }
 
-/// Hands every record waiting in the ring to the pipeline; returns how many there were.
-fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<usize, WriteError> {
-    let mut drained = 0;
-    while let Some(item) = ring.next() {
-        pipeline.handle(&item)?;
-        drained += 1;
+/// Hands a batch's records to the pipeline, then tells the drain they are off its queue.
+fn handle(batch: &Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), WriteError> {
+    for record in batch.records() {
+        pipeline.handle(record)?;
     }
-    Ok(drained)
+    drain.handled(batch.bytes());
+    Ok(())
+}
+
+/// Asks the drain for everything in the ring now and handles all of it.
+async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), SessionError> {
+    drain.flush();
+    while let Some(message) = drain.next().await {
+        match message {
+            Message::Records(batch) => handle(&batch, pipeline, drain)?,
+            Message::Flushed => return Ok(()),
+        }
+    }
+    Err(SessionError::Runtime(std::io::Error::other(
+        "the ring buffer's drain thread ended",
+    )))
 }

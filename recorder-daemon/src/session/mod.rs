@@ -5,7 +5,9 @@
 
 /// The segment Header and the words for what is recorded.
 pub mod header;
-/// The running recording's loop over the ring buffer, signals and ticks.
+/// The ring's consumer thread: batches out of the ring, with a budget for the backlog.
+pub mod drain;
+/// The running recording's loop over the drain's batches, signals and ticks.
 pub mod event_loop;
 
 use std::{
@@ -275,17 +277,28 @@ async fn record_audited(
         redactor,
         writer,
     );
-    if let Some(child) = spawned {
-        child.release()?;
-    }
+    // Real-time for the drain thread must be asked for while capabilities are still held,
+    // and `started` drops them (see drain::realtime_for_drain).
+    let realtime = drain::realtime_for_drain();
+    let syscalls = capture.attached().len();
     started(&Started {
         recording_id: options.recording_id.clone(),
         path,
         description,
-        syscalls: capture.attached().len(),
+        syscalls,
     });
+    let mut capture = capture;
+    let ring = capture.take_ring().ok_or_else(|| {
+        SessionError::Runtime(std::io::Error::other("the ring buffer was already taken"))
+    })?;
+    // Draining before the spawned command runs: its first burst must find a consumer.
+    let drain = drain::Drain::start(ring, realtime).map_err(SessionError::Runtime)?;
+    if let Some(child) = spawned {
+        child.release()?;
+    }
     let running = event_loop::Running {
         capture,
+        drain,
         watched,
         pipeline,
         attached_at_ns,

@@ -11,7 +11,13 @@ pub struct Step {
     pub rate: u64,
     pub achieved: f64,
     pub made: u64,
+    /// Events whose payload was kept whole.
     pub recorded: u64,
+    /// Events recorded, whole or not.
+    pub events: u64,
+    /// Payload bytes captured, of those moved, by the recorded events.
+    pub payload_kept: u64,
+    pub payload_moved: u64,
     pub lost: u64,
     pub cpu_s: f64,
 }
@@ -27,6 +33,9 @@ impl Step {
                 .captured
                 .whole_payloads
                 .unwrap_or(sample.captured.events),
+            events: sample.captured.events,
+            payload_kept: sample.captured.payload_kept,
+            payload_moved: sample.captured.payload_moved,
             lost: sample.captured.lost,
             cpu_s: sample.captured.cpu_ns as f64 / 1e9,
         }
@@ -44,8 +53,8 @@ impl Doc {
             self.capacity,
             "\n**{} payloads**: `recorder-bench-load paced {size} RATE {ms}` (writes to /dev/null \
              at a paced rate for {:.1} s) under `recorderd --pid PID --max-payload 1MiB`.\n\n\
-             | target rate | achieved rate | writes made | recorded whole | lost (recorderd's count) | missing | recorderd CPU s |\n\
-             | --- | --- | --- | --- | --- | --- | --- |",
+             | target rate | achieved rate | writes made | events kept | payload bytes kept | recorded whole | lost or shed (recorderd's count) | missing whole | recorderd CPU s |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             size_name(size),
             ms as f64 / 1000.0
         );
@@ -54,10 +63,13 @@ impl Doc {
         for step in &steps {
             let _ = writeln!(
                 self.capacity,
-                "| {}/s | {:.0}/s | {} | {} | {} | {} ({:.2} %) | {:.2} |",
+                "| {}/s | {:.0}/s | {} | {} ({:.2} %) | {:.2} % | {} | {} | {} ({:.2} %) | {:.2} |",
                 step.rate,
                 step.achieved,
                 step.made,
+                step.events,
+                100.0 * step.events as f64 / step.made.max(1) as f64,
+                100.0 * step.payload_kept as f64 / step.payload_moved.max(1) as f64,
                 step.recorded,
                 step.lost,
                 step.missing(),

@@ -58,12 +58,17 @@ pub(super) fn recorderd_counts(bins: &Bins, dir: &Path, scope: Scope) -> Result<
                     if whole {
                         *captured.whole_payloads.get_or_insert(0) += 1;
                     }
+                    let moved = json_u64(&line, "length");
+                    let missing = json_u64(&line, "lost_bytes") + json_u64(&line, "capped_bytes");
+                    captured.payload_moved += moved;
+                    captured.payload_kept += moved.saturating_sub(missing);
                 }
             }
             Some("loss") => {
                 captured.lost += json_u64(&line, "syscalls")
                     + json_u64(&line, "payload_chunks")
-                    + json_u64(&line, "stash_failures");
+                    + json_u64(&line, "stash_failures")
+                    + json_u64(&line, "payloads_shed");
             }
             _ => {}
         }

@@ -129,8 +129,11 @@ pub struct Captured {
     pub events: u64,
     /// Events in scope whose payload was kept whole (recorderd only; others: None).
     pub whole_payloads: Option<u64>,
-    /// What the recorder says it lost (records, events or chunks).
+    /// What the recorder says it lost (records, events, chunks or shed payloads).
     pub lost: u64,
+    /// Payload bytes the in-scope events moved, and the part of them captured (recorderd).
+    pub payload_moved: u64,
+    pub payload_kept: u64,
     pub disk_bytes: u64,
     /// CPU time of the recorder's own process (user + system) from its attach to its exit.
     pub cpu_ns: u64,

@@ -1,0 +1,355 @@
+//! The ring's one consumer, on a thread of its own: it copies records out of the ring in
+//! batches as fast as they come, so the ring never waits on redaction, encoding or the disk.
+//!
+//! The batches queue for the pipeline in memory, with a budget. Past `SHED_BYTES` queued,
+//! payload chunks are no longer copied: each becomes a small `SHED_DATA` marker, so its
+//! event is still recorded, marked shed with its bytes counted as lost. Past `PAUSE_BYTES`
+//! (syscall records alone growing the queue) the drain pauses until the pipeline catches up;
+//! the ring then fills, the probes shed payloads at their own high-water mark, and only
+//! after that count lost records. Memory stays bounded and every loss is counted.
+
+use std::{
+    mem::MaybeUninit,
+    os::fd::{AsFd, OwnedFd},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc as std_mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use recorder_common::{kind, DataRecord, EventHeader};
+use rustix::event::{epoll, eventfd, EventfdFlags};
+use tokio::sync::mpsc;
+
+/// The probes wake the daemon only once a quarter of the ring is full (a wake-up per record
+/// costs the traced program more than the copy), so the drain also runs on a timer: every
+/// millisecond while records arrive, backing off to every 32 ms while none do.
+const DRAIN_MIN: Duration = Duration::from_millis(1);
+const DRAIN_MAX: Duration = Duration::from_millis(32);
+/// A batch is handed on once it holds this much, or when the ring is empty.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Queued bytes past which payload chunks are shed (replaced by markers).
+pub const SHED_BYTES: u64 = 64 * 1024 * 1024;
+/// Queued bytes past which the drain pauses until the pipeline catches up.
+pub const PAUSE_BYTES: u64 = 2 * SHED_BYTES;
+
+/// Makes the calling thread real-time (SCHED_FIFO, the lowest priority) so that the drain
+/// thread it starts next inherits the policy; `false` where that is not permitted (no
+/// CAP_SYS_NICE, or systemd's RestrictRealtime). Call it while capabilities are still held.
+///
+/// Why: on a busy host a woken drain thread can wait a scheduler slice (milliseconds) behind
+/// the pipeline or the target itself, and a burst fills a small ring in less. Real-time, it
+/// runs as soon as it wakes. Its work is bounded (one pass over the ring, at most every
+/// millisecond), and the kernel's real-time throttling caps it in any case.
+pub fn realtime_for_drain() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter struct.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
+/// Puts the calling thread back to the normal policy (always permitted).
+fn normal_policy() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as above.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+}
+
+/// Records copied out of the ring, each as its length (u32, native order) and its bytes.
+pub struct Batch {
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn with_capacity(bytes: usize) -> Self {
+        Batch {
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    fn push(&mut self, record: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(record.len() as u32).to_ne_bytes());
+        self.bytes.extend_from_slice(record);
+    }
+
+    /// Bytes it holds (what the backlog budget counts).
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (record, tail) = tail.split_at(u32::from_ne_bytes(*len) as usize);
+            rest = tail;
+            Some(record)
+        })
+    }
+}
+
+/// What the drain sends the pipeline.
+pub enum Message {
+    Records(Batch),
+    /// Everything the ring held when the flush was asked for has been sent before this.
+    Flushed,
+}
+
+enum Request {
+    Flush,
+    Stop,
+}
+
+/// The drain thread and its two channels.
+pub struct Drain {
+    requests: std_mpsc::Sender<Request>,
+    wake: Arc<OwnedFd>,
+    messages: mpsc::UnboundedReceiver<Message>,
+    /// Bytes sent and not yet handled by the pipeline.
+    queued: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drain {
+    /// Starts the drain thread. `realtime`: what [`realtime_for_drain`] returned on this
+    /// thread; the new thread inherits the policy and this thread goes back to normal.
+    pub fn start(ring: RingBuf<MapData>, realtime: bool) -> std::io::Result<Self> {
+        let drain = Drain::spawn(ring);
+        if realtime {
+            normal_policy();
+        } else {
+            tracing::warn!(
+                "The ring's drain runs at normal priority (real-time scheduling is not permitted \
+                 here: CAP_SYS_NICE, RestrictRealtime): on a busy host a burst may lose events \
+                 sooner."
+            );
+        }
+        drain
+    }
+
+    fn spawn(ring: RingBuf<MapData>) -> std::io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+        // Edge-triggered: the ring is readable whenever it holds anything, but only the
+        // probes' forced wake-ups (a quarter full) should cut the timer short.
+        epoll::add(
+            &epoll,
+            ring.as_fd(),
+            epoll::EventData::new_u64(0),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        )?;
+        epoll::add(
+            &epoll,
+            wake.as_fd(),
+            epoll::EventData::new_u64(1),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        )?;
+        let (requests, request_rx) = std_mpsc::channel();
+        let (message_tx, messages) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicU64::new(0));
+        let consumer = Consumer {
+            ring,
+            epoll,
+            wake: wake.clone(),
+            requests: request_rx,
+            messages: message_tx,
+            queued: queued.clone(),
+            batch: Batch::with_capacity(BATCH_BYTES),
+        };
+        let thread = std::thread::Builder::new()
+            .name("recorderd-drain".into())
+            .spawn(move || consumer.run())?;
+        Ok(Drain {
+            requests,
+            wake,
+            messages,
+            queued,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next message; `None` once the drain has stopped.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.messages.recv().await
+    }
+
+    /// The pipeline has handled a batch of `bytes`.
+    pub fn handled(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Asks for everything in the ring now; a `Flushed` message follows it.
+    pub fn flush(&self) {
+        self.ask(Request::Flush);
+    }
+
+    fn ask(&self, request: Request) {
+        if self.requests.send(request).is_ok() {
+            let _ = rustix::io::write(self.wake.as_fd(), &1u64.to_ne_bytes());
+        }
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.ask(Request::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread's side.
+struct Consumer {
+    ring: RingBuf<MapData>,
+    epoll: OwnedFd,
+    wake: Arc<OwnedFd>,
+    requests: std_mpsc::Receiver<Request>,
+    messages: mpsc::UnboundedSender<Message>,
+    queued: Arc<AtomicU64>,
+    batch: Batch,
+}
+
+impl Consumer {
+    fn run(mut self) {
+        let mut wait = DRAIN_MIN;
+        loop {
+            match self.requests.try_recv() {
+                Ok(Request::Flush) => {
+                    self.take_all();
+                    if self.send(Message::Flushed).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Request::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => return,
+                Err(std_mpsc::TryRecvError::Empty) => {}
+            }
+            self.sleep(wait);
+            if self.queued.load(Ordering::Relaxed) >= PAUSE_BYTES {
+                wait = DRAIN_MIN;
+                continue;
+            }
+            wait = match self.take_all() {
+                0 => (wait * 2).min(DRAIN_MAX),
+                _ => DRAIN_MIN,
+            };
+        }
+    }
+
+    /// Waits up to `wait`, or until the probes or a request wake it.
+    fn sleep(&mut self, wait: Duration) {
+        let timeout = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: wait.as_nanos() as i64,
+        };
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
+        let _ = epoll::wait(&self.epoll, &mut events, Some(&timeout));
+        let mut counter = [0u8; 8];
+        let _ = rustix::io::read(self.wake.as_fd(), &mut counter);
+    }
+
+    /// Copies every record waiting in the ring into batches and sends them; returns how
+    /// many records there were.
+    fn take_all(&mut self) -> usize {
+        let mut taken = 0;
+        loop {
+            let Some(record) = self.ring.next() else {
+                break;
+            };
+            taken += 1;
+            let shed = self.queued.load(Ordering::Relaxed) >= SHED_BYTES && is_data(&record);
+            if shed {
+                self.batch.push(&shed_marker(&record));
+            } else {
+                self.batch.push(&record);
+            }
+            drop(record);
+            if self.batch.bytes() >= BATCH_BYTES {
+                self.send_batch();
+            }
+        }
+        self.send_batch();
+        taken
+    }
+
+    fn send_batch(&mut self) {
+        if self.batch.bytes() == 0 {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(BATCH_BYTES));
+        self.queued
+            .fetch_add(batch.bytes() as u64, Ordering::Relaxed);
+        let _ = self.send(Message::Records(batch));
+    }
+
+    fn send(&self, message: Message) -> Result<(), ()> {
+        self.messages.send(message).map_err(|_| ())
+    }
+}
+
+fn is_data(record: &[u8]) -> bool {
+    record.get(..4) == Some(&kind::DATA.to_ne_bytes())
+}
+
+/// The header of a DATA record, re-marked `SHED_DATA` and without its bytes.
+fn shed_marker(record: &[u8]) -> [u8; size_of::<DataRecord>()] {
+    let mut marker = [0u8; size_of::<DataRecord>()];
+    let n = record.len().min(marker.len());
+    marker[..n].copy_from_slice(&record[..n]);
+    marker[..4].copy_from_slice(&kind::SHED_DATA.to_ne_bytes());
+    let len_at = std::mem::offset_of!(EventHeader, len);
+    let marker_len = marker.len() as u32;
+    marker[len_at..len_at + 4].copy_from_slice(&marker_len.to_ne_bytes());
+    marker
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_back_its_records_in_order() {
+        let mut batch = Batch::with_capacity(64);
+        batch.push(b"one");
+        batch.push(b"");
+        batch.push(b"three");
+        let records: Vec<&[u8]> = batch.records().collect();
+        assert_eq!(records, [&b"one"[..], b"", b"three"]);
+    }
+
+    #[test]
+    fn a_shed_marker_keeps_the_chunk_header_and_drops_its_bytes() {
+        let header = DataRecord {
+            header: EventHeader {
+                kind: kind::DATA,
+                len: (size_of::<DataRecord>() + 5) as u32,
+                ktime_ns: 7,
+                tgid: 1,
+                tid: 2,
+            },
+            nr: 1,
+            len: 5,
+            offset: 16384,
+        };
+        let mut record = vec![0u8; size_of::<DataRecord>()];
+        // SAFETY: the vector holds exactly one DataRecord.
+        unsafe {
+            record
+                .as_mut_ptr()
+                .cast::<DataRecord>()
+                .write_unaligned(header)
+        };
+        record.extend_from_slice(b"hello");
+        assert!(is_data(&record));
+        let marker = shed_marker(&record);
+        // SAFETY: the marker is one DataRecord's bytes.
+        let read = unsafe { marker.as_ptr().cast::<DataRecord>().read_unaligned() };
+        assert_eq!(read.header.kind, kind::SHED_DATA);
+        assert_eq!(read.header.len as usize, size_of::<DataRecord>());
+        assert_eq!((read.len, read.offset, read.header.tid), (5, 16384, 2));
+    }
+}

@@ -1,0 +1,136 @@
+//! Under a burst the traced program can always issue, events are kept and only payloads give
+//! way, with both counted exactly: an unpaced `dd bs=4096` through a 256 KiB ring records
+//! every read and write, and their kept + lost payload bytes add up to the bytes moved.
+//! See: issue #18.
+
+use std::{path::Path, process::Command};
+
+use recorder_proto::v1::frame::Body;
+use recorder_store::{Keyring, SegmentReader};
+use recorder_tests::{binary, require_privileges, segment_files, Recorder};
+
+const BLOCKS: u64 = 200_000;
+const BLOCK: u64 = 4096;
+
+/// What the dd process's reads of fd 0 and writes to fd 1 add up to.
+#[derive(Debug, Default)]
+struct Tally {
+    reads: u64,
+    writes: u64,
+    moved: u64,
+    kept: u64,
+    lost: u64,
+    capped: u64,
+    /// Events (of any process) whose payload was shed, and the Loss frames' count of them.
+    shed_events: u64,
+    shed_counted: u64,
+    lost_records: u64,
+    lost_record_bytes: u64,
+}
+
+/// Streams every segment (the events are not all held in memory: kept payloads could be
+/// hundreds of MB).
+fn tally(dir: &Path, dd_pid: u32) -> Tally {
+    let mut tally = Tally::default();
+    for path in segment_files(dir) {
+        let mut reader = SegmentReader::open_with(&path, &Keyring::default())
+            .unwrap_or_else(|error| panic!("{error}"));
+        while let Some(body) = reader.next_body().unwrap_or_else(|error| panic!("{error}")) {
+            match body {
+                Body::Event(event) if event.pid == dd_pid => {
+                    tally.shed_events += u64::from(event.payload.as_ref().is_some_and(|p| p.shed));
+                    let counted = match (event.syscall.as_str(), event.fd) {
+                        ("read", 0) => &mut tally.reads,
+                        ("write", 1) => &mut tally.writes,
+                        _ => continue,
+                    };
+                    *counted += 1;
+                    let payload = event.payload.expect("a read or write of dd has a payload");
+                    let captured = payload.length - payload.lost_bytes - payload.capped_bytes;
+                    tally.moved += payload.length;
+                    tally.lost += payload.lost_bytes;
+                    tally.capped += payload.capped_bytes;
+                    tally.kept += captured;
+                }
+                Body::Event(event) => {
+                    tally.shed_events += u64::from(event.payload.is_some_and(|p| p.shed));
+                }
+                Body::Loss(loss) => {
+                    tally.shed_counted += loss.payloads_shed;
+                    tally.lost_records += loss.syscalls + loss.stash_failures;
+                    tally.lost_record_bytes += loss.lost_syscall_payload_bytes;
+                }
+                _ => {}
+            }
+        }
+    }
+    tally
+}
+
+#[test]
+fn an_unpaced_dd_keeps_every_event_and_accounts_for_every_byte() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("recordings");
+    // dd reads fd 0 and writes fd 1 (the shell's redirections), as fast as it can.
+    let dd = format!("exec dd bs={BLOCK} count={BLOCKS} </dev/zero >/dev/null 2>/dev/null");
+    let recorder = Recorder::start(&[
+        "--output",
+        output.to_str().unwrap(),
+        "--ring-bytes",
+        "256KiB",
+        "--",
+        "sh",
+        "-c",
+        &dd,
+    ]);
+    let dd_pid = recorder.spawned_pid() as u32;
+    recorder.finish();
+
+    let tally = tally(&output, dd_pid);
+    assert_eq!(
+        tally.lost_records, 0,
+        "no syscall record may be lost: {tally:?}"
+    );
+    assert_eq!(
+        (tally.reads, tally.writes),
+        (BLOCKS, BLOCKS),
+        "every read of fd 0 and write to fd 1 is an event: {tally:?}"
+    );
+    assert_eq!(tally.moved, 2 * BLOCKS * BLOCK, "{tally:?}");
+    assert_eq!(tally.capped, 0, "4 KiB is under the cap: {tally:?}");
+    assert_eq!(
+        tally.kept + tally.lost,
+        2 * BLOCKS * BLOCK,
+        "kept + lost payload bytes = bytes moved: {tally:?}"
+    );
+
+    // `recorder list --json` reports the same accounting for the whole recording.
+    let listed = Command::new(binary("recorder"))
+        .args(["list", "--json", output.to_str().unwrap()])
+        .output()
+        .expect("run recorder list");
+    assert!(listed.status.success(), "{listed:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let payload = &rows[0]["payload_bytes"];
+    let field = |name: &str| {
+        payload[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{payload}"))
+    };
+    assert_eq!(
+        field("kept") + field("lost") + field("capped"),
+        field("moved"),
+        "{payload}"
+    );
+    assert!(
+        field("moved") >= 2 * BLOCKS * BLOCK,
+        "dd's bytes are in the total: {payload}"
+    );
+    assert_eq!(
+        tally.shed_events, tally.shed_counted,
+        "each shed payload is an event marked shed and a count in a Loss frame: {tally:?}"
+    );
+}
