@@ -22,3 +22,6 @@ pub mod session;
 pub mod service;
 /// The capabilities recorderd keeps once its probes are attached.
 pub mod privileges;
+/// A counting global allocator, for the benchmark's allocations per event.
+#[cfg(feature = "count-allocations")]
+pub mod allocations;

@@ -12,6 +12,10 @@ use recorder_daemon::{
     session::{self, Outcome},
 };
 
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: recorder_daemon::allocations::Counting = recorder_daemon::allocations::Counting;
+
 fn main() -> ExitCode {
     let args = RecorderdArgs::parse();
     telemetry::init();
@@ -49,6 +53,12 @@ fn report(outcome: &Outcome) {
         "recorderd: stopped ({}): {} events, {} records lost",
         outcome.end_reason, outcome.events, outcome.lost
     );
+    if let Some(allocations) = outcome.allocations {
+        eprintln!(
+            "recorderd: {allocations} heap allocations while recording ({:.2} per event)",
+            allocations as f64 / outcome.events.max(1) as f64
+        );
+    }
     if outcome.unwritten > 0 {
         eprintln!(
             "recorderd: {} records could not be written (disk full or write errors); the recording says where",

@@ -69,6 +69,12 @@ impl Batch {
         }
     }
 
+    /// A handled batch's buffer, emptied for the next one.
+    fn recycled(mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        Batch { bytes }
+    }
+
     fn push(&mut self, record: &[u8]) {
         self.bytes
             .extend_from_slice(&(record.len() as u32).to_ne_bytes());
@@ -106,6 +112,8 @@ enum Request {
 /// The drain thread and its two channels.
 pub struct Drain {
     requests: std_mpsc::Sender<Request>,
+    /// Handled batches' buffers go back to the drain, so steady state allocates none.
+    spare: std_mpsc::Sender<Vec<u8>>,
     wake: Arc<OwnedFd>,
     messages: mpsc::UnboundedReceiver<Message>,
     /// Bytes sent and not yet handled by the pipeline.
@@ -148,6 +156,7 @@ impl Drain {
             epoll::EventFlags::IN | epoll::EventFlags::ET,
         )?;
         let (requests, request_rx) = std_mpsc::channel();
+        let (spare, spare_rx) = std_mpsc::channel();
         let (message_tx, messages) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicU64::new(0));
         let consumer = Consumer {
@@ -155,6 +164,7 @@ impl Drain {
             epoll,
             wake: wake.clone(),
             requests: request_rx,
+            spare: spare_rx,
             messages: message_tx,
             queued: queued.clone(),
             batch: Batch::with_capacity(BATCH_BYTES),
@@ -164,6 +174,7 @@ impl Drain {
             .spawn(move || consumer.run())?;
         Ok(Drain {
             requests,
+            spare,
             wake,
             messages,
             queued,
@@ -176,9 +187,12 @@ impl Drain {
         self.messages.recv().await
     }
 
-    /// The pipeline has handled a batch of `bytes`.
-    pub fn handled(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes as u64, Ordering::Relaxed);
+    /// The pipeline has handled `batch`: its bytes leave the backlog and its buffer goes
+    /// back to the drain.
+    pub fn handled(&self, batch: Batch) {
+        self.queued
+            .fetch_sub(batch.bytes() as u64, Ordering::Relaxed);
+        let _ = self.spare.send(batch.bytes);
     }
 
     /// Asks for everything in the ring now; a `Flushed` message follows it.
@@ -208,6 +222,7 @@ struct Consumer {
     epoll: OwnedFd,
     wake: Arc<OwnedFd>,
     requests: std_mpsc::Receiver<Request>,
+    spare: std_mpsc::Receiver<Vec<u8>>,
     messages: mpsc::UnboundedSender<Message>,
     queued: Arc<AtomicU64>,
     batch: Batch,
@@ -280,7 +295,11 @@ impl Consumer {
         if self.batch.bytes() == 0 {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(BATCH_BYTES));
+        let next = match self.spare.try_recv() {
+            Ok(bytes) => Batch::recycled(bytes),
+            Err(_) => Batch::with_capacity(BATCH_BYTES),
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
         self.queued
             .fetch_add(batch.bytes() as u64, Ordering::Relaxed);
         let _ = self.send(Message::Records(batch));

@@ -71,6 +71,7 @@ pub async fn run(
             let _ = exit_tx.send(pid).await;
         });
     }
+    let allocations_at_start = allocations_so_far();
     let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut tick = interval(TICK);
@@ -81,7 +82,7 @@ pub async fn run(
         tokio::select! {
             Some(message) = drain.next() => {
                 if let Message::Records(batch) = message {
-                    handle(&batch, &mut pipeline, &drain)?;
+                    handle(batch, &mut pipeline, &drain)?;
                 }
             }
             reason = &mut stop => break reason.unwrap_or("stopped"),
@@ -128,15 +129,26 @@ pub async fn run(
         unwritten,
         end_reason,
         exit_code: None,
+        allocations: allocations_so_far()
+            .zip(allocations_at_start)
+            .map(|(end, start)| end - start),
     })
 }
 
+/// Heap allocations so far, in a build that counts them.
+fn allocations_so_far() -> Option<u64> {
+    #[cfg(feature = "count-allocations")]
+    return Some(crate::allocations::so_far());
+    #[cfg(not(feature = "count-allocations"))]
+    None
+}
+
 /// Hands a batch's records to the pipeline, then tells the drain they are off its queue.
-fn handle(batch: &Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), WriteError> {
+fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), WriteError> {
     for record in batch.records() {
         pipeline.handle(record)?;
     }
-    drain.handled(batch.bytes());
+    drain.handled(batch);
     Ok(())
 }
 
@@ -145,7 +157,7 @@ async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), Session
     drain.flush();
     while let Some(message) = drain.next().await {
         match message {
-            Message::Records(batch) => handle(&batch, pipeline, drain)?,
+            Message::Records(batch) => handle(batch, pipeline, drain)?,
             Message::Flushed => return Ok(()),
         }
     }

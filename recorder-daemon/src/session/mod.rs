@@ -71,6 +71,8 @@ pub struct Outcome {
     pub end_reason: &'static str,
     /// Exit code of the spawned command (128 + signal if killed).
     pub exit_code: Option<i32>,
+    /// Heap allocations from the first batch to the trailer (`count-allocations` builds).
+    pub allocations: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -277,20 +279,20 @@ async fn record_audited(
         redactor,
         writer,
     );
-    // Real-time for the drain thread must be asked for while capabilities are still held,
-    // and `started` drops them (see drain::realtime_for_drain).
-    let realtime = drain::realtime_for_drain();
-    let syscalls = capture.attached().len();
-    started(&Started {
-        recording_id: options.recording_id.clone(),
-        path,
-        description,
-        syscalls,
-    });
     let mut capture = capture;
     let ring = capture.take_ring().ok_or_else(|| {
         SessionError::Runtime(std::io::Error::other("the ring buffer was already taken"))
     })?;
+    // Real-time for the drain thread must be asked for while capabilities are still held,
+    // and `started` drops them (see drain::realtime_for_drain); Drain::start puts this
+    // thread back to normal.
+    let realtime = drain::realtime_for_drain();
+    started(&Started {
+        recording_id: options.recording_id.clone(),
+        path,
+        description,
+        syscalls: capture.attached().len(),
+    });
     // Draining before the spawned command runs: its first burst must find a consumer.
     let drain = drain::Drain::start(ring, realtime).map_err(SessionError::Runtime)?;
     if let Some(child) = spawned {

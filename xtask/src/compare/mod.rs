@@ -22,8 +22,11 @@ use crate::setup;
 use xtask::ebpf;
 
 /// Where the built binaries are.
+#[derive(Clone)]
 pub struct Bins {
     pub dir: PathBuf,
+    /// The recorderd under test (in `dir`, or the allocation-counting build).
+    pub recorderd: PathBuf,
     /// The floor probe's own eBPF object, which `recorder-bench-floor` loads.
     pub floor_object: PathBuf,
 }
@@ -180,6 +183,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     http(&plan, &bins, &tools, &work, &mut doc)?;
     file_copy(&plan, &bins, &tools, &work, &mut doc)?;
     capacity(&plan, &bins, &work, &mut doc)?;
+    allocations(&plan, root, &bins, &work, &mut doc)?;
     let _ = std::fs::remove_dir_all(&work);
     let elapsed = started.elapsed().as_secs_f64();
     println!("bench compare: done in {elapsed:.0} s");
@@ -204,10 +208,79 @@ fn build(root: &Path, quick: bool) -> Result<Bins> {
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
+    let dir = base.join(if quick { "debug" } else { "release" });
     Ok(Bins {
-        dir: base.join(if quick { "debug" } else { "release" }),
+        recorderd: dir.join("recorderd"),
+        dir,
         floor_object,
     })
+}
+
+/// recorderd built with its counting global allocator (`--features count-allocations`), in
+/// a target directory of its own so the measured binaries stay as they are.
+fn build_counting(root: &Path, bins: &Bins) -> Result<Bins> {
+    let target = bins.dir.join("count-allocations");
+    let mut cargo = Command::new("cargo");
+    cargo
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "recorder-daemon",
+            "--bin",
+            "recorderd",
+        ])
+        .args(["--features", "count-allocations", "--target-dir"])
+        .arg(&target);
+    setup::run_checked(cargo.current_dir(root))?;
+    Ok(Bins {
+        recorderd: target.join("release/recorderd"),
+        ..bins.clone()
+    })
+}
+
+/// Heap allocations per event in steady state: the syscall-heavy loops once each under the
+/// counting build; recorderd reports what it allocated from its first batch to its trailer.
+fn allocations(
+    plan: &Plan,
+    root: &Path,
+    bins: &Bins,
+    work: &Path,
+    doc: &mut report::Doc,
+) -> Result<()> {
+    if plan.quick {
+        return Ok(());
+    }
+    let counting = build_counting(root, bins)?;
+    let mut rows = Vec::new();
+    for &(size, iters) in &plan.syscalls {
+        let dir = work.join(format!("allocations-{size}"));
+        let args = vec![
+            "syscalls".to_owned(),
+            work.display().to_string(),
+            size.to_string(),
+            iters.to_string(),
+        ];
+        let (_, captured) =
+            workload::run_gated(&counting, Tracer::Recorderd, &args, &dir, Scope::DataFds)?;
+        let stderr = std::fs::read_to_string(dir.join("tracer.stderr")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        let allocations = stderr
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("recorderd: ")?
+                    .split_once(" heap allocations")
+            })
+            .and_then(|(count, _)| count.parse::<u64>().ok())
+            .context("the counting recorderd reported no allocations")?;
+        println!(
+            "allocations {size} B: {allocations} for {} events",
+            captured.all_events
+        );
+        rows.push((size, allocations, captured.all_events));
+    }
+    doc.allocations(rows);
+    Ok(())
 }
 
 /// One measured run of a gated workload.
@@ -237,6 +310,7 @@ fn syscall_heavy(
     doc: &mut report::Doc,
 ) -> Result<()> {
     let mut tracers = tools.available.clone();
+    tracers.push(Tracer::Neighbour);
     tracers.extend(FLOORS);
     for &(size, iters) in &plan.syscalls {
         let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
@@ -300,22 +374,32 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
         return Ok(());
     }
     let nginx = Nginx::start(&work.join("nginx"))?;
-    let samples = interleaved(plan.reps, &whole_run_tracers(plan, tools), |tracer, rep| {
-        let dir = work.join(format!("http-{rep}"));
-        let (http, captured) = workload::run_http(bins, tracer, &nginx, plan.http_secs, &dir)
-            .with_context(|| format!("HTTP under {}", tracer.label()))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        println!(
-            "http {:<36} {:>9.0} req/s  events {:>8}  lost {}",
-            tracer.label(),
-            http.rate(),
-            captured.all_events,
-            captured.lost
-        );
-        Ok((http, captured))
-    })?;
+    // Then again with wrk on one core and nginx sharing the other with the recorder, so the
+    // recorder's cost shows alone.
+    let runs = [
+        (false, whole_run_tracers(plan, tools)),
+        (true, vec![Tracer::None, Tracer::Recorderd]),
+    ];
+    for (pinned, tracers) in runs {
+        let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
+            let dir = work.join(format!("http-{rep}"));
+            let (http, captured) =
+                workload::run_http(bins, tracer, &nginx, plan.http_secs, pinned, &dir)
+                    .with_context(|| format!("HTTP under {}", tracer.label()))?;
+            let _ = std::fs::remove_dir_all(&dir);
+            println!(
+                "http{} {:<36} {:>9.0} req/s  events {:>8}  lost {}",
+                if pinned { " (pinned)" } else { "" },
+                tracer.label(),
+                http.rate(),
+                captured.all_events,
+                captured.lost
+            );
+            Ok((http, captured))
+        })?;
+        doc.http(plan.http_secs, pinned, samples);
+    }
     drop(nginx);
-    doc.http(plan.http_secs, samples);
     Ok(())
 }
 

@@ -92,6 +92,19 @@ fn drive(
     Ok((report, captured))
 }
 
+/// Sets the CPUs every thread of `pid` may run on (`taskset -a -p -c`).
+fn pin(pid: u32, cpus: &str) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpus} {pid}: {status}");
+    }
+    Ok(())
+}
+
 /// A single-process nginx on a loopback port, answering POST /orders with JSON.
 pub struct Nginx {
     child: Child,
@@ -215,12 +228,21 @@ pub fn run_http(
     tracer: Tracer,
     nginx: &Nginx,
     secs: u64,
+    pinned: bool,
     dir: &Path,
 ) -> Result<(Http, Captured)> {
     let attached = tracer::attach(tracer, bins, nginx.pid(), dir)?;
+    // Pinned: wrk alone on CPU 0; nginx and the recorder (all its threads) share CPU 1.
+    let server_cpus = if pinned { "1" } else { "0-1" };
+    pin(nginx.pid(), server_cpus)?;
+    if let Some(pid) = attached.pid() {
+        pin(pid, server_cpus)?;
+    }
     let script = dir.join("post.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
-    let output = Command::new("wrk")
+    let mut wrk = Command::new("taskset");
+    wrk.args(["-c", if pinned { "0" } else { "0-1" }, "wrk"]);
+    let output = wrk
         .args(["-t1", "-c16", &format!("-d{secs}s"), "-s"])
         .arg(&script)
         .arg(format!("http://127.0.0.1:{}/orders", nginx.port))

@@ -21,6 +21,13 @@ pub(super) fn added_ns(samples: &[(Tracer, Vec<Sample>)], tracer: Tracer) -> Opt
     )
 }
 
+/// `tracer`'s median elapsed time over untraced's.
+pub(super) fn elapsed_ratio(samples: &[(Tracer, Vec<Sample>)], tracer: Tracer) -> Option<f64> {
+    let base = base_elapsed(samples)?;
+    let runs = &samples.iter().find(|(t, _)| *t == tracer)?.1;
+    Stat::of(runs.iter().map(|s| s.report.elapsed_ns as f64)).map(|s| s.median / base)
+}
+
 fn base_elapsed(samples: &[(Tracer, Vec<Sample>)]) -> Option<f64> {
     let runs = &samples.iter().find(|(t, _)| *t == Tracer::None)?.1;
     Stat::of(runs.iter().map(|s| s.report.elapsed_ns as f64)).map(|s| s.median)

@@ -21,12 +21,18 @@ impl Doc {
             show(g.http_ratio, 3),
             g.http_ratio.map(|s| s.median >= 0.95),
         );
+        row(
+            "HTTP throughput ≥ 0.85 of untraced, wrk pinned to one core, nginx + recorderd on the other",
+            show(g.http_pinned_ratio, 3),
+            g.http_pinned_ratio.map(|s| s.median >= 0.85),
+        );
         for Added {
             size,
             recorderd_kept,
             recorderd: rec,
             strace,
             floor,
+            neighbour,
         } in &g.added
         {
             let size = size_name(*size);
@@ -68,6 +74,13 @@ impl Doc {
                 rec.zip(*floor)
                     .map(|(r, f)| r.median <= 2.0 * f.median && whole),
             );
+            row(
+                &format!(
+                    "a process not recorded runs ≤ 1.10× untraced while recorderd records another ({size})"
+                ),
+                neighbour.map_or("—".into(), |r| format!("{r:.2}×")),
+                neighbour.map(|r| r <= 1.10),
+            );
         }
         row(
             "zero loss up to ≥ 100k events/s with 64 B payloads",
@@ -77,6 +90,16 @@ impl Doc {
                 }),
             Some(g.zero_loss_64.is_some_and(|r| r >= 95_000.0)),
         );
+        for (size, per_event) in &g.allocations {
+            row(
+                &format!(
+                    "no heap allocation per event in steady state ({})",
+                    size_name(*size)
+                ),
+                format!("{per_event:.2} per event"),
+                Some(*per_event < 0.01),
+            );
+        }
         row(
             "HTTP recording ≤ 1/4 of captured payload bytes",
             g.http_disk_ratio.map_or("—".into(), |s| {

@@ -16,14 +16,23 @@ impl Doc {
         let _ = writeln!(self.compare, "\n**HTTP**: SKIPPED — {why}.\n");
     }
 
-    pub fn http(&mut self, secs: u64, samples: Vec<(Tracer, Vec<(Http, Captured)>)>) {
-        let _ = writeln!(
-            self.compare,
-            "\n**HTTP**: nginx (one process, `return 201` with a 180 B JSON body, access log \
-             off) on loopback under `{}`: POSTs of a 260 B JSON order. The recorders attach \
-             to nginx. Syscalls per request come from strace, which stops at every one.\n",
-            workload::wrk_command(secs)
-        );
+    pub fn http(&mut self, secs: u64, pinned: bool, samples: Vec<(Tracer, Vec<(Http, Captured)>)>) {
+        if pinned {
+            let _ = writeln!(
+                self.compare,
+                "\n**HTTP, pinned**: the same, with wrk alone on CPU 0 (`taskset -c 0`) and \
+                 nginx and the recorder sharing CPU 1 (`taskset -a -p -c 1`): what the \
+                 recorder's CPU costs the server it records.\n"
+            );
+        } else {
+            let _ = writeln!(
+                self.compare,
+                "\n**HTTP**: nginx (one process, `return 201` with a 180 B JSON body, access log \
+                 off) on loopback under `{}`: POSTs of a 260 B JSON order. The recorders attach \
+                 to nginx. Syscalls per request come from strace, which stops at every one.\n",
+                workload::wrk_command(secs)
+            );
+        }
         let base = samples
             .iter()
             .find(|(t, _)| *t == Tracer::None)
@@ -57,7 +66,10 @@ impl Doc {
                 runs.iter()
                     .map(|(h, c)| c.disk_bytes as f64 / (h.payload_bytes() as f64 / 1e6)),
             );
-            if *tracer == Tracer::Recorderd {
+            if *tracer == Tracer::Recorderd && pinned {
+                self.goals.http_pinned_ratio = ratio;
+            }
+            if *tracer == Tracer::Recorderd && !pinned {
                 self.goals.http_ratio = ratio;
                 self.goals.http_disk_ratio = Stat::of(
                     runs.iter()

@@ -14,7 +14,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::Result;
 
 pub use capacity::Step;
-use cells::{added_ns, completeness, cpu_per_m, data_table, lost};
+use cells::{added_ns, completeness, cpu_per_m, data_table, elapsed_ratio, lost};
 use stat::{show, size_name, Stat};
 
 use super::{
@@ -43,16 +43,23 @@ struct Added {
     recorderd: Option<Stat>,
     strace: Option<Stat>,
     floor: Option<Stat>,
+    /// The loop's time, not recorded, while recorderd records another process, over its
+    /// untraced time (medians).
+    neighbour: Option<f64>,
 }
 
 /// The figures the goals are judged on.
 #[derive(Default)]
 struct Goals {
     http_ratio: Option<Stat>,
+    /// The same with wrk on one core and nginx + recorderd on the other.
+    http_pinned_ratio: Option<Stat>,
     http_disk_ratio: Option<Stat>,
     added: Vec<Added>,
     /// Highest achieved rate with zero loss at 64 B, and whether every step below had none.
     zero_loss_64: Option<f64>,
+    /// (payload size, heap allocations per event) under the counting build.
+    allocations: Vec<(u64, f64)>,
 }
 
 pub struct Doc {
@@ -63,6 +70,7 @@ pub struct Doc {
     compare: String,
     floor: String,
     capacity: String,
+    allocations: String,
     goals: Goals,
 }
 
@@ -76,6 +84,7 @@ impl Doc {
             compare: String::new(),
             floor: String::new(),
             capacity: String::new(),
+            allocations: String::new(),
             goals: Goals::default(),
         }
     }
@@ -105,6 +114,7 @@ impl Doc {
             recorderd: added(Tracer::Recorderd),
             strace: added(Tracer::Strace),
             floor: added(Tracer::Floor(Wakeup::NonePolled)),
+            neighbour: elapsed_ratio(&samples, Tracer::Neighbour),
         });
         self.floor_rows(size, &samples);
     }
@@ -155,6 +165,22 @@ impl Doc {
         }
     }
 
+    /// (payload size, heap allocations, events) per syscall-heavy loop under the counting build.
+    pub fn allocations(&mut self, rows: Vec<(u64, u64, u64)>) {
+        self.allocations.push_str(
+            "| workload | heap allocations while recording | events | per event |\n| --- | --- | --- | --- |\n",
+        );
+        for (size, allocations, events) in rows {
+            let per_event = allocations as f64 / events.max(1) as f64;
+            let _ = writeln!(
+                self.allocations,
+                "| syscall-heavy, {} | {allocations} | {events} | {per_event:.2} |",
+                size_name(size)
+            );
+            self.goals.allocations.push((size, per_event));
+        }
+    }
+
     pub fn write(&self, root: &Path, elapsed_s: f64) -> Result<()> {
         let path = root.join(crate::bench::DOC);
         let mut compare = format!(
@@ -169,6 +195,7 @@ impl Doc {
         compare.push_str("| recorder | command | captures |\n| --- | --- | --- |\n");
         for tracer in [
             Tracer::Recorderd,
+            Tracer::Neighbour,
             Tracer::Strace,
             Tracer::Perf,
             Tracer::Bpftrace,
@@ -189,8 +216,9 @@ impl Doc {
         crate::bench::replace_section(&path, "compare", &compare)?;
         crate::bench::replace_section(&path, "floor", &self.floor)?;
         crate::bench::replace_section(&path, "capacity", &self.capacity)?;
+        crate::bench::replace_section(&path, "allocations", &self.allocations)?;
         crate::bench::replace_section(&path, "goals", &self.goals_text())?;
-        println!("bench: wrote the compare, floor, capacity and goals sections");
+        println!("bench: wrote the compare, floor, capacity, allocations and goals sections");
         Ok(())
     }
 }

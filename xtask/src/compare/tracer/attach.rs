@@ -46,10 +46,21 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
             })
         }
         Tracer::Recorderd => {
-            let mut c = Command::new(bins.dir.join("recorderd"));
+            let mut c = Command::new(&bins.recorderd);
             c.args(["--pid", &pid_s, "--output"])
                 .arg(dir.join("rec"))
                 .args(["--max-payload", MAX_PAYLOAD]);
+            c
+        }
+        Tracer::Neighbour => {
+            let mut c = Command::new(&bins.recorderd);
+            c.arg("--output").arg(dir.join("rec")).args([
+                "--max-payload",
+                MAX_PAYLOAD,
+                "--",
+                "sleep",
+                "3600",
+            ]);
             c
         }
         Tracer::Strace => {
@@ -120,7 +131,7 @@ impl Attached {
     /// Waits until the recorder says its probes are in (perf trace says nothing: a pause).
     fn wait_ready(&mut self, out: &Path, stderr: &Path) -> Result<()> {
         let (file, marker) = match self.tracer {
-            Tracer::Recorderd => (stderr, "recorderd: recording "),
+            Tracer::Recorderd | Tracer::Neighbour => (stderr, "recorderd: recording "),
             Tracer::Strace => (stderr, "attached"),
             Tracer::Bpftrace => (out, "bpftrace-ready"),
             Tracer::Floor(_) => (stderr, "floor: attached"),
@@ -157,6 +168,11 @@ impl Attached {
 
     /// Stops the recorder once the target is done (or, with `now`, at once: the target goes
     /// on running), and counts what it kept.
+    /// The recorder's pid, if it runs as a process of its own.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn finish(mut self, bins: &Bins, scope: Scope, now: bool) -> Result<Captured> {
         let Some(mut child) = self.child.take() else {
             return Ok(Captured::default());
@@ -168,10 +184,10 @@ impl Attached {
             Tracer::Recorderd | Tracer::Strace | Tracer::Floor(_)
         );
         if now || !stops_itself {
-            if !now {
+            if !now && self.tracer != Tracer::Neighbour {
                 std::thread::sleep(Duration::from_millis(300));
             }
-            let signal = if self.tracer == Tracer::Recorderd {
+            let signal = if matches!(self.tracer, Tracer::Recorderd | Tracer::Neighbour) {
                 libc::SIGTERM
             } else {
                 libc::SIGINT
@@ -189,7 +205,9 @@ impl Attached {
             bail!("{} did not finish within {timeout:?}", self.tracer.label());
         }
         let mut captured = match self.tracer {
-            Tracer::Recorderd => recorderd_counts(bins, &self.dir.join("rec"), scope)?,
+            Tracer::Recorderd | Tracer::Neighbour => {
+                recorderd_counts(bins, &self.dir.join("rec"), scope)?
+            }
             Tracer::Strace => text_counts(&self.dir.join("trace.out"), scope, parse_strace)?,
             Tracer::Perf => text_counts(&self.dir.join("trace.out"), scope, parse_perf)?,
             Tracer::Bpftrace => text_counts(&self.dir.join("trace.out"), scope, parse_bpftrace)?,

@@ -38,6 +38,9 @@ pub enum Wakeup {
 pub enum Tracer {
     None,
     Recorderd,
+    /// recorderd recording another process (a `sleep`), the workload not recorded: what a
+    /// recording costs the rest of the host.
+    Neighbour,
     Strace,
     Perf,
     Bpftrace,
@@ -49,6 +52,7 @@ impl Tracer {
         match self {
             Tracer::None => "untraced",
             Tracer::Recorderd => "recorderd",
+            Tracer::Neighbour => "untraced, recorderd recording another process",
             Tracer::Strace => "strace",
             Tracer::Perf => "perf trace",
             Tracer::Bpftrace => "bpftrace",
@@ -61,7 +65,7 @@ impl Tracer {
     /// What it captures, for the tables.
     pub fn captures(self) -> &'static str {
         match self {
-            Tracer::None => "—",
+            Tracer::None | Tracer::Neighbour => "—",
             Tracer::Recorderd => {
                 "same data: every boundary syscall, args, fd → file/peer, payloads up to 1 MiB"
             }
@@ -82,6 +86,9 @@ impl Tracer {
             Tracer::None => "—".into(),
             Tracer::Recorderd => {
                 format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD}")
+            }
+            Tracer::Neighbour => {
+                format!("recorderd --output DIR --max-payload {MAX_PAYLOAD} -- sleep 3600")
             }
             Tracer::Strace => {
                 format!("strace -f -p PID -s 1048576 -e trace={STRACE_SCOPE} -o FILE")
