@@ -22,7 +22,7 @@ RULES = [
     ("assemble", r"pipeline::assemble"),
     ("decode", r"pipeline::decode|recorder_syscalls::"),
     ("store (other)", r"recorder_store::"),
-    ("ring drain", r"aya::maps::ring_buf|event_loop::drain"),
+    ("ring drain (its thread)", r"aya::maps::ring_buf|session::drain"),
     ("loss counters (bpf map reads)", r"Capture::losses"),
     ("pipeline (other)", r"recorder_daemon::pipeline::"),
     ("event loop, tokio, epoll", r"recorder_daemon::session|tokio::|mio::"),

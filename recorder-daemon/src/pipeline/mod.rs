@@ -12,14 +12,12 @@ pub mod fdtable;
 pub mod processes;
 /// Redaction between the events and the writer, stream by stream.
 pub mod redaction;
-/// The recording writer (protobuf, zstd, disk) on a thread of its own.
-pub mod writing;
 
 use std::path::PathBuf;
 
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{frame::Body, Event, Loss};
-use recorder_store::{loss, WriteError};
+use recorder_store::{loss, RecordingWriter, WriteError};
 
 use self::{
     assemble::Assembler,
@@ -27,7 +25,6 @@ use self::{
     fdtable::FdTable,
     processes::Processes,
     redaction::Redactor,
-    writing::WriterThread,
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,7 +39,7 @@ pub struct Pipeline {
     fds: FdTable,
     processes: Processes,
     redactor: Redactor,
-    writer: WriterThread,
+    writer: RecordingWriter,
     stats: PipelineStats,
     /// Payloads the drain shed that a Loss frame has already counted.
     shed_reported: u64,
@@ -54,7 +51,7 @@ impl Pipeline {
         fds: FdTable,
         processes: Processes,
         redactor: Redactor,
-        writer: WriterThread,
+        writer: RecordingWriter,
     ) -> Self {
         Pipeline {
             assembler: Assembler::new(max_payload_bytes),
@@ -152,9 +149,9 @@ impl Pipeline {
         self.writer.tick(now_mono_ns)
     }
 
-    /// Hands the frames decided so far to the writer thread (after each drained batch).
-    pub fn flush(&mut self) -> Result<(), WriteError> {
-        self.writer.flush()
+    /// Frames that could not be written (disk full, write errors) so far.
+    pub fn unwritten(&self) -> u64 {
+        self.writer.unwritten()
     }
 
     /// Finishes the recording; returns its segment files and how many frames, in all, could
@@ -167,6 +164,7 @@ impl Pipeline {
         self.redactor.finish();
         let writer = &mut self.writer;
         self.redactor.release(|body| writer.append(body))?;
-        self.writer.finish(end_reason, end_mono_ns)
+        let unwritten = self.writer.unwritten();
+        Ok((self.writer.finish(end_reason, end_mono_ns)?, unwritten))
     }
 }

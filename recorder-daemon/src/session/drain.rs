@@ -33,8 +33,10 @@ const DRAIN_MAX: Duration = Duration::from_millis(32);
 const BATCH_BYTES: usize = 256 * 1024;
 /// Queued bytes past which payload chunks are shed (replaced by markers).
 pub const SHED_BYTES: u64 = 64 * 1024 * 1024;
-/// Queued bytes past which the drain pauses until the pipeline catches up.
-pub const PAUSE_BYTES: u64 = 2 * SHED_BYTES;
+/// Queued bytes past which the drain pauses until the pipeline catches up: room past
+/// `SHED_BYTES` for about 1.5 million syscall records (about 150 bytes each with a shed
+/// marker), so a burst the size of a dd of a few GB keeps every event.
+pub const PAUSE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Makes the calling thread real-time (SCHED_FIFO, the lowest priority) so that the drain
 /// thread it starts next inherits the policy; `false` where that is not permitted (no
@@ -243,11 +245,14 @@ impl Consumer {
                 Ok(Request::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => return,
                 Err(std_mpsc::TryRecvError::Empty) => {}
             }
-            self.sleep(wait);
             if self.queued.load(Ordering::Relaxed) >= PAUSE_BYTES {
-                wait = DRAIN_MIN;
+                // Paused: a plain sleep, deaf to the probes' wake-ups (past a quarter full
+                // the ring would wake this real-time thread for every record, taking the
+                // CPU the pipeline needs to catch up).
+                std::thread::sleep(DRAIN_MIN);
                 continue;
             }
+            self.sleep(wait);
             wait = match self.take_all() {
                 0 => (wait * 2).min(DRAIN_MAX),
                 _ => DRAIN_MIN,

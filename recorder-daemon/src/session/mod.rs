@@ -33,10 +33,7 @@ use tokio::{
 
 use crate::{
     options::Options,
-    pipeline::{
-        fdtable::FdTable, processes::Processes, redaction::Redactor, writing::WriterThread,
-        Pipeline,
-    },
+    pipeline::{fdtable::FdTable, processes::Processes, redaction::Redactor, Pipeline},
     privileges,
 };
 
@@ -275,6 +272,13 @@ async fn record_audited(
     *audited_start = true;
     let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
+    let pipeline = Pipeline::new(
+        options.limits.max_payload_bytes,
+        fds,
+        Processes::new(pids),
+        redactor,
+        writer,
+    );
     let mut capture = capture;
     let ring = capture.take_ring().ok_or_else(|| {
         SessionError::Runtime(std::io::Error::other("the ring buffer was already taken"))
@@ -289,17 +293,8 @@ async fn record_audited(
         description,
         syscalls: capture.attached().len(),
     });
-    // Threads only from here: `started` drops capabilities, which needs a single thread.
     // Draining before the spawned command runs: its first burst must find a consumer.
     let drain = drain::Drain::start(ring, realtime).map_err(SessionError::Runtime)?;
-    let writer = WriterThread::start(writer).map_err(SessionError::Runtime)?;
-    let pipeline = Pipeline::new(
-        options.limits.max_payload_bytes,
-        fds,
-        Processes::new(pids),
-        redactor,
-        writer,
-    );
     if let Some(child) = spawned {
         child.release()?;
     }
