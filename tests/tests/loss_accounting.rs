@@ -1,5 +1,6 @@
-//! Under overload nothing disappears silently: with a tiny ring buffer and a tight loop of
-//! writes, events recorded + syscalls counted as lost = syscalls made. See: issue #3.
+//! Under overload nothing disappears silently: with a tiny ring buffer, a tight loop of
+//! writes and nobody reading the ring, events recorded + syscalls counted as lost = syscalls
+//! made. See: issue #3.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -32,6 +33,12 @@ fn recorded_plus_lost_equals_made() {
         "--ring-bytes",
         "4KiB",
     ]);
+    // recorderd's drain keeps pace with this burst on its own (it runs real-time), so the
+    // overload is made certain: recorderd is stopped while the burst runs, and the 4 KiB
+    // ring overflows with nobody reading it.
+    let recorderd = recorder.child.id() as i32;
+    // SAFETY: signalling the recorderd child we started.
+    unsafe { libc::kill(recorderd, libc::SIGSTOP) };
     let mut stdin = workload.stdin.take().unwrap();
     stdin.write_all(b"go\n").unwrap();
     let mut done = String::new();
@@ -39,6 +46,8 @@ fn recorded_plus_lost_equals_made() {
         .read_line(&mut done)
         .unwrap();
     assert_eq!(done, "done\n");
+    // SAFETY: as above.
+    unsafe { libc::kill(recorderd, libc::SIGCONT) };
     // Every syscall of the burst has completed; stop the recorder while the workload waits.
     // SAFETY: signalling the recorderd child we started.
     unsafe { libc::kill(recorder.child.id() as i32, libc::SIGTERM) };
