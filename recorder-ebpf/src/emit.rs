@@ -40,11 +40,19 @@ fn add_loss(index: u32, n: u64) {
     }
 }
 
-/// Whether a payload chunk of `len` bytes would take the ring past its high-water mark.
-/// Past it only syscall and process records are written: events before payloads.
+/// Bytes waiting in the ring for the daemon: one read of its positions, which a chunk uses
+/// twice (the high-water mark, then the wake-up decision).
 #[inline(always)]
-fn past_high_water(len: usize) -> bool {
-    EVENTS.query(BPF_RB_AVAIL_DATA as u64) + len as u64 > u64::from(global(&PAYLOAD_STOP_BYTES))
+fn waiting() -> u64 {
+    EVENTS.query(BPF_RB_AVAIL_DATA as u64)
+}
+
+/// Whether a payload chunk of `len` bytes would take the ring, with `waiting` bytes in it,
+/// past its high-water mark. Past it only syscall and process records are written: events
+/// before payloads.
+#[inline(always)]
+fn past_high_water(waiting: u64, len: usize) -> bool {
+    waiting + len as u64 > u64::from(global(&PAYLOAD_STOP_BYTES))
 }
 
 fn scratch() -> Option<*mut Scratch> {
@@ -54,13 +62,13 @@ fn scratch() -> Option<*mut Scratch> {
 /// Outputs the first `len` bytes of the scratch buffer; `len` is re-bounded here so the
 /// verifier can see it never exceeds the buffer.
 #[inline(always)]
-fn output(buf: *mut Scratch, len: usize) -> bool {
+fn output(buf: *mut Scratch, len: usize, waiting: u64) -> bool {
     if len > size_of::<Scratch>() {
         return false;
     }
     // SAFETY: `buf` points at a whole Scratch and len is within it.
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, len) };
-    EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_ok()
+    EVENTS.output::<[u8]>(bytes, wakeup_flags(waiting)).is_ok()
 }
 
 /// Records are submitted without a wake-up — a wake-up per record costs the traced program
@@ -68,8 +76,8 @@ fn output(buf: *mut Scratch, len: usize) -> bool {
 /// is waiting: then every record wakes the daemon, so a burst cannot fill the ring unseen.
 /// (Never NO_WAKEUP alone: a consumer waiting on epoll would never be woken.)
 #[inline(always)]
-fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= u64::from(global(&WAKEUP_BYTES)) {
+fn wakeup_flags(waiting: u64) -> u64 {
+    if waiting >= u64::from(global(&WAKEUP_BYTES)) {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -175,7 +183,8 @@ pub extern "C" fn recorder_copy_chunks(
         } else {
             remaining as usize
         };
-        if past_high_water(DATA_HEADER + n) {
+        let in_ring = waiting();
+        if past_high_water(in_ring, DATA_HEADER + n) {
             count_loss(loss::SHED);
             return flags::PAYLOAD_SHED;
         }
@@ -204,7 +213,7 @@ pub extern "C" fn recorder_copy_chunks(
         if read != 0 {
             return flags::PAYLOAD_FAULT;
         }
-        if !output(buf, DATA_HEADER + n) {
+        if !output(buf, DATA_HEADER + n, in_ring) {
             count_loss(loss::DATA);
             return flags::PAYLOAD_LOST;
         }
@@ -271,7 +280,7 @@ pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u6
         };
         // SAFETY: the header fits at the start of the scratch buffer.
         unsafe { (buf as *mut DataRecord).write_unaligned(header) };
-        if !output(buf, DATA_HEADER + n) {
+        if !output(buf, DATA_HEADER + n, waiting()) {
             count_loss(loss::DATA);
             return result | flags::PAYLOAD_LOST;
         }
@@ -298,7 +307,7 @@ pub fn emit_process(tgid: u32, tid: u32, op: u32, child: u32, value: u32, record
         flags: record_flags,
     };
     if EVENTS
-        .output::<ProcessRecord>(&record, wakeup_flags())
+        .output::<ProcessRecord>(&record, wakeup_flags(waiting()))
         .is_err()
     {
         count_loss(loss::PROCESS);
@@ -386,7 +395,7 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
     record.header.len = (SYSCALL_HEADER + aux_len) as u32;
     // SAFETY: the header fits at the start of the scratch buffer.
     unsafe { (buf as *mut SyscallRecord).write_unaligned(record) };
-    if !output(buf, SYSCALL_HEADER + aux_len) {
+    if !output(buf, SYSCALL_HEADER + aux_len, waiting()) {
         count_loss(loss::SYSCALL);
         if carries_payload(record.class as u8) && record.ret > 0 {
             add_loss(loss::LOST_SYSCALL_BYTES, record.ret as u64);

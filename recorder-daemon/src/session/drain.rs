@@ -31,6 +31,9 @@ const DRAIN_MIN: Duration = Duration::from_millis(1);
 const DRAIN_MAX: Duration = Duration::from_millis(32);
 /// A batch is handed on once it holds this much, or when the ring is empty.
 const BATCH_BYTES: usize = 256 * 1024;
+/// epoll tokens: the ring, and the eventfd a request writes to.
+const RING: u64 = 0;
+const WAKE: u64 = 1;
 /// Queued bytes past which payload chunks are shed (replaced by markers).
 pub const SHED_BYTES: u64 = 64 * 1024 * 1024;
 /// Queued bytes past which the drain pauses until the pipeline catches up: room past
@@ -145,18 +148,15 @@ impl Drain {
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
         // Edge-triggered: the ring is readable whenever it holds anything, but only the
         // probes' forced wake-ups (a quarter full) should cut the timer short.
-        epoll::add(
-            &epoll,
-            ring.as_fd(),
-            epoll::EventData::new_u64(0),
-            epoll::EventFlags::IN | epoll::EventFlags::ET,
-        )?;
-        epoll::add(
-            &epoll,
-            wake.as_fd(),
-            epoll::EventData::new_u64(1),
-            epoll::EventFlags::IN | epoll::EventFlags::ET,
-        )?;
+        for (fd, token) in [(ring.as_fd(), RING), (wake.as_fd(), WAKE)] {
+            let data = epoll::EventData::new_u64(token);
+            epoll::add(
+                &epoll,
+                fd,
+                data,
+                epoll::EventFlags::IN | epoll::EventFlags::ET,
+            )?;
+        }
         let (requests, request_rx) = std_mpsc::channel();
         let (spare, spare_rx) = std_mpsc::channel();
         let (message_tx, messages) = mpsc::unbounded_channel();
@@ -267,22 +267,29 @@ impl Consumer {
             tv_nsec: wait.as_nanos() as i64,
         };
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
-        let _ = epoll::wait(&self.epoll, &mut events, Some(&timeout));
-        let mut counter = [0u8; 8];
-        let _ = rustix::io::read(self.wake.as_fd(), &mut counter);
+        let Ok((ready, _)) = epoll::wait(&self.epoll, &mut events, Some(&timeout)) else {
+            return;
+        };
+        // The eventfd is read only when a request wrote to it: not a syscall per wake-up.
+        if ready.iter().any(|event| event.data.u64() == WAKE) {
+            let mut counter = [0u8; 8];
+            let _ = rustix::io::read(self.wake.as_fd(), &mut counter);
+        }
     }
 
     /// Copies every record waiting in the ring into batches and sends them; returns how
     /// many records there were.
     fn take_all(&mut self) -> usize {
         let mut taken = 0;
+        // The backlog only grows by the batches this thread sends: read it once per batch,
+        // not once per record (the pipeline thread writes the same cache line).
+        let mut shedding = self.over_budget();
         loop {
             let Some(record) = self.ring.next() else {
                 break;
             };
             taken += 1;
-            let shed = self.queued.load(Ordering::Relaxed) >= SHED_BYTES && is_data(&record);
-            if shed {
+            if shedding && is_data(&record) {
                 self.batch.push(&shed_marker(&record));
             } else {
                 self.batch.push(&record);
@@ -290,10 +297,16 @@ impl Consumer {
             drop(record);
             if self.batch.bytes() >= BATCH_BYTES {
                 self.send_batch();
+                shedding = self.over_budget();
             }
         }
         self.send_batch();
         taken
+    }
+
+    /// Past `SHED_BYTES` queued: payload chunks become markers.
+    fn over_budget(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= SHED_BYTES
     }
 
     fn send_batch(&mut self) {

@@ -255,12 +255,7 @@ fn allocations(
     let mut rows = Vec::new();
     for &(size, iters) in &plan.syscalls {
         let dir = work.join(format!("allocations-{size}"));
-        let args = vec![
-            "syscalls".to_owned(),
-            work.display().to_string(),
-            size.to_string(),
-            iters.to_string(),
-        ];
+        let args = syscalls_args(work, size, iters);
         let (_, captured) =
             workload::run_gated(&counting, Tracer::Recorderd, &args, &dir, Scope::DataFds)?;
         let stderr = std::fs::read_to_string(dir.join("tracer.stderr")).unwrap_or_default();
@@ -302,6 +297,16 @@ fn gated(
     Ok(Sample { report, captured })
 }
 
+/// `recorder-bench-load syscalls WORK SIZE ITERS`: the syscall-heavy loop's arguments.
+fn syscalls_args(work: &Path, size: u64, iters: u64) -> Vec<String> {
+    vec![
+        "syscalls".to_owned(),
+        work.display().to_string(),
+        size.to_string(),
+        iters.to_string(),
+    ]
+}
+
 fn syscall_heavy(
     plan: &Plan,
     bins: &Bins,
@@ -315,12 +320,7 @@ fn syscall_heavy(
     for &(size, iters) in &plan.syscalls {
         let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
             let dir = work.join(format!("syscalls-{size}-{rep}"));
-            let args = vec![
-                "syscalls".to_owned(),
-                work.display().to_string(),
-                size.to_string(),
-                iters.to_string(),
-            ];
+            let args = syscalls_args(work, size, iters);
             let sample = gated(bins, tracer, args, &dir, Scope::DataFds)?;
             println!("{}", report::progress("syscalls", size, tracer, &sample));
             Ok(sample)
