@@ -84,6 +84,10 @@ impl NeverCapture {
 
     /// The first pattern that matches `path`.
     pub(crate) fn matches(&self, path: &str) -> Option<&str> {
+        // Most paths match nothing: answer that without building the set of matches.
+        if !self.set.is_match(path) {
+            return None;
+        }
         self.set
             .matches(path)
             .iter()

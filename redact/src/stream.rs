@@ -224,7 +224,12 @@ impl Core {
         }
     }
 
-    fn take(&mut self, policy: &Policy, ticket: Ticket) -> Option<Redacted> {
+    fn take(
+        &mut self,
+        policy: &Policy,
+        ticket: Ticket,
+        bytes: &mut Vec<u8>,
+    ) -> Option<Vec<Redaction>> {
         let index = ticket.0.checked_sub(self.first_ticket)? as usize;
         let piece = self.pieces.get_mut(index)?;
         if piece.taken || piece.start + piece.len > self.decided {
@@ -232,14 +237,15 @@ impl Core {
         }
         piece.taken = true;
         let from = (piece.start - self.data_base) as usize;
-        let bytes = self.data[from..from + piece.len as usize].to_vec();
+        bytes.clear();
+        bytes.extend_from_slice(&self.data[from..from + piece.len as usize]);
         let redactions = merge(policy, piece.start, &mut piece.masks);
         while self.pieces.front().is_some_and(|p| p.taken) {
             self.pieces.pop_front();
             self.first_ticket += 1;
         }
         self.compact();
-        Some(Redacted { bytes, redactions })
+        Some(redactions)
     }
 
     /// Drops bytes no piece and no decision needs any more.
@@ -339,7 +345,15 @@ impl StreamRedactor {
     /// The piece's bytes, masked, with its redactions (offsets relative to the piece), once
     /// all of them are decided; `None` while held back or if already taken.
     pub fn take(&mut self, ticket: Ticket) -> Option<Redacted> {
-        self.core.take(&self.policy, ticket)
+        let mut bytes = Vec::new();
+        let redactions = self.take_into(ticket, &mut bytes)?;
+        Some(Redacted { bytes, redactions })
+    }
+
+    /// [`take`](Self::take) into a buffer of the caller's: `bytes` is replaced by the
+    /// piece's masked bytes, reusing its allocation (the daemon passes the payload's own).
+    pub fn take_into(&mut self, ticket: Ticket, bytes: &mut Vec<u8>) -> Option<Vec<Redaction>> {
+        self.core.take(&self.policy, ticket, bytes)
     }
 
     /// Decides, fail-closed, everything once its oldest byte has been held for the
@@ -382,7 +396,10 @@ impl StreamRedactor {
         let mut core = Core::new();
         let ticket = core.push(policy, bytes, 0);
         core.close(policy);
-        core.take(policy, ticket)
-            .expect("a closed stream has decided every piece")
+        let mut bytes = Vec::with_capacity(bytes.len());
+        let redactions = core
+            .take(policy, ticket, &mut bytes)
+            .expect("a closed stream has decided every piece");
+        Redacted { bytes, redactions }
     }
 }

@@ -12,6 +12,8 @@
 pub mod segment;
 /// Sealing segments to age recipients, and the identities that open them.
 pub mod seal;
+/// A frame encoded length-delimited, each message's length computed once.
+pub mod frame;
 /// One segment file written: frames, zstd frames, fsync, the torn-tail rule.
 pub mod writer;
 /// One recording written: rotation into segments, and what happens when writing fails.
@@ -60,7 +62,7 @@ mod tests {
         };
         let mut writer = SegmentWriter::create(dir, "s.rcd", header).unwrap();
         for i in 0..events {
-            writer.append(Body::Event(event(i))).unwrap();
+            writer.append(&Body::Event(event(i))).unwrap();
         }
         if finish {
             writer
@@ -108,7 +110,7 @@ mod tests {
             let mut writer =
                 SegmentWriter::create_with(&dir, &name, Header::default(), None, level).unwrap();
             for i in 0..20 {
-                writer.append(Body::Event(event(i))).unwrap();
+                writer.append(&Body::Event(event(i))).unwrap();
             }
             let path = writer.finish(Trailer::default(), &dir).unwrap();
             let (bodies, end) = read_all(&path);
@@ -201,7 +203,7 @@ mod damage_tests {
                 ..Event::default()
             };
             bodies.push(Body::Event(event.clone()));
-            writer.append(Body::Event(event)).unwrap();
+            writer.append(&Body::Event(event)).unwrap();
             if (i + 1) % every == 0 {
                 writer.close_frame().unwrap();
             }

@@ -138,9 +138,9 @@ impl RecordingWriter {
 
     /// Appends a frame, or counts it while writing is suspended. A write failure suspends
     /// writing rather than returning an error.
-    pub fn append(&mut self, body: Body) -> Result<(), WriteError> {
+    pub fn append(&mut self, body: &Body) -> Result<(), WriteError> {
         if let Some(suspension) = &mut self.suspension {
-            match &body {
+            match body {
                 Body::Loss(loss) => loss::add(&mut suspension.loss, loss),
                 Body::Event(_) | Body::Process(_) => {
                     suspension.loss.unwritten_frames += 1;
@@ -150,7 +150,7 @@ impl RecordingWriter {
             }
             return Ok(());
         }
-        self.count(&body);
+        self.count(body);
         if let Err(error) = self.segment.append(body) {
             self.suspend(&error, clock::monotonic_ns());
             return Ok(());
@@ -317,7 +317,7 @@ impl RecordingWriter {
         let mut loss = self.suspension.take().expect("suspended").loss;
         loss.to_mono_ns = now_mono_ns;
         let unwritten_frames = loss.unwritten_frames;
-        self.append(Body::Loss(loss))
+        self.append(&Body::Loss(loss))
             .expect("append suspends instead of failing");
         // A warning, like the stop: it reports how much was lost.
         if self.suspension.is_none() {

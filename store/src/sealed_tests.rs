@@ -68,7 +68,7 @@ fn write_sealed(
     for (i, data) in payloads.iter().enumerate() {
         let event = event(i as u64, data.clone());
         bodies.push(Body::Event(event.clone()));
-        writer.append(Body::Event(event)).unwrap();
+        writer.append(&Body::Event(event)).unwrap();
         if (i + 1) % every == 0 {
             writer.close_frame().unwrap();
         }
@@ -160,7 +160,7 @@ fn raw_bytes_hide_payloads_and_secret_header_fields() {
     let dir = OutputDir::open_or_create(&tmp.path().join("plain")).unwrap();
     let mut writer = SegmentWriter::create(&dir, "p.rcd", header()).unwrap();
     writer
-        .append(Body::Event(event(0, secret.clone())))
+        .append(&Body::Event(event(0, secret.clone())))
         .unwrap();
     let plain = std::fs::read(writer.finish(Trailer::default(), &dir).unwrap()).unwrap();
 

@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use super::{
     dir::OutputDir,
+    frame,
     seal::{self, Seal, SealHeader},
     segment, DirError,
 };
@@ -220,7 +221,7 @@ impl SegmentWriter {
             .open_encoder(file)
             .map_err(|source| writer.io_error(source))?;
         writer.encoder = Some(encoder);
-        writer.append(Body::Header(header))?;
+        writer.append(&Body::Header(header))?;
         // The header is on disk before any event, so even a crash leaves a readable segment.
         writer.close_frame()?;
         Ok(writer)
@@ -252,20 +253,17 @@ impl SegmentWriter {
         self.check(synced.map_err(|e| self.io_error(e)))
     }
 
-    pub fn append(&mut self, body: Body) -> Result<(), WriteError> {
+    pub fn append(&mut self, body: &Body) -> Result<(), WriteError> {
         self.ensure_writable()?;
-        let frame = Frame { body: Some(body) };
-        self.frame_buf.clear();
-        frame
-            .encode_length_delimited(&mut self.frame_buf)
-            .expect("a Vec grows to fit any frame");
+        let start = frame::encode(body, &mut self.frame_buf);
+        let encoded = &self.frame_buf[start..];
         let encoder = self
             .encoder
             .as_mut()
             .expect("encoder is open between frames");
-        let written = encoder.write_all(&self.frame_buf);
+        let written = encoder.write_all(encoded);
         self.check(written.map_err(|e| self.io_error(e)))?;
-        self.open_frame_bytes += self.frame_buf.len() as u64;
+        self.open_frame_bytes += (self.frame_buf.len() - start) as u64;
         if self.open_frame_bytes >= MAX_OPEN_FRAME_BYTES {
             self.close_frame()?;
         }
@@ -306,7 +304,7 @@ impl SegmentWriter {
 
     /// `finish`, keeping the writer (and so the file, open) for `cut` should it fail.
     pub fn end(&mut self, trailer: Trailer, dir: &OutputDir) -> Result<(), WriteError> {
-        self.append(Body::Trailer(trailer))?;
+        self.append(&Body::Trailer(trailer))?;
         let ended = self.end_frame().and_then(|mut file| {
             if self.seal.is_some() {
                 seal::write_end_marker(&mut file).map_err(|e| self.io_error(e))?;

@@ -5,12 +5,14 @@
 //! its SYSCALL record, from the same thread, and a thread is in one syscall at a time: so the
 //! chunks pending for a tid belong to that tid's next syscall record.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use recorder_common::{class, record::flags, DataRecord, SyscallRecord};
 use recorder_proto::v1::{payload::Direction, Event, Payload};
 
 use recorder_syscalls::{self as syscalls, sockaddr, FdSource, Stream};
+
+use super::spare::Spare;
 
 #[derive(Default)]
 struct Pending {
@@ -20,6 +22,15 @@ struct Pending {
     gap: bool,
     /// The daemon's drain shed a chunk of it under load.
     shed: bool,
+}
+
+impl Pending {
+    /// Empty again, for the next syscall's chunks (the buffer is kept).
+    fn restart(&mut self) {
+        self.data.clear();
+        self.gap = false;
+        self.shed = false;
+    }
 }
 
 /// Counters of records that could not be paired.
@@ -33,21 +44,29 @@ pub struct AssembleStats {
 
 pub struct Assembler {
     max_payload_bytes: u64,
-    pending: HashMap<u32, Pending>,
+    pending: FxHashMap<u32, Pending>,
     stats: AssembleStats,
+    /// Written events, to build the next ones from.
+    spare: Spare,
 }
 
 impl Assembler {
     pub fn new(max_payload_bytes: u32) -> Self {
         Assembler {
             max_payload_bytes: max_payload_bytes.into(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             stats: AssembleStats::default(),
+            spare: Spare::default(),
         }
     }
 
     pub fn stats(&self) -> AssembleStats {
         self.stats
+    }
+
+    /// Where written events go back to, and the fd table takes resources from.
+    pub fn spare(&mut self) -> &mut Spare {
+        &mut self.spare
     }
 
     /// A thread other than the leader exec'd and took the leader's id: its chunks move with it.
@@ -78,19 +97,23 @@ impl Assembler {
 
     /// The pending payload a chunk belongs to, started afresh when the chunk begins a new one.
     fn pending_for(&mut self, record: &DataRecord) -> &mut Pending {
-        let pending = self.pending.entry(record.header.tid).or_default();
+        let spare = &mut self.spare;
+        let pending = self
+            .pending
+            .entry(record.header.tid)
+            .or_insert_with(|| Pending {
+                data: spare.buffer(),
+                ..Pending::default()
+            });
         if pending.nr != record.nr && !pending.data.is_empty() {
             self.stats.orphan_chunks += 1;
-            *pending = Pending::default();
+            pending.restart();
         }
         pending.nr = record.nr;
         if record.offset == 0 && (!pending.data.is_empty() || pending.gap) {
             // The probe copied the payload again at exit after a fault at enter, or what is
             // pending is left from a syscall whose record was lost.
-            *pending = Pending {
-                nr: record.nr,
-                ..Pending::default()
-            };
+            pending.restart();
         }
         pending
     }
@@ -98,8 +121,9 @@ impl Assembler {
     pub fn syscall(&mut self, record: &SyscallRecord, aux: &[u8]) -> Event {
         let pending = match self.pending.remove(&record.header.tid) {
             Some(pending) if pending.nr == record.nr => Some(pending),
-            Some(_) => {
+            Some(orphan) => {
                 self.stats.orphan_chunks += 1;
+                self.spare.keep_buffer(orphan.data);
                 None
             }
             None => None,
@@ -111,29 +135,31 @@ impl Assembler {
             Some(FdSource::Result) if record.ret >= 0 => record.ret,
             _ => -1,
         };
-        let mut event = Event {
-            mono_ns: record.header.ktime_ns,
-            duration_ns: record.header.ktime_ns.saturating_sub(record.enter_ns),
-            pid: record.header.tgid,
-            tid: record.header.tid,
-            syscall: known.map_or_else(|| format!("syscall_{}", record.nr), |s| s.name.to_owned()),
-            syscall_nr: record.nr,
-            // Only the syscall's own arguments: the slots past them hold unrelated kernel data.
-            args: record.args[..known.map_or(0, |s| s.nargs.min(6))].to_vec(),
-            ret: record.ret,
-            fd,
-            ..Event::default()
-        };
+        let mut event = self.spare.event();
+        event.mono_ns = record.header.ktime_ns;
+        event.duration_ns = record.header.ktime_ns.saturating_sub(record.enter_ns);
+        event.pid = record.header.tgid;
+        event.tid = record.header.tid;
+        match known {
+            Some(syscall) => event.syscall.push_str(syscall.name),
+            None => event.syscall = format!("syscall_{}", record.nr),
+        }
+        event.syscall_nr = record.nr;
+        // Only the syscall's own arguments: the slots past them hold unrelated kernel data.
+        let nargs = known.map_or(0, |s| s.nargs.min(6));
+        event.args.extend_from_slice(&record.args[..nargs]);
+        event.ret = record.ret;
+        event.fd = fd;
         match class {
             class::PATH_ARG0 | class::PATH_ARG1 => {
-                event.path = String::from_utf8_lossy(aux).into_owned();
+                event.path.push_str(&String::from_utf8_lossy(aux));
                 event.path_truncated = record.flags & flags::AUX_TRUNCATED != 0;
             }
             class::PATHS_0_1 | class::PATHS_1_3 => {
                 let mut paths = aux.splitn(2, |&b| b == 0);
-                event.path = String::from_utf8_lossy(paths.next().unwrap_or_default()).into_owned();
-                event.new_path =
-                    String::from_utf8_lossy(paths.next().unwrap_or_default()).into_owned();
+                let mut next = || String::from_utf8_lossy(paths.next().unwrap_or_default());
+                event.path.push_str(&next());
+                event.new_path.push_str(&next());
                 event.path_truncated = record.flags & flags::AUX_TRUNCATED != 0;
             }
             class::ADDR_IN | class::ADDR_OUT | class::OUT_MSG | class::IN_MSG
@@ -171,6 +197,8 @@ impl Assembler {
         };
         if let (Some(direction), Ok(length @ 1..)) = (direction, u64::try_from(record.ret)) {
             event.payload = Some(self.payload(direction, length, record.flags, pending));
+        } else if let Some(pending) = pending {
+            self.spare.keep_buffer(pending.data);
         }
         event
     }
@@ -198,17 +226,16 @@ impl Assembler {
         data.truncate(expected as usize);
         let failed = flags::PAYLOAD_LOST | flags::PAYLOAD_FAULT | flags::PAYLOAD_SHED;
         let lost_bytes = expected - data.len() as u64;
-        Payload {
-            direction: direction.into(),
-            incomplete: gap || record_flags & failed != 0 || lost_bytes > 0,
-            truncated: length > self.max_payload_bytes,
-            shed,
-            lost_bytes,
-            capped_bytes: length - expected,
-            length,
-            data,
-            redactions: Vec::new(),
-        }
+        let mut payload = self.spare.payload();
+        payload.direction = direction.into();
+        payload.incomplete = gap || record_flags & failed != 0 || lost_bytes > 0;
+        payload.truncated = length > self.max_payload_bytes;
+        payload.shed = shed;
+        payload.lost_bytes = lost_bytes;
+        payload.capped_bytes = length - expected;
+        payload.length = length;
+        payload.data = data;
+        payload
     }
 }
 

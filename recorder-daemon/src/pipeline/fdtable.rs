@@ -10,13 +10,16 @@ use std::{
 
 use procfs::process::{FDTarget, Process};
 use recorder_proto::v1::{resource::Kind, Event, Resource, SocketAddress};
-use recorder_syscalls::{by_name, Effect};
+use recorder_syscalls::Effect;
+use rustc_hash::FxHashMap;
 
-type Fds = HashMap<i64, Resource>;
+use super::{effect_of, spare::Spare};
+
+type Fds = FxHashMap<i64, Resource>;
 
 #[derive(Default)]
 pub struct FdTable {
-    processes: HashMap<u32, Fds>,
+    processes: FxHashMap<u32, Fds>,
 }
 
 impl FdTable {
@@ -39,13 +42,13 @@ impl FdTable {
 
     /// Names the resource behind `event.fd`, then applies what the event did to the table
     /// (its row's `Effect`).
-    pub fn apply(&mut self, event: &mut Event) {
+    pub fn apply(&mut self, event: &mut Event, spare: &mut Spare) {
         if !self.processes.contains_key(&event.pid) {
             // First sight of a process recorded by cgroup: read what it has open.
             self.seed(event.pid);
         }
         let fds = self.processes.entry(event.pid).or_default();
-        let effect = by_name(&event.syscall).map_or(Effect::Unchanged, |row| row.effect);
+        let effect = effect_of(event);
         let succeeded = event.ret >= 0;
         match effect {
             Effect::MakesPipe | Effect::MakesSocketPair if succeeded => {
@@ -95,7 +98,10 @@ impl FdTable {
             }
             _ => {}
         }
-        event.resource = Some(fds.get(&event.fd).cloned().unwrap_or_else(unknown));
+        event.resource = Some(match fds.get(&event.fd) {
+            Some(resource) => spare.resource(resource),
+            None => unknown(),
+        });
         if effect == Effect::Closes {
             fds.remove(&event.fd);
         }
@@ -132,10 +138,10 @@ fn new_pair_end(event: &Event, effect: Effect, index: usize) -> Resource {
 /// process's network namespace tables.
 fn read_proc(pid: u32) -> Fds {
     let Ok(process) = Process::new(pid as i32) else {
-        return Fds::new();
+        return Fds::default();
     };
     let Ok(fds) = process.fd() else {
-        return Fds::new();
+        return Fds::default();
     };
     let mut sockets: Option<HashMap<u64, Resource>> = None;
     fds.flatten()
@@ -247,6 +253,7 @@ mod tests {
         Event {
             pid: 1,
             syscall: syscall.to_owned(),
+            syscall_nr: recorder_syscalls::by_name(syscall).map_or(u32::MAX, |row| row.nr as u32),
             fd,
             ret,
             ..Event::default()
@@ -260,15 +267,15 @@ mod tests {
             path: "/tmp/a".into(),
             ..event("openat", 3, 3)
         };
-        table.apply(&mut open);
+        table.apply(&mut open, &mut Spare::default());
         let mut write = event("write", 3, 5);
-        table.apply(&mut write);
+        table.apply(&mut write, &mut Spare::default());
         assert_eq!(write.resource.unwrap().name, "/tmp/a");
         let mut close = event("close", 3, 0);
-        table.apply(&mut close);
+        table.apply(&mut close, &mut Spare::default());
         assert_eq!(close.resource.unwrap().name, "/tmp/a");
         let mut stale = event("read", 3, -9);
-        table.apply(&mut stale);
+        table.apply(&mut stale, &mut Spare::default());
         assert_eq!(stale.resource.unwrap().kind(), Kind::Unknown);
     }
 
@@ -285,7 +292,7 @@ mod tests {
             address: Some(peer.clone()),
             ..event("connect", 4, 0)
         };
-        table.apply(&mut connect);
+        table.apply(&mut connect, &mut Spare::default());
         assert_eq!(connect.resource.unwrap().peer, Some(peer));
 
         let file = tempfile::tempfile().unwrap();
@@ -295,7 +302,7 @@ mod tests {
             pid: std::process::id(),
             ..event("read", fd.into(), 0)
         };
-        table.apply(&mut read);
+        table.apply(&mut read, &mut Spare::default());
         assert_eq!(read.resource.unwrap().kind(), Kind::File);
     }
 }

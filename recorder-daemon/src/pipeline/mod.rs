@@ -12,12 +12,15 @@ pub mod fdtable;
 pub mod processes;
 /// Redaction between the events and the writer, stream by stream.
 pub mod redaction;
+/// Written events, kept to build the next ones from without allocating.
+pub mod spare;
 
 use std::path::PathBuf;
 
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{frame::Body, Event, Loss};
 use recorder_store::{loss, RecordingWriter, WriteError};
+use recorder_syscalls::{by_nr, Effect};
 
 use self::{
     assemble::Assembler,
@@ -26,6 +29,12 @@ use self::{
     processes::Processes,
     redaction::Redactor,
 };
+
+/// What an event's syscall does to descriptors and processes. Events reach the pipeline from
+/// this host's probes, so the row is found by number (an index), not by name (a search).
+fn effect_of(event: &Event) -> Effect {
+    by_nr(event.syscall_nr).map_or(Effect::Unchanged, |row| row.effect)
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PipelineStats {
@@ -90,7 +99,7 @@ impl Pipeline {
     }
 
     fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
-        self.fds.apply(&mut event);
+        self.fds.apply(&mut event, self.assembler.spare());
         self.processes.observe(&event);
         self.stats.events += 1;
         let now_ns = event.mono_ns;
@@ -100,8 +109,17 @@ impl Pipeline {
     /// Every frame goes through the redactor, which hands it on once it is decided.
     fn write(&mut self, body: Body, now_ns: u64) -> Result<(), WriteError> {
         self.redactor.push(body, now_ns);
-        let writer = &mut self.writer;
-        self.redactor.release(|body| writer.append(body))
+        self.release()
+    }
+
+    /// Writes what the redactor has decided; the events go back to be built on again.
+    fn release(&mut self) -> Result<(), WriteError> {
+        let (writer, spare) = (&mut self.writer, self.assembler.spare());
+        self.redactor.release(|body| {
+            writer.append(&body)?;
+            spare.keep(body);
+            Ok(())
+        })
     }
 
     fn process(&mut self, record: &ProcessRecord) -> Result<(), WriteError> {
@@ -144,8 +162,7 @@ impl Pipeline {
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
         // The hold-back time bound: what waited long enough is decided and written.
         self.redactor.expire(now_mono_ns);
-        let writer = &mut self.writer;
-        self.redactor.release(|body| writer.append(body))?;
+        self.release()?;
         self.writer.tick(now_mono_ns)
     }
 
@@ -162,8 +179,7 @@ impl Pipeline {
         end_mono_ns: u64,
     ) -> Result<(Vec<PathBuf>, u64), WriteError> {
         self.redactor.finish();
-        let writer = &mut self.writer;
-        self.redactor.release(|body| writer.append(body))?;
+        self.release()?;
         let unwritten = self.writer.unwritten();
         Ok((self.writer.finish(end_reason, end_mono_ns)?, unwritten))
     }

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{process::Kind, Event, Process};
-use recorder_syscalls::{by_name, Effect};
+use recorder_syscalls::Effect;
+
+use super::effect_of;
 
 /// How a process ended, as far as the recording saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +56,7 @@ impl Processes {
     /// Notes what a syscall says about how its process will end.
     pub fn observe(&mut self, event: &Event) {
         let status = || event.args.first().map_or(0, |&code| code as i32);
-        let effect = by_name(&event.syscall).map_or(Effect::Unchanged, |row| row.effect);
+        let effect = effect_of(event);
         match effect {
             Effect::ExitsGroup => {
                 let fate = self.fates.entry(event.pid).or_default();
@@ -167,6 +169,7 @@ mod tests {
         Event {
             pid,
             syscall: "exit_group".to_owned(),
+            syscall_nr: recorder_syscalls::by_name("exit_group").unwrap().nr as u32,
             args: vec![code],
             ..Event::default()
         }

@@ -3,17 +3,17 @@
 //! frames wait here, in order, until the redactor has decided every byte before them. Exec
 //! arguments are redacted as whole buffers. Nothing leaves this stage unredacted.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
 
 use recorder_proto::v1::{
     frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event, Payload,
     Redaction, RedactionPolicy,
 };
 use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
-use recorder_syscalls::{by_name, Effect};
+use recorder_syscalls::Effect;
+use rustc_hash::FxHashMap;
+
+use super::effect_of;
 
 /// Rule name for payloads withheld because the boundary is captured as metadata only.
 const METADATA_ONLY: &str = "capture-metadata";
@@ -49,9 +49,9 @@ struct Held {
 
 pub struct Redactor {
     policy: Arc<Policy>,
-    streams: HashMap<StreamId, StreamRedactor>,
+    streams: FxHashMap<StreamId, StreamRedactor>,
     /// The live stream of each endpoint.
-    current: HashMap<Endpoint, StreamId>,
+    current: FxHashMap<Endpoint, StreamId>,
     next_id: StreamId,
     queue: VecDeque<Held>,
 }
@@ -60,8 +60,8 @@ impl Redactor {
     pub fn new(policy: Arc<Policy>) -> Self {
         Redactor {
             policy,
-            streams: HashMap::new(),
-            current: HashMap::new(),
+            streams: FxHashMap::default(),
+            current: FxHashMap::default(),
             next_id: 0,
             queue: VecDeque::new(),
         }
@@ -75,9 +75,7 @@ impl Redactor {
                     redact_argv(&self.policy, event);
                 }
                 let ticket = self.admit(event, now_ns);
-                let closed = by_name(&event.syscall)
-                    .is_some_and(|row| row.effect == Effect::Closes)
-                    && event.ret == 0;
+                let closed = effect_of(event) == Effect::Closes && event.ret == 0;
                 let retire = match closed {
                     true => self.end_fd(event.pid, event.fd),
                     false => Vec::new(),
@@ -104,12 +102,12 @@ impl Redactor {
                     .payload
                     .as_mut()
                     .expect("a ticket comes with a payload");
-                match self.streams.get_mut(&id).map(|stream| stream.take(ticket)) {
+                // The masked bytes replace the payload's own, in its buffer.
+                let stream = self.streams.get_mut(&id);
+                match stream.map(|stream| stream.take_into(ticket, &mut payload.data)) {
                     Some(None) => return Ok(()),
-                    Some(Some(redacted)) => {
-                        payload.data = redacted.bytes;
-                        payload.redactions = redacted
-                            .redactions
+                    Some(Some(redactions)) => {
+                        payload.redactions = redactions
                             .into_iter()
                             .map(|r| redaction(&r.rule, r.offset, r.length, String::new()))
                             .collect();
@@ -332,6 +330,7 @@ mod tests {
             pid,
             fd,
             syscall: "write".to_owned(),
+            syscall_nr: recorder_syscalls::by_name("write").unwrap().nr as u32,
             ret: data.len() as i64,
             resource: Some(Resource {
                 kind: Kind::Socket.into(),

@@ -155,8 +155,9 @@ pub(crate) fn key_runs(buf: &[u8], runs: &mut Vec<(usize, usize)>) {
             runs.push((p, ke));
         }
     }
-    // Three sorted sequences, one after the other: the stable sort merges such natural
-    // runs in linear time.
-    runs.sort();
+    // Three sorted sequences, one after the other. An unstable sort (equal pairs are equal,
+    // so order among them cannot matter) needs no scratch buffer: a stable one allocates
+    // one per call past a few dozen runs.
+    runs.sort_unstable();
     runs.dedup();
 }

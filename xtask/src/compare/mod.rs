@@ -239,8 +239,10 @@ fn build_counting(root: &Path, bins: &Bins) -> Result<Bins> {
     })
 }
 
-/// Heap allocations per event in steady state: the syscall-heavy loops once each under the
-/// counting build; recorderd reports what it allocated from its first batch to its trailer.
+/// Heap allocations per event in steady state: the syscall-heavy loops under the counting
+/// build, each at its length and at ten times it; recorderd reports what it allocated from
+/// its first batch to its trailer. The start (buffers filling, streams opening) is the same
+/// in both runs, so the difference over the difference in events is the steady state.
 fn allocations(
     plan: &Plan,
     root: &Path,
@@ -254,28 +256,35 @@ fn allocations(
     let counting = build_counting(root, bins)?;
     let mut rows = Vec::new();
     for &(size, iters) in &plan.syscalls {
-        let dir = work.join(format!("allocations-{size}"));
-        let args = syscalls_args(work, size, iters);
-        let (_, captured) =
-            workload::run_gated(&counting, Tracer::Recorderd, &args, &dir, Scope::DataFds)?;
-        let stderr = std::fs::read_to_string(dir.join("tracer.stderr")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        let allocations = stderr
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("recorderd: ")?
-                    .split_once(" heap allocations")
-            })
-            .and_then(|(count, _)| count.parse::<u64>().ok())
-            .context("the counting recorderd reported no allocations")?;
+        let short = counted_allocations(&counting, work, size, iters)?;
+        let long = counted_allocations(&counting, work, size, 10 * iters)?;
         println!(
-            "allocations {size} B: {allocations} for {} events",
-            captured.all_events
+            "allocations {size} B: {} for {} events, {} for {} events",
+            short.0, short.1, long.0, long.1
         );
-        rows.push((size, allocations, captured.all_events));
+        rows.push(report::Allocations { size, short, long });
     }
     doc.allocations(rows);
     Ok(())
+}
+
+/// (heap allocations, events) of one syscall-heavy run under the counting build.
+fn counted_allocations(counting: &Bins, work: &Path, size: u64, iters: u64) -> Result<(u64, u64)> {
+    let dir = work.join(format!("allocations-{size}-{iters}"));
+    let args = syscalls_args(work, size, iters);
+    let (_, captured) =
+        workload::run_gated(counting, Tracer::Recorderd, &args, &dir, Scope::DataFds)?;
+    let stderr = std::fs::read_to_string(dir.join("tracer.stderr")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let allocations = stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("recorderd: ")?
+                .split_once(" heap allocations")
+        })
+        .and_then(|(count, _)| count.parse::<u64>().ok())
+        .context("the counting recorderd reported no allocations")?;
+    Ok((allocations, captured.all_events))
 }
 
 /// One measured run of a gated workload.

@@ -96,7 +96,7 @@ impl Doc {
                     "no heap allocation per event in steady state ({})",
                     size_name(*size)
                 ),
-                format!("{per_event:.2} per event"),
+                format!("{per_event:.3} per event"),
                 Some(*per_event < 0.01),
             );
         }

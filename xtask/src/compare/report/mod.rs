@@ -62,6 +62,14 @@ struct Goals {
     allocations: Vec<(u64, f64)>,
 }
 
+/// Heap allocations of one payload size: (allocations, events) of a run and of one ten
+/// times as long.
+pub struct Allocations {
+    pub size: u64,
+    pub short: (u64, u64),
+    pub long: (u64, u64),
+}
+
 pub struct Doc {
     reps: usize,
     /// /proc/loadavg's 1-minute figure when the run began: other work on the machine shows.
@@ -165,17 +173,22 @@ impl Doc {
         }
     }
 
-    /// (payload size, heap allocations, events) per syscall-heavy loop under the counting build.
-    pub fn allocations(&mut self, rows: Vec<(u64, u64, u64)>) {
+    /// Heap allocations per syscall-heavy loop under the counting build.
+    pub fn allocations(&mut self, rows: Vec<Allocations>) {
         self.allocations.push_str(
-            "| workload | heap allocations while recording | events | per event |\n| --- | --- | --- | --- |\n",
+            "| workload | heap allocations while recording: events | ten times as long | per event in steady state |\n| --- | --- | --- | --- |\n",
         );
-        for (size, allocations, events) in rows {
-            let per_event = allocations as f64 / events.max(1) as f64;
+        for Allocations { size, short, long } in rows {
+            let per_event = long.0.saturating_sub(short.0) as f64
+                / long.1.saturating_sub(short.1).max(1) as f64;
             let _ = writeln!(
                 self.allocations,
-                "| syscall-heavy, {} | {allocations} | {events} | {per_event:.2} |",
-                size_name(size)
+                "| syscall-heavy, {} | {}: {} | {}: {} | {per_event:.3} |",
+                size_name(size),
+                short.0,
+                short.1,
+                long.0,
+                long.1
             );
             self.goals.allocations.push((size, per_event));
         }

@@ -1,0 +1,242 @@
+//! Written events come back here to be used again, so a steady stream of syscalls costs no
+//! heap allocation: their strings, argument lists, payload buffers and resources keep their
+//! capacity. What is kept is bounded in count and size.
+
+use recorder_proto::v1::{frame::Body, Event, Payload, Resource, SocketAddress};
+
+/// At most this many of each part are kept. What the redactor releases together comes back
+/// together, so this is sized to what it holds back at once in steady state: its 64 KiB
+/// bound is a thousand 64-byte writes per stream, and streams fill side by side (six in the
+/// bench's syscall loop). About 10 MB when all are kept.
+const KEEP: usize = 16 * 1024;
+/// Payload buffers larger than this are freed rather than kept...
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+/// ...and the buffers kept hold at most this much in all.
+const KEEP_BUFFERS_TOTAL: usize = 8 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct Spare {
+    events: Vec<Event>,
+    payloads: Vec<Payload>,
+    resources: Vec<Resource>,
+    buffers: Vec<Vec<u8>>,
+    /// The capacity of `buffers`, in bytes.
+    buffered: usize,
+}
+
+impl Spare {
+    /// Takes back a frame that has been written.
+    pub fn keep(&mut self, body: Body) {
+        let Body::Event(mut event) = body else {
+            return;
+        };
+        if let Some(mut payload) = event.payload.take() {
+            self.keep_buffer(std::mem::take(&mut payload.data));
+            if self.payloads.len() < KEEP {
+                payload.redactions.clear();
+                self.payloads.push(payload);
+            }
+        }
+        if let Some(resource) = event.resource.take() {
+            if self.resources.len() < KEEP {
+                self.resources.push(resource);
+            }
+        }
+        if self.events.len() < KEEP {
+            clear_event(&mut event);
+            self.events.push(event);
+        }
+    }
+
+    /// An event with every field at its default (its strings and lists empty).
+    pub fn event(&mut self) -> Event {
+        self.events.pop().unwrap_or_default()
+    }
+
+    /// A payload with every field at its default and no data buffer.
+    pub fn payload(&mut self) -> Payload {
+        self.payloads
+            .pop()
+            .map_or_else(Payload::default, |mut payload| {
+                let redactions = std::mem::take(&mut payload.redactions);
+                Payload {
+                    redactions,
+                    ..Payload::default()
+                }
+            })
+    }
+
+    /// `source`, copied into a kept resource's buffers.
+    pub fn resource(&mut self, source: &Resource) -> Resource {
+        match self.resources.pop() {
+            Some(mut resource) => {
+                copy_resource(&mut resource, source);
+                resource
+            }
+            None => source.clone(),
+        }
+    }
+
+    /// An empty byte buffer.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        let buffer = self.buffers.pop().unwrap_or_default();
+        self.buffered -= buffer.capacity();
+        buffer
+    }
+
+    pub fn keep_buffer(&mut self, mut buffer: Vec<u8>) {
+        let size = buffer.capacity();
+        if (1..=KEEP_BUFFER_BYTES).contains(&size) && self.buffered + size <= KEEP_BUFFERS_TOTAL {
+            buffer.clear();
+            self.buffered += size;
+            self.buffers.push(buffer);
+        }
+    }
+}
+
+/// Every field back to its default; strings and lists keep their capacity.
+fn clear_event(event: &mut Event) {
+    let Event {
+        mono_ns,
+        duration_ns,
+        pid,
+        tid,
+        syscall,
+        syscall_nr,
+        args,
+        ret,
+        fd,
+        resource,
+        path,
+        path_truncated,
+        address,
+        payload,
+        new_path,
+        argv,
+        argv_truncated,
+        new_fds,
+        redactions,
+    } = event;
+    (*mono_ns, *duration_ns, *pid, *tid, *syscall_nr, *ret, *fd) = (0, 0, 0, 0, 0, 0, 0);
+    (*path_truncated, *argv_truncated) = (false, false);
+    (*resource, *address, *payload) = (None, None, None);
+    syscall.clear();
+    args.clear();
+    path.clear();
+    new_path.clear();
+    argv.clear();
+    new_fds.clear();
+    redactions.clear();
+}
+
+/// `*target = source.clone()`, reusing `target`'s buffers (derived `clone_from` does not).
+fn copy_resource(target: &mut Resource, source: &Resource) {
+    target.kind = source.kind;
+    target.name.clone_from(&source.name);
+    copy_address(&mut target.peer, &source.peer);
+    copy_address(&mut target.local, &source.local);
+    target.socket_family = source.socket_family;
+    target.socket_type = source.socket_type;
+}
+
+fn copy_address(target: &mut Option<SocketAddress>, source: &Option<SocketAddress>) {
+    match (target.as_mut(), source) {
+        (Some(target), Some(source)) => {
+            target.family = source.family;
+            target.ip.clone_from(&source.ip);
+            target.port = source.port;
+            target.unix_path.clone_from(&source.unix_path);
+        }
+        (_, source) => *target = source.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_event() -> Event {
+        Event {
+            mono_ns: 1,
+            duration_ns: 2,
+            pid: 3,
+            tid: 4,
+            syscall: "write".into(),
+            syscall_nr: 1,
+            args: vec![1, 2, 3],
+            ret: 5,
+            fd: 6,
+            resource: Some(Resource {
+                name: "/tmp/x".into(),
+                peer: Some(SocketAddress {
+                    ip: vec![127, 0, 0, 1],
+                    ..SocketAddress::default()
+                }),
+                ..Resource::default()
+            }),
+            path: "/p".into(),
+            path_truncated: true,
+            address: Some(SocketAddress::default()),
+            payload: Some(Payload {
+                data: b"hello".to_vec(),
+                length: 5,
+                truncated: true,
+                ..Payload::default()
+            }),
+            new_path: "/q".into(),
+            argv: vec!["a".into()],
+            argv_truncated: true,
+            new_fds: vec![7, 8],
+            redactions: vec![Default::default()],
+        }
+    }
+
+    #[test]
+    fn a_kept_event_comes_back_as_a_default_one() {
+        let mut spare = Spare::default();
+        spare.keep(Body::Event(full_event()));
+        let event = spare.event();
+        assert_eq!(event, Event::default());
+        assert!(event.syscall.capacity() >= 5 && event.args.capacity() >= 3);
+        assert_eq!(spare.payload(), Payload::default());
+        assert!(spare.buffer().capacity() >= 5);
+    }
+
+    #[test]
+    fn a_kept_resource_takes_the_source_whole() {
+        let mut spare = Spare::default();
+        spare.keep(Body::Event(full_event()));
+        let source = Resource {
+            name: "socket".into(),
+            local: Some(SocketAddress {
+                port: 80,
+                ..SocketAddress::default()
+            }),
+            socket_family: 2,
+            ..Resource::default()
+        };
+        assert_eq!(spare.resource(&source), source);
+    }
+
+    #[test]
+    fn what_is_kept_is_bounded() {
+        let mut spare = Spare::default();
+        for _ in 0..KEEP + 10 {
+            spare.keep(Body::Event(full_event()));
+        }
+        assert_eq!(spare.events.len(), KEEP);
+        spare.keep_buffer(vec![0; KEEP_BUFFER_BYTES + 1]);
+        for _ in 0..KEEP_BUFFERS_TOTAL / KEEP_BUFFER_BYTES + 10 {
+            spare.keep_buffer(vec![0; KEEP_BUFFER_BYTES]);
+        }
+        let kept: usize = spare.buffers.iter().map(Vec::capacity).sum();
+        assert_eq!(kept, spare.buffered);
+        assert!(kept <= KEEP_BUFFERS_TOTAL);
+        assert!(spare
+            .buffers
+            .iter()
+            .all(|b| b.capacity() <= KEEP_BUFFER_BYTES));
+        while spare.buffer().capacity() > 0 {}
+        assert_eq!(spare.buffered, 0);
+    }
+}
