@@ -107,10 +107,13 @@ impl Redactor {
                 match stream.map(|stream| stream.take_into(ticket, &mut payload.data)) {
                     Some(None) => return Ok(()),
                     Some(Some(redactions)) => {
-                        payload.redactions = redactions
-                            .into_iter()
-                            .map(|r| redaction(&r.rule, r.offset, r.length, String::new()))
-                            .collect();
+                        // Into the payload's own list, which keeps its capacity (spare.rs).
+                        payload.redactions.clear();
+                        payload.redactions.extend(
+                            redactions
+                                .into_iter()
+                                .map(|r| redaction(&r.rule, r.offset, r.length, String::new())),
+                        );
                     }
                     // Cannot happen (a stream leaves only after its last frame), but if it
                     // did: the bytes are withheld, never written undecided.
@@ -150,7 +153,8 @@ impl Redactor {
     /// Redacts what the capture policy says to, and feeds the payload to its stream.
     fn admit(&mut self, event: &mut Event, now_ns: u64) -> Option<(StreamId, Ticket)> {
         let payload = event.payload.as_mut()?;
-        if !self.policy.enabled() || payload.data.is_empty() {
+        let missing = payload.length.saturating_sub(payload.data.len() as u64);
+        if !self.policy.enabled() || payload.data.is_empty() && missing == 0 {
             return None;
         }
         let resource = event.resource.as_ref();
@@ -180,14 +184,16 @@ impl Redactor {
             .streams
             .entry(id)
             .or_insert_with(|| StreamRedactor::new(policy.clone()));
-        let ticket = stream.push(&payload.data, now_ns);
+        // A payload lost whole (shed under load, or unreadable) still leaves a hole in its
+        // stream: what was held before it is decided now, rather than waiting behind it
+        // with every frame after it, and what follows is not joined across the hole.
+        let ticket = (!payload.data.is_empty()).then(|| stream.push(&payload.data, now_ns));
         if payload.truncated || payload.incomplete {
             // Bytes of the stream are missing after this piece: what follows cannot be
             // joined to it, so the stream decides fail-closed.
-            let missing = payload.length.saturating_sub(payload.data.len() as u64);
             stream.gap(missing.max(1), now_ns);
         }
-        Some((id, ticket))
+        ticket.map(|ticket| (id, ticket))
     }
 
     /// The fd was closed: its streams are complete. Returns them, to drop once the close
@@ -411,6 +417,46 @@ mod tests {
             })
             .collect();
         assert_eq!(pids, [7, 8, 7], "recording order is kept");
+    }
+
+    /// A write whose payload was shed whole: its length is known, its bytes are not.
+    fn shed_write(pid: u32, fd: i64, length: u64) -> Body {
+        let mut body = write(pid, fd, b"");
+        if let Body::Event(event) = &mut body {
+            event.ret = length as i64;
+            let payload = event.payload.as_mut().unwrap();
+            (payload.length, payload.lost_bytes) = (length, length);
+            (payload.incomplete, payload.shed) = (true, true);
+        }
+        body
+    }
+
+    #[test]
+    fn a_payload_shed_whole_decides_what_its_stream_held() {
+        let mut redactor = Redactor::new(policy());
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        redactor.push(write(8, 4, b"unrelated\n"), 1);
+        assert!(
+            released(&mut redactor).is_empty(),
+            "held behind the open value"
+        );
+        // The rest of the value was shed: nothing more of this stream can be joined to
+        // what is held, so it is decided (fail-closed) and everything behind it goes out.
+        redactor.push(shed_write(7, 3, 64), 2);
+        let out = released(&mut redactor);
+        assert_eq!(
+            out.len(),
+            3,
+            "the held write, the other stream's and the shed one"
+        );
+        let text = String::from_utf8(payloads(&out)).unwrap();
+        assert!(!text.contains("hun"), "{text}");
+        assert!(text.contains("unrelated"), "{text}");
+        // What follows the hole may be the rest of a secret: its first token is masked.
+        redactor.push(write(7, 3, b"ter2 and more\n"), 3);
+        let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
+        assert!(text.starts_with("****"), "{text}");
+        assert!(text.ends_with("and more\n"), "{text}");
     }
 
     #[test]
