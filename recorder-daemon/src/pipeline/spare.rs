@@ -130,22 +130,39 @@ fn clear_event(event: &mut Event) {
 }
 
 /// `*target = source.clone()`, reusing `target`'s buffers (derived `clone_from` does not).
+/// Destructured, so a field added to the schema cannot be left uncopied.
 fn copy_resource(target: &mut Resource, source: &Resource) {
-    target.kind = source.kind;
-    target.name.clone_from(&source.name);
-    copy_address(&mut target.peer, &source.peer);
-    copy_address(&mut target.local, &source.local);
-    target.socket_family = source.socket_family;
-    target.socket_type = source.socket_type;
+    let Resource {
+        kind,
+        name,
+        peer,
+        local,
+        socket_family,
+        socket_type,
+    } = source;
+    target.kind = *kind;
+    target.name.clone_from(name);
+    copy_address(&mut target.peer, peer);
+    copy_address(&mut target.local, local);
+    target.socket_family = *socket_family;
+    target.socket_type = *socket_type;
 }
 
 fn copy_address(target: &mut Option<SocketAddress>, source: &Option<SocketAddress>) {
     match (target.as_mut(), source) {
-        (Some(target), Some(source)) => {
-            target.family = source.family;
-            target.ip.clone_from(&source.ip);
-            target.port = source.port;
-            target.unix_path.clone_from(&source.unix_path);
+        (
+            Some(target),
+            Some(SocketAddress {
+                family,
+                ip,
+                port,
+                unix_path,
+            }),
+        ) => {
+            target.family = *family;
+            target.ip.clone_from(ip);
+            target.port = *port;
+            target.unix_path.clone_from(unix_path);
         }
         (_, source) => *target = source.clone(),
     }

@@ -20,6 +20,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use crossbeam_queue::ArrayQueue;
 use recorder_common::{kind, DataRecord, EventHeader};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use tokio::sync::mpsc;
@@ -31,6 +32,16 @@ const DRAIN_MIN: Duration = Duration::from_millis(1);
 const DRAIN_MAX: Duration = Duration::from_millis(32);
 /// A batch is handed on once it holds this much, or when the ring is empty.
 const BATCH_BYTES: usize = 256 * 1024;
+/// What a batch can hold without growing: one more record (length and bytes) past
+/// `BATCH_BYTES`.
+const BATCH_CAPACITY: usize = BATCH_BYTES + 4 + recorder_common::SCRATCH_BYTES;
+/// Batches made before the drain starts: enough for the whole backlog budget, so the drain
+/// never calls the allocator for one. A fresh 256 KiB buffer is an mmap, which waits for
+/// the process's memory-map lock; measured with the dd burst of "Events before payloads"
+/// (docs/BENCHMARKS.md), that wait took 3 to 96 ms when it came while the pipeline thread
+/// held the lock, longer than a 256 KiB ring lasts, and records were lost. Untouched, they
+/// cost address space, not memory.
+const POOL_BATCHES: usize = PAUSE_BYTES as usize / BATCH_BYTES + 2;
 /// epoll tokens: the ring, and the eventfd a request writes to.
 const RING: u64 = 0;
 const WAKE: u64 = 1;
@@ -114,11 +125,20 @@ enum Request {
     Stop,
 }
 
+/// When [`Consumer::take_all`] sends a part-filled batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Send {
+    /// At once: a flush was asked for.
+    Now,
+    /// Once the pipeline has caught up (a later pass sends it).
+    WhenDue,
+}
+
 /// The drain thread and its two channels.
 pub struct Drain {
     requests: std_mpsc::Sender<Request>,
     /// Handled batches' buffers go back to the drain, so steady state allocates none.
-    spare: std_mpsc::Sender<Vec<u8>>,
+    spare: Arc<ArrayQueue<Vec<u8>>>,
     wake: Arc<OwnedFd>,
     messages: mpsc::UnboundedReceiver<Message>,
     /// Bytes sent and not yet handled by the pipeline.
@@ -158,18 +178,24 @@ impl Drain {
             )?;
         }
         let (requests, request_rx) = std_mpsc::channel();
-        let (spare, spare_rx) = std_mpsc::channel();
+        // One slot for every buffer there is, so a handled one always fits.
+        let spare = Arc::new(ArrayQueue::new(POOL_BATCHES + 1));
         let (message_tx, messages) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicU64::new(0));
+        // Room for every buffer to come back (and the odd one made past the budget), so
+        // the pool itself never grows on the drain thread.
+        let mut pool = Vec::with_capacity(2 * POOL_BATCHES);
+        pool.extend((0..POOL_BATCHES).map(|_| Vec::with_capacity(BATCH_CAPACITY)));
         let consumer = Consumer {
             ring,
             epoll,
             wake: wake.clone(),
             requests: request_rx,
-            spare: spare_rx,
+            spare: spare.clone(),
             messages: message_tx,
             queued: queued.clone(),
-            batch: Batch::with_capacity(BATCH_BYTES),
+            batch: Batch::with_capacity(BATCH_CAPACITY),
+            pool,
         };
         let thread = std::thread::Builder::new()
             .name("recorderd-drain".into())
@@ -194,7 +220,10 @@ impl Drain {
     pub fn handled(&self, batch: Batch) {
         self.queued
             .fetch_sub(batch.bytes() as u64, Ordering::Relaxed);
-        let _ = self.spare.send(batch.bytes);
+        // A lock-free slot, not a channel: a channel frees its blocks on the drain's side,
+        // and a free can wait on the allocator's lock while this thread holds it (measured:
+        // 47 ms, a lost burst).
+        let _ = self.spare.push(batch.bytes);
     }
 
     /// Asks for everything in the ring now; a `Flushed` message follows it.
@@ -224,10 +253,13 @@ struct Consumer {
     epoll: OwnedFd,
     wake: Arc<OwnedFd>,
     requests: std_mpsc::Receiver<Request>,
-    spare: std_mpsc::Receiver<Vec<u8>>,
+    spare: Arc<ArrayQueue<Vec<u8>>>,
     messages: mpsc::UnboundedSender<Message>,
     queued: Arc<AtomicU64>,
     batch: Batch,
+    /// Empty batch buffers, the most recently handled on top (its pages are the ones
+    /// already in memory).
+    pool: Vec<Vec<u8>>,
 }
 
 impl Consumer {
@@ -236,7 +268,7 @@ impl Consumer {
         loop {
             match self.requests.try_recv() {
                 Ok(Request::Flush) => {
-                    self.take_all();
+                    self.take_all(Send::Now);
                     if self.send(Message::Flushed).is_err() {
                         return;
                     }
@@ -253,7 +285,7 @@ impl Consumer {
                 continue;
             }
             self.sleep(wait);
-            wait = match self.take_all() {
+            wait = match self.take_all(Send::WhenDue) {
                 0 => (wait * 2).min(DRAIN_MAX),
                 _ => DRAIN_MIN,
             };
@@ -277,9 +309,9 @@ impl Consumer {
         }
     }
 
-    /// Copies every record waiting in the ring into batches and sends them; returns how
-    /// many records there were.
-    fn take_all(&mut self) -> usize {
+    /// Copies every record waiting in the ring into batches and sends the full ones, and
+    /// what is left as `send` says; returns how many records there were.
+    fn take_all(&mut self, send: Send) -> usize {
         let mut taken = 0;
         // The backlog only grows by the batches this thread sends: read it once per batch,
         // not once per record (the pipeline thread writes the same cache line).
@@ -300,7 +332,13 @@ impl Consumer {
                 shedding = self.over_budget();
             }
         }
-        self.send_batch();
+        // A part-filled batch goes now only if the pipeline has nothing queued: while it is
+        // behind, these records would only wait in its queue, and part-filled batches sent
+        // on every pass would use up the pool by their number (then the drain would have to
+        // allocate: see POOL_BATCHES). Full batches are bounded by the budget instead.
+        if send == Send::Now || self.queued.load(Ordering::Relaxed) == 0 {
+            self.send_batch();
+        }
         taken
     }
 
@@ -313,9 +351,13 @@ impl Consumer {
         if self.batch.bytes() == 0 {
             return;
         }
-        let next = match self.spare.try_recv() {
-            Ok(bytes) => Batch::recycled(bytes),
-            Err(_) => Batch::with_capacity(BATCH_BYTES),
+        while let Some(bytes) = self.spare.pop() {
+            self.pool.push(bytes);
+        }
+        let next = match self.pool.pop() {
+            Some(bytes) => Batch::recycled(bytes),
+            // Only past what the pool covers: full batches up to the pause, one part-filled.
+            None => Batch::with_capacity(BATCH_CAPACITY),
         };
         let batch = std::mem::replace(&mut self.batch, next);
         self.queued

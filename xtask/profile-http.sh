@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Profiles recorderd recording nginx under wrk, as the HTTP row of `cargo xtask bench` runs
+# them (docs/BENCHMARKS.md, "Where the daemon's CPU goes"). Root; release binaries built by
+# `cargo xtask build`; nginx and wrk installed (`cargo xtask setup`).
+#
+#   xtask/profile-http.sh OUT
+#
+# nginx answers POST /orders on a loopback port; recorderd attaches to it (--pid PID
+# --max-payload 1MiB); perf attaches to recorderd; wrk runs 5 s (-t1 -c16, the bench's
+# request with its Authorization header and JSON body). PERF=0 runs without perf. Prints
+# wrk's rate and recorderd's CPU during the run, and leaves perf.data and recorderd.log in OUT.
+set -euo pipefail
+out=$(realpath -m "$1")
+bin=${BIN:-target/release}
+rm -rf "$out"; mkdir -p "$out/tmp"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+cat > "$out/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $out/nginx.pid;
+error_log $out/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; client_body_temp_path $out/tmp;
+  server {
+    listen 127.0.0.1:$port; keepalive_requests 1000000;
+    location /orders {
+      default_type application/json;
+      return 201 '{"id":"ord_7f3a91c2","status":"created","items":[{"sku":"A-1177","qty":3,"price":"19.90"},{"sku":"B-2044","qty":1,"price":"4.50"}],"total":"64.20","currency":"EUR"}';
+    }
+  }
+}
+CONF
+cat > "$out/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl"
+wrk.body = '{"customer":{"id":"cus_4411","email":"ada@example.com"},"items":[{"sku":"A-1177","qty":3,"price":"19.90"},{"sku":"B-2044","qty":1,"price":"4.50"}],"shipping":{"street":"1 Loop Road","city":"Localhost","zip":"12700"},"note":"leave at the door"}'
+LUA
+
+nginx -c "$out/nginx.conf" -p "$out" 2> "$out/nginx.stderr" &
+server=$!
+until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do sleep 0.05; done
+
+"$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB 2> "$out/recorderd.log" &
+rec=$!
+until grep -q 'recorderd: recording ' "$out/recorderd.log"; do sleep 0.05; done
+
+perf=
+if [ "${PERF:-1}" != 0 ]; then
+    perf record -e cpu-clock -F 2000 -g --call-graph dwarf,16384 -p "$rec" \
+        -o "$out/perf.data" 2> "$out/perf.log" &
+    perf=$!
+    sleep 1 # perf has attached
+fi
+start=$(ticks "$rec")
+wrk -t1 -c16 -d5s -s "$out/post.lua" "http://127.0.0.1:$port/orders" > "$out/wrk"
+end=$(ticks "$rec")
+kill -QUIT "$server"; wait "$server" || true
+wait "$rec" || true
+[ -z "$perf" ] || wait "$perf" || true
+
+grep 'Requests/sec' "$out/wrk"
+echo "recorderd CPU during wrk: $(( end - start )) ticks of 1/$(getconf CLK_TCK) s"
+tail -1 "$out/recorderd.log"
