@@ -30,17 +30,18 @@ use tokio::sync::mpsc;
 /// millisecond while records arrive, backing off to every 32 ms while none do.
 const DRAIN_MIN: Duration = Duration::from_millis(1);
 const DRAIN_MAX: Duration = Duration::from_millis(32);
-/// A batch is handed on once it holds this much, or when the ring is empty.
+/// A batch is handed on once it holds this much, or part-filled when the pipeline has
+/// nothing queued (or a flush asks for it).
 const BATCH_BYTES: usize = 256 * 1024;
 /// What a batch can hold without growing: one more record (length and bytes) past
 /// `BATCH_BYTES`.
 const BATCH_CAPACITY: usize = BATCH_BYTES + 4 + recorder_common::SCRATCH_BYTES;
 /// Batches made before the drain starts: enough for the whole backlog budget, so the drain
-/// never calls the allocator for one. A fresh 256 KiB buffer is an mmap, which waits for
-/// the process's memory-map lock; measured with the dd burst of "Events before payloads"
-/// (docs/BENCHMARKS.md), that wait took 3 to 96 ms when it came while the pipeline thread
-/// held the lock, longer than a 256 KiB ring lasts, and records were lost. Untouched, they
-/// cost address space, not memory.
+/// never calls the allocator for one. Making a fresh 256 KiB buffer waits on the
+/// allocator's locks; measured with the dd burst of "Events before payloads"
+/// (docs/BENCHMARKS.md), that wait took 3 to 96 ms when the pipeline thread held them,
+/// longer than a 256 KiB ring lasts, and records were lost. Untouched, they cost address
+/// space, not memory.
 const POOL_BATCHES: usize = PAUSE_BYTES as usize / BATCH_BYTES + 2;
 /// epoll tokens: the ring, and the eventfd a request writes to.
 const RING: u64 = 0;
