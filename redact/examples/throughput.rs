@@ -5,7 +5,9 @@
 //!   (ordinary traffic) plus one request with two secrets per pass over it;
 //! - `ordinary`: the false-positive corpus only;
 //! - `dense`: secret-dense traffic, a planted secret every few dozen bytes (headers,
-//!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys).
+//!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys);
+//! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
+//!   one request per piece whatever PIECE_BYTES says, as the server reads them.
 //!
 //! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
 //!
@@ -72,9 +74,25 @@ fn dense_record(i: u32) -> String {
     )
 }
 
+/// The request `cargo xtask bench`'s HTTP row sends with wrk (`xtask/profile-http.sh`).
+fn http_request() -> Vec<u8> {
+    let body = concat!(
+        r#"{"customer":{"id":"cus_4411","email":"ada@example.com"},"items":[{"sku":"A-1177","qty":3,"#,
+        r#""price":"19.90"},{"sku":"B-2044","qty":1,"price":"4.50"}],"shipping":{"street":"1 Loop Road","#,
+        r#""city":"Localhost","zip":"12700"},"note":"leave at the door"}"#
+    );
+    format!(
+        "POST /orders HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let piece: usize = args
+    let mut piece: usize = args
         .next()
         .map_or(4096, |a| a.parse().expect("PIECE_BYTES"));
     let mib: usize = args.next().map_or(64, |a| a.parse().expect("MIB"));
@@ -89,7 +107,12 @@ fn main() {
         }
         "ordinary" => corpus(),
         "dense" => (0..64).flat_map(|i| dense_record(i).into_bytes()).collect(),
-        other => panic!("MODE is mixed, ordinary or dense, not {other}"),
+        "http" => {
+            let request = http_request();
+            piece = request.len();
+            request
+        }
+        other => panic!("MODE is mixed, ordinary, dense or http, not {other}"),
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {

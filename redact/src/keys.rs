@@ -224,7 +224,8 @@ impl KeyMatcher {
         if key.len() > MAX_KEY_LEN {
             return false;
         }
-        let (norm, comps) = components(key);
+        let key = Components::of(key);
+        let (norm, comps) = (key.norm(), key.comps());
         if comps.is_empty() {
             return false;
         }
@@ -240,7 +241,7 @@ impl KeyMatcher {
                 best_end = Some(best_end.map_or(end, |b| b.max(end)));
             }
         }
-        for &(start, end) in &comps {
+        for &(start, end) in comps {
             if self.component.iter().any(|w| w[..] == norm[start..end]) {
                 best_end = Some(best_end.map_or(end, |b| b.max(end)));
             }
@@ -283,64 +284,102 @@ fn first_part(word: &[u8]) -> Vec<u8> {
 
 /// ASCII-lowercase with every non-alphanumeric byte removed.
 pub(crate) fn normalize(key: &[u8]) -> Vec<u8> {
+    normalized(key).collect()
+}
+
+/// Whether `key` normalizes to `word` (lower case), without allocating.
+pub(crate) fn normalizes_to(key: &[u8], word: &[u8]) -> bool {
+    normalized(key).eq(word.iter().copied())
+}
+
+fn normalized(key: &[u8]) -> impl Iterator<Item = u8> + '_ {
     key.iter()
         .filter(|b| b.is_ascii_alphanumeric())
         .map(|b| b.to_ascii_lowercase())
-        .collect()
 }
 
-/// The normalized key and its components as ranges into it. Components break at
-/// separators, lower→upper (`clientSecret`), acronym ends (`APIKey` → API|Key) and
-/// letter↔digit changes.
-fn components(key: &[u8]) -> (Vec<u8>, Vec<(usize, usize)>) {
-    #[derive(PartialEq, Clone, Copy)]
-    enum C {
-        Lower,
-        Upper,
-        Digit,
-    }
-    let class = |b: u8| {
-        if b.is_ascii_lowercase() {
-            Some(C::Lower)
-        } else if b.is_ascii_uppercase() {
-            Some(C::Upper)
-        } else if b.is_ascii_digit() {
-            Some(C::Digit)
-        } else {
-            None
+/// A key of at most `MAX_KEY_LEN` bytes, normalized, and its components as ranges into
+/// that. Components break at separators, lower→upper (`clientSecret`), acronym ends
+/// (`APIKey` → API|Key) and letter↔digit changes. On the stack: it is built for every
+/// candidate key the scan meets.
+struct Components {
+    norm: [u8; MAX_KEY_LEN],
+    norm_len: usize,
+    comps: [(usize, usize); MAX_KEY_LEN],
+    comps_len: usize,
+}
+
+impl Components {
+    /// `key` is at most `MAX_KEY_LEN` bytes long (`is_sensitive` checks).
+    fn of(key: &[u8]) -> Components {
+        #[derive(PartialEq, Clone, Copy)]
+        enum C {
+            Lower,
+            Upper,
+            Digit,
         }
-    };
-    let mut norm = Vec::with_capacity(key.len());
-    let mut comps = Vec::new();
-    let mut start = 0;
-    let mut prev: Option<C> = None;
-    for (i, &b) in key.iter().enumerate() {
-        let Some(cur) = class(b) else {
-            if norm.len() > start {
-                comps.push((start, norm.len()));
+        let class = |b: u8| {
+            if b.is_ascii_lowercase() {
+                Some(C::Lower)
+            } else if b.is_ascii_uppercase() {
+                Some(C::Upper)
+            } else if b.is_ascii_digit() {
+                Some(C::Digit)
+            } else {
+                None
             }
-            start = norm.len();
-            prev = None;
-            continue;
         };
-        let next = key.get(i + 1).copied().and_then(class);
-        let boundary = match (prev, cur) {
-            (Some(C::Lower), C::Upper) => true,
-            (Some(C::Upper), C::Upper) => next == Some(C::Lower),
-            (Some(C::Digit), C::Lower | C::Upper) | (Some(C::Lower | C::Upper), C::Digit) => true,
-            _ => false,
+        let mut out = Components {
+            norm: [0; MAX_KEY_LEN],
+            norm_len: 0,
+            comps: [(0, 0); MAX_KEY_LEN],
+            comps_len: 0,
         };
-        if boundary && norm.len() > start {
-            comps.push((start, norm.len()));
-            start = norm.len();
+        let mut start = 0;
+        let mut prev: Option<C> = None;
+        for (i, &b) in key.iter().enumerate().take(MAX_KEY_LEN) {
+            let Some(cur) = class(b) else {
+                out.end_component(start);
+                start = out.norm_len;
+                prev = None;
+                continue;
+            };
+            let next = key.get(i + 1).copied().and_then(class);
+            let boundary = match (prev, cur) {
+                (Some(C::Lower), C::Upper) => true,
+                (Some(C::Upper), C::Upper) => next == Some(C::Lower),
+                (Some(C::Digit), C::Lower | C::Upper) | (Some(C::Lower | C::Upper), C::Digit) => {
+                    true
+                }
+                _ => false,
+            };
+            if boundary {
+                out.end_component(start);
+                start = out.norm_len;
+            }
+            out.norm[out.norm_len] = b.to_ascii_lowercase();
+            out.norm_len += 1;
+            prev = Some(cur);
         }
-        norm.push(b.to_ascii_lowercase());
-        prev = Some(cur);
+        out.end_component(start);
+        out
     }
-    if norm.len() > start {
-        comps.push((start, norm.len()));
+
+    /// Closes the component `start..` if it holds anything.
+    fn end_component(&mut self, start: usize) {
+        if self.norm_len > start {
+            self.comps[self.comps_len] = (start, self.norm_len);
+            self.comps_len += 1;
+        }
     }
-    (norm, comps)
+
+    fn norm(&self) -> &[u8] {
+        &self.norm[..self.norm_len]
+    }
+
+    fn comps(&self) -> &[(usize, usize)] {
+        &self.comps[..self.comps_len]
+    }
 }
 
 #[cfg(test)]
@@ -348,7 +387,8 @@ mod tests {
     use super::*;
 
     fn split(key: &str) -> Vec<String> {
-        let (norm, comps) = components(key.as_bytes());
+        let key = Components::of(key.as_bytes());
+        let (norm, comps) = (key.norm(), key.comps());
         comps
             .iter()
             .map(|&(s, e)| String::from_utf8(norm[s..e].to_vec()).unwrap())

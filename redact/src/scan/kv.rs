@@ -6,7 +6,7 @@
 //! flags (`--password x`). The value is masked; the key stays.
 
 use crate::detector::{Detector, Rule};
-use crate::keys::normalize;
+use crate::keys::normalizes_to;
 use crate::policy::Policy;
 use crate::scan::prefilter::key_runs;
 use crate::scan::{Cont, ContainerState, QuotedState, Span};
@@ -179,7 +179,7 @@ fn value(
                 Sep::Equals
             }
         },
-        b'\'' if i > after_key && !quoted_key && normalize(key) == b"password" => Sep::Sql,
+        b'\'' if i > after_key && !quoted_key && normalizes_to(key, b"password") => Sep::Sql,
         _ if dashed && !quoted_key && matches!(buf[after_key], b' ' | b'\t' | b'\0') => {
             while i < len && matches!(buf[i], b' ' | b'\t' | b'\0') {
                 i += 1;
@@ -215,8 +215,9 @@ fn value(
                 }
             }
             // `PWD=/home/user` is the shell's working directory, not a password.
-            let norm = normalize(key);
-            if (norm == b"pwd" || norm == b"oldpwd") && rest.first() == Some(&b'/') {
+            if rest.first() == Some(&b'/')
+                && (normalizes_to(key, b"pwd") || normalizes_to(key, b"oldpwd"))
+            {
                 return None;
             }
             unquoted(buf, i, sep, rule, out, cont)

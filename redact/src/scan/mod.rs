@@ -20,6 +20,7 @@ mod tokens;
 mod value;
 
 pub(crate) use value::ValueDetectors;
+use value::ValueScratch;
 
 use crate::detector::{Rule, FAIL_CLOSED};
 use crate::keys::normalize;
@@ -253,9 +254,10 @@ pub(crate) struct TextState {
 #[derive(Clone, Debug, Default)]
 struct Scratch {
     exempt: Vec<(usize, usize)>,
-    key_runs: Vec<(usize, usize)>,
+    /// The buffer in ASCII lower case, for the trigger literals' search.
     lower: Vec<u8>,
-    masks: Vec<blocks::Masks>,
+    key_runs: Vec<(usize, usize)>,
+    values: ValueScratch,
 }
 
 /// Scans `buf`, of which `buf[..start]` is context already decided (its spans are
@@ -284,6 +286,10 @@ pub(crate) fn scan(
         &mut scratch.exempt,
     );
     lines::scan(policy, buf, line_start, out, &mut found);
+    let lower = &mut scratch.lower;
+    lower.clear();
+    lower.extend_from_slice(buf);
+    lower.make_ascii_lowercase();
     #[cfg(test)]
     if policy.reference_scan() {
         kv::scan_reference(policy, buf, out, &mut found);
@@ -295,10 +301,10 @@ pub(crate) fn scan(
     kv::scan(policy, buf, &mut scratch.key_runs, out, &mut found);
     policy.values().scan(
         buf,
+        lower,
         line_start,
         &scratch.exempt,
-        &mut scratch.lower,
-        &mut scratch.masks,
+        &mut scratch.values,
         out,
     );
     finish(policy, buf, start, end, state, cont, found, out);

@@ -1,5 +1,6 @@
 //! The fast path's literal prefilter: one pass that says which pattern detectors can
-//! match in a buffer at all, and the separator search that yields the only key runs the
+//! match in a buffer at all, and where the ones anchored on a literal can start; and the
+//! separator search that yields the only key runs the
 //! key-value detector can act on. Both are exact as filters: they may let through a
 //! buffer or a run that turns out to hold nothing, never skip one that holds a match
 //! (the differential test in `scan::differential` checks this against the reference
@@ -87,7 +88,7 @@ impl Triggers {
         }
     }
 
-    /// The bit `present` uses for `detector`, or `None` if it always runs.
+    /// The bit `find` reports for `detector`, or `None` if it always runs.
     pub(crate) fn gate(detector: Detector) -> Option<u32> {
         triggers(detector).map(|_| Triggers::bit(detector))
     }
@@ -96,27 +97,49 @@ impl Triggers {
         1 << (detector as u32)
     }
 
-    /// Bits of the detectors whose literals occur in `buf`. `lower` is scratch space.
-    pub(crate) fn present(&self, buf: &[u8], lower: &mut Vec<u8>) -> u32 {
+    /// Every occurrence of a trigger literal in a buffer (given in ASCII lower case), as
+    /// (position, detector bits), in order, into `hits`; returns the bits of every
+    /// detector seen.
+    pub(crate) fn find(&self, lower: &[u8], hits: &mut Vec<(usize, u32)>) -> u32 {
+        hits.clear();
         if self.all == 0 {
             return 0;
         }
-        lower.clear();
-        lower.extend_from_slice(buf);
-        lower.make_ascii_lowercase();
         let mut present = 0;
-        let mut input = Input::new(&lower[..]);
+        let mut input = Input::new(lower);
         // Restarting after each match's first byte rather than its end: a literal that
         // overlaps another (`sk-` in `desk-sk_`) counts too.
         while let Some(m) = self.literals.find(input.clone()) {
-            present |= self.bits[m.pattern().as_usize()];
-            if present == self.all || m.start() + 1 >= lower.len() {
+            let bits = self.bits[m.pattern().as_usize()];
+            hits.push((m.start(), bits));
+            present |= bits;
+            if m.start() + 1 >= lower.len() {
                 break;
             }
             input.set_start(m.start() + 1);
         }
         present
     }
+}
+
+/// Whether every match of `detector`'s patterns starts where one of its trigger literals
+/// does (after `\b` at most), so the pattern need only be tried, anchored, at those
+/// positions. Not so for patterns whose literal sits inside the match (a URL's `://`, an
+/// email's `@`) or only somewhere near it (an AWS hint).
+pub(crate) fn starts_at_trigger(detector: Detector) -> bool {
+    matches!(
+        detector,
+        Detector::Jwt
+            | Detector::AwsAccessKeyId
+            | Detector::GithubToken
+            | Detector::SlackToken
+            | Detector::StripeKey
+            | Detector::GoogleApiKey
+            | Detector::VendorToken
+            | Detector::Bearer
+            | Detector::BasicAuth
+            | Detector::KeyValue
+    )
 }
 
 /// Pushes `(start, end)` of every maximal key-byte run that a key-value match could start
