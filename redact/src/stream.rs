@@ -27,6 +27,10 @@ use crate::{Redacted, Redaction, MASK_BYTE};
 /// split by the cut (`"passw` | `ord": "x"`) is still recognised.
 pub(crate) const CONTEXT_BYTES: usize = 512;
 
+/// Emptied mask lists a stream keeps for its next pieces: enough for the pieces one
+/// decision releases at once in ordinary traffic, few enough not to matter per stream.
+const SPARE_MASK_LISTS: usize = 16;
+
 /// Identifies one pushed piece.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
@@ -61,6 +65,12 @@ struct Core {
     text: TextState,
     /// Original bytes of the current line before `decided` (only after a forced cut).
     context: Vec<u8>,
+    /// The context and the region after it, joined for one scan; and the next context
+    /// while it is cut. Kept, like `spare_masks`, so forced cuts do not allocate.
+    joined: Vec<u8>,
+    next_context: Vec<u8>,
+    /// Mask lists of taken pieces, emptied, for the next pieces.
+    spare_masks: Vec<Vec<(u64, u64, Rule)>>,
     context_line_start: bool,
     /// Byte `decided` starts a line (when there is no context).
     line_start: bool,
@@ -86,7 +96,7 @@ impl Core {
             len: bytes.len() as u64,
             pushed_ns: now_ns,
             taken: false,
-            masks: Vec::new(),
+            masks: self.spare_masks.pop().unwrap_or_default(),
         });
         self.data.extend_from_slice(bytes);
         self.end += bytes.len() as u64;
@@ -153,12 +163,20 @@ impl Core {
         let from = (self.decided - self.data_base) as usize;
         let to = (cut - self.data_base) as usize;
         let region = &self.data[from..to];
-        let owned;
-        let (buf, start, line_start) = if self.context.is_empty() {
-            (region, 0, self.line_start)
+        let joined = !self.context.is_empty();
+        if joined {
+            self.joined.clear();
+            self.joined.extend_from_slice(&self.context);
+            self.joined.extend_from_slice(region);
+        }
+        let (buf, start, line_start) = if joined {
+            (
+                &self.joined[..],
+                self.context.len(),
+                self.context_line_start,
+            )
         } else {
-            owned = [&self.context[..], region].concat();
-            (&owned[..], self.context.len(), self.context_line_start)
+            (region, 0, self.line_start)
         };
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
@@ -171,14 +189,15 @@ impl Core {
             &mut self.text,
             &mut spans,
         );
-        let mut next_context = Vec::new();
+        let mut next_context = std::mem::take(&mut self.next_context);
+        next_context.clear();
         let mut next_context_line_start = false;
         if end == End::Forced {
             let line_begin = memchr::memrchr(b'\n', buf).map(|p| p + 1);
             let tail_start = line_begin
                 .unwrap_or(0)
                 .max(buf.len().saturating_sub(CONTEXT_BYTES));
-            next_context = buf[tail_start..].to_vec();
+            next_context.extend_from_slice(&buf[tail_start..]);
             next_context_line_start = match line_begin {
                 Some(b) => tail_start == b,
                 None => tail_start == 0 && line_start,
@@ -195,7 +214,7 @@ impl Core {
             }
         }
         self.spans = spans;
-        self.context = next_context;
+        self.next_context = std::mem::replace(&mut self.context, next_context);
         self.context_line_start = next_context_line_start;
         self.line_start = end != End::Forced;
         self.decided = cut;
@@ -224,28 +243,45 @@ impl Core {
         }
     }
 
+    /// The piece's masked bytes into `bytes` and its redactions into `redactions` (both
+    /// replaced), if it is decided and not yet taken.
     fn take(
         &mut self,
         policy: &Policy,
         ticket: Ticket,
         bytes: &mut Vec<u8>,
-    ) -> Option<Vec<Redaction>> {
-        let index = ticket.0.checked_sub(self.first_ticket)? as usize;
-        let piece = self.pieces.get_mut(index)?;
+        redactions: &mut Vec<Redaction>,
+    ) -> bool {
+        let Some(index) = ticket.0.checked_sub(self.first_ticket) else {
+            return false;
+        };
+        let Some(piece) = self.pieces.get_mut(index as usize) else {
+            return false;
+        };
         if piece.taken || piece.start + piece.len > self.decided {
-            return None;
+            return false;
         }
         piece.taken = true;
         let from = (piece.start - self.data_base) as usize;
         bytes.clear();
         bytes.extend_from_slice(&self.data[from..from + piece.len as usize]);
-        let redactions = merge(policy, piece.start, &mut piece.masks);
+        merge(&mut piece.masks);
+        redactions.clear();
+        redactions.extend(piece.masks.iter().map(|&(s, e, r)| Redaction {
+            rule: policy.rule_name(r),
+            offset: (s - piece.start) as u32,
+            length: (e - s) as u32,
+        }));
         while self.pieces.front().is_some_and(|p| p.taken) {
-            self.pieces.pop_front();
+            let mut taken = self.pieces.pop_front().expect("the front piece");
             self.first_ticket += 1;
+            if self.spare_masks.len() < SPARE_MASK_LISTS {
+                taken.masks.clear();
+                self.spare_masks.push(taken.masks);
+            }
         }
         self.compact();
-        Some(redactions)
+        true
     }
 
     /// Drops bytes no piece and no decision needs any more.
@@ -277,25 +313,23 @@ impl Core {
     }
 }
 
-/// Sorts and merges overlapping masks of one piece into annotations relative to it. Where
-/// masks overlap, the one that starts first names the region (ties: the lower rule, so a
-/// header deny-list match wins over the key-value match of the same value).
-fn merge(policy: &Policy, piece_start: u64, masks: &mut [(u64, u64, Rule)]) -> Vec<Redaction> {
+/// Sorts and merges overlapping masks of one piece, in place. Where masks overlap, the one
+/// that starts first names the region (ties: the lower rule, so a header deny-list match
+/// wins over the key-value match of the same value).
+fn merge(masks: &mut Vec<(u64, u64, Rule)>) {
     masks.sort_unstable_by_key(|&(s, e, r)| (s, r, std::cmp::Reverse(e)));
-    let mut out: Vec<(u64, u64, Rule)> = Vec::with_capacity(masks.len());
-    for &(s, e, r) in masks.iter() {
-        match out.last_mut() {
+    let mut kept = 0usize;
+    for i in 0..masks.len() {
+        let (s, e, r) = masks[i];
+        match kept.checked_sub(1).map(|last| &mut masks[last]) {
             Some(last) if s < last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e, r)),
+            _ => {
+                masks[kept] = (s, e, r);
+                kept += 1;
+            }
         }
     }
-    out.into_iter()
-        .map(|(s, e, r)| Redaction {
-            rule: policy.rule_name(r),
-            offset: (s - piece_start) as u32,
-            length: (e - s) as u32,
-        })
-        .collect()
+    masks.truncate(kept);
 }
 
 /// Redacts one direction of one stream (the daemon keys it by pid, fd and direction and
@@ -345,15 +379,25 @@ impl StreamRedactor {
     /// The piece's bytes, masked, with its redactions (offsets relative to the piece), once
     /// all of them are decided; `None` while held back or if already taken.
     pub fn take(&mut self, ticket: Ticket) -> Option<Redacted> {
-        let mut bytes = Vec::new();
-        let redactions = self.take_into(ticket, &mut bytes)?;
-        Some(Redacted { bytes, redactions })
+        let mut taken = Redacted {
+            bytes: Vec::new(),
+            redactions: Vec::new(),
+        };
+        self.take_into(ticket, &mut taken.bytes, &mut taken.redactions)
+            .then_some(taken)
     }
 
-    /// [`take`](Self::take) into a buffer of the caller's: `bytes` is replaced by the
-    /// piece's masked bytes, reusing its allocation (the daemon passes the payload's own).
-    pub fn take_into(&mut self, ticket: Ticket, bytes: &mut Vec<u8>) -> Option<Vec<Redaction>> {
-        self.core.take(&self.policy, ticket, bytes)
+    /// [`take`](Self::take) into buffers of the caller's, reusing their allocations (the
+    /// daemon passes the payload's own): `bytes` is replaced by the piece's masked bytes
+    /// and `redactions` by its redactions. `false` (both untouched): not decided yet, or
+    /// already taken.
+    pub fn take_into(
+        &mut self,
+        ticket: Ticket,
+        bytes: &mut Vec<u8>,
+        redactions: &mut Vec<Redaction>,
+    ) -> bool {
+        self.core.take(&self.policy, ticket, bytes, redactions)
     }
 
     /// Decides, fail-closed, everything once its oldest byte has been held for the
@@ -396,10 +440,37 @@ impl StreamRedactor {
         let mut core = Core::new();
         let ticket = core.push(policy, bytes, 0);
         core.close(policy);
-        let mut bytes = Vec::with_capacity(bytes.len());
-        let redactions = core
-            .take(policy, ticket, &mut bytes)
-            .expect("a closed stream has decided every piece");
-        Redacted { bytes, redactions }
+        let mut taken = Redacted {
+            bytes: Vec::with_capacity(bytes.len()),
+            redactions: Vec::new(),
+        };
+        let decided = core.take(policy, ticket, &mut taken.bytes, &mut taken.redactions);
+        assert!(decided, "a closed stream has decided every piece");
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_joins_overlaps_in_place_and_the_first_names_the_region() {
+        let (a, b, c) = (Rule(1), Rule(2), Rule(3));
+        let mut masks = vec![
+            (10, 12, c),
+            (0, 4, b),
+            (2, 6, a),
+            (0, 3, a),
+            (6, 8, b),
+            (11, 20, a),
+        ];
+        merge(&mut masks);
+        // (0, 3, a) and (0, 4, b) start together: the lower rule names the region, which
+        // runs to the furthest end of everything overlapping it; touching is not overlapping.
+        assert_eq!(masks, [(0, 6, a), (6, 8, b), (10, 20, c)]);
+        let mut none: Vec<(u64, u64, Rule)> = Vec::new();
+        merge(&mut none);
+        assert!(none.is_empty());
     }
 }

@@ -115,7 +115,7 @@ impl Pipeline {
     /// Writes what the redactor has decided; the events go back to be built on again.
     fn release(&mut self) -> Result<(), WriteError> {
         let (writer, spare) = (&mut self.writer, self.assembler.spare());
-        self.redactor.release(|body| {
+        self.redactor.release(spare, |body, spare| {
             writer.append(&body)?;
             spare.keep(body);
             Ok(())

@@ -2,6 +2,8 @@
 //! heap allocation: their strings, argument lists, payload buffers and resources keep their
 //! capacity. What is kept is bounded in count and size.
 
+#[cfg(test)]
+use recorder_proto::v1::Redaction;
 use recorder_proto::v1::{frame::Body, Event, Payload, Resource, SocketAddress};
 
 /// At most this many of each part are kept. What the redactor releases together comes back
@@ -22,6 +24,8 @@ pub struct Spare {
     buffers: Vec<Vec<u8>>,
     /// The capacity of `buffers`, in bytes.
     buffered: usize,
+    /// Strings that held a redaction's rule name.
+    rule_names: Vec<String>,
 }
 
 impl Spare {
@@ -32,8 +36,12 @@ impl Spare {
         };
         if let Some(mut payload) = event.payload.take() {
             self.keep_buffer(std::mem::take(&mut payload.data));
+            for redaction in payload.redactions.drain(..) {
+                if self.rule_names.len() < KEEP {
+                    self.rule_names.push(redaction.rule);
+                }
+            }
             if self.payloads.len() < KEEP {
-                payload.redactions.clear();
                 self.payloads.push(payload);
             }
         }
@@ -75,6 +83,14 @@ impl Spare {
             }
             None => source.clone(),
         }
+    }
+
+    /// `name` in a kept string.
+    pub fn rule_name(&mut self, name: &str) -> String {
+        let mut rule = self.rule_names.pop().unwrap_or_default();
+        rule.clear();
+        rule.push_str(name);
+        rule
     }
 
     /// An empty byte buffer.
@@ -198,6 +214,12 @@ mod tests {
                 data: b"hello".to_vec(),
                 length: 5,
                 truncated: true,
+                redactions: vec![Redaction {
+                    rule: "http-header".into(),
+                    offset: 1,
+                    length: 2,
+                    field: String::new(),
+                }],
                 ..Payload::default()
             }),
             new_path: "/q".into(),
@@ -217,6 +239,17 @@ mod tests {
         assert!(event.syscall.capacity() >= 5 && event.args.capacity() >= 3);
         assert_eq!(spare.payload(), Payload::default());
         assert!(spare.buffer().capacity() >= 5);
+    }
+
+    #[test]
+    fn a_redactions_rule_name_is_built_in_a_kept_string() {
+        let mut spare = Spare::default();
+        spare.keep(Body::Event(full_event()));
+        assert_eq!(spare.payload().redactions, []);
+        let name = spare.rule_name("jwt");
+        assert_eq!(name, "jwt");
+        assert!(name.capacity() >= "http-header".len(), "the kept string");
+        assert_eq!(spare.rule_name("fail-closed"), "fail-closed");
     }
 
     #[test]
@@ -242,6 +275,7 @@ mod tests {
             spare.keep(Body::Event(full_event()));
         }
         assert_eq!(spare.events.len(), KEEP);
+        assert_eq!(spare.rule_names.len(), KEEP);
         spare.keep_buffer(vec![0; KEEP_BUFFER_BYTES + 1]);
         for _ in 0..KEEP_BUFFERS_TOTAL / KEEP_BUFFER_BYTES + 10 {
             spare.keep_buffer(vec![0; KEEP_BUFFER_BYTES]);

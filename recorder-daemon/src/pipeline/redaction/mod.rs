@@ -13,7 +13,7 @@ use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
 use recorder_syscalls::Effect;
 use rustc_hash::FxHashMap;
 
-use super::effect_of;
+use super::{effect_of, spare::Spare};
 
 /// Exec arguments and the command line, redacted as whole buffers.
 mod argv;
@@ -46,6 +46,8 @@ pub struct Redactor {
     current: FxHashMap<Endpoint, StreamId>,
     next_id: StreamId,
     queue: VecDeque<Held>,
+    /// The redactions of the piece being taken (scratch).
+    taken: Vec<recorder_redact::Redaction>,
 }
 
 impl Redactor {
@@ -56,6 +58,7 @@ impl Redactor {
             current: FxHashMap::default(),
             next_id: 0,
             queue: VecDeque::new(),
+            taken: Vec::new(),
         }
     }
 
@@ -87,7 +90,13 @@ impl Redactor {
     }
 
     /// Hands every decided frame, in order, to `write`; stops at the first undecided one.
-    pub fn release<E>(&mut self, mut write: impl FnMut(Body) -> Result<(), E>) -> Result<(), E> {
+    /// The redactions' rule names are built in strings kept in `spare`, which `write` gets
+    /// back to keep what it has written.
+    pub fn release<E>(
+        &mut self,
+        spare: &mut Spare,
+        mut write: impl FnMut(Body, &mut Spare) -> Result<(), E>,
+    ) -> Result<(), E> {
         while let Some(held) = self.queue.front_mut() {
             if let (Some((id, ticket)), Body::Event(event)) = (held.ticket, &mut held.body) {
                 let payload = event
@@ -95,17 +104,19 @@ impl Redactor {
                     .as_mut()
                     .expect("a ticket comes with a payload");
                 // The masked bytes replace the payload's own, in its buffer.
+                let taken = &mut self.taken;
                 let stream = self.streams.get_mut(&id);
-                match stream.map(|stream| stream.take_into(ticket, &mut payload.data)) {
-                    Some(None) => return Ok(()),
-                    Some(Some(redactions)) => {
+                match stream.map(|stream| stream.take_into(ticket, &mut payload.data, taken)) {
+                    Some(false) => return Ok(()),
+                    Some(true) => {
                         // Into the payload's own list, which keeps its capacity (spare.rs).
                         payload.redactions.clear();
-                        payload.redactions.extend(
-                            redactions
-                                .into_iter()
-                                .map(|r| redaction(&r.rule, r.offset, r.length, String::new())),
-                        );
+                        payload.redactions.extend(taken.iter().map(|r| Redaction {
+                            rule: spare.rule_name(&r.rule),
+                            offset: r.offset,
+                            length: r.length,
+                            field: String::new(),
+                        }));
                     }
                     // Cannot happen (a stream leaves only after its last frame), but if it
                     // did: the bytes are withheld, never written undecided.
@@ -116,7 +127,7 @@ impl Redactor {
             for id in held.retire {
                 self.streams.remove(&id);
             }
-            write(held.body)?;
+            write(held.body, spare)?;
         }
         Ok(())
     }

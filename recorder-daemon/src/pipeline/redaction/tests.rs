@@ -30,7 +30,7 @@ fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
 fn released(redactor: &mut Redactor) -> Vec<Body> {
     let mut out = Vec::new();
     redactor
-        .release(|body| {
+        .release(&mut Spare::default(), |body, _| {
             out.push(body);
             Ok::<_, ()>(())
         })
