@@ -7,6 +7,7 @@
 //! What crosses a cut is carried in [`Cont`]: a value, quoted string, array or private
 //! key block that has started but not ended, so its remainder is masked when it arrives.
 
+mod anchored;
 mod blocks;
 #[cfg(test)]
 mod differential;

@@ -122,26 +122,6 @@ impl Triggers {
     }
 }
 
-/// Whether every match of `detector`'s patterns starts where one of its trigger literals
-/// does (after `\b` at most), so the pattern need only be tried, anchored, at those
-/// positions. Not so for patterns whose literal sits inside the match (a URL's `://`, an
-/// email's `@`) or only somewhere near it (an AWS hint).
-pub(crate) fn starts_at_trigger(detector: Detector) -> bool {
-    matches!(
-        detector,
-        Detector::Jwt
-            | Detector::AwsAccessKeyId
-            | Detector::GithubToken
-            | Detector::SlackToken
-            | Detector::StripeKey
-            | Detector::GoogleApiKey
-            | Detector::VendorToken
-            | Detector::Bearer
-            | Detector::BasicAuth
-            | Detector::KeyValue
-    )
-}
-
 /// Pushes `(start, end)` of every maximal key-byte run that a key-value match could start
 /// from, sorted and without duplicates. `kv::value` finds a value only after a run that
 /// is followed (past an optional closing quote and spaces) by `:`, `=` or `'`, that sits

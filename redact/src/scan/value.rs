@@ -7,14 +7,14 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use regex::bytes::{Regex, RegexBuilder};
-use regex_automata::{meta, Anchored, Input};
 
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
+use crate::scan::anchored::AnchoredPattern;
 use crate::scan::blocks::{classify, Masks};
 use crate::scan::digits::long_chains;
 use crate::scan::entropy::high_entropy;
-use crate::scan::prefilter::{starts_at_trigger, Triggers};
+use crate::scan::prefilter::Triggers;
 #[cfg(test)]
 use crate::scan::shape::token_runs;
 use crate::scan::shape::{aws_secret, basic_credentials, card_numbers, ip_address, valid_ssn};
@@ -42,9 +42,8 @@ struct Entry {
     /// that has a literal to anchor on.
     trigger: Option<u32>,
     /// The same pattern, tried anchored at each of its trigger literals' positions
-    /// instead of searched for over the whole buffer, when every match starts at one
-    /// (`prefilter::starts_at_trigger`).
-    anchored: Option<(meta::Regex, Secret)>,
+    /// instead of searched for over the whole buffer, when every match starts at one.
+    anchored: Option<AnchoredPattern>,
 }
 
 pub(crate) struct ValueDetectors {
@@ -81,7 +80,7 @@ fn gate(detector: Detector) -> Option<&'static [&'static str]> {
 }
 
 /// Built-in patterns. `(?-u)`: ASCII classes and word boundaries, any byte matched.
-fn builtin(detector: Detector) -> &'static [(&'static str, usize)] {
+pub(super) fn builtin(detector: Detector) -> &'static [(&'static str, usize)] {
     match detector {
         Detector::Jwt => &[(
             r"(?-u)eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
@@ -188,9 +187,7 @@ impl ValueDetectors {
                     }
                     bit
                 });
-                let anchored = Secret::of(detector, group)
-                    .filter(|_| starts_at_trigger(detector) && Triggers::gate(detector).is_some())
-                    .map(|secret| (compile_anchored(pattern), secret));
+                let anchored = AnchoredPattern::new(detector, pattern, group);
                 entries.push(Entry {
                     rule: detector.rule(),
                     detector: Some(detector),
@@ -271,36 +268,11 @@ impl ValueDetectors {
         for entry in &self.entries {
             match (entry.trigger, &entry.anchored) {
                 (Some(bit), _) if present & bit == 0 => {}
-                (Some(bit), Some(anchored)) => self.run_at(entry, anchored, bit, hits, buf, out),
+                (Some(bit), Some(anchored)) => anchored.find(buf, hits, bit, |start, end| {
+                    self.check(entry, buf, start, end, out)
+                }),
                 _ => self.run(entry, buf, out),
             }
-        }
-    }
-
-    /// What [`run`](Self::run) finds, for a pattern whose every match starts at a trigger
-    /// literal: tried anchored at each, in order, skipping those inside the previous
-    /// match, as `find_iter` resumes after it.
-    fn run_at(
-        &self,
-        entry: &Entry,
-        (anchored, secret): &(meta::Regex, Secret),
-        bit: u32,
-        hits: &[(usize, u32)],
-        buf: &[u8],
-        out: &mut Vec<Span>,
-    ) {
-        let mut resume = 0;
-        for &(at, bits) in hits {
-            if bits & bit == 0 || at < resume {
-                continue;
-            }
-            let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
-            let Some(found) = anchored.search(&input) else {
-                continue;
-            };
-            let (s, e) = secret.bounds(&buf[at..found.end()]);
-            self.check(entry, buf, at + s, at + e, out);
-            resume = found.end().max(at + 1);
         }
     }
 
@@ -437,52 +409,6 @@ impl ValueDetectors {
     }
 }
 
-/// Where the secret is in an anchored pattern's match, known from the pattern's shape so
-/// that no capturing search (several times slower) is needed. The test
-/// `secret_bounds_are_each_patterns_group` holds each to its pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Secret {
-    /// The whole match (group 0).
-    Whole,
-    /// After the first run of blanks, to the end: `bearer <secret>`, `basic <secret>`.
-    AfterBlanks,
-    /// Between the first quote and the last byte: `identified ... by '<secret>'`.
-    Quoted,
-    /// After the second `/`, to the end: `hooks.slack.com/<kind>/<secret>`.
-    SlackPath,
-}
-
-impl Secret {
-    /// The shape of `detector`'s pattern with secret group `group`; `None` if it has
-    /// none of these, so the pattern is searched for over the whole buffer instead.
-    fn of(detector: Detector, group: usize) -> Option<Secret> {
-        Some(match (detector, group) {
-            (_, 0) => Secret::Whole,
-            (Detector::Bearer | Detector::BasicAuth, 1) => Secret::AfterBlanks,
-            (Detector::KeyValue, 1) => Secret::Quoted,
-            (Detector::SlackToken, 1) => Secret::SlackPath,
-            _ => return None,
-        })
-    }
-
-    /// The secret's bounds in `matched`, a match of the pattern. (Were the shape not
-    /// found, which a match cannot do, the whole match is the secret: more, never less.)
-    fn bounds(self, matched: &[u8]) -> (usize, usize) {
-        let blank = |b: &u8| matches!(b, b' ' | b'\t');
-        let after_nth = |byte: u8, n: usize| memchr::memchr_iter(byte, matched).nth(n - 1);
-        let found = match self {
-            Secret::Whole => Some((0, matched.len())),
-            Secret::AfterBlanks => matched.iter().position(blank).map(|word| {
-                let blanks = matched[word..].iter().take_while(|b| blank(b)).count();
-                (word + blanks, matched.len())
-            }),
-            Secret::Quoted => after_nth(b'\'', 1).map(|q| (q + 1, matched.len() - 1)),
-            Secret::SlackPath => after_nth(b'/', 2).map(|s| (s + 1, matched.len())),
-        };
-        found.unwrap_or((0, matched.len()))
-    }
-}
-
 /// Scratch space `ValueDetectors::scan` reuses from one buffer to the next.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ValueScratch {
@@ -490,17 +416,7 @@ pub(crate) struct ValueScratch {
     hits: Vec<(usize, u32)>,
 }
 
-/// A built-in pattern for anchored searches, with `regex::bytes`'s semantics (any byte
-/// matched, empty matches anywhere).
-fn compile_anchored(pattern: &str) -> meta::Regex {
-    meta::Regex::builder()
-        .syntax(regex_automata::util::syntax::Config::new().utf8(false))
-        .configure(meta::Regex::config().utf8_empty(false))
-        .build(pattern)
-        .expect("built-in patterns compile")
-}
-
-fn compile(pattern: &str) -> Result<Regex, String> {
+pub(super) fn compile(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
@@ -526,72 +442,6 @@ fn regex_reason(error: &regex::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The shapes `Secret::bounds` assumes, held to each anchored pattern's own group on
-    /// matches of every form the pattern allows.
-    #[test]
-    fn secret_bounds_are_each_patterns_group() {
-        let samples: &[(Detector, &[&str])] = &[
-            (
-                Detector::Bearer,
-                &[
-                    "Bearer abcdefgh12",
-                    "bearer \t  x.y~z+/=-12345",
-                    "BEARER\tAAAA.BBBB==",
-                ],
-            ),
-            (
-                Detector::BasicAuth,
-                &["Basic dXNlcjpwYXNz", "basic\t \tQUJD==", "BASIC  YWJjZA="],
-            ),
-            (
-                Detector::KeyValue,
-                &[
-                    "identified by 'hunter2'",
-                    "IDENTIFIED\tWITH mysql_native_password  BY  ''",
-                    "identified with x by 'a b\\c'",
-                ],
-            ),
-            (
-                Detector::SlackToken,
-                &[
-                    "hooks.slack.com/services/T000/B000/XXXXXXXX",
-                    "hooks.slack.com/workflows/abcdefgh_-",
-                    "hooks.slack.com/triggers/A1/B2/C3/D4",
-                ],
-            ),
-        ];
-        let mut checked = 0;
-        for &detector in &Detector::ALL {
-            for &(pattern, group) in builtin(detector) {
-                let Some(secret) = Secret::of(detector, group) else {
-                    continue;
-                };
-                if secret == Secret::Whole {
-                    continue;
-                }
-                let regex = compile(pattern).unwrap();
-                let (_, texts) = samples
-                    .iter()
-                    .find(|(d, _)| *d == detector)
-                    .unwrap_or_else(|| panic!("no samples for {detector:?}'s group"));
-                for text in *texts {
-                    let Some(caps) = regex.captures(text.as_bytes()) else {
-                        continue;
-                    };
-                    let (whole, want) = (caps.get(0).unwrap(), caps.get(group).unwrap());
-                    let (s, e) = secret.bounds(whole.as_bytes());
-                    assert_eq!(
-                        (whole.start() + s, whole.start() + e),
-                        (want.start(), want.end()),
-                        "{detector:?} on {text:?}"
-                    );
-                    checked += 1;
-                }
-            }
-        }
-        assert_eq!(checked, 12, "every sample matches its pattern");
-    }
 
     #[test]
     fn bad_user_pattern_reason_is_one_line() {

@@ -1,0 +1,203 @@
+//! Patterns whose every match starts at one of their trigger literals (JWTs, vendor
+//! tokens, AWS key ids, `Bearer`, `Basic`, `IDENTIFIED BY`): tried, anchored, only where
+//! the prefilter found a literal, instead of searched for over the whole buffer; and the
+//! secret group read from the pattern's shape instead of by a capturing search. Both give
+//! what `find_iter`/`captures_iter` over the buffer would (the differential test holds the
+//! scan to the reference, which searches every buffer whole).
+
+use regex_automata::{meta, Anchored, Input};
+
+use crate::detector::Detector;
+use crate::scan::prefilter::Triggers;
+
+/// A built-in pattern tried only at its trigger literals.
+pub(super) struct AnchoredPattern {
+    regex: meta::Regex,
+    secret: Secret,
+}
+
+impl AnchoredPattern {
+    /// `detector`'s `pattern` (secret group `group`), if its matches all start at a trigger
+    /// literal and its secret has a known shape.
+    pub(super) fn new(detector: Detector, pattern: &str, group: usize) -> Option<AnchoredPattern> {
+        let secret = Secret::of(detector, group)?;
+        (starts_at_trigger(detector) && Triggers::gate(detector).is_some()).then(|| {
+            AnchoredPattern {
+                regex: compile_anchored(pattern),
+                secret,
+            }
+        })
+    }
+
+    /// Calls `found` with the secret's bounds of every match in `buf`, trying the pattern
+    /// at each trigger hit with detector bit `bit`, in order, and skipping hits inside the
+    /// previous match, as `find_iter` resumes after it.
+    pub(super) fn find(
+        &self,
+        buf: &[u8],
+        hits: &[(usize, u32)],
+        bit: u32,
+        mut found: impl FnMut(usize, usize),
+    ) {
+        let mut resume = 0;
+        for &(at, bits) in hits {
+            if bits & bit == 0 || at < resume {
+                continue;
+            }
+            let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
+            let Some(matched) = self.regex.search(&input) else {
+                continue;
+            };
+            let (s, e) = self.secret.bounds(&buf[at..matched.end()]);
+            found(at + s, at + e);
+            resume = matched.end().max(at + 1);
+        }
+    }
+}
+
+/// Whether every match of `detector`'s patterns starts where one of its trigger literals
+/// does (after `\b` at most). Not so for patterns whose literal sits inside the match (a
+/// URL's `://`, an email's `@`) or only somewhere near it (an AWS hint).
+fn starts_at_trigger(detector: Detector) -> bool {
+    matches!(
+        detector,
+        Detector::Jwt
+            | Detector::AwsAccessKeyId
+            | Detector::GithubToken
+            | Detector::SlackToken
+            | Detector::StripeKey
+            | Detector::GoogleApiKey
+            | Detector::VendorToken
+            | Detector::Bearer
+            | Detector::BasicAuth
+            | Detector::KeyValue
+    )
+}
+
+/// Where the secret is in an anchored pattern's match, known from the pattern's shape so
+/// that no capturing search (several times slower) is needed. The test
+/// `secret_bounds_are_each_patterns_group` holds each to its pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Secret {
+    /// The whole match (group 0).
+    Whole,
+    /// After the first run of blanks, to the end: `bearer <secret>`, `basic <secret>`.
+    AfterBlanks,
+    /// Between the first quote and the last byte: `identified ... by '<secret>'`.
+    Quoted,
+    /// After the second `/`, to the end: `hooks.slack.com/<kind>/<secret>`.
+    SlackPath,
+}
+
+impl Secret {
+    /// The shape of `detector`'s pattern with secret group `group`; `None` if it has
+    /// none of these, so the pattern is searched for over the whole buffer instead.
+    pub(super) fn of(detector: Detector, group: usize) -> Option<Secret> {
+        Some(match (detector, group) {
+            (_, 0) => Secret::Whole,
+            (Detector::Bearer | Detector::BasicAuth, 1) => Secret::AfterBlanks,
+            (Detector::KeyValue, 1) => Secret::Quoted,
+            (Detector::SlackToken, 1) => Secret::SlackPath,
+            _ => return None,
+        })
+    }
+
+    /// The secret's bounds in `matched`, a match of the pattern. (Were the shape not
+    /// found, which a match cannot do, the whole match is the secret: more, never less.)
+    pub(super) fn bounds(self, matched: &[u8]) -> (usize, usize) {
+        let blank = |b: &u8| matches!(b, b' ' | b'\t');
+        let after_nth = |byte: u8, n: usize| memchr::memchr_iter(byte, matched).nth(n - 1);
+        let found = match self {
+            Secret::Whole => Some((0, matched.len())),
+            Secret::AfterBlanks => matched.iter().position(blank).map(|word| {
+                let blanks = matched[word..].iter().take_while(|b| blank(b)).count();
+                (word + blanks, matched.len())
+            }),
+            Secret::Quoted => after_nth(b'\'', 1).map(|q| (q + 1, matched.len() - 1)),
+            Secret::SlackPath => after_nth(b'/', 2).map(|s| (s + 1, matched.len())),
+        };
+        found.unwrap_or((0, matched.len()))
+    }
+}
+
+/// A built-in pattern for anchored searches, with `regex::bytes`'s semantics (any byte
+/// matched, empty matches anywhere).
+fn compile_anchored(pattern: &str) -> meta::Regex {
+    meta::Regex::builder()
+        .syntax(regex_automata::util::syntax::Config::new().utf8(false))
+        .configure(meta::Regex::config().utf8_empty(false))
+        .build(pattern)
+        .expect("built-in patterns compile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::value::{builtin, compile};
+
+    /// The shapes `Secret::bounds` assumes, held to each anchored pattern's own group on
+    /// matches of every form the pattern allows.
+    #[test]
+    fn secret_bounds_are_each_patterns_group() {
+        let samples: &[(Detector, &[&str])] = &[
+            (
+                Detector::Bearer,
+                &[
+                    "Bearer abcdefgh12",
+                    "bearer \t  x.y~z+/=-12345",
+                    "BEARER\tAAAA.BBBB==",
+                ],
+            ),
+            (
+                Detector::BasicAuth,
+                &["Basic dXNlcjpwYXNz", "basic\t \tQUJD==", "BASIC  YWJjZA="],
+            ),
+            (
+                Detector::KeyValue,
+                &[
+                    "identified by 'hunter2'",
+                    "IDENTIFIED\tWITH mysql_native_password  BY  ''",
+                    "identified with x by 'a b\\c'",
+                ],
+            ),
+            (
+                Detector::SlackToken,
+                &[
+                    "hooks.slack.com/services/T000/B000/XXXXXXXX",
+                    "hooks.slack.com/workflows/abcdefgh_-",
+                    "hooks.slack.com/triggers/A1/B2/C3/D4",
+                ],
+            ),
+        ];
+        let mut checked = 0;
+        for &detector in &Detector::ALL {
+            for &(pattern, group) in builtin(detector) {
+                let Some(secret) = Secret::of(detector, group) else {
+                    continue;
+                };
+                if secret == Secret::Whole {
+                    continue;
+                }
+                let regex = compile(pattern).unwrap();
+                let (_, texts) = samples
+                    .iter()
+                    .find(|(d, _)| *d == detector)
+                    .unwrap_or_else(|| panic!("no samples for {detector:?}'s group"));
+                for text in *texts {
+                    let Some(caps) = regex.captures(text.as_bytes()) else {
+                        continue;
+                    };
+                    let (whole, want) = (caps.get(0).unwrap(), caps.get(group).unwrap());
+                    let (s, e) = secret.bounds(whole.as_bytes());
+                    assert_eq!(
+                        (whole.start() + s, whole.start() + e),
+                        (want.start(), want.end()),
+                        "{detector:?} on {text:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 12, "every sample matches its pattern");
+    }
+}
