@@ -133,7 +133,47 @@ fn compile_anchored(pattern: &str) -> meta::Regex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::prefilter::triggers;
     use crate::scan::value::{builtin, compile};
+
+    /// What the anchored search rests on: every match of an anchored pattern starts with
+    /// one of its detector's trigger literals. The pattern's leading literals are read from
+    /// the parsed pattern (every way a match can begin, case variants included), so a
+    /// pattern changed to begin elsewhere fails here, not in the field.
+    #[test]
+    fn every_anchored_match_starts_with_a_trigger() {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let mut checked = 0;
+        for &detector in &Detector::ALL {
+            if !starts_at_trigger(detector) {
+                continue;
+            }
+            let words = triggers(detector).expect("an anchored detector has triggers");
+            for &(pattern, _) in builtin(detector) {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .utf8(false)
+                    .build()
+                    .parse(pattern)
+                    .unwrap();
+                let mut extractor = Extractor::new();
+                extractor.kind(ExtractKind::Prefix).limit_total(100_000);
+                let prefixes = extractor.extract(&hir);
+                let literals = prefixes
+                    .literals()
+                    .unwrap_or_else(|| panic!("{detector:?}: {pattern} has no leading literal"));
+                for literal in literals {
+                    let lower = literal.as_bytes().to_ascii_lowercase();
+                    assert!(
+                        words.iter().any(|w| lower.starts_with(w.as_bytes())),
+                        "{detector:?}: a match can begin {:?}, which no trigger starts",
+                        String::from_utf8_lossy(literal.as_bytes())
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "{checked} leading literals checked");
+    }
 
     /// The shapes `Secret::bounds` assumes, held to each anchored pattern's own group on
     /// matches of every form the pattern allows.

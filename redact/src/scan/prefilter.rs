@@ -18,7 +18,7 @@ use crate::scan::kv::is_key_byte;
 /// Patterns are matched against a lowercased copy of the buffer, so a case-sensitive
 /// prefix (`AKIA`, `eyJ`) is found in any case: a superset, which is what a filter needs.
 /// `None`: the detector has no such literal and always runs.
-fn triggers(detector: Detector) -> Option<&'static [&'static str]> {
+pub(super) fn triggers(detector: Detector) -> Option<&'static [&'static str]> {
     Some(match detector {
         Detector::Jwt => &["eyj"],
         Detector::AwsAccessKeyId => &[
