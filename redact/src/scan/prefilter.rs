@@ -1,13 +1,13 @@
 //! The fast path's literal prefilter: one pass that says which pattern detectors can
 //! match in a buffer at all, and where the ones anchored on a literal can start; and the
-//! separator search that yields the only key runs the
-//! key-value detector can act on. Both are exact as filters: they may let through a
-//! buffer or a run that turns out to hold nothing, never skip one that holds a match
-//! (the differential test in `scan::differential` checks this against the reference
-//! scan, which runs every detector everywhere).
+//! separator search that yields the only key runs the key-value detector can act on.
+//! Both are exact as filters: they may let through a buffer or a run that turns out to
+//! hold nothing, never skip one that holds a match (the differential test in
+//! `scan::differential` checks this against the reference scan, which runs every
+//! detector everywhere).
 //!
-//! Detectors themselves (patterns, validators, key rules) stay in `value`, `kv` and
-//! `shape`; this module only decides where they need to look.
+//! Detectors themselves (patterns, validators, key rules) stay in `value`, `anchored`,
+//! `kv` and `shape`; this module only decides where they need to look.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
