@@ -7,7 +7,8 @@
 #
 # nginx answers POST /orders on a loopback port; recorderd attaches to it (--pid PID
 # --max-payload 1MiB); perf attaches to recorderd; wrk runs 5 s (-t1 -c16, the bench's
-# request with its Authorization header and JSON body). PERF=0 runs without perf. Prints
+# request with its Authorization header and JSON body). PERF=0 runs without perf; ARGS adds
+# recorderd flags (ARGS="--threads 0"). Prints
 # wrk's rate and recorderd's CPU during the run, and leaves perf.data and recorderd.log in OUT.
 set -euo pipefail
 out=$(realpath -m "$1")
@@ -42,7 +43,8 @@ nginx -c "$out/nginx.conf" -p "$out" 2> "$out/nginx.stderr" &
 server=$!
 until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do sleep 0.05; done
 
-"$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB 2> "$out/recorderd.log" &
+# shellcheck disable=SC2086 # ARGS is split into flags on purpose
+"$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB ${ARGS:-} 2> "$out/recorderd.log" &
 rec=$!
 until grep -q 'recorderd: recording ' "$out/recorderd.log"; do sleep 0.05; done
 

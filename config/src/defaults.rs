@@ -15,6 +15,9 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_DURATION: Duration = Duration::from_secs(3600);
 /// The zstd level of every frame (the writer's own default, by measurement).
 pub const COMPRESSION_LEVEL: i32 = recorder_store::writer::DEFAULT_COMPRESSION_LEVEL;
+/// Redaction worker threads of a recording (docs/BENCHMARKS.md, "Redaction on worker
+/// threads"); 0 redacts on the pipeline's own thread.
+pub const REDACTION_THREADS: usize = 1;
 /// How often the open segment is fsync-ed.
 pub const FSYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// The service's control socket.

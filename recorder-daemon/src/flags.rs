@@ -72,6 +72,11 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true, value_parser = parse_compression_level)]
     pub compression_level: Option<i32>,
 
+    /// Threads that redact payloads while the pipeline decodes and writes; 0 redacts on
+    /// the pipeline's thread [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+
     /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
     /// identity can read the recording, and this host cannot. Repeatable.
     #[arg(long = "seal-to", value_name = "RECIPIENT")]
@@ -97,6 +102,7 @@ pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
         ("--segment-duration", args.segment_duration.is_some()),
         ("--fsync-interval", args.fsync_interval.is_some()),
         ("--compression-level", args.compression_level.is_some()),
+        ("--threads", args.threads.is_some()),
         ("--seal-to", !args.seal_to.is_empty()),
         ("--seal-to-file", !args.seal_to_file.is_empty()),
         ("--no-follow", args.no_follow),
@@ -124,6 +130,18 @@ fn parse_compression_level(text: &str) -> Result<i32, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a whole number"))?;
     recorder_store::writer::check_compression_level(level)
+}
+
+/// More workers than this would only queue behind each other (docs/BENCHMARKS.md).
+const MAX_THREADS: usize = 64;
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.trim().parse() {
+        Ok(threads) if threads <= MAX_THREADS => Ok(threads),
+        _ => Err(format!(
+            "`{text}` is not a thread count from 0 to {MAX_THREADS}"
+        )),
+    }
 }
 
 fn parse_max_payload(text: &str) -> Result<u32, String> {
@@ -162,6 +180,8 @@ mod tests {
         assert!(parse_compression_level("0").is_err() && parse_compression_level("22").is_err());
         assert!(parse_ring_bytes("5000").is_err());
         assert_eq!(parse_ring_bytes("8KiB"), Ok(8192));
+        assert_eq!((parse_threads("0"), parse_threads("4")), (Ok(0), Ok(4)));
+        assert!(parse_threads("-1").is_err() && parse_threads("65").is_err());
     }
 
     /// The help states the defaults in words; they must be `recorder_config::defaults`.
@@ -190,6 +210,7 @@ mod tests {
             stated("--compression-level"),
             defaults::COMPRESSION_LEVEL.to_string()
         );
+        assert_eq!(stated("--threads"), defaults::REDACTION_THREADS.to_string());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Options {
     pub follow: bool,
     /// What is redacted before anything is written.
     pub redaction: Arc<Policy>,
+    /// Redaction worker threads (`--threads`; 0: on the pipeline's thread).
+    pub threads: usize,
     pub output: PathBuf,
     /// Who besides the owner may read the recordings (`[storage] reader_group`).
     pub access: Access,
@@ -74,6 +76,7 @@ impl Options {
             comm: None,
             follow: true,
             redaction,
+            threads: defaults::REDACTION_THREADS,
             output: config
                 .storage
                 .dir
@@ -112,6 +115,7 @@ impl Options {
         options.comm = args.comm;
         options.follow = !args.no_follow;
         options.duration = args.duration;
+        options.threads = args.threads.unwrap_or(options.threads);
         if let Some(output) = args.output {
             options.output = output;
         }
@@ -152,6 +156,7 @@ mod tests {
             Some(defaults::FSYNC_INTERVAL)
         );
         assert!(options.follow && options.seal.is_none());
+        assert_eq!(options.threads, defaults::REDACTION_THREADS);
 
         let mut config = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut config, b"[storage]\ndir = \"/from/config\"\n").unwrap();
@@ -169,6 +174,8 @@ mod tests {
             "--fsync-interval",
             "0s",
             "--no-follow",
+            "--threads",
+            "0",
             "--pid",
             "1",
         ])
@@ -177,6 +184,7 @@ mod tests {
         assert_eq!(options.limits.max_payload_bytes, 1024);
         assert_eq!(options.segments.fsync_interval, None);
         assert!(!options.follow);
+        assert_eq!(options.threads, 0);
     }
 
     #[test]

@@ -98,6 +98,13 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The end of a batch of records: what was pushed goes to the redaction workers, and
+    /// what they have decided is written.
+    pub fn end_batch(&mut self) -> Result<(), WriteError> {
+        self.redactor.flush();
+        self.release()
+    }
+
     fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
         self.fds.apply(&mut event, self.assembler.spare());
         self.processes.observe(&event);

@@ -149,7 +149,7 @@ fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), Wr
         pipeline.handle(record)?;
     }
     drain.handled(batch);
-    Ok(())
+    pipeline.end_batch()
 }
 
 /// Asks the drain for everything in the ring now and handles all of it.

@@ -3,13 +3,13 @@
 //! frames wait here, in order, until the redactor has decided every byte before them. Exec
 //! arguments are redacted as whole buffers. Nothing leaves this stage unredacted.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{collections::VecDeque, mem, sync::Arc};
 
 use recorder_proto::v1::{
     frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event, Payload,
     Redaction, RedactionPolicy,
 };
-use recorder_redact::{Boundary, CaptureMode, Policy, StreamRedactor, Ticket};
+use recorder_redact::{Boundary, CaptureMode, Policy};
 use recorder_syscalls::Effect;
 use rustc_hash::FxHashMap;
 
@@ -17,8 +17,17 @@ use super::{effect_of, spare::Spare};
 
 /// Exec arguments and the command line, redacted as whole buffers.
 mod argv;
+/// One shard of the streams: their stream redactors and the payloads they hold.
+mod shard;
+/// Where the shards run: worker threads, or the pipeline's own thread.
+mod stage;
 
 pub use argv::{redact_argv, redact_command};
+
+use self::{
+    shard::{Piece, Request, StreamId},
+    stage::Stage,
+};
 
 /// Rule name for payloads withheld because the boundary is captured as metadata only.
 const METADATA_ONLY: &str = "capture-metadata";
@@ -27,66 +36,126 @@ const FAIL_CLOSED: &str = "fail-closed";
 /// One direction of one descriptor of one process: (pid, fd, outgoing).
 type Endpoint = (u32, i64, bool);
 
-/// A stream: one endpoint in one of its lives. A closed fd, or an exited process, ends the
-/// stream; a reused fd number or pid gets a new id, never the old stream.
-type StreamId = u64;
-
-/// A frame waiting for the redactor's decision on its payload (or on an earlier frame's).
+/// A frame in the recording's order, waiting for its payload to be decided (or for an
+/// earlier frame's).
 struct Held {
     body: Body,
-    ticket: Option<(StreamId, Ticket)>,
-    /// Streams that ended with this frame (a close, a process exit): dropped once it leaves.
-    retire: Vec<StreamId>,
+    payload: Decision,
+}
+
+enum Decision {
+    /// No payload went to a stream: the frame goes out as it is.
+    None,
+    /// This many payload bytes are with their shard.
+    Waiting(u32),
+    /// The payload is back in the frame, masked, with these redactions.
+    Masked(Vec<recorder_redact::Redaction>),
+}
+
+/// The frames in recording order. Each has a number (`seq`): the front's is `front_seq`,
+/// and the rest follow it, so a piece handed back finds its frame by subtraction.
+#[derive(Default)]
+struct Frames {
+    queue: VecDeque<Held>,
+    front_seq: u64,
+}
+
+impl Frames {
+    fn next_seq(&self) -> u64 {
+        self.front_seq + self.queue.len() as u64
+    }
+
+    /// Puts a decided payload back into its frame.
+    fn place(&mut self, piece: Piece) {
+        let held = &mut self.queue[(piece.seq - self.front_seq) as usize];
+        if let Body::Event(Event {
+            payload: Some(payload),
+            ..
+        }) = &mut held.body
+        {
+            payload.data = piece.data;
+        }
+        held.payload = Decision::Masked(piece.redactions);
+    }
+}
+
+/// Which stream each endpoint is in now.
+#[derive(Default)]
+struct Streams {
+    /// The live stream of each endpoint.
+    current: FxHashMap<Endpoint, StreamId>,
+    next_id: StreamId,
 }
 
 pub struct Redactor {
     policy: Arc<Policy>,
-    streams: FxHashMap<StreamId, StreamRedactor>,
-    /// The live stream of each endpoint.
-    current: FxHashMap<Endpoint, StreamId>,
-    next_id: StreamId,
-    queue: VecDeque<Held>,
-    /// The redactions of the piece being taken (scratch).
-    taken: Vec<recorder_redact::Redaction>,
+    streams: Streams,
+    frames: Frames,
+    stage: Stage,
 }
 
 impl Redactor {
-    pub fn new(policy: Arc<Policy>) -> Self {
+    /// Redacts streams on `threads` worker threads (0: on the caller's thread).
+    pub fn new(policy: Arc<Policy>, threads: usize) -> Self {
         Redactor {
+            stage: Stage::new(policy.clone(), threads),
             policy,
-            streams: FxHashMap::default(),
-            current: FxHashMap::default(),
-            next_id: 0,
-            queue: VecDeque::new(),
-            taken: Vec::new(),
+            streams: Streams::default(),
+            frames: Frames::default(),
         }
     }
 
     /// Takes a frame; it comes out of [`Redactor::release`] once it is decided.
-    pub fn push(&mut self, mut body: Body, now_ns: u64) {
-        let (ticket, retire) = match &mut body {
+    pub fn push(&mut self, body: Body, now_ns: u64) {
+        let seq = self.frames.next_seq();
+        self.frames.queue.push_back(Held {
+            body,
+            payload: Decision::None,
+        });
+        // The frame is queued first: with `--threads 0` its piece comes back at once.
+        let held = self.frames.queue.back_mut().expect("the frame just queued");
+        match &mut held.body {
             Body::Event(event) => {
                 if self.policy.enabled() && !event.argv.is_empty() {
                     redact_argv(&self.policy, event);
                 }
-                let ticket = self.admit(event, now_ns);
+                let admitted = self.streams.admit(&self.policy, event);
                 let closed = effect_of(event) == Effect::Closes && event.ret == 0;
-                let retire = match closed {
-                    true => self.end_fd(event.pid, event.fd),
-                    false => Vec::new(),
-                };
-                (ticket, retire)
+                let (pid, fd) = (event.pid, event.fd);
+                if let Some((_, Some(data), _)) = &admitted {
+                    held.payload = Decision::Waiting(data.len() as u32);
+                }
+                if let Some((stream, data, gap)) = admitted {
+                    if let Some(data) = data {
+                        let push = Request::Push {
+                            stream,
+                            seq,
+                            data,
+                            now_ns,
+                        };
+                        self.send(stream, push);
+                    }
+                    if let Some(len) = gap {
+                        self.send(
+                            stream,
+                            Request::Gap {
+                                stream,
+                                len,
+                                now_ns,
+                            },
+                        );
+                    }
+                }
+                if closed {
+                    self.end_fd(pid, fd);
+                }
             }
             Body::Process(process) if process.kind() == ProcessKind::Exit => {
-                (None, self.end_process(process.pid))
+                let pid = process.pid;
+                self.end_process(pid);
             }
-            _ => (None, Vec::new()),
-        };
-        self.queue.push_back(Held {
-            body,
-            ticket,
-            retire,
-        });
+            _ => {}
+        }
     }
 
     /// Hands every decided frame, in order, to `write`; stops at the first undecided one.
@@ -97,52 +166,73 @@ impl Redactor {
         spare: &mut Spare,
         mut write: impl FnMut(Body, &mut Spare) -> Result<(), E>,
     ) -> Result<(), E> {
-        while let Some(held) = self.queue.front_mut() {
-            if let (Some((id, ticket)), Body::Event(event)) = (held.ticket, &mut held.body) {
+        let frames = &mut self.frames;
+        self.stage.poll(|piece| frames.place(piece));
+        while let Some(held) = frames.queue.front() {
+            if let Decision::Waiting(_) = held.payload {
+                return Ok(());
+            }
+            let held = frames.queue.pop_front().expect("the front frame");
+            frames.front_seq += 1;
+            let mut body = held.body;
+            if let (Decision::Masked(taken), Body::Event(event)) = (held.payload, &mut body) {
                 let payload = event
                     .payload
                     .as_mut()
-                    .expect("a ticket comes with a payload");
-                // The masked bytes replace the payload's own, in its buffer.
-                let taken = &mut self.taken;
-                let stream = self.streams.get_mut(&id);
-                match stream.map(|stream| stream.take_into(ticket, &mut payload.data, taken)) {
-                    Some(false) => return Ok(()),
-                    Some(true) => {
-                        // Into the payload's own list, which keeps its capacity (spare.rs).
-                        payload.redactions.clear();
-                        payload.redactions.extend(taken.iter().map(|r| Redaction {
-                            rule: spare.rule_name(&r.rule),
-                            offset: r.offset,
-                            length: r.length,
-                            field: String::new(),
-                        }));
-                    }
-                    // Cannot happen (a stream leaves only after its last frame), but if it
-                    // did: the bytes are withheld, never written undecided.
-                    None => withhold(payload, FAIL_CLOSED),
-                }
+                    .expect("a masked frame has a payload");
+                // Into the payload's own list, which keeps its capacity (spare.rs).
+                payload.redactions.clear();
+                payload.redactions.extend(taken.iter().map(|r| Redaction {
+                    rule: spare.rule_name(&r.rule),
+                    offset: r.offset,
+                    length: r.length,
+                    field: String::new(),
+                }));
             }
-            let held = self.queue.pop_front().expect("the front frame");
-            for id in held.retire {
-                self.streams.remove(&id);
-            }
-            write(held.body, spare)?;
+            write(body, spare)?;
         }
         Ok(())
     }
 
     /// The time bound: decides, fail-closed, bytes held longer than the hold-back time.
     pub fn expire(&mut self, now_ns: u64) {
-        for stream in self.streams.values_mut() {
-            stream.expire(now_ns);
-        }
+        let frames = &mut self.frames;
+        self.stage
+            .send_to_all(|| Request::Expire { now_ns }, |piece| frames.place(piece));
+        self.flush();
     }
 
-    /// The recording ends: decides everything still held, fail-closed.
+    /// Sends the payloads pushed so far to their workers (with `--threads 0` they are
+    /// redacted as they are pushed). The pipeline calls it at the end of each ring batch.
+    pub fn flush(&mut self) {
+        let frames = &mut self.frames;
+        self.stage.flush(|piece| frames.place(piece));
+    }
+
+    /// Waits until every payload sent to the shards so far is back or held by its stream.
+    pub fn settle(&mut self) {
+        let frames = &mut self.frames;
+        self.stage.settle(|piece| frames.place(piece));
+    }
+
+    /// The recording ends: decides everything still held, fail-closed, and ends the
+    /// workers.
     pub fn finish(&mut self) {
-        for stream in self.streams.values_mut() {
-            stream.finish();
+        let frames = &mut self.frames;
+        self.stage
+            .send_to_all(|| Request::Finish, |piece| frames.place(piece));
+        self.settle();
+        self.stage.stop();
+        // Cannot happen (finishing decides every stream), but if a payload never came
+        // back, its bytes are withheld, never written undecided.
+        for held in &mut self.frames.queue {
+            if let (Decision::Waiting(len), Body::Event(event)) = (&held.payload, &mut held.body) {
+                if let Some(payload) = event.payload.as_mut() {
+                    payload.data.clear();
+                    payload.redactions = vec![redaction(FAIL_CLOSED, 0, *len, String::new())];
+                }
+                held.payload = Decision::None;
+            }
         }
     }
 
@@ -152,12 +242,16 @@ impl Redactor {
     }
 }
 
-impl Redactor {
-    /// Redacts what the capture policy says to, and feeds the payload to its stream.
-    fn admit(&mut self, event: &mut Event, now_ns: u64) -> Option<(StreamId, Ticket)> {
+/// A payload admitted to its stream: the stream, the bytes to push (moved out of the
+/// payload, to come back masked), and how many bytes of the stream are missing after them.
+type Admitted = (StreamId, Option<Vec<u8>>, Option<u64>);
+
+impl Streams {
+    /// Redacts what the capture policy says to; returns what goes to the payload's stream.
+    fn admit(&mut self, policy: &Policy, event: &mut Event) -> Option<Admitted> {
         let payload = event.payload.as_mut()?;
         let missing = payload.length.saturating_sub(payload.data.len() as u64);
-        if !self.policy.enabled() || payload.data.is_empty() && missing == 0 {
+        if !policy.enabled() || payload.data.is_empty() && missing == 0 {
             return None;
         }
         let resource = event.resource.as_ref();
@@ -167,66 +261,60 @@ impl Redactor {
         } else {
             Boundary::File
         };
-        if self.policy.capture_mode(boundary) == CaptureMode::Metadata {
+        if policy.capture_mode(boundary) == CaptureMode::Metadata {
             withhold(payload, METADATA_ONLY);
             return None;
         }
         let file = resource.filter(|r| r.kind() == Kind::File);
-        if let Some(rule) = file.and_then(|r| self.policy.never_capture(&r.name)) {
+        if let Some(rule) = file.and_then(|r| policy.never_capture(&r.name)) {
             withhold(payload, rule);
             return None;
         }
         let endpoint = (event.pid, event.fd, payload.direction() == Direction::Out);
         let next_id = &mut self.next_id;
-        let id = *self.current.entry(endpoint).or_insert_with(|| {
+        let stream = *self.current.entry(endpoint).or_insert_with(|| {
             *next_id += 1;
             *next_id
         });
-        let policy = &self.policy;
-        let stream = self
-            .streams
-            .entry(id)
-            .or_insert_with(|| StreamRedactor::new(policy.clone()));
+        let data = (!payload.data.is_empty()).then(|| mem::take(&mut payload.data));
         // A payload lost whole (shed under load, or unreadable) still leaves a hole in its
         // stream: what was held before it is decided now, rather than waiting behind it
         // with every frame after it, and what follows is not joined across the hole.
-        let ticket = (!payload.data.is_empty()).then(|| stream.push(&payload.data, now_ns));
-        if payload.truncated || payload.incomplete {
-            // Bytes of the stream are missing after this piece: what follows cannot be
-            // joined to it, so the stream decides fail-closed.
-            stream.gap(missing.max(1), now_ns);
-        }
-        ticket.map(|ticket| (id, ticket))
+        // Bytes of the stream are missing after this piece: what follows cannot be joined
+        // to it, so the stream decides fail-closed.
+        let gap = (payload.truncated || payload.incomplete).then_some(missing.max(1));
+        Some((stream, data, gap))
+    }
+}
+
+impl Redactor {
+    fn send(&mut self, stream: StreamId, request: Request) {
+        let frames = &mut self.frames;
+        self.stage
+            .send_to_stream(stream, request, |piece| frames.place(piece));
     }
 
-    /// The fd was closed: its streams are complete. Returns them, to drop once the close
-    /// is written.
-    fn end_fd(&mut self, pid: u32, fd: i64) -> Vec<StreamId> {
-        let ended = [true, false].map(|out| self.current.remove(&(pid, fd, out)));
-        ended
-            .into_iter()
-            .flatten()
-            .map(|id| self.close(id))
-            .collect()
+    /// The fd was closed: its streams are complete.
+    fn end_fd(&mut self, pid: u32, fd: i64) {
+        for out in [true, false] {
+            if let Some(stream) = self.streams.current.remove(&(pid, fd, out)) {
+                self.send(stream, Request::Close { stream });
+            }
+        }
     }
 
     /// The process exited: every stream of it is complete.
-    fn end_process(&mut self, pid: u32) -> Vec<StreamId> {
-        let mut ended = Vec::new();
-        self.current.retain(|&(owner, _, _), &mut id| {
+    fn end_process(&mut self, pid: u32) {
+        let (current, stage, frames) =
+            (&mut self.streams.current, &mut self.stage, &mut self.frames);
+        current.retain(|&(owner, _, _), &mut stream| {
             if owner == pid {
-                ended.push(id);
+                stage.send_to_stream(stream, Request::Close { stream }, |piece| {
+                    frames.place(piece)
+                });
             }
             owner != pid
         });
-        ended.into_iter().map(|id| self.close(id)).collect()
-    }
-
-    fn close(&mut self, id: StreamId) -> StreamId {
-        if let Some(stream) = self.streams.get_mut(&id) {
-            stream.close();
-        }
-        id
     }
 }
 

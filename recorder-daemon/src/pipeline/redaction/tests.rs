@@ -27,7 +27,12 @@ fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
     })
 }
 
+/// Every test runs with the shards on the caller's thread and on two workers.
+const THREADS: [usize; 2] = [0, 2];
+
+/// What the redactor has decided once the shards have answered everything sent so far.
 fn released(redactor: &mut Redactor) -> Vec<Body> {
+    redactor.settle();
     let mut out = Vec::new();
     redactor
         .release(&mut Spare::default(), |body, _| {
@@ -51,47 +56,51 @@ fn payloads(bodies: &[Body]) -> Vec<u8> {
 
 #[test]
 fn a_header_split_one_byte_per_write_is_masked_and_order_is_kept() {
-    let mut redactor = Redactor::new(policy());
-    let request = b"GET / HTTP/1.1\r\nAuthorization: Bearer abcdefghijklmnop\r\n\r\n";
-    let mut out = Vec::new();
-    for (i, byte) in request.iter().enumerate() {
-        redactor.push(write(7, 3, &[*byte]), i as u64);
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        let request = b"GET / HTTP/1.1\r\nAuthorization: Bearer abcdefghijklmnop\r\n\r\n";
+        let mut out = Vec::new();
+        for (i, byte) in request.iter().enumerate() {
+            redactor.push(write(7, 3, &[*byte]), i as u64);
+            out.extend(released(&mut redactor));
+        }
+        redactor.finish();
         out.extend(released(&mut redactor));
+        assert_eq!(out.len(), request.len(), "every write comes out, in order");
+        let data = payloads(&out);
+        assert_eq!(data.len(), request.len());
+        let text = String::from_utf8(data).unwrap();
+        assert!(!text.contains("abcdefghijklmnop"), "{text}");
+        assert!(
+            text.starts_with("GET / HTTP/1.1\r\nAuthorization: "),
+            "{text}"
+        );
     }
-    redactor.finish();
-    out.extend(released(&mut redactor));
-    assert_eq!(out.len(), request.len(), "every write comes out, in order");
-    let data = payloads(&out);
-    assert_eq!(data.len(), request.len());
-    let text = String::from_utf8(data).unwrap();
-    assert!(!text.contains("abcdefghijklmnop"), "{text}");
-    assert!(
-        text.starts_with("GET / HTTP/1.1\r\nAuthorization: "),
-        "{text}"
-    );
 }
 
 #[test]
 fn frames_behind_a_held_payload_wait_for_it() {
-    let mut redactor = Redactor::new(policy());
-    redactor.push(write(7, 3, b"password=hun"), 0);
-    redactor.push(write(8, 4, b"unrelated\n"), 1);
-    let early = released(&mut redactor);
-    redactor.push(write(7, 3, b"ter2&x=1\n"), 2);
-    redactor.finish();
-    let mut all = early;
-    all.extend(released(&mut redactor));
-    let text = String::from_utf8(payloads(&all)).unwrap();
-    assert!(!text.contains("hunter2") && !text.contains("hun"), "{text}");
-    assert!(text.contains("unrelated"), "{text}");
-    let pids: Vec<u32> = all
-        .iter()
-        .filter_map(|b| match b {
-            Body::Event(e) => Some(e.pid),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(pids, [7, 8, 7], "recording order is kept");
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        redactor.push(write(8, 4, b"unrelated\n"), 1);
+        let early = released(&mut redactor);
+        redactor.push(write(7, 3, b"ter2&x=1\n"), 2);
+        redactor.finish();
+        let mut all = early;
+        all.extend(released(&mut redactor));
+        let text = String::from_utf8(payloads(&all)).unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("hun"), "{text}");
+        assert!(text.contains("unrelated"), "{text}");
+        let pids: Vec<u32> = all
+            .iter()
+            .filter_map(|b| match b {
+                Body::Event(e) => Some(e.pid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pids, [7, 8, 7], "recording order is kept");
+    }
 }
 
 /// A write whose payload was shed whole: its length is known, its bytes are not.
@@ -108,51 +117,55 @@ fn shed_write(pid: u32, fd: i64, length: u64) -> Body {
 
 #[test]
 fn a_payload_shed_whole_decides_what_its_stream_held() {
-    let mut redactor = Redactor::new(policy());
-    redactor.push(write(7, 3, b"password=hun"), 0);
-    redactor.push(write(8, 4, b"unrelated\n"), 1);
-    assert!(
-        released(&mut redactor).is_empty(),
-        "held behind the open value"
-    );
-    // The rest of the value was shed: nothing more of this stream can be joined to
-    // what is held, so it is decided (fail-closed) and everything behind it goes out.
-    redactor.push(shed_write(7, 3, 64), 2);
-    let out = released(&mut redactor);
-    assert_eq!(
-        out.len(),
-        3,
-        "the held write, the other stream's and the shed one"
-    );
-    let text = String::from_utf8(payloads(&out)).unwrap();
-    assert!(!text.contains("hun"), "{text}");
-    assert!(text.contains("unrelated"), "{text}");
-    // What follows the hole may be the rest of a secret: its first token is masked.
-    redactor.push(write(7, 3, b"ter2 and more\n"), 3);
-    let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
-    assert!(text.starts_with("****"), "{text}");
-    assert!(text.ends_with("and more\n"), "{text}");
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        redactor.push(write(8, 4, b"unrelated\n"), 1);
+        assert!(
+            released(&mut redactor).is_empty(),
+            "held behind the open value"
+        );
+        // The rest of the value was shed: nothing more of this stream can be joined to
+        // what is held, so it is decided (fail-closed) and everything behind it goes out.
+        redactor.push(shed_write(7, 3, 64), 2);
+        let out = released(&mut redactor);
+        assert_eq!(
+            out.len(),
+            3,
+            "the held write, the other stream's and the shed one"
+        );
+        let text = String::from_utf8(payloads(&out)).unwrap();
+        assert!(!text.contains("hun"), "{text}");
+        assert!(text.contains("unrelated"), "{text}");
+        // What follows the hole may be the rest of a secret: its first token is masked.
+        redactor.push(write(7, 3, b"ter2 and more\n"), 3);
+        let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
+        assert!(text.starts_with("****"), "{text}");
+        assert!(text.ends_with("and more\n"), "{text}");
+    }
 }
 
 #[test]
 fn a_reused_pid_and_fd_start_a_new_stream() {
     use recorder_proto::v1::Process;
-    let mut redactor = Redactor::new(policy());
-    redactor.push(write(7, 3, b"password=hun"), 0);
-    let exit = Process {
-        pid: 7,
-        kind: ProcessKind::Exit.into(),
-        ..Process::default()
-    };
-    redactor.push(Body::Process(exit), 1);
-    // A new process got pid 7 while the old one's frames were still held.
-    redactor.push(write(7, 3, b"ter2 is not a secret here\n"), 2);
-    redactor.finish();
-    let out = released(&mut redactor);
-    assert_eq!(out.len(), 3);
-    let text = String::from_utf8(payloads(&out)).unwrap();
-    assert!(!text.contains("hun"), "{text}");
-    assert!(text.contains("ter2 is not a secret here"), "{text}");
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        let exit = Process {
+            pid: 7,
+            kind: ProcessKind::Exit.into(),
+            ..Process::default()
+        };
+        redactor.push(Body::Process(exit), 1);
+        // A new process got pid 7 while the old one's frames were still held.
+        redactor.push(write(7, 3, b"ter2 is not a secret here\n"), 2);
+        redactor.finish();
+        let out = released(&mut redactor);
+        assert_eq!(out.len(), 3);
+        let text = String::from_utf8(payloads(&out)).unwrap();
+        assert!(!text.contains("hun"), "{text}");
+        assert!(text.contains("ter2 is not a secret here"), "{text}");
+    }
 }
 
 #[test]
@@ -179,21 +192,103 @@ fn argv_secrets_and_flag_values_are_masked() {
 
 #[test]
 fn never_captured_files_keep_only_their_length() {
-    let mut redactor = Redactor::new(policy());
-    let Body::Event(mut event) = write(7, 5, b"root:$6$salt$hash:19000::::::\n") else {
-        unreachable!()
-    };
-    event.resource = Some(Resource {
-        kind: Kind::File.into(),
-        name: "/etc/shadow".to_owned(),
-        ..Resource::default()
-    });
-    redactor.push(Body::Event(event), 0);
-    let out = released(&mut redactor);
-    let Body::Event(event) = &out[0] else {
-        panic!("an event")
-    };
-    let payload = event.payload.as_ref().unwrap();
-    assert!(payload.data.is_empty());
-    assert_eq!((payload.length, payload.redactions[0].length), (30, 30));
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        let Body::Event(mut event) = write(7, 5, b"root:$6$salt$hash:19000::::::\n") else {
+            unreachable!()
+        };
+        event.resource = Some(Resource {
+            kind: Kind::File.into(),
+            name: "/etc/shadow".to_owned(),
+            ..Resource::default()
+        });
+        redactor.push(Body::Event(event), 0);
+        let out = released(&mut redactor);
+        let Body::Event(event) = &out[0] else {
+            panic!("an event")
+        };
+        let payload = event.payload.as_ref().unwrap();
+        assert!(payload.data.is_empty());
+        assert_eq!((payload.length, payload.redactions[0].length), (30, 30));
+    }
+}
+
+/// Writes on many streams, some carrying a secret split across two writes, some closed
+/// and their fd numbers reused; `close` events end streams as the pipeline's do.
+fn many_streams(count: usize) -> Vec<Body> {
+    let mut bodies = Vec::new();
+    for i in 0..count {
+        let (pid, fd) = (100 + (i % 7) as u32, 3 + (i % 11) as i64);
+        let text = match i % 5 {
+            0 => format!("GET /{i} HTTP/1.1\r\nAuthorization: Bearer tok"),
+            1 => format!("en{i:08}abcdef\r\n\r\n"),
+            2 => format!("password=hunter{i}&next=1\n"),
+            _ => format!("ordinary line {i} with nothing secret in it\n"),
+        };
+        bodies.push(write(pid, fd, text.as_bytes()));
+        if i % 13 == 12 {
+            bodies.push(close(pid, fd));
+        }
+    }
+    bodies
+}
+
+fn close(pid: u32, fd: i64) -> Body {
+    Body::Event(Event {
+        pid,
+        fd,
+        syscall: "close".to_owned(),
+        syscall_nr: recorder_syscalls::by_name("close").unwrap().nr as u32,
+        ..Event::default()
+    })
+}
+
+/// Everything pushed, then finished, comes out; pushes never wait for a release.
+fn redact_all(threads: usize, bodies: &[Body]) -> Vec<Body> {
+    let mut redactor = Redactor::new(policy(), threads);
+    for (i, body) in bodies.iter().enumerate() {
+        redactor.push(body.clone(), i as u64);
+    }
+    redactor.finish();
+    released(&mut redactor)
+}
+
+#[test]
+fn workers_give_exactly_what_the_callers_thread_gives_in_recording_order() {
+    let bodies = many_streams(3_000);
+    let inline = redact_all(0, &bodies);
+    assert_eq!(inline.len(), bodies.len());
+    let text = String::from_utf8(payloads(&inline)).unwrap();
+    assert!(!text.contains("hunter"), "the fixture's secrets are masked");
+    for threads in [1, 3] {
+        assert!(
+            redact_all(threads, &bodies) == inline,
+            "{threads} workers: the same frames, bytes and redactions, in the same order"
+        );
+    }
+}
+
+#[test]
+fn a_full_reply_queue_does_not_stall_the_pipeline() {
+    // Far more payloads than both queues hold, with nothing released until the end: the
+    // pipeline has to take replies while it waits for room in a worker's queue.
+    let bodies = many_streams(16 * stage::BATCH * stage::BATCHES_PER_WORKER);
+    let (done, outcome) = std::sync::mpsc::channel();
+    let pushed = bodies.clone();
+    std::thread::spawn(move || done.send(redact_all(2, &pushed)));
+    // A stalled pipeline fails here rather than hanging the suite.
+    let out = outcome
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the pipeline and its workers waited on each other");
+    assert_eq!(out.len(), bodies.len(), "every frame comes out");
+    let in_order = out
+        .iter()
+        .zip(&bodies)
+        .all(|(out, pushed)| match (out, pushed) {
+            (Body::Event(a), Body::Event(b)) => {
+                (a.pid, a.fd, &a.syscall) == (b.pid, b.fd, &b.syscall)
+            }
+            _ => false,
+        });
+    assert!(in_order, "in the order pushed");
 }
