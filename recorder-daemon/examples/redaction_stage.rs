@@ -108,6 +108,6 @@ fn main() {
             .map(|_| run(&policy, threads, streams, &requests))
             .fold(f64::MAX, f64::min);
         let rate = bytes as f64 / best / (1 << 20) as f64;
-        println!("{streams} streams, {threads} threads: {rate:.1} MiB/s");
+        println!("{streams} streams, --threads {threads}: {rate:.1} MiB/s");
     }
 }

@@ -2,7 +2,11 @@
 //! foreground recorderd keeps only what reading /proc needs, and the service only what
 //! loading more probes and reading /proc need (docs/SECURITY.md, "Privileges").
 
-use std::{os::unix::fs::MetadataExt, path::Path};
+use std::{
+    os::unix::fs::MetadataExt,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use recorder_tests::{record_busy, require_privileges, segment_files, Recording};
 
@@ -16,17 +20,37 @@ fn mask(caps: &[u32]) -> u64 {
 
 /// A field of /proc/PID/status.
 fn status_field(pid: u32, name: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
+    field_of(&format!("/proc/{pid}/status"), name)
+}
+
+fn field_of(status: &str, name: &str) -> String {
+    std::fs::read_to_string(status)
+        .unwrap()
         .lines()
         .find_map(|line| line.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
         .trim()
         .to_owned()
 }
 
 fn caps_of(pid: u32, set: &str) -> u64 {
     u64::from_str_radix(&status_field(pid, set), 16).unwrap()
+}
+
+/// The status file of each of `pid`'s threads, once a thread named `name` is among them.
+fn threads_once_one_is(pid: u32, name: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|task| format!("{}/status", task.unwrap().path().display()))
+            .collect();
+        if threads.iter().any(|t| field_of(t, "Name:") == name) {
+            return threads;
+        }
+        assert!(Instant::now() < deadline, "no {name} thread in recorderd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -44,6 +68,12 @@ fn a_foreground_recording_keeps_only_what_reading_proc_needs() {
     assert_eq!(caps_of(pid, "CapInh:") | caps_of(pid, "CapAmb:"), 0);
     assert_eq!(caps_of(pid, "CapBnd:"), expected, "bounding");
     assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    // Capabilities are per thread: the redaction workers, which start with the first
+    // payload, and the drain must have started after the drop.
+    for thread in threads_once_one_is(pid, "redact-0") {
+        let effective = u64::from_str_radix(&field_of(&thread, "CapEff:"), 16).unwrap();
+        assert_eq!(effective, expected, "effective, {thread}");
+    }
     // Still recording after the drop: the trailer is written and the writes are there.
     let path = recorder.stop();
     let recording = Recording::read(Path::new(&path));

@@ -62,6 +62,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 /// through one `StreamRedactor` in pieces of a given size, as syscalls would hand them over:
 /// mixed (ordinary traffic and planted secrets), ordinary traffic alone (the false-positive
 /// corpus), secret-dense traffic, and the HTTP row's request one request per piece.
+/// Then the pipeline's redaction stage, on its threads.
 fn redaction(root: &Path, quick: bool) -> Result<()> {
     let mib = if quick { "2" } else { "64" };
     let mut rows = Vec::new();
@@ -103,6 +104,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
             "| redaction | {input} | {rate} MiB/s on one core |"
         ));
     }
+    rows.extend(redaction_stage(root, quick)?);
     for row in &rows {
         println!("{row}");
     }
@@ -117,6 +119,47 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
     replace_section(&root.join(DOC), "redaction", &table)?;
     println!("bench: wrote the redaction table into {DOC}");
     Ok(())
+}
+
+/// The pipeline's redaction stage (recorder-daemon's `redaction_stage` example): HTTP
+/// requests over one stream and over eight, with the redactor on the pipeline's thread
+/// (`--threads 0`) and on worker threads. Debug and short with `--quick`, which only
+/// checks that it runs.
+fn redaction_stage(root: &Path, quick: bool) -> Result<Vec<String>> {
+    let mib = if quick { "1" } else { "64" };
+    let mut rows = Vec::new();
+    for (streams, threads) in [("1", &["0", "1"][..]), ("8", &["0", "1", "2"][..])] {
+        let mut cargo = Command::new("cargo");
+        cargo.args(["run", "--quiet", "--package", "recorder-daemon"]);
+        if !quick {
+            cargo.arg("--release");
+        }
+        let output = cargo
+            .args(["--example", "redaction_stage", "--", streams, mib])
+            .args(threads)
+            .current_dir(root)
+            .output()
+            .context("running the redaction stage benchmark")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // "8 streams, --threads 2: 72.3 MiB/s"
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains(" --threads "))
+            .collect();
+        if !output.status.success() || lines.len() != threads.len() {
+            bail!(
+                "redaction stage benchmark failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        for line in lines {
+            let (what, rate) = line.split_once(": ").unwrap_or((line, ""));
+            rows.push(format!(
+                "| redaction stage | {mib} MiB of HTTP requests, {what} | {rate} |"
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 /// Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in `path`.

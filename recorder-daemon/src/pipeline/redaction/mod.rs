@@ -112,7 +112,7 @@ impl Redactor {
             body,
             payload: Decision::None,
         });
-        // The frame is queued first: with `--threads 0` its piece comes back at once.
+        // Queued first: with `--threads 0` the payload comes back masked at once.
         let held = self.frames.queue.back_mut().expect("the frame just queued");
         match &mut held.body {
             Body::Event(event) => {
@@ -122,29 +122,11 @@ impl Redactor {
                 let admitted = self.streams.admit(&self.policy, event);
                 let closed = effect_of(event) == Effect::Closes && event.ret == 0;
                 let (pid, fd) = (event.pid, event.fd);
-                if let Some((_, Some(data), _)) = &admitted {
-                    held.payload = Decision::Waiting(data.len() as u32);
-                }
-                if let Some((stream, data, gap)) = admitted {
-                    if let Some(data) = data {
-                        let push = Request::Push {
-                            stream,
-                            seq,
-                            data,
-                            now_ns,
-                        };
-                        self.send(stream, push);
+                if let Some(admitted) = admitted {
+                    if let Some(data) = &admitted.data {
+                        held.payload = Decision::Waiting(data.len() as u32);
                     }
-                    if let Some(len) = gap {
-                        self.send(
-                            stream,
-                            Request::Gap {
-                                stream,
-                                len,
-                                now_ns,
-                            },
-                        );
-                    }
+                    self.redact(seq, admitted, now_ns);
                 }
                 if closed {
                     self.end_fd(pid, fd);
@@ -242,9 +224,14 @@ impl Redactor {
     }
 }
 
-/// A payload admitted to its stream: the stream, the bytes to push (moved out of the
-/// payload, to come back masked), and how many bytes of the stream are missing after them.
-type Admitted = (StreamId, Option<Vec<u8>>, Option<u64>);
+/// A payload admitted to its stream.
+struct Admitted {
+    stream: StreamId,
+    /// The bytes to redact, moved out of the payload; they come back masked.
+    data: Option<Vec<u8>>,
+    /// How many bytes of the stream are missing after them.
+    gap: Option<u64>,
+}
 
 impl Streams {
     /// Redacts what the capture policy says to; returns what goes to the payload's stream.
@@ -277,17 +264,38 @@ impl Streams {
             *next_id
         });
         let data = (!payload.data.is_empty()).then(|| mem::take(&mut payload.data));
-        // A payload lost whole (shed under load, or unreadable) still leaves a hole in its
-        // stream: what was held before it is decided now, rather than waiting behind it
-        // with every frame after it, and what follows is not joined across the hole.
-        // Bytes of the stream are missing after this piece: what follows cannot be joined
-        // to it, so the stream decides fail-closed.
+        // Bytes of the stream are missing after this piece (cut short, or a payload lost
+        // whole: shed under load, unreadable). What was held before the hole is decided
+        // now, fail-closed, rather than waiting with every frame after it, and what
+        // follows is not joined across it.
         let gap = (payload.truncated || payload.incomplete).then_some(missing.max(1));
-        Some((stream, data, gap))
+        Some(Admitted { stream, data, gap })
     }
 }
 
 impl Redactor {
+    /// Sends an admitted payload, and the hole after it, to its stream's shard.
+    fn redact(&mut self, seq: u64, admitted: Admitted, now_ns: u64) {
+        let Admitted { stream, data, gap } = admitted;
+        if let Some(data) = data {
+            let push = Request::Push {
+                stream,
+                seq,
+                data,
+                now_ns,
+            };
+            self.send(stream, push);
+        }
+        if let Some(len) = gap {
+            let gap = Request::Gap {
+                stream,
+                len,
+                now_ns,
+            };
+            self.send(stream, gap);
+        }
+    }
+
     fn send(&mut self, stream: StreamId, request: Request) {
         let frames = &mut self.frames;
         self.stage
