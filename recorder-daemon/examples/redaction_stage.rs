@@ -110,6 +110,7 @@ fn main() {
             .map(|_| run(&policy, threads, streams, &requests))
             .fold(f64::MAX, f64::min);
         let rate = bytes as f64 / best / (1 << 20) as f64;
-        println!("{streams} streams, --threads {threads}: {rate:.1} MiB/s");
+        let noun = if streams == 1 { "stream" } else { "streams" };
+        println!("{streams} {noun}, --threads {threads}: {rate:.1} MiB/s");
     }
 }
