@@ -8,8 +8,9 @@
 # nginx answers POST /orders on a loopback port; recorderd attaches to it (--pid PID
 # --max-payload 1MiB); perf attaches to recorderd; wrk runs 5 s (-t1 -c16, the bench's
 # request with its Authorization header and JSON body). PERF=0 runs without perf; ARGS adds
-# recorderd flags (ARGS="--threads 0"). Prints
-# wrk's rate and recorderd's CPU during the run, and leaves perf.data and recorderd.log in OUT.
+# recorderd flags (ARGS="--threads 0"); PINNED=1 runs wrk on CPU 0 and nginx and recorderd on
+# CPU 1, as the bench's pinned row does. Prints wrk's rate and recorderd's CPU during the
+# run, and leaves perf.data and recorderd.log in OUT.
 set -euo pipefail
 out=$(realpath -m "$1")
 bin=${BIN:-target/release}
@@ -39,12 +40,14 @@ wrk.headers["Authorization"] = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9
 wrk.body = '{"customer":{"id":"cus_4411","email":"ada@example.com"},"items":[{"sku":"A-1177","qty":3,"price":"19.90"},{"sku":"B-2044","qty":1,"price":"4.50"}],"shipping":{"street":"1 Loop Road","city":"Localhost","zip":"12700"},"note":"leave at the door"}'
 LUA
 
-nginx -c "$out/nginx.conf" -p "$out" 2> "$out/nginx.stderr" &
+server_cpus=0-1 client_cpus=0-1
+[ "${PINNED:-0}" = 0 ] || { server_cpus=1; client_cpus=0; }
+taskset -c "$server_cpus" nginx -c "$out/nginx.conf" -p "$out" 2> "$out/nginx.stderr" &
 server=$!
 until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do sleep 0.05; done
 
 # shellcheck disable=SC2086 # ARGS is split into flags on purpose
-"$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB ${ARGS:-} 2> "$out/recorderd.log" &
+taskset -c "$server_cpus" "$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB ${ARGS:-} 2> "$out/recorderd.log" &
 rec=$!
 until grep -q 'recorderd: recording ' "$out/recorderd.log"; do sleep 0.05; done
 
@@ -56,7 +59,7 @@ if [ "${PERF:-1}" != 0 ]; then
     sleep 1 # perf has attached
 fi
 start=$(ticks "$rec")
-wrk -t1 -c16 -d5s -s "$out/post.lua" "http://127.0.0.1:$port/orders" > "$out/wrk"
+taskset -c "$client_cpus" wrk -t1 -c16 -d5s -s "$out/post.lua" "http://127.0.0.1:$port/orders" > "$out/wrk"
 end=$(ticks "$rec")
 kill -QUIT "$server"; wait "$server" || true
 wait "$rec" || true

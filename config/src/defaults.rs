@@ -15,9 +15,14 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_DURATION: Duration = Duration::from_secs(3600);
 /// The zstd level of every frame (the writer's own default, by measurement).
 pub const COMPRESSION_LEVEL: i32 = recorder_store::writer::DEFAULT_COMPRESSION_LEVEL;
-/// Redaction worker threads of a recording (docs/BENCHMARKS.md, "Redaction on worker
-/// threads"); 0 redacts on the pipeline's own thread.
-pub const REDACTION_THREADS: usize = 1;
+/// Redaction worker threads of a recording that may use `cpus` CPUs; 0 redacts on the
+/// pipeline's own thread. On two CPUs a worker made an unpaced burst lose syscall records
+/// more often (docs/BENCHMARKS.md, "Redaction on worker threads"): the drain, the
+/// pipeline, a worker and the traced program would share them. With more, one worker
+/// redacts beside the pipeline.
+pub fn redaction_threads(cpus: usize) -> usize {
+    usize::from(cpus > 2)
+}
 /// How often the open segment is fsync-ed.
 pub const FSYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// The service's control socket.

@@ -73,7 +73,7 @@ pub struct RecorderdArgs {
     pub compression_level: Option<i32>,
 
     /// Threads that redact payloads while the pipeline decodes and writes; 0 redacts on
-    /// the pipeline's thread [default: 1].
+    /// the pipeline's thread [default: 0 with up to 2 CPUs, else 1].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
@@ -210,7 +210,9 @@ mod tests {
             stated("--compression-level"),
             defaults::COMPRESSION_LEVEL.to_string()
         );
-        assert_eq!(stated("--threads"), defaults::REDACTION_THREADS.to_string());
+        assert_eq!(stated("--threads"), "0 with up to 2 CPUs, else 1");
+        let threads = [1, 2, 3, 64].map(defaults::redaction_threads);
+        assert_eq!(threads, [0, 0, 1, 1]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Options {
             comm: None,
             follow: true,
             redaction,
-            threads: defaults::REDACTION_THREADS,
+            threads: defaults::redaction_threads(usable_cpus()),
             output: config
                 .storage
                 .dir
@@ -133,6 +133,11 @@ impl Options {
     }
 }
 
+/// The CPUs this process may run on (its affinity and cgroup quota, as std reads them).
+fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -156,7 +161,7 @@ mod tests {
             Some(defaults::FSYNC_INTERVAL)
         );
         assert!(options.follow && options.seal.is_none());
-        assert_eq!(options.threads, defaults::REDACTION_THREADS);
+        assert_eq!(options.threads, defaults::redaction_threads(usable_cpus()));
 
         let mut config = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut config, b"[storage]\ndir = \"/from/config\"\n").unwrap();

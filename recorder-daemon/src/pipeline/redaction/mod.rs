@@ -1,7 +1,8 @@
 //! Redaction before anything is serialized. Every payload goes through the stream redactor of
 //! its (process, fd, direction) stream, so a secret split across syscalls is still found; the
-//! frames wait here, in order, until the redactor has decided every byte before them. Exec
-//! arguments are redacted as whole buffers. Nothing leaves this stage unredacted.
+//! stream redactors run on worker threads (`stage`, `shard`), and the frames wait here, in
+//! recording order, until every byte before them is decided. Exec arguments are redacted as
+//! whole buffers, here. Nothing leaves this stage unredacted.
 
 use std::{collections::VecDeque, mem, sync::Arc};
 
@@ -210,8 +211,7 @@ impl Redactor {
         for held in &mut self.frames.queue {
             if let (Decision::Waiting(len), Body::Event(event)) = (&held.payload, &mut held.body) {
                 if let Some(payload) = event.payload.as_mut() {
-                    payload.data.clear();
-                    payload.redactions = vec![redaction(FAIL_CLOSED, 0, *len, String::new())];
+                    withhold(payload, FAIL_CLOSED, *len);
                 }
                 held.payload = Decision::None;
             }
@@ -249,12 +249,14 @@ impl Streams {
             Boundary::File
         };
         if policy.capture_mode(boundary) == CaptureMode::Metadata {
-            withhold(payload, METADATA_ONLY);
+            let withheld = payload.data.len() as u32;
+            withhold(payload, METADATA_ONLY, withheld);
             return None;
         }
         let file = resource.filter(|r| r.kind() == Kind::File);
         if let Some(rule) = file.and_then(|r| policy.never_capture(&r.name)) {
-            withhold(payload, rule);
+            let withheld = payload.data.len() as u32;
+            withhold(payload, rule, withheld);
             return None;
         }
         let endpoint = (event.pid, event.fd, payload.direction() == Direction::Out);
@@ -326,9 +328,9 @@ impl Redactor {
     }
 }
 
-/// Drops a payload's bytes, keeping its length, with the rule that withheld them.
-fn withhold(payload: &mut Payload, rule: &str) {
-    let withheld = payload.data.len() as u32;
+/// Drops a payload's bytes (`withheld` of them), keeping its length, with the rule that
+/// withheld them.
+fn withhold(payload: &mut Payload, rule: &str, withheld: u32) {
     payload.data.clear();
     payload.redactions = vec![redaction(rule, 0, withheld, String::new())];
 }

@@ -13,7 +13,7 @@
 //! on the other for ever); the drain's budget then sheds payloads, counted in Loss frames,
 //! rather than events.
 
-use std::{mem, sync::Arc, thread::JoinHandle};
+use std::{mem, sync::Arc, thread::JoinHandle, time::Duration};
 
 use crossbeam_channel::{bounded, Receiver, Select, Sender, TrySendError};
 use recorder_redact::Policy;
@@ -27,6 +27,8 @@ pub(super) const BATCHES_PER_WORKER: usize = 8;
 /// A worker is gone only if it panicked, which is a bug: the recording cannot go on
 /// without the payloads it holds, and none of them may be written unredacted.
 const WORKER_GONE: &str = "a redaction worker stopped";
+/// How often a pipeline waiting for its workers' last answers checks that they still run.
+const WORKER_CHECK: Duration = Duration::from_millis(100);
 
 /// Requests for a worker, with an emptied list for its answer.
 struct Work {
@@ -139,8 +141,15 @@ impl Stage {
         self.flush(&mut on_piece);
         if let Some(running) = self.running() {
             while running.in_flight > 0 {
-                let done = running.done.recv().expect(WORKER_GONE);
-                receive(done, running, &mut on_piece);
+                match running.done.recv_timeout(WORKER_CHECK) {
+                    Ok(done) => receive(done, running, &mut on_piece),
+                    // A worker that panicked never answers; the others keep the channel
+                    // open, so only its thread can tell.
+                    Err(_) if running.threads.iter().any(JoinHandle::is_finished) => {
+                        panic!("{WORKER_GONE}")
+                    }
+                    Err(_) => {}
+                }
             }
         }
     }
