@@ -171,6 +171,7 @@ impl Redactor {
                     length: r.length,
                     field: String::new(),
                 }));
+                self.stage.recycle(taken);
             }
             write(body, spare)?;
         }

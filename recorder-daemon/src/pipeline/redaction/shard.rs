@@ -33,6 +33,8 @@ pub enum Request {
     Expire { now_ns: u64 },
     /// The recording ends: decide everything held, fail-closed.
     Finish,
+    /// A piece's redaction list, emptied, for the next pieces that have redactions.
+    Recycle(Vec<Redaction>),
 }
 
 /// A payload, decided: its bytes masked, with the redactions (offsets within it).
@@ -59,13 +61,20 @@ struct Stream {
 pub struct Shard {
     policy: Arc<Policy>,
     streams: FxHashMap<StreamId, Stream>,
+    /// Emptied redaction lists (`Request::Recycle`), so a piece with redactions does not
+    /// allocate one.
+    lists: Vec<Vec<Redaction>>,
 }
+
+/// Emptied redaction lists a shard keeps, at most.
+const KEPT_LISTS: usize = 64;
 
 impl Shard {
     pub fn new(policy: Arc<Policy>) -> Self {
         Shard {
             policy,
             streams: FxHashMap::default(),
+            lists: Vec::new(),
         }
     }
 
@@ -106,6 +115,12 @@ impl Shard {
             }
             Request::Expire { now_ns } => self.each_stream(reply, |s| s.expire(now_ns)),
             Request::Finish => self.each_stream(reply, StreamRedactor::finish),
+            Request::Recycle(mut list) => {
+                if self.lists.len() < KEPT_LISTS && list.capacity() > 0 {
+                    list.clear();
+                    self.lists.push(list);
+                }
+            }
         }
     }
 
@@ -120,33 +135,41 @@ impl Shard {
     fn each_stream(&mut self, reply: &mut impl FnMut(Piece), act: impl Fn(&mut StreamRedactor)) {
         for entry in self.streams.values_mut() {
             act(&mut entry.redactor);
-            hand_back(entry, reply);
+            hand_back(entry, &mut self.lists, reply);
         }
     }
 
     fn hand_back(&mut self, stream: StreamId, reply: &mut impl FnMut(Piece)) {
         if let Some(entry) = self.streams.get_mut(&stream) {
-            hand_back(entry, reply);
+            hand_back(entry, &mut self.lists, reply);
         }
     }
 }
 
 /// Hands back the stream's decided payloads, oldest first; stops at the first undecided.
-fn hand_back(entry: &mut Stream, reply: &mut impl FnMut(Piece)) {
-    let mut redactions = Vec::new();
+/// A piece's redactions go out in a kept list (`lists`); most pieces have none, and an
+/// empty list costs nothing.
+fn hand_back(entry: &mut Stream, lists: &mut Vec<Vec<Redaction>>, reply: &mut impl FnMut(Piece)) {
+    let mut redactions = lists.pop().unwrap_or_default();
     while let Some(front) = entry.pending.front_mut() {
         if !entry
             .redactor
             .take_into(front.ticket, &mut front.data, &mut redactions)
         {
-            return;
+            break;
         }
         let front = entry.pending.pop_front().expect("the front payload");
+        let redactions = match redactions.is_empty() {
+            true => Vec::new(),
+            false => mem::replace(&mut redactions, lists.pop().unwrap_or_default()),
+        };
         reply(Piece {
             seq: front.seq,
             data: front.data,
-            // Most pieces have none, and an empty list costs no allocation.
-            redactions: mem::take(&mut redactions),
+            redactions,
         });
+    }
+    if redactions.capacity() > 0 {
+        lists.push(redactions);
     }
 }

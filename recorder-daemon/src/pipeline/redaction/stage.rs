@@ -9,13 +9,13 @@
 //! decided, and the emptied lists go round again, so nothing is allocated per batch.
 //!
 //! The channels are bounded both ways. When a worker falls behind, the pipeline waits for
-//! room in its queue, handing on the replies that come meanwhile (so neither side can wait
-//! on the other for ever); the drain's budget then sheds payloads, counted in Loss frames,
-//! rather than events.
+//! its answers, handing them on, until its queue has room (so neither side can wait on the
+//! other for ever); the drain's budget then sheds payloads, counted in Loss frames, rather
+//! than events.
 
 use std::{mem, sync::Arc, thread::JoinHandle, time::Duration};
 
-use crossbeam_channel::{bounded, Receiver, Select, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use recorder_redact::Policy;
 
 use super::shard::{Piece, Request, Shard, StreamId};
@@ -68,6 +68,8 @@ struct Running {
     spare_pieces: Vec<Vec<Piece>>,
     /// Batches sent and not answered yet.
     in_flight: usize,
+    /// The worker the last emptied redaction list went to.
+    recycle_to: usize,
 }
 
 impl Stage {
@@ -99,6 +101,25 @@ impl Stage {
                 let shard = (stream % running.work.len() as u64) as usize;
                 running.queue(shard, request, on_piece);
             }
+        }
+    }
+
+    /// Gives a piece's emptied redaction list back to a shard, for its next pieces.
+    pub fn recycle(&mut self, list: Vec<recorder_redact::Redaction>) {
+        if list.capacity() == 0 {
+            return;
+        }
+        match self {
+            Stage::Inline(shard) => shard.handle(Request::Recycle(list), &mut |_| {}),
+            Stage::Workers(Workers {
+                running: Some(running),
+                ..
+            }) => {
+                // To each worker in turn; it goes with the worker's next batch.
+                running.recycle_to = (running.recycle_to + 1) % running.work.len();
+                running.outboxes[running.recycle_to].push(Request::Recycle(list));
+            }
+            Stage::Workers(_) => {}
         }
     }
 
@@ -212,6 +233,7 @@ impl Running {
             spare_requests: Vec::new(),
             spare_pieces: Vec::new(),
             in_flight: 0,
+            recycle_to: 0,
         };
         for index in 0..count {
             let (work_tx, work) = bounded(BATCHES_PER_WORKER);
@@ -245,26 +267,18 @@ impl Running {
             pieces: self.spare_pieces.pop().unwrap_or_default(),
         };
         self.in_flight += 1;
-        let mut waiting = match self.work[shard].try_send(work) {
-            Ok(()) => return,
-            Err(TrySendError::Full(work)) => Some(work),
-            Err(TrySendError::Disconnected(_)) => panic!("{WORKER_GONE}"),
-        };
-        // The worker is behind: hand on what comes back while waiting for room. (Handles
-        // to both channels, so the answers can be taken in.)
-        let (sender, answers) = (self.work[shard].clone(), self.done.clone());
-        while let Some(work) = waiting.take() {
-            let mut select = Select::new();
-            let send = select.send(&sender);
-            select.recv(&answers);
-            let operation = select.select();
-            if operation.index() == send {
-                operation.send(&sender, work).expect(WORKER_GONE);
-            } else {
-                waiting = Some(work);
-                let done = operation.recv(&answers).expect(WORKER_GONE);
-                receive(done, self, &mut on_piece);
+        let mut work = work;
+        loop {
+            match self.work[shard].try_send(work) {
+                Ok(()) => return,
+                Err(TrySendError::Full(full)) => work = full,
+                Err(TrySendError::Disconnected(_)) => panic!("{WORKER_GONE}"),
             }
+            // The worker is behind, so it has batches to answer: take an answer (any
+            // worker's) and try again. Waiting on the answers, never on the queue alone,
+            // is what keeps a worker blocked on a full answer queue from waiting on us.
+            let done = self.done.recv().expect(WORKER_GONE);
+            receive(done, self, &mut on_piece);
         }
     }
 }
