@@ -10,6 +10,8 @@ pub mod preflight;
 pub mod object;
 /// The processes to record: pids checked, cgroups resolved, commands spawned, exits watched.
 pub mod target;
+/// The TLS plaintext probes: which library files, and attaching to them.
+pub mod tls;
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
@@ -107,6 +109,20 @@ pub struct Limits {
     pub max_payload_bytes: u32,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
+    pub tls: TlsCapture,
+}
+
+/// Whether TLS library calls are recorded as plaintext, and what becomes of the ciphertext
+/// the syscalls inside them move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsCapture {
+    /// No TLS probes: connections are recorded as the syscalls see them (ciphertext).
+    Off,
+    /// Plaintext recorded; the ciphertext's lengths only (the default).
+    #[default]
+    Plaintext,
+    /// Plaintext recorded, and the ciphertext's bytes kept too.
+    PlaintextAndCiphertext,
 }
 
 #[derive(Debug, Error)]
@@ -164,8 +180,8 @@ enum Link {
 
 /// Loaded and attached probes. Dropping it detaches them.
 pub struct Capture {
-    // Keeps the programs alive.
-    _ebpf: Ebpf,
+    // Keeps the programs alive (and the uprobes they hold).
+    ebpf: Ebpf,
     /// The attachments; dropping them detaches the probes.
     _links: Vec<Link>,
     /// Until the session's drain takes it.
@@ -174,6 +190,8 @@ pub struct Capture {
     losses: PerCpuArray<MapData, u64>,
     attached: Vec<&'static str>,
     syscall_hook: SyscallHook,
+    /// `None` when TLS capture is off.
+    tls: Option<tls::TlsProbes>,
 }
 
 impl Capture {
@@ -198,6 +216,8 @@ impl Capture {
             let len = name.len().min(COMM_BYTES - 1);
             comm[..len].copy_from_slice(&name.as_bytes()[..len]);
         }
+        let tls_on = u32::from(limits.tls != TlsCapture::Off);
+        let keep_ciphertext = u32::from(limits.tls == TlsCapture::PlaintextAndCiphertext);
         let offsets: Vec<(&str, Option<u32>)> = FIELD_OFFSETS
             .iter()
             .map(|&(global, category, event, field)| {
@@ -222,6 +242,12 @@ impl Capture {
             .override_global(recorder_common::CGROUP_ID_GLOBAL, &cgroup.0, true)
             .override_global(recorder_common::CGROUP_LEVEL_GLOBAL, &cgroup.1, true)
             .override_global(recorder_common::COMM_GLOBAL, &comm, true)
+            .override_global(recorder_common::TLS_GLOBAL, &tls_on, true)
+            .override_global(
+                recorder_common::TLS_KEEP_CIPHERTEXT_GLOBAL,
+                &keep_ciphertext,
+                true,
+            )
             .map_max_entries(EVENTS_MAP, limits.ring_bytes);
         // A missing field leaves 0; its program is then not attached (below).
         let values: Vec<u32> = offsets.iter().map(|(_, o)| o.unwrap_or(0)).collect();
@@ -240,6 +266,10 @@ impl Capture {
             .map(|s| s.name)
             .collect();
         attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
+        let tls = match limits.tls {
+            TlsCapture::Off => None,
+            _ => Some(tls::TlsProbes::load(&mut ebpf)?),
+        };
 
         let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
             CaptureError::Map {
@@ -260,13 +290,14 @@ impl Capture {
             }
         })?;
         Ok(Capture {
-            _ebpf: ebpf,
+            ebpf,
             _links: links,
             ring: Some(ring),
             targets,
             losses,
             attached,
             syscall_hook,
+            tls,
         })
     }
 
@@ -278,6 +309,20 @@ impl Capture {
                 map: TARGETS_MAP,
                 source,
             })
+    }
+
+    /// Probes the TLS libraries process `tgid` maps that are not probed yet (its own copy of
+    /// OpenSSL or GnuTLS); nothing when TLS capture is off.
+    pub fn probe_tls_of(&mut self, tgid: u32) -> Result<(), CaptureError> {
+        match &mut self.tls {
+            Some(tls) => tls.probe_process(&mut self.ebpf, tgid),
+            None => Ok(()),
+        }
+    }
+
+    /// The TLS libraries probed ("openssl /usr/lib/x86_64-linux-gnu/libssl.so.3", ...).
+    pub fn tls_libraries(&self) -> &[String] {
+        self.tls.as_ref().map_or(&[], |tls| tls.libraries())
     }
 
     /// The syscalls whose tracepoints are attached.

@@ -82,6 +82,9 @@ pub fn event(clock: &Clock, event: &Event) -> String {
         event.tid,
         event.syscall
     );
+    if let Some(tls) = &event.tls {
+        let _ = write!(line, "tls {} ", tls.library);
+    }
     let view = by_name(&event.syscall).map_or(View::Descriptor, |row| row.view);
     match view {
         View::Open { flags_arg } => {
@@ -122,7 +125,12 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             } else if let Some(name) = resource_name(event).filter(|_| event.fd >= 0) {
                 let _ = write!(line, " ({name})");
             }
-            let _ = write!(line, " → {}", result(event.ret, ""));
+            if event.tls.is_some() && event.ret <= 0 {
+                // The library's own result (0, -1, GNUTLS_E_*), not an errno.
+                let _ = write!(line, " → {} (no bytes)", event.ret);
+            } else {
+                let _ = write!(line, " → {}", result(event.ret, ""));
+            }
         }
     }
     if let Some(payload) = &event.payload {
@@ -193,13 +201,14 @@ pub fn trailer(trailer: &Trailer) -> String {
     let losses = trailer.losses.unwrap_or_default();
     let lost = recorder_store::loss::total(&losses);
     format!(
-        "end: {}; {} events, {} of {} payload bytes kept ({} lost, {} past the cap, {} payloads shed), {} redactions, {} records lost",
+        "end: {}; {} events, {} of {} payload bytes kept ({} lost, {} past the cap, {} TLS ciphertext not kept, {} payloads shed), {} redactions, {} records lost",
         trailer.end_reason,
         trailer.events,
         trailer.payload_bytes,
         trailer.payload_bytes_moved,
         trailer.payload_bytes_lost,
         trailer.payload_bytes_capped,
+        trailer.payload_bytes_omitted,
         losses.payloads_shed,
         trailer.redactions,
         lost
@@ -335,6 +344,11 @@ pub fn payload_preview(payload: &Payload) -> String {
     let mut preview = format!("[{} B] \"{text}\"{more}", payload.length);
     if payload.truncated {
         preview.push_str(" (truncated)");
+    }
+    if payload.omitted_bytes > 0 {
+        preview.push_str(" (TLS ciphertext, not kept: its plaintext is recorded)");
+    } else if payload.tls_ciphertext {
+        preview.push_str(" (TLS ciphertext)");
     }
     if payload.shed {
         let _ = write!(

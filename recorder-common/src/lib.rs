@@ -14,6 +14,8 @@ pub mod kind;
 pub mod loss;
 /// The records themselves and the per-thread stash.
 pub mod record;
+/// TLS library calls recorded as plaintext (uprobes).
+pub mod tls;
 
 pub use record::{DataRecord, EventHeader, ProcessRecord, Stash, SyscallRecord};
 
@@ -25,6 +27,13 @@ pub const TARGETS_MAP: &str = "TARGETS";
 pub const CLASSES_MAP: &str = "CLASSES";
 /// Per-CPU counters of records that could not be written, indexed by [`loss`] kind.
 pub const LOSSES_MAP: &str = "LOSSES";
+
+/// Global set at load time: 1 when the TLS probes are attached, so the syscall programs
+/// look for a TLS call in progress (0: they skip the lookup).
+pub const TLS_GLOBAL: &str = "TLS";
+/// Global set at load time: 1 to copy the payloads of syscalls made inside a recorded TLS
+/// call (the ciphertext) as well; 0 (the default) records their lengths only.
+pub const TLS_KEEP_CIPHERTEXT_GLOBAL: &str = "TLS_KEEP_CIPHERTEXT";
 
 /// Global set at load time: ring fill (bytes) past which payload chunks are no longer
 /// written, so that the room left holds syscall records (events before payloads).

@@ -32,6 +32,12 @@ pub mod flags {
     /// passed its high-water mark: the room left is kept for syscall records (counted in
     /// `LOSSES` as a shed payload).
     pub const PAYLOAD_SHED: u32 = 1 << 5;
+    /// The syscall was made inside a TLS library call whose plaintext is recorded: its
+    /// payload is the ciphertext of that plaintext (not copied unless the ciphertext is
+    /// kept).
+    pub const TLS_CIPHERTEXT: u32 = 1 << 6;
+    /// Set with `TLS_CIPHERTEXT` when the ciphertext was not copied.
+    pub const PAYLOAD_OMITTED: u32 = 1 << 7;
 }
 
 /// A completed syscall, written at sys_exit. Followed by `aux_len` bytes: the path (without

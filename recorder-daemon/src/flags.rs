@@ -77,6 +77,12 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
+    /// TLS through OpenSSL and GnuTLS: `plaintext` records what the program sent and received
+    /// before encryption, and only the lengths of the ciphertext on the wire; `both` keeps the
+    /// ciphertext's bytes too; `off` records the wire alone [default: plaintext].
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<TlsMode>,
+
     /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
     /// identity can read the recording, and this host cannot. Repeatable.
     #[arg(long = "seal-to", value_name = "RECIPIENT")]
@@ -91,6 +97,24 @@ pub struct RecorderdArgs {
     pub command: Vec<String>,
 }
 
+/// `--tls`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    Plaintext,
+    Both,
+    Off,
+}
+
+impl From<TlsMode> for recorder_capture::TlsCapture {
+    fn from(mode: TlsMode) -> Self {
+        match mode {
+            TlsMode::Plaintext => recorder_capture::TlsCapture::Plaintext,
+            TlsMode::Both => recorder_capture::TlsCapture::PlaintextAndCiphertext,
+            TlsMode::Off => recorder_capture::TlsCapture::Off,
+        }
+    }
+}
+
 /// Flags of a foreground recording, which the service takes from its config file instead.
 pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
     let given = [
@@ -103,6 +127,7 @@ pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
         ("--fsync-interval", args.fsync_interval.is_some()),
         ("--compression-level", args.compression_level.is_some()),
         ("--threads", args.threads.is_some()),
+        ("--tls", args.tls.is_some()),
         ("--seal-to", !args.seal_to.is_empty()),
         ("--seal-to-file", !args.seal_to_file.is_empty()),
         ("--no-follow", args.no_follow),

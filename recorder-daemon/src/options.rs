@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use recorder_capture::Limits;
+use recorder_capture::{Limits, TlsCapture};
 use recorder_config::{check_comm, defaults, CommError, Config, ConfigError};
 use recorder_redact::Policy;
 use recorder_store::{
@@ -87,6 +87,7 @@ impl Options {
             limits: Limits {
                 max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
                 ring_bytes: defaults::RING_BYTES,
+                tls: TlsCapture::default(),
             },
             segments: SegmentPolicy {
                 max_bytes: defaults::SEGMENT_BYTES,
@@ -122,6 +123,7 @@ impl Options {
         let limits = &mut options.limits;
         limits.max_payload_bytes = args.max_payload.unwrap_or(limits.max_payload_bytes);
         limits.ring_bytes = args.ring_bytes.unwrap_or(limits.ring_bytes);
+        limits.tls = args.tls.map_or(limits.tls, Into::into);
         let segments = &mut options.segments;
         segments.max_bytes = args.segment_bytes.unwrap_or(segments.max_bytes);
         segments.max_age = args.segment_duration.unwrap_or(segments.max_age);

@@ -405,7 +405,7 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
 
 /// Whether a syscall of this class moves payload bytes (its return value counts them).
 #[inline(always)]
-fn carries_payload(class: u8) -> bool {
+pub fn carries_payload(class: u8) -> bool {
     matches!(
         class,
         class::OUT_BUF

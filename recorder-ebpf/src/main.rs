@@ -18,6 +18,7 @@ mod emit;
 mod process;
 mod runtime;
 mod syscall;
+mod tls;
 
 use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
 use aya_ebpf::{

@@ -25,8 +25,11 @@ use aya_ebpf::{
 use recorder_common::{class, loss, record::flags, EventHeader, Stash, SyscallRecord};
 
 use crate::{
-    emit::{copy_payload, count_loss, emit_syscall, recorder_copy_argv, Aux, Origin, Source},
-    targeted, CLASSES, STASH,
+    emit::{
+        carries_payload, copy_payload, count_loss, emit_syscall, recorder_copy_argv, Aux, Origin,
+        Source,
+    },
+    targeted, tls, CLASSES, STASH,
 };
 
 const NR_OFFSET: usize = 8;
@@ -184,15 +187,22 @@ fn try_syscall_enter(ctx: &impl Syscall) -> Option<()> {
         }
         _ => (false, false, 0, 0, 0),
     };
-    stash.flags = if class == class::OUT_MSG && msg.valid == 0 {
-        flags::PAYLOAD_FAULT
-    } else if class == class::EXEC || class == class::EXECAT {
-        copy_exec_args(pid_tgid, &stash)
-    } else if copy {
-        copy_payload(origin, source(iov, ptr, len), limit)
+    // Inside a recorded TLS call the payload is that call's ciphertext.
+    let tls_flags = if carries_payload(class) {
+        tls::inside_call(origin.tid, args[0])
     } else {
         0
     };
+    stash.flags = tls_flags
+        | if class == class::OUT_MSG && msg.valid == 0 {
+            flags::PAYLOAD_FAULT
+        } else if class == class::EXEC || class == class::EXECAT {
+            copy_exec_args(pid_tgid, &stash)
+        } else if copy && tls_flags & flags::PAYLOAD_OMITTED == 0 {
+            copy_payload(origin, source(iov, ptr, len), limit)
+        } else {
+            0
+        };
     if STASH.insert(&(pid_tgid as u32), &stash, 0).is_err() {
         count_loss(loss::STASH);
     }
@@ -231,6 +241,7 @@ fn try_syscall_exit(ctx: &impl Syscall) -> Option<()> {
     // mapped (say, a fresh child's first touch of its read-only data) cannot be faulted in
     // by a probe, but the syscall has just read them, so they are mapped now.
     let retry = stash.flags & flags::PAYLOAD_FAULT != 0;
+    let omitted = stash.flags & flags::PAYLOAD_OMITTED != 0;
     let (copy, iov, ptr, len) = match class {
         class::IN_BUF => (true, false, args[1], ret as u64),
         class::IN_IOV => (true, true, args[1], args[2]),
@@ -250,7 +261,7 @@ fn try_syscall_exit(ctx: &impl Syscall) -> Option<()> {
     }
     if ret > 0 && class == class::IN_MSG && msg.valid == 0 {
         record_flags |= flags::PAYLOAD_FAULT;
-    } else if ret > 0 && copy {
+    } else if ret > 0 && copy && !omitted {
         record_flags |= copy_payload(origin, source(iov, ptr, len), ret as u64);
     }
     let aux = match class {

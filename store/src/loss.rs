@@ -42,7 +42,7 @@ pub fn since(now: &Loss, then: &Loss) -> Loss {
     }
 }
 
-/// Payload bytes in both units' accounting: `kept + lost + capped = moved`, where `moved`
+/// Payload bytes in both units' accounting: `kept + lost + capped + omitted = moved`, where `moved`
 /// also counts the bytes of payload syscalls whose records were lost (from the Loss frames).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PayloadTally {
@@ -54,15 +54,18 @@ pub struct PayloadTally {
     pub lost: u64,
     /// Past the capture cap (`--max-payload`).
     pub capped: u64,
+    /// Not kept on purpose: TLS ciphertext whose plaintext is recorded.
+    pub omitted: u64,
 }
 
 impl PayloadTally {
     pub fn add_event(&mut self, payload: &Payload) {
-        let missing = payload.lost_bytes + payload.capped_bytes;
+        let missing = payload.lost_bytes + payload.capped_bytes + payload.omitted_bytes;
         self.moved += payload.length;
         self.kept += payload.length.saturating_sub(missing);
         self.lost += payload.lost_bytes;
         self.capped += payload.capped_bytes;
+        self.omitted += payload.omitted_bytes;
     }
 
     /// The bytes of syscalls whose records were lost: moved, none of them kept.
@@ -76,6 +79,7 @@ impl PayloadTally {
         self.kept += other.kept;
         self.lost += other.lost;
         self.capped += other.capped;
+        self.omitted += other.omitted;
     }
 }
 

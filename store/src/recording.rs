@@ -345,6 +345,7 @@ impl RecordingWriter {
             payload_bytes_moved: counts.payload.moved,
             payload_bytes_lost: counts.payload.lost,
             payload_bytes_capped: counts.payload.capped,
+            payload_bytes_omitted: counts.payload.omitted,
             losses: Some(Loss {
                 from_mono_ns: self.segment_start_mono_ns,
                 to_mono_ns: end_mono_ns,

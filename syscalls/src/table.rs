@@ -303,9 +303,34 @@ pub static SYSCALLS: &[Syscall] = &[
         .view(View::Exit),
 ];
 
-/// The syscall with number `nr`, if it is one we trace. Called for every event, so it is a
-/// table lookup rather than a search of [`SYSCALLS`].
+/// The TLS library calls the uprobes record as plaintext, as rows like a syscall's: their
+/// numbers are `recorder_common::tls`'s (above every syscall number), their first argument
+/// is the connection's descriptor, and their payload is plaintext. Not in [`SYSCALLS`]:
+/// nothing attaches a tracepoint for them.
+pub static TLS_CALLS: [Syscall; recorder_common::tls::FUNCTIONS.len()] = {
+    let mut rows = [row("", 0, 0, class::NONE); recorder_common::tls::FUNCTIONS.len()];
+    let mut i = 0;
+    while i < rows.len() {
+        let function = &recorder_common::tls::FUNCTIONS[i];
+        let class = if function.out {
+            class::OUT_BUF
+        } else {
+            class::IN_BUF
+        };
+        rows[i] = row(function.name, function.nr as i64, 4, class)
+            .on_arg0()
+            .net();
+        i += 1;
+    }
+    rows
+};
+
+/// The syscall (or TLS call) with number `nr`, if it is one we trace. Called for every
+/// event, so it is a table lookup rather than a search of [`SYSCALLS`].
 pub fn by_nr(nr: u32) -> Option<&'static Syscall> {
+    if nr >= recorder_common::tls::NR_BASE {
+        return TLS_CALLS.get((nr - recorder_common::tls::NR_BASE) as usize);
+    }
     static BY_NR: std::sync::OnceLock<Vec<Option<&'static Syscall>>> = std::sync::OnceLock::new();
     let table = BY_NR.get_or_init(|| {
         let mut table = vec![None; recorder_common::MAX_SYSCALL_NR as usize];
@@ -320,7 +345,10 @@ pub fn by_nr(nr: u32) -> Option<&'static Syscall> {
 /// The syscall a recorded event names. Recordings carry names (numbers differ between
 /// architectures), so readers look rows up this way.
 pub fn by_name(name: &str) -> Option<&'static Syscall> {
-    SYSCALLS.iter().find(|syscall| syscall.name == name)
+    SYSCALLS
+        .iter()
+        .chain(&TLS_CALLS)
+        .find(|syscall| syscall.name == name)
 }
 
 /// The boundary a recorded event belongs to: a process call's is the process; otherwise a

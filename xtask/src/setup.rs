@@ -11,7 +11,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the tests and the benchmark harness run: the real clients and servers the
 /// privileged tests record (curl, python3's http.server, PostgreSQL with psql, Redis with
-/// redis-cli) and the tools they use.
+/// redis-cli, nginx over TLS, gnutls-cli) and the tools they use.
 pub const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
@@ -21,6 +21,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "postgresql-client",
     "redis-server",
     "redis-tools",
+    // TLS plaintext (tests/tests/tls.rs): nginx serves HTTPS, gnutls-cli is the GnuTLS client.
+    "nginx",
+    "gnutls-bin",
     // systemd-analyze checks dist/recorderd.service (tests/tests/service_unit.rs); setpriv
     // runs the control-socket tests as another user.
     "systemd",
@@ -29,7 +32,7 @@ pub const APT_PACKAGES: &[&str] = &[
 
 /// What `cargo xtask bench` compares recorderd with, and its HTTP workload. Installed by the
 /// full bench only: `cargo xtask test` (CI) runs `bench --quick` with whatever is present.
-pub const BENCH_PACKAGES: &[&str] = &["strace", "linux-perf", "bpftrace", "wrk", "nginx"];
+pub const BENCH_PACKAGES: &[&str] = &["strace", "linux-perf", "bpftrace", "wrk"];
 
 pub fn run() -> Result<()> {
     let started = Instant::now();

@@ -47,7 +47,7 @@ pub fn run(
 
 fn header(segment: u32, h: &Header) -> Value {
     let target = h.target.clone().unwrap_or_default();
-    let limits = h.limits.unwrap_or_default();
+    let limits = h.limits.clone().unwrap_or_default();
     let redaction = h.redaction.clone().unwrap_or_default();
     let clock = h.clock.unwrap_or_default();
     json!({
@@ -56,7 +56,8 @@ fn header(segment: u32, h: &Header) -> Value {
         "arch": h.arch,
         "target": { "pids": target.pids, "command": target.command, "follow": target.follow,
                     "cgroup": target.cgroup, "comm": target.comm },
-        "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes },
+        "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes,
+                    "tls": limits.tls, "tls_libraries": limits.tls_libraries },
         "redaction": {
             "enabled": redaction.enabled, "rules": redaction.rules, "pii": redaction.pii,
             "detectors": redaction.detectors, "detectors_off": redaction.detectors_off,
@@ -91,6 +92,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         json!({
             "direction": direction, "length": p.length, "truncated": p.truncated, "incomplete": p.incomplete,
             "lost_bytes": p.lost_bytes, "capped_bytes": p.capped_bytes, "shed": p.shed,
+            "tls_ciphertext": p.tls_ciphertext, "omitted_bytes": p.omitted_bytes,
             "base64": base64::engine::general_purpose::STANDARD.encode(&p.data),
             "utf8_preview": String::from_utf8_lossy(preview),
             "redactions": redactions(&p.redactions),
@@ -112,6 +114,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         "address": e.address.as_ref().map(sockaddr::display), "payload": payload,
         "argv": e.argv, "argv_truncated": e.argv_truncated, "new_fds": e.new_fds,
         "redactions": redactions(&e.redactions),
+        "tls": e.tls.as_ref().map(|t| json!({ "library": t.library })),
     })
 }
 
@@ -153,7 +156,7 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
     json!({
         "type": "trailer", "segment": segment, "events": t.events, "payload_bytes": t.payload_bytes,
         "payload_bytes_moved": t.payload_bytes_moved, "payload_bytes_lost": t.payload_bytes_lost,
-        "payload_bytes_capped": t.payload_bytes_capped,
+        "payload_bytes_capped": t.payload_bytes_capped, "payload_bytes_omitted": t.payload_bytes_omitted,
         "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
                     "stash_failures": losses.stash_failures, "process_events": losses.process_events,
                     "unwritten_frames": losses.unwritten_frames, "payloads_shed": losses.payloads_shed,

@@ -99,12 +99,13 @@ fn row_json(dir: &Path, recording: &RecordingSummary) -> serde_json::Value {
     })
 }
 
-/// `kept/moved` payload bytes, in the largest unit that keeps them short.
+/// `kept/moved` payload bytes, in the largest unit that keeps them short. TLS ciphertext
+/// whose plaintext is recorded is left out of both: it was never meant to be kept.
 fn kept_of_moved(payload: &PayloadTally) -> String {
     format!(
         "{}/{}",
         short_bytes(payload.kept),
-        short_bytes(payload.moved)
+        short_bytes(payload.moved - payload.omitted)
     )
 }
 
@@ -125,6 +126,7 @@ fn short_bytes(bytes: u64) -> String {
 fn payload_json(payload: &PayloadTally) -> serde_json::Value {
     serde_json::json!({
         "moved": payload.moved, "kept": payload.kept, "lost": payload.lost, "capped": payload.capped,
+        "omitted": payload.omitted,
     })
 }
 

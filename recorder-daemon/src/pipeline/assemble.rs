@@ -7,8 +7,8 @@
 
 use rustc_hash::FxHashMap;
 
-use recorder_common::{class, record::flags, DataRecord, SyscallRecord};
-use recorder_proto::v1::{payload::Direction, Event, Payload};
+use recorder_common::{class, record::flags, tls, DataRecord, SyscallRecord};
+use recorder_proto::v1::{payload::Direction, Event, Payload, Tls};
 
 use recorder_syscalls::{self as syscalls, sockaddr, FdSource, Stream};
 
@@ -150,6 +150,11 @@ impl Assembler {
         event.args.extend_from_slice(&record.args[..nargs]);
         event.ret = record.ret;
         event.fd = fd;
+        if let Some(function) = tls::by_nr(record.nr) {
+            event.tls = Some(Tls {
+                library: function.library.to_owned(),
+            });
+        }
         match class {
             class::PATH_ARG0 | class::PATH_ARG1 => {
                 event.path.push_str(&String::from_utf8_lossy(aux));
@@ -222,12 +227,21 @@ impl Assembler {
             self.stats.shed_payloads += 1;
         }
         let shed = shed || record_flags & flags::PAYLOAD_SHED != 0;
+        let mut payload = self.spare.payload();
+        payload.direction = direction.into();
+        payload.tls_ciphertext = record_flags & flags::TLS_CIPHERTEXT != 0;
+        if record_flags & flags::PAYLOAD_OMITTED != 0 {
+            // Ciphertext of a TLS call whose plaintext is recorded: its length only.
+            payload.omitted_bytes = length;
+            payload.length = length;
+            payload.data = data;
+            payload.data.clear();
+            return payload;
+        }
         let expected = length.min(self.max_payload_bytes);
         data.truncate(expected as usize);
         let failed = flags::PAYLOAD_LOST | flags::PAYLOAD_FAULT | flags::PAYLOAD_SHED;
         let lost_bytes = expected - data.len() as u64;
-        let mut payload = self.spare.payload();
-        payload.direction = direction.into();
         payload.incomplete = gap || record_flags & failed != 0 || lost_bytes > 0;
         payload.truncated = length > self.max_payload_bytes;
         payload.shed = shed;

@@ -14,6 +14,8 @@ pub mod processes;
 pub mod redaction;
 /// Written events, kept to build the next ones from without allocating.
 pub mod spare;
+/// Which descriptor each TLS connection is on.
+pub mod tls;
 
 use std::path::PathBuf;
 
@@ -28,6 +30,7 @@ use self::{
     fdtable::FdTable,
     processes::Processes,
     redaction::Redactor,
+    tls::TlsConnections,
 };
 
 /// What an event's syscall does to descriptors and processes. Events reach the pipeline from
@@ -49,6 +52,7 @@ pub struct Pipeline {
     processes: Processes,
     redactor: Redactor,
     writer: RecordingWriter,
+    tls: TlsConnections,
     stats: PipelineStats,
     /// Payloads the drain shed that a Loss frame has already counted.
     shed_reported: u64,
@@ -68,6 +72,7 @@ impl Pipeline {
             processes,
             redactor,
             writer,
+            tls: TlsConnections::default(),
             stats: PipelineStats::default(),
             shed_reported: 0,
         }
@@ -84,7 +89,8 @@ impl Pipeline {
     pub fn handle(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         match decode(bytes) {
             Ok(RawRecord::Data { record, bytes }) => self.assembler.data(&record, bytes),
-            Ok(RawRecord::Syscall { record, aux }) => {
+            Ok(RawRecord::Syscall { mut record, aux }) => {
+                self.tls.resolve(&mut record);
                 let event = self.assembler.syscall(&record, aux);
                 self.record(event)?;
             }
@@ -133,7 +139,10 @@ impl Pipeline {
         let (pid, tid) = (record.header.tgid, record.header.tid);
         match record.op {
             process_op::FORK if record.flags != 0 => self.fds.fork(pid, record.child),
-            process_op::EXIT if record.value != 0 => self.fds.forget(pid),
+            process_op::EXIT if record.value != 0 => {
+                self.fds.forget(pid);
+                self.tls.forget(pid);
+            }
             process_op::COMM_MATCH => self.fds.seed(pid),
             process_op::EXEC => self.assembler.rename_tid(record.child, tid),
             _ => {}

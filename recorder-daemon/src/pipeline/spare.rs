@@ -132,10 +132,11 @@ fn clear_event(event: &mut Event) {
         argv_truncated,
         new_fds,
         redactions,
+        tls,
     } = event;
     (*mono_ns, *duration_ns, *pid, *tid, *syscall_nr, *ret, *fd) = (0, 0, 0, 0, 0, 0, 0);
     (*path_truncated, *argv_truncated) = (false, false);
-    (*resource, *address, *payload) = (None, None, None);
+    (*resource, *address, *payload, *tls) = (None, None, None, None);
     syscall.clear();
     args.clear();
     path.clear();
@@ -209,6 +210,9 @@ mod tests {
             }),
             path: "/p".into(),
             path_truncated: true,
+            tls: Some(recorder_proto::v1::Tls {
+                library: "openssl".into(),
+            }),
             address: Some(SocketAddress::default()),
             payload: Some(Payload {
                 data: b"hello".to_vec(),

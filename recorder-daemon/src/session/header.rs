@@ -1,7 +1,7 @@
 //! What a recording says about itself: the Header of its segments (host, kernel, target,
 //! limits, redaction policy, clock base), and the words for what it records and who asked.
 
-use recorder_capture::target::Spawned;
+use recorder_capture::{target::Spawned, TlsCapture};
 use recorder_proto::v1::{CaptureLimits, Header, Target};
 use recorder_store::clock;
 
@@ -11,7 +11,12 @@ use crate::{
 };
 
 /// The Header of every segment of the recording `options` describe.
-pub fn header(options: &Options, redactor: &Redactor, spawned: Option<&Spawned>) -> Header {
+pub fn header(
+    options: &Options,
+    redactor: &Redactor,
+    spawned: Option<&Spawned>,
+    tls_libraries: &[String],
+) -> Header {
     let mut pids = options.pids.clone();
     pids.extend(spawned.map(|child| child.pid));
     Header {
@@ -33,6 +38,13 @@ pub fn header(options: &Options, redactor: &Redactor, spawned: Option<&Spawned>)
         limits: Some(CaptureLimits {
             max_payload_bytes: options.limits.max_payload_bytes,
             ring_bytes: options.limits.ring_bytes,
+            tls: match options.limits.tls {
+                TlsCapture::Off => "off",
+                TlsCapture::Plaintext => "plaintext",
+                TlsCapture::PlaintextAndCiphertext => "both",
+            }
+            .to_owned(),
+            tls_libraries: tls_libraries.to_vec(),
         }),
         redaction: Some(redactor.header_policy()),
         clock: Some(clock::clock_base()),

@@ -261,7 +261,12 @@ async fn record_audited(
     } = attach(options, scope, spawned.as_deref())?;
     let attached_at_ns = clock::monotonic_ns();
     let redactor = Redactor::new(options.redaction.clone(), options.threads);
-    let header = header::header(options, &redactor, spawned.as_deref());
+    let header = header::header(
+        options,
+        &redactor,
+        spawned.as_deref(),
+        capture.tls_libraries(),
+    );
     let pids: Vec<u32> = watched.iter().map(|(pid, _)| *pid).collect();
     let description = header::describe(options, &pids);
     audit.append_by(
@@ -341,6 +346,7 @@ fn attach(
         // Watch before targeting, so an exit in between is still seen.
         watched.push((pid, target::watch(pid)?));
         capture.add_target(pid)?;
+        capture.probe_tls_of(pid)?;
         fds.seed(pid);
     }
     if let Some(child) = spawned {

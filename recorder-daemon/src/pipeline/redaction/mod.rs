@@ -34,8 +34,9 @@ use self::{
 const METADATA_ONLY: &str = "capture-metadata";
 /// Rule name for bytes withheld because no decision could be made for them.
 const FAIL_CLOSED: &str = "fail-closed";
-/// One direction of one descriptor of one process: (pid, fd, outgoing).
-type Endpoint = (u32, i64, bool);
+/// One direction of one layer of one descriptor of one process: (pid, fd, outgoing, TLS
+/// plaintext). A TLS connection's plaintext and its ciphertext (when kept) are two streams.
+type Endpoint = (u32, i64, bool, bool);
 
 /// A frame in the recording's order, waiting for its payload to be decided (or for an
 /// earlier frame's).
@@ -238,7 +239,9 @@ impl Streams {
     /// Redacts what the capture policy says to; returns what goes to the payload's stream.
     fn admit(&mut self, policy: &Policy, event: &mut Event) -> Option<Admitted> {
         let payload = event.payload.as_mut()?;
-        let missing = payload.length.saturating_sub(payload.data.len() as u64);
+        // Ciphertext left out on purpose is not a hole in the stream.
+        let missing = (payload.length - payload.omitted_bytes.min(payload.length))
+            .saturating_sub(payload.data.len() as u64);
         if !policy.enabled() || payload.data.is_empty() && missing == 0 {
             return None;
         }
@@ -260,7 +263,12 @@ impl Streams {
             withhold(payload, rule, withheld);
             return None;
         }
-        let endpoint = (event.pid, event.fd, payload.direction() == Direction::Out);
+        let endpoint = (
+            event.pid,
+            event.fd,
+            payload.direction() == Direction::Out,
+            event.tls.is_some(),
+        );
         let next_id = &mut self.next_id;
         let stream = *self.current.entry(endpoint).or_insert_with(|| {
             *next_id += 1;
@@ -308,8 +316,10 @@ impl Redactor {
     /// The fd was closed: its streams are complete.
     fn end_fd(&mut self, pid: u32, fd: i64) {
         for out in [true, false] {
-            if let Some(stream) = self.streams.current.remove(&(pid, fd, out)) {
-                self.send(stream, Request::Close { stream });
+            for tls in [false, true] {
+                if let Some(stream) = self.streams.current.remove(&(pid, fd, out, tls)) {
+                    self.send(stream, Request::Close { stream });
+                }
             }
         }
     }
@@ -318,7 +328,7 @@ impl Redactor {
     fn end_process(&mut self, pid: u32) {
         let (current, stage, frames) =
             (&mut self.streams.current, &mut self.stage, &mut self.frames);
-        current.retain(|&(owner, _, _), &mut stream| {
+        current.retain(|&(owner, ..), &mut stream| {
             if owner == pid {
                 stage.send_to_stream(stream, Request::Close { stream }, |piece| {
                     frames.place(piece)

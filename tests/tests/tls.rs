@@ -1,0 +1,402 @@
+//! TLS plaintext through the uprobes on OpenSSL and GnuTLS: real clients (curl, python3,
+//! gnutls-cli) against a real nginx serving HTTPS with a certificate the test makes. The
+//! plaintext is recorded on the connection's descriptor, redacted like any payload, and the
+//! ciphertext the library moved is recorded by length only (or kept, with `--tls both`).
+//! See: issue #14.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use recorder_proto::v1::{payload::Direction, resource::Kind, Event};
+use recorder_tests::{
+    contains, decompressed_segment, require_privileges, Recorder, Recording, STEP_TIMEOUT,
+};
+
+const BEARER: &str = "tls_bearer_Q7fK2mX9pL4vR8sT1wY6zB3n";
+const COOKIE: &str = "sid_H5jD8kW2qN7xC4vB9mZ1pL6t";
+const PASSWORD: &str = "Pw-tls-4g8Hq2Lz9Xv";
+const BODY: &str = "recorderd-tls-response-body";
+
+/// nginx serving HTTPS on a loopback port, one process (`master_process off`), with a
+/// self-signed certificate for localhost.
+struct Nginx {
+    child: Child,
+    port: u16,
+    cert: PathBuf,
+}
+
+impl Nginx {
+    fn start(dir: &Path) -> Nginx {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (Debian's openssl package)");
+        assert!(made.success(), "openssl could not make a certificate");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {}; ssl_certificate_key {};
+    location / {{ default_type text/plain; return 200 '{BODY}'; }}
+  }}
+}}
+",
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (cargo xtask setup installs it)");
+        let nginx = Nginx { child, port, cert };
+        // Ready once it accepts a connection.
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < STEP_TIMEOUT,
+                "nginx never listened on {port}; see {d}/error.log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl's arguments for a POST carrying every kind of secret to `url`; the response goes
+/// to stderr (recorderd's spawned command shares its stdout, which names the recording).
+fn curl_with_secrets(nginx: &Nginx, path: &str) -> Vec<String> {
+    [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/stderr",
+        "--http1.1",
+        "--cacert",
+        nginx.cert.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {BEARER}"),
+        "-H",
+        &format!("Cookie: session={COOKIE}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &format!(r#"{{"user":"ann","password":"{PASSWORD}"}}"#),
+        &nginx.url(path),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn record(output: &Path, options: &[&str], command: &[String]) -> PathBuf {
+    let mut args = vec!["--output", output.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.push("--");
+    args.extend(command.iter().map(String::as_str));
+    Recorder::start(&args).finish()
+}
+
+/// Plaintext events of `library` whose descriptor is a socket to or from `port`.
+fn plaintext<'a>(events: &[&'a Event], library: &str, port: u16) -> Vec<&'a Event> {
+    events
+        .iter()
+        .copied()
+        .filter(|e| e.tls.as_ref().is_some_and(|t| t.library == library))
+        .filter(|e| {
+            e.resource.as_ref().is_some_and(|r| {
+                r.kind() == Kind::Socket
+                    && [&r.peer, &r.local]
+                        .iter()
+                        .any(|a| a.as_ref().is_some_and(|a| a.port == u32::from(port)))
+            })
+        })
+        .collect()
+}
+
+/// The bytes of one direction of these events, in order.
+fn bytes(events: &[&Event], direction: Direction) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| e.payload.as_ref())
+        .filter(|p| p.direction() == direction)
+        .flat_map(|p| p.data.iter().copied())
+        .collect()
+}
+
+fn assert_no_secret(segment: &Path) {
+    let bytes = decompressed_segment(segment);
+    for secret in [BEARER, COOKIE, PASSWORD] {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{secret} is in the recording"
+        );
+    }
+}
+
+fn target_pid(recording: &Recording) -> u32 {
+    recording
+        .header
+        .as_ref()
+        .unwrap()
+        .target
+        .as_ref()
+        .unwrap()
+        .pids[0]
+}
+
+#[test]
+fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    let output = work.path().join("recordings");
+    let segment = record(&output, &[], &curl_with_secrets(&nginx, "/api/orders"));
+    let recording = Recording::read(&segment);
+    assert_no_secret(&segment);
+
+    let limits = recording.header.as_ref().unwrap().limits.clone().unwrap();
+    assert_eq!(limits.tls, "plaintext");
+    assert!(
+        limits
+            .tls_libraries
+            .iter()
+            .any(|l| l.starts_with("openssl ")),
+        "{:?}",
+        limits.tls_libraries
+    );
+    let events = recording.of_pid(target_pid(&recording));
+    let calls = plaintext(&events, "openssl", nginx.port);
+    assert!(
+        calls.iter().any(|e| e.syscall.starts_with("SSL_write")),
+        "no SSL_write on the connection to nginx: {events:#?}"
+    );
+    let fd = calls[0].fd;
+    assert!(calls.iter().all(|e| e.fd == fd), "one connection");
+    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
+    assert!(sent.starts_with("POST /api/orders HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.contains("Authorization: *"), "{sent}");
+    assert!(sent.contains("\"password\":\"*"), "{sent}");
+    let received = String::from_utf8(bytes(&calls, Direction::In)).unwrap();
+    assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
+    assert!(received.ends_with(BODY), "{received}");
+
+    // The ciphertext those calls moved is on the same descriptor, by length only.
+    let ciphertext: Vec<_> = events
+        .iter()
+        .filter(|e| e.fd == fd && e.tls.is_none())
+        .filter_map(|e| e.payload.as_ref())
+        .filter(|p| p.tls_ciphertext)
+        .collect();
+    for direction in [Direction::Out, Direction::In] {
+        assert!(
+            ciphertext.iter().any(|p| p.direction() == direction),
+            "no {direction:?} ciphertext marked"
+        );
+    }
+    assert!(ciphertext
+        .iter()
+        .all(|p| p.data.is_empty() && p.omitted_bytes == p.length && p.length > 0));
+    let trailer = recording.trailer.unwrap();
+    assert!(trailer.payload_bytes_omitted > 0);
+    assert_eq!(
+        trailer.payload_bytes
+            + trailer.payload_bytes_lost
+            + trailer.payload_bytes_capped
+            + trailer.payload_bytes_omitted,
+        trailer.payload_bytes_moved
+    );
+}
+
+#[test]
+fn tls_both_keeps_the_ciphertext_and_off_records_no_plaintext() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    let command = curl_with_secrets(&nginx, "/both");
+
+    let both = Recording::read(&record(
+        &work.path().join("both"),
+        &["--tls", "both"],
+        &command,
+    ));
+    let events = both.of_pid(target_pid(&both));
+    let calls = plaintext(&events, "openssl", nginx.port);
+    assert!(!calls.is_empty(), "plaintext recorded with --tls both");
+    let kept: Vec<_> = events
+        .iter()
+        .filter(|e| e.fd == calls[0].fd && e.tls.is_none())
+        .filter_map(|e| e.payload.as_ref())
+        .filter(|p| p.tls_ciphertext)
+        .collect();
+    assert!(!kept.is_empty());
+    assert!(kept
+        .iter()
+        .all(|p| p.omitted_bytes == 0 && p.data.len() as u64 == p.length));
+    assert_eq!(both.trailer.unwrap().payload_bytes_omitted, 0);
+
+    let off = Recording::read(&record(
+        &work.path().join("off"),
+        &["--tls", "off"],
+        &command,
+    ));
+    assert!(off.events.iter().all(|e| e.tls.is_none()));
+    assert!(off
+        .events
+        .iter()
+        .filter_map(|e| e.payload.as_ref())
+        .all(|p| !p.tls_ciphertext && p.omitted_bytes == 0));
+    let limits = off.header.unwrap().limits.unwrap();
+    assert_eq!(
+        (limits.tls.as_str(), limits.tls_libraries.len()),
+        ("off", 0)
+    );
+}
+
+#[test]
+fn nginx_recorded_by_pid_reads_plaintext_on_the_accepted_connection() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    let output = work.path().join("recordings");
+    let pid = nginx.pid().to_string();
+    let recorder = Recorder::start(&["--output", output.to_str().unwrap(), "--pid", &pid]);
+    let command = curl_with_secrets(&nginx, "/server-side");
+    let curl = Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "curl failed: {curl:?}");
+    assert_eq!(String::from_utf8_lossy(&curl.stderr), BODY);
+    let segment = recorder.stop();
+    assert_no_secret(&segment);
+    let recording = Recording::read(&segment);
+    let events = recording.of_pid(nginx.pid());
+    let calls = plaintext(&events, "openssl", nginx.port);
+    let received = String::from_utf8(bytes(&calls, Direction::In)).unwrap();
+    assert!(
+        received.starts_with("POST /server-side HTTP/1.1\r\n"),
+        "{received:?} in {events:#?}"
+    );
+    assert!(received.contains("Cookie: *"), "{received}");
+    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
+    assert!(sent.ends_with(BODY), "{sent}");
+    // On the connection nginx accepted.
+    let accepted = events
+        .iter()
+        .find(|e| e.syscall.starts_with("accept") && e.ret == calls[0].fd)
+        .unwrap_or_else(|| panic!("no accept returned fd {}", calls[0].fd));
+    assert_eq!(accepted.pid, nginx.pid());
+}
+
+#[test]
+fn python_and_gnutls_clients_are_recorded_on_the_right_descriptor() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    let cert = nginx.cert.to_str().unwrap().to_owned();
+
+    // python3's ssl module links the system's libssl.
+    let script = format!(
+        r#"
+import http.client, ssl, sys
+ctx = ssl.create_default_context(cafile="{cert}")
+c = http.client.HTTPSConnection("localhost", {port}, context=ctx)
+c.request("POST", "/python", body='{{"password":"{PASSWORD}"}}',
+          headers={{"Authorization": "Bearer {BEARER}"}})
+print(c.getresponse().read().decode(), file=sys.stderr)
+"#,
+        port = nginx.port
+    );
+    let python = ["python3".to_owned(), "-c".to_owned(), script];
+    let segment = record(&work.path().join("python"), &[], &python);
+    assert_no_secret(&segment);
+    let recording = Recording::read(&segment);
+    let events = recording.of_pid(target_pid(&recording));
+    let calls = plaintext(&events, "openssl", nginx.port);
+    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
+    assert!(
+        sent.starts_with("POST /python HTTP/1.1\r\n"),
+        "{sent:?} in {events:#?}"
+    );
+    assert!(String::from_utf8(bytes(&calls, Direction::In))
+        .unwrap()
+        .ends_with(BODY));
+    // (getaddrinfo's own probes connect UDP sockets with port 0 on the same number first.)
+    assert!(
+        events.iter().any(|e| e.syscall == "connect"
+            && e.fd == calls[0].fd
+            && e.address.as_ref().unwrap().port == u32::from(nginx.port)),
+        "the plaintext's descriptor is the one python connected to nginx"
+    );
+
+    // gnutls-cli sends what it reads on stdin: the shell gives it a request.
+    let shell = format!(
+        "printf 'GET /gnutls HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' | \
+         gnutls-cli --x509cafile {cert} -p {} localhost >&2",
+        nginx.port
+    );
+    let gnutls = ["sh".to_owned(), "-c".to_owned(), shell];
+    let recording = Recording::read(&record(&work.path().join("gnutls"), &[], &gnutls));
+    let events: Vec<&Event> = recording.events.iter().collect();
+    let calls = plaintext(&events, "gnutls", nginx.port);
+    assert!(
+        calls.iter().any(|e| e.syscall == "gnutls_record_send"),
+        "no gnutls_record_send on the connection: {events:#?}"
+    );
+    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
+    assert!(sent.starts_with("GET /gnutls HTTP/1.0\r\n"), "{sent}");
+    let received = String::from_utf8(bytes(&calls, Direction::In)).unwrap();
+    assert!(received.ends_with(BODY), "{received}");
+}
