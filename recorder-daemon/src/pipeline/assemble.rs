@@ -436,4 +436,44 @@ mod tests {
         let event = assembler.syscall(&open, b"/etc/hostname");
         assert_eq!((event.fd, event.path.as_str()), (5, "/etc/hostname"));
     }
+
+    #[test]
+    fn a_tls_call_is_an_event_of_its_library_with_the_plaintext() {
+        let mut assembler = Assembler::new(1024);
+        let read = tls::FUNCTIONS[1];
+        assembler.data(&chunk(7, read.nr.into(), 0), b"HTTP/1.1 200 OK");
+        let record = SyscallRecord {
+            header: header(7),
+            nr: read.nr,
+            class: class::IN_BUF.into(),
+            args: [5, 0, 4096, 0xa0, 0, 0],
+            ret: 15,
+            ..Default::default()
+        };
+        let event = assembler.syscall(&record, &[]);
+        assert_eq!((event.syscall.as_str(), event.fd), ("SSL_read", 5));
+        assert_eq!(event.tls.unwrap().library, "openssl");
+        // Four arguments: fd, buffer, size, connection object.
+        assert_eq!(event.args, [5, 0, 4096, 0xa0]);
+        let payload = event.payload.unwrap();
+        assert_eq!(payload.data, b"HTTP/1.1 200 OK");
+        assert_eq!(payload.direction(), Direction::In);
+    }
+
+    #[test]
+    fn ciphertext_inside_a_tls_call_is_counted_as_omitted_or_kept_marked() {
+        let mut assembler = Assembler::new(1024);
+        let mut record = write_record(7, 11);
+        record.flags = flags::TLS_CIPHERTEXT | flags::PAYLOAD_OMITTED;
+        let payload = assembler.syscall(&record, &[]).payload.unwrap();
+        assert!(payload.tls_ciphertext && payload.data.is_empty());
+        assert!(!payload.incomplete && payload.lost_bytes == 0);
+        assert_eq!((payload.length, payload.omitted_bytes), (11, 11));
+
+        assembler.data(&chunk(7, libc::SYS_write, 0), b"\x17\x03\x03ciphers!");
+        record.flags = flags::TLS_CIPHERTEXT;
+        let payload = assembler.syscall(&record, &[]).payload.unwrap();
+        assert!(payload.tls_ciphertext && !payload.incomplete);
+        assert_eq!((payload.data.len(), payload.omitted_bytes), (11, 0));
+    }
 }

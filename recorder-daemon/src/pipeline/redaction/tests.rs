@@ -292,3 +292,34 @@ fn a_full_reply_queue_does_not_stall_the_pipeline() {
         });
     assert!(in_order, "in the order pushed");
 }
+
+#[test]
+fn tls_plaintext_and_kept_ciphertext_on_one_descriptor_are_separate_streams() {
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        let tls_write = |data: &[u8]| {
+            let mut body = write(7, 3, data);
+            if let Body::Event(event) = &mut body {
+                event.syscall = "SSL_write".to_owned();
+                event.tls = Some(recorder_proto::v1::Tls {
+                    library: "openssl".to_owned(),
+                });
+            }
+            body
+        };
+        // The plaintext's header is split by the ciphertext write of its first part: joined
+        // with it, the header line would end inside the ciphertext and the rest of the
+        // token be missed.
+        redactor.push(tls_write(b"GET / HTTP/1.1\r\nAuthorization: Bea"), 1);
+        redactor.push(write(7, 3, b"\x17\x03\x03 sealed record\n"), 2);
+        redactor.push(tls_write(b"rer abcdefghijklmnop\r\n\r\n"), 3);
+        redactor.finish();
+        let out = released(&mut redactor);
+        let each: Vec<String> = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(&payloads(std::slice::from_ref(b))).into_owned())
+            .collect();
+        assert!(!each.concat().contains("abcdefghijklmnop"), "{each:?}");
+        assert_eq!(each[1], "\x17\x03\x03 sealed record\n", "{each:?}");
+    }
+}
