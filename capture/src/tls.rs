@@ -14,7 +14,7 @@ use aya::{
     programs::{uprobe::UProbeScope, ProgramError, UProbe},
     Ebpf,
 };
-use recorder_common::tls::FUNCTIONS;
+use recorder_common::tls::{FUNCTIONS, HANDSHAKES};
 
 use crate::CaptureError;
 
@@ -35,8 +35,11 @@ const SYSTEM_DIRS: [&str; 9] = [
     "/usr/lib/aarch64-linux-gnu",
 ];
 
-/// The return program, attached to every function.
+/// The return program, attached to every read and write function.
 const RETURN_PROGRAM: &str = "tls_return";
+/// The programs attached to every handshake function.
+const HANDSHAKE_PROGRAM: &str = "tls_handshake";
+const HANDSHAKE_RETURN_PROGRAM: &str = "tls_handshake_return";
 
 /// Which library a file name is, if it is one of those probed.
 fn library_of(file_name: &str) -> Option<&'static str> {
@@ -66,7 +69,7 @@ impl TlsProbes {
         let names = FUNCTIONS
             .iter()
             .map(|f| entry_program(f.name))
-            .chain([RETURN_PROGRAM.to_string()]);
+            .chain([RETURN_PROGRAM, HANDSHAKE_PROGRAM, HANDSHAKE_RETURN_PROGRAM].map(String::from));
         for name in names {
             let program = uprobe(ebpf, &name)?;
             program.load().map_err(|source| CaptureError::Program {
@@ -147,38 +150,49 @@ impl TlsProbes {
         }
         let mut attached = 0;
         for function in FUNCTIONS.iter().filter(|f| f.library == library) {
-            if attach_function(ebpf, function.name, path)? {
+            let entry = entry_program(function.name);
+            if attach_function(ebpf, function.name, path, &entry, RETURN_PROGRAM)? {
                 attached += 1;
             }
         }
-        if attached > 0 {
-            self.libraries.push(format!("{library} {}", path.display()));
-            tracing::debug!(library, path = %path.display(), attached, "TLS library probed.");
+        if attached == 0 {
+            return Ok(());
         }
+        for (function, _) in HANDSHAKES.iter().filter(|(_, l)| *l == library) {
+            let programs = (HANDSHAKE_PROGRAM, HANDSHAKE_RETURN_PROGRAM);
+            attach_function(ebpf, function, path, programs.0, programs.1)?;
+        }
+        self.libraries.push(format!("{library} {}", path.display()));
+        tracing::debug!(library, path = %path.display(), attached, "TLS library probed.");
         Ok(())
     }
 }
 
-/// Attaches the entry and return programs to `function` in the file at `path`; false if the
+/// Attaches the `entry` and `exit` programs to `function` in the file at `path`; false if the
 /// file does not export it.
-fn attach_function(ebpf: &mut Ebpf, function: &str, path: &Path) -> Result<bool, CaptureError> {
+fn attach_function(
+    ebpf: &mut Ebpf,
+    function: &str,
+    path: &Path,
+    entry: &str,
+    exit: &str,
+) -> Result<bool, CaptureError> {
     let error = |source| CaptureError::Attach {
         program: "tls",
         hook: format!("uprobe {}:{function}", path.display()),
         source,
     };
-    let entry = uprobe(ebpf, &entry_program(function))?;
-    let id = match entry.attach(function, path, UProbeScope::AllProcesses) {
+    let id = match uprobe(ebpf, entry)?.attach(function, path, UProbeScope::AllProcesses) {
         Ok(id) => id,
         Err(ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError {
             ..
         })) => return Ok(false),
         Err(source) => return Err(error(source)),
     };
-    let returned = uprobe(ebpf, RETURN_PROGRAM)?.attach(function, path, UProbeScope::AllProcesses);
+    let returned = uprobe(ebpf, exit)?.attach(function, path, UProbeScope::AllProcesses);
     if let Err(source) = returned {
         // An entry without its return would only fill TLS_CALLS.
-        let _ = uprobe(ebpf, &entry_program(function))?.detach(id);
+        let _ = uprobe(ebpf, entry)?.detach(id);
         return Err(error(source));
     }
     Ok(true)

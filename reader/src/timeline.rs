@@ -349,6 +349,8 @@ pub fn payload_preview(payload: &Payload) -> String {
         preview.push_str(" (TLS ciphertext, not kept: its plaintext is recorded)");
     } else if payload.tls_ciphertext {
         preview.push_str(" (TLS ciphertext)");
+    } else if payload.tls_not_decrypted {
+        preview.push_str(" (TLS ciphertext, not decrypted: no probed TLS library moved it)");
     }
     if payload.shed {
         let _ = write!(

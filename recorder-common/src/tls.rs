@@ -69,6 +69,21 @@ pub const FUNCTIONS: [Function; 6] = [
     function("gnutls_record_recv", 5, "gnutls", false, Count::Returned),
 ];
 
+/// Handshake and shutdown functions, and their library. Their calls make no record: the
+/// syscalls inside them are marked as TLS ciphertext (a probed library moved them), so that
+/// ciphertext nothing probed moved stands out (`recorded as ciphertext`).
+pub const HANDSHAKES: [(&str, &str); 6] = [
+    ("SSL_do_handshake", "openssl"),
+    ("SSL_connect", "openssl"),
+    ("SSL_accept", "openssl"),
+    ("SSL_shutdown", "openssl"),
+    ("gnutls_handshake", "gnutls"),
+    ("gnutls_bye", "gnutls"),
+];
+
+/// [`Call::function`] of a handshake call.
+pub const HANDSHAKE: u32 = u32::MAX;
+
 /// The function a record's `nr` names, if it is a TLS one.
 pub const fn by_nr(nr: u32) -> Option<&'static Function> {
     if nr < NR_BASE || nr - NR_BASE >= FUNCTIONS.len() as u32 {
@@ -91,7 +106,7 @@ pub struct Call {
     pub enter_ns: u64,
     /// The first payload syscall's descriptor inside the call, -1 until one is made.
     pub fd: i64,
-    /// Index into [`FUNCTIONS`].
+    /// Index into [`FUNCTIONS`], or [`HANDSHAKE`].
     pub function: u32,
     pub _pad: u32,
 }

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use recorder_common::{
     class, kind, loss,
     record::flags,
-    tls::{Call, Count, FUNCTIONS, NR_BASE},
+    tls::{Call, Count, FUNCTIONS, HANDSHAKE, NR_BASE},
     EventHeader, SyscallRecord,
 };
 
@@ -56,11 +56,45 @@ pub fn inside_call(tid: u32, fd: u64) -> u32 {
             (*call).fd = i64::from(fd as i32);
         }
     }
-    if global(&TLS_KEEP_CIPHERTEXT) != 0 {
+    // SAFETY: as above.
+    let handshake = unsafe { (*call).function } == HANDSHAKE;
+    // A handshake has no plaintext to stand for its records: they are kept.
+    if handshake || global(&TLS_KEEP_CIPHERTEXT) != 0 {
         flags::TLS_CIPHERTEXT
     } else {
         flags::TLS_CIPHERTEXT | flags::PAYLOAD_OMITTED
     }
+}
+
+/// Every handshake function (`recorder_common::tls::HANDSHAKES`). A handshake the library
+/// runs inside a read or write call leaves that call's entry alone.
+#[uprobe]
+pub fn tls_handshake(_ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: only presence is checked.
+    if !targeted((pid_tgid >> 32) as u32) || unsafe { TLS_CALLS.get(&tid) }.is_some() {
+        return 0;
+    }
+    let call = Call {
+        fd: -1,
+        function: HANDSHAKE,
+        ..Call::default()
+    };
+    if TLS_CALLS.insert(&tid, &call, 0).is_err() {
+        count_loss(loss::STASH);
+    }
+    0
+}
+
+#[uretprobe]
+pub fn tls_handshake_return(_ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is read before the entry is removed.
+    if unsafe { TLS_CALLS.get(&tid) }.is_some_and(|call| call.function == HANDSHAKE) {
+        let _ = TLS_CALLS.remove(&tid);
+    }
+    0
 }
 
 #[uprobe]
@@ -99,8 +133,9 @@ pub fn tls_gnutls_record_recv(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Keeps the call's arguments for its return. The functions do not call one another, so a
-/// call left by a thread that died inside one is simply replaced.
+/// Keeps the call's arguments for its return. The read and write functions do not call one
+/// another, so a call left by a thread that died inside one is simply replaced (and so is
+/// a handshake the call is made from: its records are the call's ciphertext now).
 #[inline(always)]
 fn enter(ctx: &ProbeContext, function: u32) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -141,6 +176,10 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     let tid = pid_tgid as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let call = *unsafe { TLS_CALLS.get(&tid) }?;
+    if call.function == HANDSHAKE {
+        // A handshake's own return removes it.
+        return None;
+    }
     let _ = TLS_CALLS.remove(&tid);
     let function = FUNCTIONS.get(call.function as usize)?;
     let raw: i64 = ctx.ret();

@@ -226,22 +226,36 @@ fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
     assert!(received.starts_with("HTTP/1.1 200 OK\r\n"), "{received}");
     assert!(received.ends_with(BODY), "{received}");
 
-    // The ciphertext those calls moved is on the same descriptor, by length only.
-    let ciphertext: Vec<_> = events
+    // The ciphertext those calls moved is on the same descriptor, by length only; the
+    // handshake's (before any plaintext) and the shutdown's (after it) are kept, marked as
+    // moved by the library.
+    let first_call = events.iter().position(|e| e.tls.is_some()).unwrap();
+    let last_call = events.iter().rposition(|e| e.tls.is_some()).unwrap();
+    let ciphertext: Vec<(usize, _)> = events
         .iter()
-        .filter(|e| e.fd == fd && e.tls.is_none())
-        .filter_map(|e| e.payload.as_ref())
-        .filter(|p| p.tls_ciphertext)
+        .enumerate()
+        .filter(|(_, e)| e.fd == fd && e.tls.is_none())
+        .filter_map(|(i, e)| e.payload.as_ref().map(|p| (i, p)))
+        .filter(|(_, p)| p.tls_ciphertext)
         .collect();
     for direction in [Direction::Out, Direction::In] {
         assert!(
-            ciphertext.iter().any(|p| p.direction() == direction),
-            "no {direction:?} ciphertext marked"
+            ciphertext
+                .iter()
+                .any(|(_, p)| p.direction() == direction && p.omitted_bytes > 0),
+            "no {direction:?} ciphertext left out"
         );
     }
-    assert!(ciphertext
+    for (i, p) in ciphertext {
+        let omitted = p.data.is_empty() && p.omitted_bytes == p.length && p.length > 0;
+        let session = (i < first_call || i > last_call) && p.omitted_bytes == 0;
+        assert!(omitted || session, "{:#?}", events[i]);
+    }
+    // Every TLS record curl moved went through a probed call (the handshake's too).
+    assert!(events
         .iter()
-        .all(|p| p.data.is_empty() && p.omitted_bytes == p.length && p.length > 0));
+        .filter_map(|e| e.payload.as_ref())
+        .all(|p| !p.tls_not_decrypted));
     let trailer = recording.trailer.unwrap();
     assert!(trailer.payload_bytes_omitted > 0);
     assert_eq!(
@@ -399,4 +413,48 @@ print(c.getresponse().read().decode(), file=sys.stderr)
     assert!(sent.starts_with("GET /gnutls HTTP/1.0\r\n"), "{sent}");
     let received = String::from_utf8(bytes(&calls, Direction::In)).unwrap();
     assert!(received.ends_with(BODY), "{received}");
+}
+
+#[test]
+fn tls_from_a_program_without_a_probed_library_is_marked_as_ciphertext() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    // Python without its ssl module maps no TLS library: it sends a ClientHello by hand
+    // and reads nginx's answer (an alert record: nginx takes none of what it offers).
+    let script = format!(
+        "import socket, sys; s = socket.create_connection(('127.0.0.1', {port})); \
+         body = bytes.fromhex('0303') + bytes(32) + bytes.fromhex('000002002f0100'); \
+         hello = bytes([1]) + len(body).to_bytes(3, 'big') + body; \
+         s.sendall(bytes.fromhex('160301') + len(hello).to_bytes(2, 'big') + hello); \
+         print(s.recv(100).hex(), file=sys.stderr)",
+        port = nginx.port
+    );
+    let command = ["python3".to_owned(), "-c".to_owned(), script];
+    let output = work.path().join("recordings");
+    let mut args = vec!["--output", output.to_str().unwrap(), "--"];
+    args.extend(command.iter().map(String::as_str));
+    let mut recorder = Recorder::start(&args);
+    let pid = recorder.spawned_pid();
+    let line = recorder.wait_for_line("recorderd: 1 TLS connection was recorded as ciphertext");
+    assert!(
+        line.contains(&format!("pid {pid} has no OpenSSL/GnuTLS mapped")),
+        "{line}"
+    );
+    let recording = Recording::read(&recorder.finish());
+    let marked: Vec<_> = recording
+        .events
+        .iter()
+        .filter_map(|e| e.payload.as_ref())
+        .filter(|p| p.tls_not_decrypted)
+        .collect();
+    for direction in [Direction::Out, Direction::In] {
+        assert!(
+            marked.iter().any(|p| p.direction() == direction),
+            "no {direction:?} payload marked: {:#?}",
+            recording.events
+        );
+    }
 }

@@ -93,6 +93,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
             "direction": direction, "length": p.length, "truncated": p.truncated, "incomplete": p.incomplete,
             "lost_bytes": p.lost_bytes, "capped_bytes": p.capped_bytes, "shed": p.shed,
             "tls_ciphertext": p.tls_ciphertext, "omitted_bytes": p.omitted_bytes,
+            "tls_not_decrypted": p.tls_not_decrypted,
             "base64": base64::engine::general_purpose::STANDARD.encode(&p.data),
             "utf8_preview": String::from_utf8_lossy(preview),
             "redactions": redactions(&p.redactions),

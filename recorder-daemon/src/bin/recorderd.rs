@@ -65,6 +65,14 @@ fn report(outcome: &Outcome) {
             outcome.unwritten
         );
     }
+    let (sockets, why) = &outcome.not_decrypted;
+    if *sockets > 0 {
+        eprintln!(
+            "recorderd: {sockets} TLS connection{} recorded as ciphertext: {} (docs/CAPTURE.md)",
+            if *sockets == 1 { " was" } else { "s were" },
+            why.join("; ")
+        );
+    }
     if let Some(code) = outcome.exit_code {
         eprintln!("recorderd: the command exited with status {code}");
     }

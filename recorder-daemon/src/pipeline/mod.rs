@@ -14,7 +14,7 @@ pub mod processes;
 pub mod redaction;
 /// Written events, kept to build the next ones from without allocating.
 pub mod spare;
-/// Which descriptor each TLS connection is on.
+/// TLS connections: their descriptors, and those recorded as ciphertext only.
 pub mod tls;
 
 use std::path::PathBuf;
@@ -86,6 +86,11 @@ impl Pipeline {
         self.stats
     }
 
+    /// Sockets recorded as TLS ciphertext only, and why, per process.
+    pub fn not_decrypted(&self) -> (usize, Vec<String>) {
+        self.tls.not_decrypted()
+    }
+
     pub fn handle(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         match decode(bytes) {
             Ok(RawRecord::Data { record, bytes }) => self.assembler.data(&record, bytes),
@@ -113,6 +118,7 @@ impl Pipeline {
 
     fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
         self.fds.apply(&mut event, self.assembler.spare());
+        self.tls.check_ciphertext(&mut event);
         self.processes.observe(&event);
         self.stats.events += 1;
         let now_ns = event.mono_ns;

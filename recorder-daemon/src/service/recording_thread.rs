@@ -41,12 +41,23 @@ impl Service {
             },
         };
         match &finished.result {
-            Ok(outcome) => tracing::info!(
-                id = %finished.recording_id,
-                reason = outcome.end_reason,
-                events = outcome.events,
-                "recording finished"
-            ),
+            Ok(outcome) => {
+                tracing::info!(
+                    id = %finished.recording_id,
+                    reason = outcome.end_reason,
+                    events = outcome.events,
+                    "recording finished"
+                );
+                let (sockets, why) = &outcome.not_decrypted;
+                if *sockets > 0 {
+                    tracing::warn!(
+                        id = %finished.recording_id,
+                        connections = sockets,
+                        why = why.join("; "),
+                        "TLS connections were recorded as ciphertext (docs/CAPTURE.md)"
+                    );
+                }
+            }
             Err(message) => {
                 tracing::error!(id = %finished.recording_id, %message, "recording failed")
             }

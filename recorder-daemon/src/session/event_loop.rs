@@ -120,6 +120,7 @@ pub async fn run(
     let totals = capture.losses()?;
     pipeline.record_loss(loss::since(&totals, &reported), reported_at, end_mono_ns)?;
     let events = pipeline.stats().events;
+    let not_decrypted = pipeline.not_decrypted();
     let (paths, unwritten) = pipeline.finish(end_reason, end_mono_ns)?;
     Ok(Outcome {
         recording_id: options.recording_id.clone(),
@@ -127,6 +128,7 @@ pub async fn run(
         events,
         lost: loss::total(&totals),
         unwritten,
+        not_decrypted,
         end_reason,
         exit_code: None,
         allocations: allocations_so_far()

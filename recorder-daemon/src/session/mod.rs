@@ -68,6 +68,8 @@ pub struct Outcome {
     pub lost: u64,
     /// Frames that could not be written (disk full, write errors).
     pub unwritten: u64,
+    /// Sockets recorded as TLS ciphertext only, and why, per process.
+    pub not_decrypted: (usize, Vec<String>),
     pub end_reason: &'static str,
     /// Exit code of the spawned command (128 + signal if killed).
     pub exit_code: Option<i32>,
