@@ -10,6 +10,9 @@ use std::{
     time::Duration,
 };
 
+/// Real servers: free ports, readiness, a PostgreSQL cluster.
+pub mod servers;
+
 use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
 use recorder_store::{Keyring, SegmentReader};
 

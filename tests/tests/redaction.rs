@@ -3,55 +3,15 @@
 //! that are not secret are still there. See: issue #5.
 
 use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
 };
 
-use recorder_tests::{contains, decompressed_segment, require_privileges, Recorder, Recording};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a server and waits for the line (on stdout or stderr) saying it is ready.
-fn start_server(command: &mut Command, ready: &str) -> Child {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{command:?}: {e} (cargo xtask setup installs it)"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(recorder_tests::STEP_TIMEOUT) {
-            Ok(line) if line.contains(ready) => return child,
-            Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{command:?} never said `{ready}`: {seen:#?}");
-            }
-        }
-    }
-}
+use recorder_tests::{
+    contains, decompressed_segment, require_privileges,
+    servers::{free_port, start_server, Postgres},
+    Recorder, Recording,
+};
 
 /// Records `command` (spawned by recorderd with `env`) and returns the segment file.
 fn record(work: &Path, command: &[&str], env: &[(&str, &str)]) -> PathBuf {
@@ -176,73 +136,15 @@ fn curl_credentials_headers_and_json_body() {
     );
 }
 
-/// The PostgreSQL server binaries (Debian keeps them out of PATH).
-fn postgres_bin(name: &str) -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL (cargo xtask setup installs it)")
-        .flatten()
-        .map(|entry| entry.path().join("bin").join(name))
-        .filter(|path| path.is_file())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql"))
-}
-
 #[test]
 fn psql_password_authentication() {
     if !require_privileges() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    // PostgreSQL refuses to run as root: its files belong to the postgres user.
-    let data = work.path().join("pg");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let password = "Pg-s3cret-Redacted-42";
-    let pwfile = data.join("pwfile");
-    std::fs::write(&pwfile, format!("{password}\n")).unwrap();
-    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
-    let (uid, gid) = unsafe {
-        let entry = libc::getpwnam(c"postgres".as_ptr());
-        assert!(
-            !entry.is_null(),
-            "the postgres user exists (Debian's postgresql package)"
-        );
-        ((*entry).pw_uid, (*entry).pw_gid)
-    };
-    std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
-    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
-    let cluster = data.join("cluster");
-    let initdb = Command::new(postgres_bin("initdb"))
-        .uid(uid)
-        .gid(gid)
-        .args(["-D", cluster.to_str().unwrap(), "-U", "tester", "--pwfile"])
-        .arg(&pwfile)
-        // Cleartext password authentication over TCP, so the secret really crosses the socket.
-        .args(["--auth-local=trust", "--auth-host=password"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(initdb.success());
-    let port = free_port();
-    let mut server = start_server(
-        Command::new(postgres_bin("postgres"))
-            .uid(uid)
-            .gid(gid)
-            .args([
-                "-D",
-                cluster.to_str().unwrap(),
-                "-p",
-                &port.to_string(),
-                "-k",
-            ])
-            .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1"]),
-        "ready to accept connections",
-    );
-    let conninfo = format!("host=127.0.0.1 port={port} user=tester dbname=postgres");
+    let server = Postgres::start(work.path(), password, &[], &[]);
+    let conninfo = server.conninfo();
     let psql = [
         "psql",
         &conninfo,
@@ -252,9 +154,7 @@ fn psql_password_authentication() {
     let env = [("PGPASSWORD", password)];
     assert_secret_crosses(work.path(), &psql, &env, password);
     let path = record(work.path(), &psql, &env);
-    // SAFETY: signalling the server we started; SIGINT is its fast shutdown.
-    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
-    server.wait().unwrap();
+    drop(server);
     assert_redacted(
         &path,
         &[password],

@@ -5,7 +5,7 @@
 //! See: issue #14.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -13,7 +13,9 @@ use std::{
 
 use recorder_proto::v1::{payload::Direction, resource::Kind, Event};
 use recorder_tests::{
-    contains, decompressed_segment, require_privileges, Recorder, Recording, STEP_TIMEOUT,
+    contains, decompressed_segment, require_privileges,
+    servers::{free_port, Postgres},
+    Recorder, Recording, STEP_TIMEOUT,
 };
 
 const BEARER: &str = "tls_bearer_Q7fK2mX9pL4vR8sT1wY6zB3n";
@@ -29,28 +31,30 @@ struct Nginx {
     cert: PathBuf,
 }
 
+/// A self-signed certificate for localhost and its key, made with openssl in `dir`.
+fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package)");
+    assert!(made.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
 impl Nginx {
     fn start(dir: &Path) -> Nginx {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (Debian's openssl package)");
-        assert!(made.success(), "openssl could not make a certificate");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (cert, key) = make_certificate(dir);
+        let port = free_port();
         let d = dir.display();
         let conf = format!(
             "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
@@ -457,4 +461,74 @@ fn tls_from_a_program_without_a_probed_library_is_marked_as_ciphertext() {
             recording.events
         );
     }
+}
+
+#[test]
+fn psql_with_sslmode_require_is_recorded_as_sql_without_its_password() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (cert, key) = make_certificate(&certs);
+    let password = "Pg-tls-s3cret-77Kq";
+    let pg_dir = work.path().join("pg");
+    let settings = [
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", pg_dir.join("cert.pem").display()),
+        format!("ssl_key_file={}", pg_dir.join("key.pem").display()),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let server = Postgres::start(
+        work.path(),
+        password,
+        &settings,
+        &[
+            ("cert.pem", &std::fs::read(&cert).unwrap()),
+            ("key.pem", &std::fs::read(&key).unwrap()),
+        ],
+    );
+    let conninfo = format!("{} sslmode=require", server.conninfo());
+    let sql = "SELECT 'tls-visible-sql' AS probe";
+    let command = ["psql", &conninfo, "-Atc", sql].map(String::from);
+    let output = work.path().join("recordings");
+    let mut args = vec!["--output", output.to_str().unwrap(), "--"];
+    args.extend(command.iter().map(String::as_str));
+    let segment = Recorder::start_with_env(&args, &[("PGPASSWORD", password)]).finish();
+    let port = server.port;
+    drop(server);
+
+    let raw = decompressed_segment(&segment);
+    assert!(
+        !contains(&raw, password.as_bytes()),
+        "the password is recorded"
+    );
+    let recording = Recording::read(&segment);
+    let events = recording.of_pid(target_pid(&recording));
+
+    let calls = plaintext(&events, "openssl", port);
+    let sent = bytes(&calls, Direction::Out);
+    assert!(
+        contains(&sent, sql.as_bytes()),
+        "the SQL is in the plaintext: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    // The password crossed inside TLS, in a PasswordMessage, and was masked there.
+    let masked_password = [
+        &[b'p', 0, 0, 0, 4 + password.len() as u8 + 1][..],
+        "*".repeat(password.len()).as_bytes(),
+    ]
+    .concat();
+    assert!(
+        contains(&sent, &masked_password),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    // PostgreSQL's SSLRequest went before TLS, on the same descriptor, in the clear.
+    assert!(events.iter().any(|e| e.fd == calls[0].fd
+        && e.tls.is_none()
+        && e.payload
+            .as_ref()
+            .is_some_and(|p| p.data == [0, 0, 0, 8, 4, 210, 22, 47])));
 }
