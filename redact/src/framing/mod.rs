@@ -1,10 +1,12 @@
-//! Protocol framing recognised from a stream's first bytes and followed byte by byte.
+//! Protocol framing recognised from a stream's first bytes and followed byte by byte
+//! (PostgreSQL, Redis, HTTP/1 and HTTP/2).
 //! Each tracker reports masks it can decide at once (a PostgreSQL password message's
 //! body, a Redis AUTH argument: the framing before them says what they are) and cuts
 //! where a message is complete, so text scanning can decide it without waiting for a
 //! line end. Trackers never hold bytes back.
 
 mod http;
+mod http2;
 mod pg;
 mod redis;
 
@@ -24,6 +26,7 @@ pub(crate) struct Framing {
     pg: pg::Pg,
     redis: redis::Resp,
     http: http::Http,
+    http2: http2::Http2,
 }
 
 impl Framing {
@@ -44,6 +47,9 @@ impl Framing {
         }
         let compressed = policy.detector_on(Detector::CompressedBody);
         self.http.feed(bytes, base, compressed, masks, cuts);
+        if policy.detector_on(Detector::HttpHeader) {
+            self.http2.feed(policy, bytes, base, masks, cuts);
+        }
     }
 
     /// `len` bytes of the stream were lost.
@@ -51,5 +57,6 @@ impl Framing {
         self.pg.gap(len);
         self.redis.gap(len);
         self.http.gap(len);
+        self.http2.gap(len);
     }
 }

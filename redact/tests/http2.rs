@@ -1,0 +1,187 @@
+//! HTTP/2 header blocks through the public API: HPACK-encoded with a real encoder
+//! (httlib-hpack), Huffman-coded and literal, with the dynamic table in play. Every secret
+//! here is fake.
+
+use std::sync::Arc;
+
+use httlib_hpack::Encoder;
+use recorder_redact::{Config, Policy, Redacted, StreamRedactor};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const BEARER: &str = "Bearer h2-SECRET-token-9f8e7d6c5b4a";
+const COOKIE: &str = "sid=h2-COOKIE-5d4c3b2a1908";
+const QUERY_TOKEN: &str = "/v1/pay?access_token=h2QRYtok3n8812xyz";
+/// Encoder flags: Huffman value, incremental indexing, Huffman name.
+const HUFFMAN_VALUE: u8 = 0x2;
+const INDEXING: u8 = 0x4;
+const HUFFMAN_NAME: u8 = 0x1;
+
+fn policy() -> Arc<Policy> {
+    Arc::new(Policy::new(&Config::default()).unwrap())
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn settings() -> Vec<u8> {
+    frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100])
+}
+
+fn huffman(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    httlib_huffman::encode(text.as_bytes(), &mut out).unwrap();
+    out
+}
+
+/// A client's connection: two requests whose header blocks carry secrets, Huffman-coded and
+/// literal, the second reusing the first's table entries.
+fn client_stream() -> Vec<u8> {
+    let mut encoder = Encoder::default();
+    let mut first = Vec::new();
+    let fields: [(&str, &str, u8); 6] = [
+        (":method", "POST", HUFFMAN_VALUE),
+        (":path", QUERY_TOKEN, HUFFMAN_VALUE),
+        ("authorization", BEARER, HUFFMAN_VALUE | INDEXING),
+        ("cookie", COOKIE, INDEXING),
+        (
+            "x-request-id",
+            "req-visible-42",
+            HUFFMAN_VALUE | INDEXING | HUFFMAN_NAME,
+        ),
+        ("user-agent", "visible-agent/1.0", 0),
+    ];
+    for (name, value, flags) in fields {
+        let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags);
+        encoder.encode(field, &mut first).unwrap();
+    }
+    // The second request: the whole authorization field from the table (index 62 + 2 is
+    // the oldest of three entries), and a new cookie under the table's name.
+    let mut second = vec![0x80 | 64];
+    let cookie = (
+        "cookie".as_bytes().to_vec(),
+        b"sid=h2-SECOND-cookie-77aa".to_vec(),
+        0x2 | 0x10,
+    );
+    encoder.encode(cookie, &mut second).unwrap();
+    let mut stream = PREFACE.to_vec();
+    stream.extend(settings());
+    stream.extend(frame(0x1, 0x4 | 0x1, 1, &first));
+    // The second block in two frames: HEADERS without END_HEADERS, then CONTINUATION.
+    let (a, b) = second.split_at(1);
+    stream.extend(frame(0x1, 0x1, 3, a));
+    stream.extend(frame(0x9, 0x4, 3, b));
+    stream.extend(frame(0x0, 0x1, 3, b"{\"visible\":\"body\"}\n"));
+    stream
+}
+
+/// Pushes the stream in pieces of `piece` bytes; returns the redacted stream.
+fn redact(stream: &[u8], piece: usize) -> (Vec<u8>, Vec<Redacted>) {
+    let mut redactor = StreamRedactor::new(policy());
+    let tickets: Vec<_> = stream.chunks(piece).map(|p| redactor.push(p, 0)).collect();
+    redactor.close();
+    let mut out = Vec::new();
+    let mut pieces = Vec::new();
+    for ticket in tickets {
+        let taken = redactor.take(ticket).expect("decided once closed");
+        out.extend_from_slice(&taken.bytes);
+        pieces.push(taken);
+    }
+    assert_eq!(out.len(), stream.len(), "lengths are kept");
+    (out, pieces)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn assert_no_secret(out: &[u8]) {
+    for secret in [BEARER, COOKIE, QUERY_TOKEN, "sid=h2-SECOND-cookie-77aa"] {
+        assert!(!contains(out, secret.as_bytes()), "{secret} in plain");
+        assert!(!contains(out, &huffman(secret)), "{secret} Huffman-coded");
+    }
+    for fragment in ["h2-SECRET-token", "h2-COOKIE", "h2QRYtok3n", "h2-SECOND"] {
+        assert!(!contains(out, fragment.as_bytes()), "{fragment} in plain");
+    }
+}
+
+#[test]
+fn secret_header_values_are_masked_huffman_coded_or_literal() {
+    let stream = client_stream();
+    assert!(
+        contains(&stream, &huffman(BEARER)),
+        "the test encodes with Huffman"
+    );
+    let (out, pieces) = redact(&stream, stream.len());
+    assert_no_secret(&out);
+    // What is not secret is left: the literal user agent, the Huffman-coded request id,
+    // the body.
+    assert!(contains(&out, b"visible-agent/1.0"));
+    assert!(contains(&out, &huffman("req-visible-42")));
+    assert!(contains(&out, b"{\"visible\":\"body\"}"));
+    let rules: Vec<&str> = pieces
+        .iter()
+        .flat_map(|p| p.redactions.iter().map(|r| &*r.rule))
+        .collect();
+    assert!(rules.contains(&"http-header"), "{rules:?}");
+}
+
+#[test]
+fn split_at_every_byte_nothing_leaks() {
+    let stream = client_stream();
+    for piece in [1, 2, 3, 7, 16, 64] {
+        let (out, _) = redact(&stream, piece);
+        assert_no_secret(&out);
+    }
+}
+
+#[test]
+fn a_server_stream_is_recognised_by_its_settings_frame() {
+    let mut encoder = Encoder::default();
+    let mut block = Vec::new();
+    for (name, value) in [(":status", "200"), ("set-cookie", COOKIE)] {
+        let field = (
+            name.as_bytes().to_vec(),
+            value.as_bytes().to_vec(),
+            HUFFMAN_VALUE,
+        );
+        encoder.encode(field, &mut block).unwrap();
+    }
+    let mut stream = settings();
+    stream.extend(frame(0x1, 0x4, 1, &block));
+    let (out, _) = redact(&stream, stream.len());
+    assert!(!contains(&out, &huffman(COOKIE)));
+    assert!(contains(&out, &settings()), "frames themselves are left");
+}
+
+#[test]
+fn after_lost_bytes_or_joined_midway_header_blocks_are_masked_fail_closed() {
+    let stream = client_stream();
+    // Joined mid-connection: the stream starts at the first HEADERS frame.
+    let start = PREFACE.len() + settings().len();
+    let (out, pieces) = redact(&stream[start..], stream.len());
+    assert_no_secret(&out);
+    let rules: Vec<&str> = pieces
+        .iter()
+        .flat_map(|p| p.redactions.iter().map(|r| &*r.rule))
+        .collect();
+    assert!(rules.contains(&"fail-closed"), "{rules:?}");
+    assert!(
+        !contains(&out, b"visible-agent/1.0"),
+        "the whole block is masked"
+    );
+
+    // Bytes lost after the preface: nothing after the hole can be trusted.
+    let mut redactor = StreamRedactor::new(policy());
+    let first = redactor.push(&stream[..PREFACE.len()], 0);
+    redactor.gap(9, 0);
+    let rest = redactor.push(&stream[start..], 0);
+    redactor.close();
+    assert_eq!(redactor.take(first).unwrap().bytes, PREFACE);
+    let rest = redactor.take(rest).unwrap();
+    assert!(rest.bytes.iter().all(|&b| b == b'*'), "masked whole");
+}
