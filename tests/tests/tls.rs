@@ -64,7 +64,7 @@ http {{
   access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{port} ssl;
+    listen 127.0.0.1:{port} ssl http2;
     ssl_certificate {}; ssl_certificate_key {};
     location / {{ default_type text/plain; return 200 '{BODY}'; }}
   }}
@@ -111,15 +111,21 @@ impl Drop for Nginx {
     }
 }
 
-/// curl's arguments for a POST carrying every kind of secret to `url`; the response goes
-/// to stderr (recorderd's spawned command shares its stdout, which names the recording).
+/// curl's arguments for a POST carrying every kind of secret to `url` over HTTP/1.1; the
+/// response goes to stderr (recorderd's spawned command shares its stdout, which names the
+/// recording).
 fn curl_with_secrets(nginx: &Nginx, path: &str) -> Vec<String> {
+    curl_over(nginx, path, "--http1.1")
+}
+
+/// The same over `version` (`--http1.1`, `--http2`).
+fn curl_over(nginx: &Nginx, path: &str, version: &str) -> Vec<String> {
     [
         "curl",
         "-sS",
         "-o",
         "/dev/stderr",
-        "--http1.1",
+        version,
         "--cacert",
         nginx.cert.to_str().unwrap(),
         "-H",
@@ -171,6 +177,7 @@ fn bytes(events: &[&Event], direction: Direction) -> Vec<u8> {
         .collect()
 }
 
+/// No secret in the recording's bytes, in plain form or HPACK's Huffman code.
 fn assert_no_secret(segment: &Path) {
     let bytes = decompressed_segment(segment);
     for secret in [BEARER, COOKIE, PASSWORD] {
@@ -178,7 +185,19 @@ fn assert_no_secret(segment: &Path) {
             !contains(&bytes, secret.as_bytes()),
             "{secret} is in the recording"
         );
+        for text in [secret.to_owned(), format!("Bearer {secret}")] {
+            assert!(
+                !contains(&bytes, &huffman(&text)),
+                "{secret} is in the recording, Huffman-coded"
+            );
+        }
     }
+}
+
+fn huffman(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    httlib_huffman::encode(text.as_bytes(), &mut out).unwrap();
+    out
 }
 
 fn target_pid(recording: &Recording) -> u32 {
@@ -272,6 +291,36 @@ fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
 }
 
 #[test]
+fn curl_over_http2_has_its_header_blocks_redacted_in_place() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    let output = work.path().join("recordings");
+    let segment = record(&output, &[], &curl_over(&nginx, "/h2/orders", "--http2"));
+    assert_no_secret(&segment);
+    let recording = Recording::read(&segment);
+    let events = recording.of_pid(target_pid(&recording));
+    let calls = plaintext(&events, "openssl", nginx.port);
+    let sent = bytes(&calls, Direction::Out);
+    assert!(
+        sent.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    // The path is not a secret: HPACK's Huffman code of it is still there, unmasked.
+    assert!(contains(&sent, &huffman("/h2/orders")), "{sent:?}");
+    let redactions: Vec<&str> = calls
+        .iter()
+        .filter_map(|e| e.payload.as_ref())
+        .flat_map(|p| p.redactions.iter().map(|r| r.rule.as_str()))
+        .collect();
+    assert!(redactions.contains(&"http-header"), "{redactions:?}");
+    assert!(contains(&bytes(&calls, Direction::In), BODY.as_bytes()));
+}
+
+#[test]
 fn tls_both_keeps_the_ciphertext_and_off_records_no_plaintext() {
     if !require_privileges() {
         return;
@@ -318,6 +367,16 @@ fn tls_both_keeps_the_ciphertext_and_off_records_no_plaintext() {
     );
 }
 
+/// Runs curl (not recorded) and checks it got nginx's body.
+fn run_curl(command: &[String]) {
+    let curl = Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "curl failed: {curl:?}");
+    assert_eq!(String::from_utf8_lossy(&curl.stderr), BODY);
+}
+
 #[test]
 fn nginx_recorded_by_pid_reads_plaintext_on_the_accepted_connection() {
     if !require_privileges() {
@@ -328,26 +387,28 @@ fn nginx_recorded_by_pid_reads_plaintext_on_the_accepted_connection() {
     let output = work.path().join("recordings");
     let pid = nginx.pid().to_string();
     let recorder = Recorder::start(&["--output", output.to_str().unwrap(), "--pid", &pid]);
-    let command = curl_with_secrets(&nginx, "/server-side");
-    let curl = Command::new(&command[0])
-        .args(&command[1..])
-        .output()
-        .unwrap();
-    assert!(curl.status.success(), "curl failed: {curl:?}");
-    assert_eq!(String::from_utf8_lossy(&curl.stderr), BODY);
+    run_curl(&curl_with_secrets(&nginx, "/server-side"));
+    run_curl(&curl_over(&nginx, "/server-h2", "--http2"));
     let segment = recorder.stop();
     assert_no_secret(&segment);
     let recording = Recording::read(&segment);
     let events = recording.of_pid(nginx.pid());
     let calls = plaintext(&events, "openssl", nginx.port);
-    let received = String::from_utf8(bytes(&calls, Direction::In)).unwrap();
+    let received = bytes(&calls, Direction::In);
+    let text = String::from_utf8_lossy(&received);
     assert!(
-        received.starts_with("POST /server-side HTTP/1.1\r\n"),
-        "{received:?} in {events:#?}"
+        text.starts_with("POST /server-side HTTP/1.1\r\n"),
+        "{text:?} in {events:#?}"
     );
-    assert!(received.contains("Cookie: *"), "{received}");
-    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
-    assert!(sent.ends_with(BODY), "{sent}");
+    assert!(text.contains("Cookie: *"), "{text}");
+    // Then the HTTP/2 connection: its preface, and its path in HPACK's Huffman code.
+    let h2 = text.find("PRI * HTTP/2.0").expect("the HTTP/2 preface");
+    assert!(
+        contains(&received[h2..], &huffman("/server-h2")),
+        "{text:?}"
+    );
+    let sent = String::from_utf8_lossy(&bytes(&calls, Direction::Out)).into_owned();
+    assert_eq!(sent.matches(BODY).count(), 2, "{sent}");
     // On the connection nginx accepted.
     let accepted = events
         .iter()
