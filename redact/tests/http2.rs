@@ -185,3 +185,41 @@ fn after_lost_bytes_or_joined_midway_header_blocks_are_masked_fail_closed() {
     let rest = redactor.take(rest).unwrap();
     assert!(rest.bytes.iter().all(|&b| b == b'*'), "masked whole");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever follows a preface or a server's first frame, split anywhere: no panic, and
+    /// every piece keeps its length.
+    #[test]
+    fn arbitrary_frames_never_panic(
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        client in proptest::bool::ANY,
+        piece in 1usize..64,
+    ) {
+        let mut stream = if client { PREFACE.to_vec() } else { settings() };
+        stream.extend(&body);
+        redact(&stream, piece);
+    }
+
+    /// Header blocks of arbitrary fields, Huffman-coded or not, indexed or not: decoded in
+    /// step with the encoder, so a deny-listed value never survives.
+    #[test]
+    fn encoded_authorization_values_never_survive(
+        fields in proptest::collection::vec(("[a-z-]{1,12}", "[ -~]{0,40}", 0u8..16), 0..8),
+        secret in "[A-Za-z0-9]{24,40}",
+    ) {
+        let mut encoder = Encoder::default();
+        let mut block = Vec::new();
+        for (name, value, flags) in fields {
+            encoder.encode((name.into_bytes(), value.into_bytes(), flags & 0xf), &mut block).unwrap();
+        }
+        let field = (b"authorization".to_vec(), secret.clone().into_bytes(), HUFFMAN_VALUE | INDEXING);
+        encoder.encode(field, &mut block).unwrap();
+        let mut stream = PREFACE.to_vec();
+        stream.extend(frame(0x1, 0x4, 1, &block));
+        let (out, _) = redact(&stream, stream.len());
+        proptest::prop_assert!(!contains(&out, &huffman(&secret)));
+        proptest::prop_assert!(!contains(&out, secret.as_bytes()));
+    }
+}
