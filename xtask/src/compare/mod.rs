@@ -382,14 +382,15 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
         doc.http_skipped(why);
         return Ok(());
     }
-    let nginx = Nginx::start(&work.join("nginx"))?;
     // Then again with wrk on one core and nginx sharing the other with the recorder, so the
-    // recorder's cost shows alone.
+    // recorder's cost shows alone; then over TLS, where recorderd records the plaintext.
     let runs = [
-        (false, whole_run_tracers(plan, tools)),
-        (true, vec![Tracer::None, Tracer::Recorderd]),
+        (false, false, whole_run_tracers(plan, tools)),
+        (true, false, vec![Tracer::None, Tracer::Recorderd]),
+        (false, true, vec![Tracer::None, Tracer::Recorderd]),
     ];
-    for (pinned, tracers) in runs {
+    for (pinned, tls, tracers) in runs {
+        let nginx = Nginx::start(&work.join("nginx"), tls)?;
         let samples = interleaved(plan.reps, &tracers, |tracer, rep| {
             let dir = work.join(format!("http-{rep}"));
             let (http, captured) =
@@ -397,8 +398,9 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
                     .with_context(|| format!("HTTP under {}", tracer.label()))?;
             let _ = std::fs::remove_dir_all(&dir);
             println!(
-                "http{} {:<36} {:>9.0} req/s  events {:>8}  lost {}",
+                "http{}{} {:<36} {:>9.0} req/s  events {:>8}  lost {}",
                 if pinned { " (pinned)" } else { "" },
+                if tls { "s" } else { "" },
                 tracer.label(),
                 http.rate(),
                 captured.all_events,
@@ -406,9 +408,8 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
             );
             Ok((http, captured))
         })?;
-        doc.http(plan.http_secs, pinned, samples);
+        doc.http(plan.http_secs, pinned, tls, samples);
     }
-    drop(nginx);
     Ok(())
 }
 

@@ -105,24 +105,47 @@ fn pin(pid: u32, cpus: &str) -> Result<()> {
     Ok(())
 }
 
-/// A single-process nginx on a loopback port, answering POST /orders with JSON.
+/// A single-process nginx on a loopback port, answering POST /orders with JSON, over plain
+/// HTTP or over TLS with a self-signed certificate.
 pub struct Nginx {
     child: Child,
     pub port: u16,
+    pub tls: bool,
     dir: PathBuf,
 }
 
 impl Nginx {
-    pub fn start(dir: &Path) -> Result<Nginx> {
+    pub fn start(dir: &Path, tls: bool) -> Result<Nginx> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         // A port the kernel just handed out and we let go of: free unless raced.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let d = dir.display();
+        let listen = if tls {
+            let made = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=localhost", "-keyout"])
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .stderr(Stdio::null())
+                .status()
+                .context("running openssl for nginx's certificate")?;
+            if !made.success() {
+                bail!("openssl could not make a certificate for nginx");
+            }
+            format!(
+                "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;"
+            )
+        } else {
+            format!("listen 127.0.0.1:{port};")
+        };
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections 1024; }}\n\
 http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-  server {{\n    listen 127.0.0.1:{port};\n    keepalive_requests 1000000;\n    location /orders {{\n      default_type application/json;\n      return 201 '{RESPONSE}';\n    }}\n  }}\n}}\n"
+  server {{\n    {listen}\n    keepalive_requests 1000000;\n    location /orders {{\n      default_type application/json;\n      return 201 '{RESPONSE}';\n    }}\n  }}\n}}\n"
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
@@ -139,6 +162,7 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path 
         let mut nginx = Nginx {
             child,
             port,
+            tls,
             dir: dir.to_owned(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -245,7 +269,11 @@ pub fn run_http(
     let output = wrk
         .args(["-t1", "-c16", &format!("-d{secs}s"), "-s"])
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{}/orders", nginx.port))
+        .arg(format!(
+            "{}://127.0.0.1:{}/orders",
+            if nginx.tls { "https" } else { "http" },
+            nginx.port
+        ))
         .output()
         .context("running wrk")?;
     let captured = attached.finish(bins, Scope::All, true)?;

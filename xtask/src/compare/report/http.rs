@@ -16,8 +16,22 @@ impl Doc {
         let _ = writeln!(self.compare, "\n**HTTP**: SKIPPED — {why}.\n");
     }
 
-    pub fn http(&mut self, secs: u64, pinned: bool, samples: Vec<(Tracer, Vec<(Http, Captured)>)>) {
-        if pinned {
+    pub fn http(
+        &mut self,
+        secs: u64,
+        pinned: bool,
+        tls: bool,
+        samples: Vec<(Tracer, Vec<(Http, Captured)>)>,
+    ) {
+        if tls {
+            let _ = writeln!(
+                self.compare,
+                "\n**HTTPS**: the same over TLS (`https://`; nginx's OpenSSL 3, a self-signed \
+                 RSA certificate). recorderd records nginx's plaintext through its uprobes on \
+                 `SSL_read`/`SSL_write` and the ciphertext's lengths; wrk, not recorded, \
+                 passes through the same uprobes on its own OpenSSL calls.\n"
+            );
+        } else if pinned {
             let _ = writeln!(
                 self.compare,
                 "\n**HTTP, pinned**: the same, with wrk alone on CPU 0 (`taskset -c 0`) and \
@@ -69,7 +83,7 @@ impl Doc {
             if *tracer == Tracer::Recorderd && pinned {
                 self.goals.http_pinned_ratio = ratio;
             }
-            if *tracer == Tracer::Recorderd && !pinned {
+            if *tracer == Tracer::Recorderd && !pinned && !tls {
                 self.goals.http_ratio = ratio;
                 self.goals.http_disk_ratio = Stat::of(
                     runs.iter()
