@@ -432,4 +432,38 @@ mod tests {
         };
         assert!(event(&Clock::default(), &failed).ends_with("fd 9 → -EBADF"));
     }
+
+    #[test]
+    fn a_tls_call_says_so_and_its_ciphertext_says_it_was_left_out() {
+        let ssl_read = Event {
+            syscall: "SSL_read".into(),
+            fd: 5,
+            ret: -1,
+            tls: Some(recorder_proto::v1::Tls {
+                library: "openssl".into(),
+            }),
+            ..Event::default()
+        };
+        // A library's result, not an errno (-1 is not EPERM here).
+        assert!(event(&Clock::default(), &ssl_read)
+            .ends_with("SSL_read  tls openssl fd 5 → -1 (no bytes)"));
+        let ciphertext = Payload {
+            length: 517,
+            omitted_bytes: 517,
+            tls_ciphertext: true,
+            ..Payload::default()
+        };
+        assert_eq!(
+            payload_preview(&ciphertext),
+            "[517 B] \"\" (TLS ciphertext, not kept: its plaintext is recorded)"
+        );
+        let foreign = Payload {
+            data: b"\x16\x03\x01".to_vec(),
+            length: 3,
+            tls_not_decrypted: true,
+            ..Payload::default()
+        };
+        assert!(payload_preview(&foreign)
+            .ends_with("(TLS ciphertext, not decrypted: no probed TLS library moved it)"));
+    }
 }
