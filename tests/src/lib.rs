@@ -247,6 +247,12 @@ impl Recording {
         recording
     }
 
+    /// The first process the Header names as targeted (the spawned command, or `--pid`).
+    pub fn first_target(&self) -> u32 {
+        let target = self.header.as_ref().and_then(|h| h.target.as_ref());
+        target.expect("a Header with a target").pids[0]
+    }
+
     /// Events of process `pid`, in recorded order.
     pub fn of_pid(&self, pid: u32) -> Vec<&Event> {
         self.events
@@ -254,6 +260,19 @@ impl Recording {
             .filter(|event| event.pid == pid)
             .collect()
     }
+}
+
+/// The payload bytes of one direction of `events`, in recorded order.
+pub fn payload_bytes<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    direction: recorder_proto::v1::payload::Direction,
+) -> Vec<u8> {
+    events
+        .into_iter()
+        .filter_map(|e| e.payload.as_ref())
+        .filter(|p| p.direction() == direction)
+        .flat_map(|p| p.data.iter().copied())
+        .collect()
 }
 
 /// Every byte a segment holds after its plain preamble, decompressed: what a reader with the

@@ -9,17 +9,11 @@ use std::{
 };
 
 use recorder_proto::v1::{payload::Direction, Event};
-use recorder_tests::{require_privileges, Recorder, Recording};
+use recorder_tests::{payload_bytes, require_privileges, Recorder, Recording};
 
 /// Bytes of one direction on one fd, in recorded order.
 fn stream(events: &[&Event], fd: i64, direction: Direction) -> Vec<u8> {
-    events
-        .iter()
-        .filter(|e| e.fd == fd)
-        .filter_map(|e| e.payload.as_ref())
-        .filter(|p| p.direction() == direction)
-        .flat_map(|p| p.data.iter().copied())
-        .collect()
+    payload_bytes(events.iter().copied().filter(|e| e.fd == fd), direction)
 }
 
 #[test]
@@ -81,14 +75,7 @@ fn curl_against_python_http_server() {
         "curl fetched the page"
     );
 
-    let curl_pid = recording
-        .header
-        .as_ref()
-        .unwrap()
-        .target
-        .as_ref()
-        .unwrap()
-        .pids[0];
+    let curl_pid = recording.first_target();
     let events = recording.of_pid(curl_pid);
     let connect = events
         .iter()

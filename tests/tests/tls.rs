@@ -13,7 +13,7 @@ use std::{
 
 use recorder_proto::v1::{payload::Direction, resource::Kind, Event};
 use recorder_tests::{
-    contains, decompressed_segment, require_privileges,
+    contains, decompressed_segment, payload_bytes, require_privileges,
     servers::{free_port, Postgres},
     Recorder, Recording, STEP_TIMEOUT,
 };
@@ -169,12 +169,7 @@ fn plaintext<'a>(events: &[&'a Event], library: &str, port: u16) -> Vec<&'a Even
 
 /// The bytes of one direction of these events, in order.
 fn bytes(events: &[&Event], direction: Direction) -> Vec<u8> {
-    events
-        .iter()
-        .filter_map(|e| e.payload.as_ref())
-        .filter(|p| p.direction() == direction)
-        .flat_map(|p| p.data.iter().copied())
-        .collect()
+    payload_bytes(events.iter().copied(), direction)
 }
 
 /// No secret in the recording's bytes, in plain form or HPACK's Huffman code.
@@ -200,17 +195,6 @@ fn huffman(text: &str) -> Vec<u8> {
     out
 }
 
-fn target_pid(recording: &Recording) -> u32 {
-    recording
-        .header
-        .as_ref()
-        .unwrap()
-        .target
-        .as_ref()
-        .unwrap()
-        .pids[0]
-}
-
 #[test]
 fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
     if !require_privileges() {
@@ -233,7 +217,7 @@ fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
         "{:?}",
         limits.tls_libraries
     );
-    let events = recording.of_pid(target_pid(&recording));
+    let events = recording.of_pid(recording.first_target());
     let calls = plaintext(&events, "openssl", nginx.port);
     assert!(
         calls.iter().any(|e| e.syscall.starts_with("SSL_write")),
@@ -301,7 +285,7 @@ fn curl_over_http2_has_its_header_blocks_redacted_in_place() {
     let segment = record(&output, &[], &curl_over(&nginx, "/h2/orders", "--http2"));
     assert_no_secret(&segment);
     let recording = Recording::read(&segment);
-    let events = recording.of_pid(target_pid(&recording));
+    let events = recording.of_pid(recording.first_target());
     let calls = plaintext(&events, "openssl", nginx.port);
     let sent = bytes(&calls, Direction::Out);
     assert!(
@@ -334,7 +318,7 @@ fn tls_both_keeps_the_ciphertext_and_off_records_no_plaintext() {
         &["--tls", "both"],
         &command,
     ));
-    let events = both.of_pid(target_pid(&both));
+    let events = both.of_pid(both.first_target());
     let calls = plaintext(&events, "openssl", nginx.port);
     assert!(!calls.is_empty(), "plaintext recorded with --tls both");
     let kept: Vec<_> = events
@@ -442,7 +426,7 @@ print(c.getresponse().read().decode(), file=sys.stderr)
     let segment = record(&work.path().join("python"), &[], &python);
     assert_no_secret(&segment);
     let recording = Recording::read(&segment);
-    let events = recording.of_pid(target_pid(&recording));
+    let events = recording.of_pid(recording.first_target());
     let calls = plaintext(&events, "openssl", nginx.port);
     let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
     assert!(
@@ -566,7 +550,7 @@ fn psql_with_sslmode_require_is_recorded_as_sql_without_its_password() {
         "the password is recorded"
     );
     let recording = Recording::read(&segment);
-    let events = recording.of_pid(target_pid(&recording));
+    let events = recording.of_pid(recording.first_target());
 
     let calls = plaintext(&events, "openssl", port);
     let sent = bytes(&calls, Direction::Out);
