@@ -190,8 +190,9 @@ pub struct Capture {
     losses: PerCpuArray<MapData, u64>,
     attached: Vec<&'static str>,
     syscall_hook: SyscallHook,
-    /// `None` when TLS capture is off.
+    /// `None` when TLS capture is off, or its probes failed (`tls_unavailable` says why).
     tls: Option<tls::TlsProbes>,
+    tls_unavailable: Option<String>,
 }
 
 impl Capture {
@@ -266,9 +267,18 @@ impl Capture {
             .map(|s| s.name)
             .collect();
         attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
-        let tls = match limits.tls {
-            TlsCapture::Off => None,
-            _ => Some(tls::TlsProbes::load(&mut ebpf)?),
+        // Without the TLS probes the syscalls are still recorded: a kernel without uprobes
+        // costs the plaintext, not the recording.
+        let (tls, tls_unavailable) = match limits.tls {
+            TlsCapture::Off => (None, None),
+            _ => match tls::TlsProbes::load(&mut ebpf) {
+                Ok(probes) => (Some(probes), None),
+                Err(error) => {
+                    let reason = error_chain(&error);
+                    tracing::warn!(%reason, "TLS plaintext is not recorded: the uprobes failed.");
+                    (None, Some(reason))
+                }
+            },
         };
 
         let targets = HashMap::try_from(take_map(&mut ebpf, TARGETS_MAP)?).map_err(|source| {
@@ -298,6 +308,7 @@ impl Capture {
             attached,
             syscall_hook,
             tls,
+            tls_unavailable,
         })
     }
 
@@ -323,6 +334,11 @@ impl Capture {
     /// The TLS libraries probed ("openssl /usr/lib/x86_64-linux-gnu/libssl.so.3", ...).
     pub fn tls_libraries(&self) -> &[String] {
         self.tls.as_ref().map_or(&[], |tls| tls.libraries())
+    }
+
+    /// Why TLS plaintext is not recorded although it was asked for (the uprobes failed).
+    pub fn tls_unavailable(&self) -> Option<&str> {
+        self.tls_unavailable.as_deref()
     }
 
     /// The syscalls whose tracepoints are attached.

@@ -1,7 +1,7 @@
 //! What a recording says about itself: the Header of its segments (host, kernel, target,
 //! limits, redaction policy, clock base), and the words for what it records and who asked.
 
-use recorder_capture::{target::Spawned, TlsCapture};
+use recorder_capture::{target::Spawned, Capture, TlsCapture};
 use recorder_proto::v1::{CaptureLimits, Header, Target};
 use recorder_store::clock;
 
@@ -15,7 +15,7 @@ pub fn header(
     options: &Options,
     redactor: &Redactor,
     spawned: Option<&Spawned>,
-    tls_libraries: &[String],
+    capture: &Capture,
 ) -> Header {
     let mut pids = options.pids.clone();
     pids.extend(spawned.map(|child| child.pid));
@@ -38,13 +38,13 @@ pub fn header(
         limits: Some(CaptureLimits {
             max_payload_bytes: options.limits.max_payload_bytes,
             ring_bytes: options.limits.ring_bytes,
-            tls: match options.limits.tls {
-                TlsCapture::Off => "off",
-                TlsCapture::Plaintext => "plaintext",
-                TlsCapture::PlaintextAndCiphertext => "both",
-            }
-            .to_owned(),
-            tls_libraries: tls_libraries.to_vec(),
+            tls: match (options.limits.tls, capture.tls_unavailable()) {
+                (TlsCapture::Off, _) => "off".to_owned(),
+                (_, Some(why)) => format!("unavailable: {why}"),
+                (TlsCapture::Plaintext, None) => "plaintext".to_owned(),
+                (TlsCapture::PlaintextAndCiphertext, None) => "both".to_owned(),
+            },
+            tls_libraries: capture.tls_libraries().to_vec(),
         }),
         redaction: Some(redactor.header_policy()),
         clock: Some(clock::clock_base()),

@@ -263,12 +263,7 @@ async fn record_audited(
     } = attach(options, scope, spawned.as_deref())?;
     let attached_at_ns = clock::monotonic_ns();
     let redactor = Redactor::new(options.redaction.clone(), options.threads);
-    let header = header::header(
-        options,
-        &redactor,
-        spawned.as_deref(),
-        capture.tls_libraries(),
-    );
+    let header = header::header(options, &redactor, spawned.as_deref(), &capture);
     let pids: Vec<u32> = watched.iter().map(|(pid, _)| *pid).collect();
     let description = header::describe(options, &pids);
     audit.append_by(
