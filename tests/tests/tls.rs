@@ -577,3 +577,68 @@ fn psql_with_sslmode_require_is_recorded_as_sql_without_its_password() {
             .as_ref()
             .is_some_and(|p| p.data == [0, 0, 0, 8, 4, 210, 22, 47])));
 }
+
+#[test]
+fn a_private_copy_of_libssl_mapped_by_a_target_is_probed_at_attach() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(work.path());
+    // The program's own libssl, as a virtualenv or a bundle would have it: another file than
+    // the system's, so the system's probes do not fire for it.
+    let private = work.path().join("private-lib");
+    std::fs::create_dir(&private).unwrap();
+    let system = Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+    let copy = private.join("libssl.so.3");
+    std::fs::copy(system, &copy).unwrap();
+    // python loads libssl with its ssl module, says so, and waits for a line before it
+    // makes its request: by then recorderd has attached by pid.
+    let script = format!(
+        "import http.client, ssl, sys; \
+         ctx = ssl.create_default_context(cafile='{cert}'); \
+         print('ready', flush=True); sys.stdin.readline(); \
+         c = http.client.HTTPSConnection('localhost', {port}, context=ctx); \
+         c.request('GET', '/private-copy'); print(c.getresponse().read().decode(), file=sys.stderr)",
+        cert = nginx.cert.display(),
+        port = nginx.port
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", &script])
+        .env("LD_LIBRARY_PATH", &private)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(python.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", python.id())).unwrap();
+    assert!(
+        maps.contains(copy.to_str().unwrap()),
+        "python maps the private copy"
+    );
+    let output = work.path().join("recordings");
+    let pid = python.id().to_string();
+    let recorder = Recorder::start(&["--output", output.to_str().unwrap(), "--pid", &pid]);
+    std::io::Write::write_all(python.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    assert!(python.wait().unwrap().success());
+    let recording = Recording::read(&recorder.finish());
+    let limits = recording.header.as_ref().unwrap().limits.clone().unwrap();
+    assert!(
+        limits
+            .tls_libraries
+            .contains(&format!("openssl {}", copy.display())),
+        "{:?}",
+        limits.tls_libraries
+    );
+    let events = recording.of_pid(python.id());
+    let calls = plaintext(&events, "openssl", nginx.port);
+    let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
+    assert!(sent.starts_with("GET /private-copy HTTP/1.1\r\n"), "{events:#?}");
+}
