@@ -640,5 +640,8 @@ fn a_private_copy_of_libssl_mapped_by_a_target_is_probed_at_attach() {
     let events = recording.of_pid(python.id());
     let calls = plaintext(&events, "openssl", nginx.port);
     let sent = String::from_utf8(bytes(&calls, Direction::Out)).unwrap();
-    assert!(sent.starts_with("GET /private-copy HTTP/1.1\r\n"), "{events:#?}");
+    assert!(
+        sent.starts_with("GET /private-copy HTTP/1.1\r\n"),
+        "{events:#?}"
+    );
 }
