@@ -16,7 +16,10 @@ pub mod retention;
 pub mod service;
 /// The binaries' logging (`RUST_LOG`).
 pub mod telemetry;
+/// `[capture]`: TLS plaintext.
+pub mod capture;
 
+pub use capture::{CaptureConfig, TlsSetting};
 pub use retention::{RetentionConfig, RetentionError};
 pub use service::{check_comm, CommError, ControlConfig, LimitsConfig, TargetConfig};
 pub use storage::StorageConfig;
@@ -34,6 +37,8 @@ use thiserror::Error;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redaction: recorder_redact::Config,
+    /// `[capture]`: TLS plaintext (docs/CAPTURE.md, "TLS").
+    pub capture: CaptureConfig,
     /// `[storage]`: where recordings go and who may read them.
     pub storage: StorageConfig,
     /// `[retention]`: when recordings are swept (docs/OPERATIONS.md, "Retention").
@@ -171,6 +176,26 @@ mod tests {
         assert_eq!(config.targets.len(), 2);
         assert_eq!(config.control.group.as_deref(), Some("recorder"));
         redaction_policy(Some(&path)).unwrap();
+    }
+
+    #[test]
+    fn capture_table_and_its_one_key() {
+        assert_eq!(Config::default().capture.tls, TlsSetting::Plaintext);
+        let file = write("[capture]\ntls = \"off\"\n");
+        assert_eq!(
+            load(Some(file.path())).unwrap().capture.tls,
+            TlsSetting::Off
+        );
+        let bad = write("[capture]\ntls = \"sometimes\"\n");
+        let error = load(Some(bad.path())).unwrap_err().to_string();
+        assert!(
+            error.contains("line 2") && error.contains("sometimes"),
+            "{error}"
+        );
+        let unknown = write("[capture]\nstacks = true\n");
+        assert!(load(Some(unknown.path())).is_err());
+        assert_eq!("both".parse(), Ok(TlsSetting::Both));
+        assert!("Both".parse::<TlsSetting>().is_err());
     }
 
     #[test]

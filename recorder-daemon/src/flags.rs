@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Parser};
 use recorder_common::MAX_PAYLOAD_LIMIT;
-use recorder_config::units::parse_size;
+use recorder_config::{units::parse_size, TlsSetting};
 
 /// recorderd: record what a process exchanges with the outside world, from the kernel.
 #[derive(Debug, Parser)]
@@ -79,9 +79,10 @@ pub struct RecorderdArgs {
 
     /// TLS through OpenSSL and GnuTLS: `plaintext` records what the program sent and received
     /// before encryption, and only the lengths of the ciphertext on the wire; `both` keeps the
-    /// ciphertext's bytes too; `off` records the wire alone [default: plaintext].
-    #[arg(long, value_name = "MODE")]
-    pub tls: Option<TlsMode>,
+    /// ciphertext's bytes too; `off` records the wire alone [default: `[capture] tls` of
+    /// --config, else plaintext].
+    #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(TlsSetting))]
+    pub tls: Option<TlsSetting>,
 
     /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
     /// identity can read the recording, and this host cannot. Repeatable.
@@ -95,24 +96,6 @@ pub struct RecorderdArgs {
     /// Spawn this command and record it from its first instruction.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-/// `--tls`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TlsMode {
-    Plaintext,
-    Both,
-    Off,
-}
-
-impl From<TlsMode> for recorder_capture::TlsCapture {
-    fn from(mode: TlsMode) -> Self {
-        match mode {
-            TlsMode::Plaintext => recorder_capture::TlsCapture::Plaintext,
-            TlsMode::Both => recorder_capture::TlsCapture::PlaintextAndCiphertext,
-            TlsMode::Off => recorder_capture::TlsCapture::Off,
-        }
-    }
 }
 
 /// Flags of a foreground recording, which the service takes from its config file instead.

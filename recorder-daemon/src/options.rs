@@ -6,7 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use recorder_capture::{Limits, TlsCapture};
-use recorder_config::{check_comm, defaults, CommError, Config, ConfigError};
+use recorder_config::{check_comm, defaults, CommError, Config, ConfigError, TlsSetting};
 use recorder_redact::Policy;
 use recorder_store::{
     audit,
@@ -87,7 +87,7 @@ impl Options {
             limits: Limits {
                 max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
                 ring_bytes: defaults::RING_BYTES,
-                tls: TlsCapture::default(),
+                tls: tls_capture(config.capture.tls),
             },
             segments: SegmentPolicy {
                 max_bytes: defaults::SEGMENT_BYTES,
@@ -123,7 +123,7 @@ impl Options {
         let limits = &mut options.limits;
         limits.max_payload_bytes = args.max_payload.unwrap_or(limits.max_payload_bytes);
         limits.ring_bytes = args.ring_bytes.unwrap_or(limits.ring_bytes);
-        limits.tls = args.tls.map_or(limits.tls, Into::into);
+        limits.tls = args.tls.map_or(limits.tls, tls_capture);
         let segments = &mut options.segments;
         segments.max_bytes = args.segment_bytes.unwrap_or(segments.max_bytes);
         segments.max_age = args.segment_duration.unwrap_or(segments.max_age);
@@ -138,6 +138,15 @@ impl Options {
 /// The CPUs this process may run on (its affinity and cgroup quota, as std reads them).
 fn usable_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--tls` or `[capture] tls`, as the probes take it.
+fn tls_capture(setting: TlsSetting) -> TlsCapture {
+    match setting {
+        TlsSetting::Plaintext => TlsCapture::Plaintext,
+        TlsSetting::Both => TlsCapture::PlaintextAndCiphertext,
+        TlsSetting::Off => TlsCapture::Off,
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +201,26 @@ mod tests {
         assert_eq!(options.segments.fsync_interval, None);
         assert!(!options.follow);
         assert_eq!(options.threads, 0);
+    }
+
+    #[test]
+    fn tls_from_the_config_and_the_flag_over_it() {
+        let default = foreground(&["recorderd", "--pid", "1"]).unwrap();
+        assert_eq!(default.limits.tls, TlsCapture::Plaintext);
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut config, b"[capture]\ntls = \"off\"\n").unwrap();
+        let path = config.path().to_str().unwrap();
+        let off = foreground(&["recorderd", "--config", path, "--pid", "1"]).unwrap();
+        assert_eq!(off.limits.tls, TlsCapture::Off);
+        let both = ["recorderd", "--config", path, "--tls", "both", "--pid", "1"];
+        assert_eq!(
+            foreground(&both).unwrap().limits.tls,
+            TlsCapture::PlaintextAndCiphertext
+        );
+        let error = RecorderdArgs::try_parse_from(["recorderd", "--tls", "maybe", "--pid", "1"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("plaintext, both, off"), "{error}");
     }
 
     #[test]

@@ -239,7 +239,10 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
     if !require_privileges() {
         return;
     }
-    let service = Service::start("[limits]\nmax_duration = \"10m\"\nmax_concurrent = 1\n");
+    // `[capture] tls = "off"`: the service's recordings set no uprobes.
+    let service = Service::start(
+        "[limits]\nmax_duration = \"10m\"\nmax_concurrent = 1\n[capture]\ntls = \"off\"\n",
+    );
     // Least privilege: probes (BPF, PERFMON), other users' /proc (DAC_READ_SEARCH,
     // SYS_PTRACE) and the real-time drain thread (SYS_NICE), nothing else; CAP_CHOWN went
     // once the socket had its group.
@@ -350,6 +353,11 @@ fn members_start_list_and_stop_and_everyone_else_is_refused() {
     assert_eq!(
         header.target.unwrap().requested_by,
         "nobody (uid 65534) via the control socket"
+    );
+    let limits = header.limits.unwrap();
+    assert_eq!(
+        (limits.tls.as_str(), limits.tls_libraries.len()),
+        ("off", 0)
     );
 
     // The audit log has who did what, and its chain holds.
