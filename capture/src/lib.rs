@@ -12,14 +12,13 @@ pub mod object;
 pub mod target;
 /// The TLS plaintext probes: which library files, and attaching to them.
 pub mod tls;
+/// The syscall and process tracepoint programs, attached.
+mod tracepoints;
 
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{
-        tp_btf::BtfTracePointLink, trace_point::TracePointLink, BtfTracePoint, ProgramError,
-        TracePoint,
-    },
-    Btf, Ebpf, EbpfError, EbpfLoader,
+    programs::ProgramError,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use recorder_common::{loss, CLASSES_MAP, COMM_BYTES, EVENTS_MAP, LOSSES_MAP, TARGETS_MAP};
 use recorder_proto::v1::Loss;
@@ -27,62 +26,7 @@ use thiserror::Error;
 
 pub use preflight::HostError;
 
-/// The syscall programs as BTF tracepoints (what `attach_syscalls` tries first) and as
-/// classic tracepoints (the fallback); see recorder-ebpf's `syscall` module.
-const BTF_PROGRAMS: [(&str, &str); 2] = [
-    ("syscall_enter_btf", "sys_enter"),
-    ("syscall_exit_btf", "sys_exit"),
-];
-const CLASSIC_PROGRAMS: [(&str, &str); 2] =
-    [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
-/// Set to 1, the syscall programs attach as classic tracepoints even where BTF ones work.
-const CLASSIC_ENV: &str = "RECORDER_CLASSIC_TRACEPOINTS";
-
-/// Process lifecycle programs and the tracepoints they attach to.
-const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
-    ("process_fork", "sched", "sched_process_fork"),
-    // Optional (6.10+): re-reads an argv that could not be read at sys_enter.
-    ("process_prepare_exec", "sched", "sched_prepare_exec"),
-    ("process_exec", "sched", "sched_process_exec"),
-    ("process_exit", "sched", "sched_process_exit"),
-    ("process_signal", "signal", "signal_deliver"),
-];
-
-/// Load-time globals holding tracepoint field offsets: (global, tracepoint, field). Without
-/// the field, the program reading it is not attached; `group_dead` alone may be absent
-/// (older kernels), and then the leader's exit stands for the process's.
-const FIELD_OFFSETS: [(&str, &str, &str, &str); 5] = [
-    (
-        recorder_common::FORK_CHILD_OFFSET_GLOBAL,
-        "sched",
-        "sched_process_fork",
-        "child_pid",
-    ),
-    (
-        recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL,
-        "sched",
-        "sched_process_exit",
-        "group_dead",
-    ),
-    (
-        recorder_common::EXEC_OLD_PID_OFFSET_GLOBAL,
-        "sched",
-        "sched_process_exec",
-        "old_pid",
-    ),
-    (
-        recorder_common::SIGNAL_SIG_OFFSET_GLOBAL,
-        "signal",
-        "signal_deliver",
-        "sig",
-    ),
-    (
-        recorder_common::SIGNAL_HANDLER_OFFSET_GLOBAL,
-        "signal",
-        "signal_deliver",
-        "sa_handler",
-    ),
-];
+use tracepoints::{attach_process, attach_syscalls, Link, FIELD_OFFSETS};
 
 /// Which processes the probes record besides those added with `Capture::add_target`.
 #[derive(Clone, Debug, Default)]
@@ -168,14 +112,6 @@ pub enum SyscallHook {
     /// Classic `raw_syscalls` tracepoints: the fallback, several times dearer for every
     /// process on the host.
     Classic,
-}
-
-/// One attachment; dropping it detaches the program.
-enum Link {
-    #[expect(dead_code, reason = "held only so that dropping it detaches")]
-    TracePoint(TracePointLink),
-    #[expect(dead_code, reason = "held only so that dropping it detaches")]
-    Btf(BtfTracePointLink),
 }
 
 /// Loaded and attached probes. Dropping it detaches them.
@@ -404,120 +340,8 @@ fn fill_classes(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// Attaches the process lifecycle programs whose tracepoints and fields this kernel has.
-fn attach_process(
-    ebpf: &mut Ebpf,
-    offsets: &[(&str, Option<u32>)],
-    links: &mut Vec<Link>,
-) -> Result<Vec<&'static str>, CaptureError> {
-    let has_fields = |event: &str| {
-        FIELD_OFFSETS
-            .iter()
-            .zip(offsets)
-            .filter(|((global, _, tracepoint, _), _)| {
-                *tracepoint == event && *global != recorder_common::EXIT_GROUP_DEAD_OFFSET_GLOBAL
-            })
-            .all(|(_, (_, offset))| offset.is_some())
-    };
-    let mut attached = Vec::new();
-    for (program, category, event) in PROCESS_PROGRAMS {
-        if !preflight::tracepoint_exists(category, event) || !has_fields(event) {
-            tracing::debug!(
-                event,
-                "Tracepoint or its fields missing on this kernel; skipped."
-            );
-            continue;
-        }
-        let tracepoint = load_tracepoint(ebpf, program)?;
-        links.push(Link::TracePoint(attach(
-            tracepoint, program, category, event,
-        )?));
-        attached.push(event);
-    }
-    Ok(attached)
-}
-
-/// Attaches the syscall programs to the `sys_enter` / `sys_exit` tracepoints, which fire for
-/// every syscall; the programs drop non-boundary syscalls with one array lookup (`CLASSES`).
-/// Two attachments rather than one per syscall: detaching each takes the kernel an RCU grace
-/// period, and a hundred per-syscall tracepoints made every stop take seconds.
-///
-/// BTF tracepoints first: the kernel calls them with the tracepoint's own arguments, where a
-/// classic tracepoint first fills a perf trace record for every syscall of every process on
-/// the host, before the program's filter can drop it (about 100 ns a syscall for processes
-/// nobody records, docs/BENCHMARKS.md). The classic ones stay as the fallback for kernels
-/// without BTF (or BTF tracepoints, before 5.5) and for other architectures than x86_64,
-/// whose `pt_regs` layout the BTF programs do not know.
-///
-/// `RECORDER_CLASSIC_TRACEPOINTS=1` forces the fallback, so that tests and benchmarks can
-/// exercise and measure it on a kernel that has BTF.
-fn attach_syscalls(ebpf: &mut Ebpf, links: &mut Vec<Link>) -> Result<SyscallHook, CaptureError> {
-    let forced = std::env::var_os(CLASSIC_ENV).is_some_and(|v| v == "1");
-    let btf = if forced {
-        Err(CaptureError::NoBtfHook {
-            reason: "RECORDER_CLASSIC_TRACEPOINTS=1",
-        })
-    } else {
-        attach_btf(ebpf)
-    };
-    match btf {
-        Ok(btf_links) => {
-            links.extend(btf_links.into_iter().map(Link::Btf));
-            return Ok(SyscallHook::Btf);
-        }
-        Err(error) => tracing::info!(
-            error = %error_chain(&error),
-            "BTF tracepoints unavailable; attaching the syscall probes as classic tracepoints, \
-             which cost every process on the host more."
-        ),
-    }
-    for (program, event) in CLASSIC_PROGRAMS {
-        let tracepoint = load_tracepoint(ebpf, program)?;
-        links.push(Link::TracePoint(attach(
-            tracepoint,
-            program,
-            "raw_syscalls",
-            event,
-        )?));
-    }
-    Ok(SyscallHook::Classic)
-}
-
-/// Loads and attaches both BTF syscall programs, or neither (a failure drops what was
-/// attached, so the fallback does not record a syscall twice).
-fn attach_btf(ebpf: &mut Ebpf) -> Result<Vec<BtfTracePointLink>, CaptureError> {
-    if !cfg!(target_arch = "x86_64") {
-        return Err(CaptureError::NoBtfHook {
-            reason: "the BTF programs read x86_64 registers only",
-        });
-    }
-    let btf = Btf::from_sys_fs().map_err(|source| CaptureError::Program {
-        program: BTF_PROGRAMS[0].0,
-        source: ProgramError::Btf(source),
-    })?;
-    let mut links = Vec::new();
-    for (program, event) in BTF_PROGRAMS {
-        let error = |source| CaptureError::Attach {
-            program,
-            hook: format!("tp_btf/{event}"),
-            source,
-        };
-        let tracepoint: &mut BtfTracePoint = ebpf
-            .program_mut(program)
-            .ok_or(CaptureError::Missing { name: program })?
-            .try_into()
-            .map_err(|source| CaptureError::Program { program, source })?;
-        tracepoint
-            .load(event, &btf)
-            .map_err(|source| CaptureError::Program { program, source })?;
-        let id = tracepoint.attach().map_err(error)?;
-        links.push(tracepoint.take_link(id).map_err(error)?);
-    }
-    Ok(links)
-}
-
-/// An error and its sources on one line, for the fallback's log.
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources on one line, for the logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -526,35 +350,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn load_tracepoint<'a>(
-    ebpf: &'a mut Ebpf,
-    program: &'static str,
-) -> Result<&'a mut TracePoint, CaptureError> {
-    let tracepoint: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or(CaptureError::Missing { name: program })?
-        .try_into()
-        .map_err(|source| CaptureError::Program { program, source })?;
-    tracepoint
-        .load()
-        .map_err(|source| CaptureError::Program { program, source })?;
-    Ok(tracepoint)
-}
-
-/// Attaches and hands back the link, so `Capture` decides when (and how fast) it detaches.
-fn attach(
-    tracepoint: &mut TracePoint,
-    program: &'static str,
-    category: &str,
-    event: &str,
-) -> Result<TracePointLink, CaptureError> {
-    let error = |source| CaptureError::Attach {
-        program,
-        hook: format!("{category}:{event}"),
-        source,
-    };
-    let id = tracepoint.attach(category, event).map_err(error)?;
-    tracepoint.take_link(id).map_err(error)
 }

@@ -6,6 +6,7 @@
 //! line end. Trackers never hold bytes back.
 
 mod http;
+mod hpack;
 mod http2;
 mod pg;
 mod redis;
