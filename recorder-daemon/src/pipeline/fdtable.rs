@@ -90,11 +90,21 @@ impl FdTable {
                 let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
                 entry.peer = event.address.clone();
+                if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
+                    // The kernel chose the local port; only the socket knows it.
+                    entry.local = bound_address(event.pid, event.fd, entry.socket_type)
+                        .or(entry.local.take());
+                }
             }
             Effect::Binds if succeeded => {
                 let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
                 entry.local = event.address.clone();
+                if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
+                    // bind(…:0): the kernel chose the port.
+                    entry.local = bound_address(event.pid, event.fd, entry.socket_type)
+                        .or(entry.local.take());
+                }
             }
             _ => {}
         }
@@ -163,6 +173,50 @@ fn read_proc(pid: u32) -> Fds {
             (i64::from(fd.fd), resource)
         })
         .collect()
+}
+
+fn is_inet(address: Option<&SocketAddress>) -> bool {
+    address.is_some_and(|a| a.family == libc::AF_INET as u32 || a.family == libc::AF_INET6 as u32)
+}
+
+fn has_port(address: Option<&SocketAddress>) -> bool {
+    address.is_some_and(|a| a.port != 0)
+}
+
+/// The local address the kernel gave `pid`'s inet socket `fd` (after connect, or bind to
+/// port 0), from /proc: the fd's socket inode, looked up in the process's network
+/// namespace's tables (only those of the socket's type, when known). `None` when the socket
+/// is already closed or /proc does not say; the caller keeps what it had.
+fn bound_address(pid: u32, fd: i64, socket_type: u32) -> Option<SocketAddress> {
+    let process = Process::new(pid as i32).ok()?;
+    let FDTarget::Socket(inode) = process.fd_from_fd(i32::try_from(fd).ok()?).ok()?.target else {
+        return None;
+    };
+    let stream = || {
+        let tables = [process.tcp(), process.tcp6()];
+        let entries = tables.into_iter().flatten().flatten();
+        entries
+            .map(|e| (e.inode, e.local_address))
+            .collect::<Vec<_>>()
+    };
+    let datagram = || {
+        let tables = [process.udp(), process.udp6()];
+        let entries = tables.into_iter().flatten().flatten();
+        entries
+            .map(|e| (e.inode, e.local_address))
+            .collect::<Vec<_>>()
+    };
+    let local_of = |entries: Vec<(u64, SocketAddr)>| {
+        entries
+            .into_iter()
+            .find_map(|(entry, local)| (entry == inode).then_some(local))
+    };
+    let local = match socket_type as i32 {
+        libc::SOCK_DGRAM => local_of(datagram()),
+        libc::SOCK_STREAM => local_of(stream()),
+        _ => local_of(stream()).or_else(|| local_of(datagram())),
+    };
+    inet_address(local?)
 }
 
 /// Socket inode → what it is, from the process's /proc/PID/net/{tcp,tcp6,udp,udp6,unix}.
@@ -304,5 +358,42 @@ mod tests {
         };
         table.apply(&mut read, &mut Spare::default());
         assert_eq!(read.resource.unwrap().kind(), Kind::File);
+    }
+
+    fn loopback(port: u16) -> SocketAddress {
+        SocketAddress {
+            family: libc::AF_INET as u32,
+            ip: vec![127, 0, 0, 1],
+            port: port.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bind_to_port_zero_and_connect_learn_the_port_the_kernel_chose() {
+        use std::os::fd::AsRawFd;
+        let mut table = FdTable::default();
+        let pid = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut bind = Event {
+            pid,
+            address: Some(loopback(0)),
+            ..event("bind", listener.as_raw_fd().into(), 0)
+        };
+        table.apply(&mut bind, &mut Spare::default());
+        let chosen = listener.local_addr().unwrap().port();
+        assert_eq!(bind.resource.unwrap().local, Some(loopback(chosen)));
+
+        let client = std::net::TcpStream::connect(("127.0.0.1", chosen)).unwrap();
+        let mut connect = Event {
+            pid,
+            address: Some(loopback(chosen)),
+            ..event("connect", client.as_raw_fd().into(), 0)
+        };
+        table.apply(&mut connect, &mut Spare::default());
+        let resource = connect.resource.unwrap();
+        assert_eq!(resource.peer, Some(loopback(chosen)));
+        let local_port = client.local_addr().unwrap().port();
+        assert_eq!(resource.local, Some(loopback(local_port)));
     }
 }
