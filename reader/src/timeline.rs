@@ -111,6 +111,17 @@ pub fn event(clock: &Clock, event: &Event) -> String {
                 event.args.first().map_or(0, |&s| s as i32)
             );
         }
+        View::Socket => {
+            let family = event.args.first().map_or(0, |&a| a as u32);
+            let socket_type = event.args.get(1).map_or(0, |&a| a as u32);
+            let _ = write!(
+                line,
+                "{} {} → {}",
+                sockaddr::family_name(family),
+                sockaddr::type_name(socket_type),
+                result(event.ret, "fd ")
+            );
+        }
         View::Pair if event.new_fds.len() == 2 => {
             let fds = &event.new_fds;
             let _ = write!(line, "→ fds {} and {}", fds[0], fds[1]);
@@ -119,9 +130,21 @@ pub fn event(clock: &Clock, event: &Event) -> String {
             if event.fd >= 0 {
                 let _ = write!(line, "fd {}", event.fd);
             }
+            if !event.path.is_empty() {
+                if event.fd >= 0 {
+                    line.push(' ');
+                }
+                let _ = write!(line, "{:?}", event.path);
+                if !event.new_path.is_empty() {
+                    let _ = write!(line, " → {:?}", event.new_path);
+                }
+            }
             // The address argument says more than the fd's resource (which holds it anyway).
             if let Some(address) = &event.address {
                 let _ = write!(line, " {}", sockaddr::display(address));
+                if let Some(port) = chosen_port(event, address) {
+                    let _ = write!(line, " (port {port} chosen by the kernel)");
+                }
             } else if let Some(name) = resource_name(event).filter(|_| event.fd >= 0) {
                 let _ = write!(line, " ({name})");
             }
@@ -233,6 +256,15 @@ fn resource_name(event: &Event) -> Option<String> {
         }
         _ => Some(resource.name.clone()),
     }
+}
+
+/// The port the kernel gave a socket bound to port 0 (the fd's local address says it).
+fn chosen_port(event: &Event, address: &recorder_proto::v1::SocketAddress) -> Option<u32> {
+    if event.syscall != "bind" || address.port != 0 || event.ret < 0 {
+        return None;
+    }
+    let local = event.resource.as_ref()?.local.as_ref()?;
+    (local.port != 0).then_some(local.port)
 }
 
 fn result(ret: i64, prefix: &str) -> String {
@@ -420,6 +452,59 @@ mod tests {
             event(&clock, &write),
             "01:00:00.002000  5/6  write     fd 3 (/tmp/a) → 6  [6 B] \"hi\\n\\x00\\\"!\""
         );
+    }
+
+    #[test]
+    fn paths_socket_types_and_chosen_ports_are_shown() {
+        let unlink = Event {
+            syscall: "unlink".into(),
+            fd: -1,
+            path: "/tmp/gone".into(),
+            ..Event::default()
+        };
+        assert!(event(&Clock::default(), &unlink).ends_with("unlink    \"/tmp/gone\" → 0"));
+        let rename = Event {
+            syscall: "rename".into(),
+            fd: -1,
+            path: "a".into(),
+            new_path: "b".into(),
+            ..Event::default()
+        };
+        assert!(event(&Clock::default(), &rename).ends_with("\"a\" → \"b\" → 0"));
+        let socket = Event {
+            syscall: "socket".into(),
+            args: vec![
+                libc::AF_INET as u64,
+                (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64,
+                0,
+            ],
+            fd: 3,
+            ret: 3,
+            ..Event::default()
+        };
+        assert!(event(&Clock::default(), &socket)
+            .ends_with("socket    AF_INET SOCK_STREAM|SOCK_CLOEXEC → fd 3"));
+        let any_port = recorder_proto::v1::SocketAddress {
+            family: libc::AF_INET as u32,
+            ip: vec![127, 0, 0, 1],
+            ..Default::default()
+        };
+        let bind = Event {
+            syscall: "bind".into(),
+            fd: 3,
+            address: Some(any_port.clone()),
+            resource: Some(Resource {
+                kind: Kind::Socket.into(),
+                local: Some(recorder_proto::v1::SocketAddress {
+                    port: 41234,
+                    ..any_port
+                }),
+                ..Resource::default()
+            }),
+            ..Event::default()
+        };
+        assert!(event(&Clock::default(), &bind)
+            .ends_with("fd 3 127.0.0.1:0 (port 41234 chosen by the kernel) → 0"));
     }
 
     #[test]

@@ -55,6 +55,45 @@ pub fn display(address: &SocketAddress) -> String {
     }
 }
 
+/// `AF_INET`, `AF_UNIX`, ... for a socket family number; `AF_<n>` for others.
+pub fn family_name(family: u32) -> String {
+    let name = match family as i32 {
+        libc::AF_UNSPEC => "AF_UNSPEC",
+        libc::AF_UNIX => "AF_UNIX",
+        libc::AF_INET => "AF_INET",
+        libc::AF_INET6 => "AF_INET6",
+        libc::AF_NETLINK => "AF_NETLINK",
+        libc::AF_PACKET => "AF_PACKET",
+        libc::AF_VSOCK => "AF_VSOCK",
+        _ => return format!("AF_{family}"),
+    };
+    name.to_owned()
+}
+
+/// `SOCK_STREAM`, `SOCK_DGRAM`, ... for socket(2)'s type argument, with the
+/// `SOCK_NONBLOCK`/`SOCK_CLOEXEC` flags it may carry (`SOCK_STREAM|SOCK_CLOEXEC`).
+pub fn type_name(socket_type: u32) -> String {
+    let kind = socket_type & 0xf;
+    let mut name = match kind as i32 {
+        libc::SOCK_STREAM => "SOCK_STREAM".to_owned(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".to_owned(),
+        libc::SOCK_RAW => "SOCK_RAW".to_owned(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_owned(),
+        0 => "0".to_owned(),
+        _ => format!("SOCK_{kind}"),
+    };
+    for (bit, flag) in [
+        (libc::SOCK_NONBLOCK, "SOCK_NONBLOCK"),
+        (libc::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
+    ] {
+        if socket_type & bit as u32 != 0 {
+            name.push('|');
+            name.push_str(flag);
+        }
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +129,14 @@ mod tests {
         let mut v4 = (libc::AF_INET as u16).to_ne_bytes().to_vec();
         v4.extend_from_slice(&[0, 80]);
         assert!(parse(&v4).is_none());
+    }
+
+    #[test]
+    fn families_and_types_have_names() {
+        assert_eq!(family_name(libc::AF_INET6 as u32), "AF_INET6");
+        assert_eq!(family_name(77), "AF_77");
+        let nonblocking_stream = (libc::SOCK_STREAM | libc::SOCK_NONBLOCK) as u32;
+        assert_eq!(type_name(nonblocking_stream), "SOCK_STREAM|SOCK_NONBLOCK");
+        assert_eq!(type_name(libc::SOCK_DGRAM as u32), "SOCK_DGRAM");
     }
 }

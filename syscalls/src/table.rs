@@ -85,6 +85,8 @@ pub enum View {
     Exit,
     /// The two new descriptors.
     Pair,
+    /// The new socket's family and type (arguments 0 and 1) and its descriptor.
+    Socket,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +191,8 @@ pub static SYSCALLS: &[Syscall] = &[
     row("socket", nr::SYS_socket, 3, class::PLAIN)
         .on_result()
         .effect(NewSocket)
-        .net(),
+        .net()
+        .view(View::Socket),
     row("connect", nr::SYS_connect, 3, class::ADDR_IN)
         .on_arg0()
         .effect(Connects)

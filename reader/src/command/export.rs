@@ -80,6 +80,8 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
             "kind": kind, "name": r.name, "peer": r.peer.as_ref().map(sockaddr::display),
             "local": r.local.as_ref().map(sockaddr::display),
             "socket_family": r.socket_family, "socket_type": r.socket_type,
+            "socket_family_name": sockaddr::family_name(r.socket_family),
+            "socket_type_name": sockaddr::type_name(r.socket_type),
         })
     });
     let payload = e.payload.as_ref().map(|p| {
@@ -112,6 +114,7 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         "args": e.args.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>(),
         "ret": e.ret, "fd": e.fd, "resource": resource,
         "path": (!e.path.is_empty()).then_some(&e.path), "path_truncated": e.path_truncated,
+        "new_path": (!e.new_path.is_empty()).then_some(&e.new_path),
         "address": e.address.as_ref().map(sockaddr::display), "payload": payload,
         "argv": e.argv, "argv_truncated": e.argv_truncated, "new_fds": e.new_fds,
         "redactions": redactions(&e.redactions),
