@@ -3,10 +3,11 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 pub fn free_port() -> u16 {
@@ -150,5 +151,94 @@ fn postgres_user() -> (u32, u32) {
             "the postgres user exists (Debian's postgresql package)"
         );
         ((*entry).pw_uid, (*entry).pw_gid)
+    }
+}
+
+/// nginx serving HTTPS on a loopback port, one process (`master_process off`), with a
+/// self-signed certificate for localhost.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub cert: PathBuf,
+}
+
+/// A self-signed certificate for localhost and its key, made with openssl in `dir`.
+pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package)");
+    assert!(made.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
+impl Nginx {
+    /// Answers every request with `body` (text/plain).
+    pub fn start_https(dir: &Path, body: &str) -> Nginx {
+        let (cert, key) = make_certificate(dir);
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {}; ssl_certificate_key {};
+    location / {{ default_type text/plain; return 200 '{body}'; }}
+  }}
+}}
+",
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (cargo xtask setup installs it)");
+        let nginx = Nginx { child, port, cert };
+        // Ready once it accepts a connection.
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < crate::STEP_TIMEOUT,
+                "nginx never listened on {port}; see {d}/error.log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -5,111 +5,21 @@
 //! See: issue #14.
 
 use std::{
-    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
 use recorder_proto::v1::{payload::Direction, resource::Kind, Event};
 use recorder_tests::{
     contains, decompressed_segment, payload_bytes, require_privileges,
-    servers::{free_port, Postgres},
-    Recorder, Recording, STEP_TIMEOUT,
+    servers::{make_certificate, Nginx, Postgres},
+    Recorder, Recording,
 };
 
 const BEARER: &str = "tls_bearer_Q7fK2mX9pL4vR8sT1wY6zB3n";
 const COOKIE: &str = "sid_H5jD8kW2qN7xC4vB9mZ1pL6t";
 const PASSWORD: &str = "Pw-tls-4g8Hq2Lz9Xv";
 const BODY: &str = "recorderd-tls-response-body";
-
-/// nginx serving HTTPS on a loopback port, one process (`master_process off`), with a
-/// self-signed certificate for localhost.
-struct Nginx {
-    child: Child,
-    port: u16,
-    cert: PathBuf,
-}
-
-/// A self-signed certificate for localhost and its key, made with openssl in `dir`.
-fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (Debian's openssl package)");
-    assert!(made.success(), "openssl could not make a certificate");
-    (cert, key)
-}
-
-impl Nginx {
-    fn start(dir: &Path) -> Nginx {
-        let (cert, key) = make_certificate(dir);
-        let port = free_port();
-        let d = dir.display();
-        let conf = format!(
-            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl http2;
-    ssl_certificate {}; ssl_certificate_key {};
-    location / {{ default_type text/plain; return 200 '{BODY}'; }}
-  }}
-}}
-",
-            cert.display(),
-            key.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (cargo xtask setup installs it)");
-        let nginx = Nginx { child, port, cert };
-        // Ready once it accepts a connection.
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < STEP_TIMEOUT,
-                "nginx never listened on {port}; see {d}/error.log"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// curl's arguments for a POST carrying every kind of secret to `url` over HTTP/1.1; the
 /// response goes to stderr (recorderd's spawned command shares its stdout, which names the
@@ -201,7 +111,7 @@ fn curl_over_https_is_recorded_as_redacted_plaintext_on_its_connection() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     let output = work.path().join("recordings");
     let segment = record(&output, &[], &curl_with_secrets(&nginx, "/api/orders"));
     let recording = Recording::read(&segment);
@@ -280,7 +190,7 @@ fn curl_over_http2_has_its_header_blocks_redacted_in_place() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     let output = work.path().join("recordings");
     let segment = record(&output, &[], &curl_over(&nginx, "/h2/orders", "--http2"));
     assert_no_secret(&segment);
@@ -310,7 +220,7 @@ fn tls_both_keeps_the_ciphertext_and_off_records_no_plaintext() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     let command = curl_with_secrets(&nginx, "/both");
 
     let both = Recording::read(&record(
@@ -367,7 +277,7 @@ fn nginx_recorded_by_pid_reads_plaintext_on_the_accepted_connection() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     let output = work.path().join("recordings");
     let pid = nginx.pid().to_string();
     let recorder = Recorder::start(&["--output", output.to_str().unwrap(), "--pid", &pid]);
@@ -407,7 +317,7 @@ fn python_and_gnutls_clients_are_recorded_on_the_right_descriptor() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     let cert = nginx.cert.to_str().unwrap().to_owned();
 
     // python3's ssl module links the system's libssl.
@@ -470,7 +380,7 @@ fn tls_from_a_program_without_a_probed_library_is_marked_as_ciphertext() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     // Python without its ssl module maps no TLS library: it sends a ClientHello by hand
     // and reads nginx's answer (an alert record: nginx takes none of what it offers).
     let script = format!(
@@ -584,7 +494,7 @@ fn a_private_copy_of_libssl_mapped_by_a_target_is_probed_at_attach() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(work.path());
+    let nginx = Nginx::start_https(work.path(), BODY);
     // The program's own libssl, as a virtualenv or a bundle would have it: another file than
     // the system's, so the system's probes do not fire for it.
     let private = work.path().join("private-lib");
