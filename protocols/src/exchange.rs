@@ -102,6 +102,10 @@ pub struct Http {
     pub reason: String,
     pub response_headers: Vec<(String, String)>,
     pub response_body: Body,
+    /// When the request's last byte moved, and the response's first (a HAR entry's `send`
+    /// and `wait`); `request_ns` and `None` when the recording does not say.
+    pub request_end_ns: u64,
+    pub response_start_ns: Option<u64>,
 }
 
 /// A message body, decoded from its transfer framing (chunked, HTTP/2 DATA frames).

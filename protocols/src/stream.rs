@@ -145,8 +145,14 @@ mod tests {
         assert_eq!(
             runs,
             vec![
-                Run { range: 0..3, after_gap: false },
-                Run { range: 3..5, after_gap: true }
+                Run {
+                    range: 0..3,
+                    after_gap: false
+                },
+                Run {
+                    range: 3..5,
+                    after_gap: true
+                }
             ]
         );
         assert_eq!(stream.gap_in(0..3), None);
