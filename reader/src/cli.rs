@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{ArgGroup, Parser, Subcommand};
 use recorder_config::defaults::{CONTROL_SOCKET, OUTPUT_DIR};
 
-use crate::command::{export::ExportFormat, inspect::EventKind};
+use crate::command::{conversations::ProtoFilter, export::ExportFormat, inspect::EventKind};
 
 /// recorder: read recorderd recordings.
 #[derive(Debug, Parser)]
@@ -68,12 +68,53 @@ pub enum RecorderCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Write a recording as JSON lines, one object per frame.
+    /// Write a recording for other tools: JSON lines (one object per frame), HAR (HTTP
+    /// exchanges) or pcapng (TCP and UDP traffic as packets, for Wireshark and tshark).
     Export {
         #[command(flatten)]
         recording: RecordingArgs,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
+        /// Write to this file (created 0600; an existing file is never overwritten) instead
+        /// of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// The recording's connections as protocols: per connection its protocol and peer, then
+    /// one line per exchange — HTTP request and status, SQL and its result, Redis command
+    /// and reply, DNS question and answer — with its latency and sizes.
+    Conversations {
+        #[command(flatten)]
+        recording: RecordingArgs,
+        /// Only this protocol.
+        #[arg(long, value_enum)]
+        proto: Option<ProtoFilter>,
+        /// Only connections of this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Only exchanges that took at least this long, or got no answer (e.g. 100ms).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        slow: Option<Duration>,
+        /// Only exchanges that failed: HTTP 4xx/5xx, SQL errors, Redis errors, DNS other
+        /// than NOERROR.
+        #[arg(long)]
+        errors: bool,
+        /// One JSON object per connection (docs/FORMAT.md).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// A recording summed up: bytes per process and per peer, the busiest files, and
+    /// exchanges per protocol with latency percentiles.
+    Stats {
+        #[command(flatten)]
+        recording: RecordingArgs,
+        /// One JSON object (docs/FORMAT.md).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         keys: KeyArgs,
     },

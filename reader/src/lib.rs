@@ -5,6 +5,11 @@
 
 /// The command line (clap derive only).
 pub mod cli;
+/// A recording's sockets as connections, their bytes reassembled (conversations, stats,
+/// exports).
+pub mod connections;
+/// Which protocol a connection speaks, and its exchanges.
+pub mod conversations;
 /// One module per subcommand.
 pub mod command;
 /// Recorded frames as timeline lines for a person.

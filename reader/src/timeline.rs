@@ -47,6 +47,21 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// RFC 3339 UTC with microseconds (`2026-12-03T13:15:02.123456Z`); seconds since boot
+    /// without a clock base.
+    pub fn rfc3339(&self, mono_ns: u64) -> String {
+        let Some((mono_base, real_base)) = self.base else {
+            return self.format(mono_ns);
+        };
+        let real_ns = real_base
+            .saturating_add(mono_ns as i64 - mono_base as i64)
+            .max(0) as u64;
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(real_ns);
+        humantime::format_rfc3339_micros(at).to_string()
+    }
+}
+
 pub fn header(header: &Header) -> String {
     let target = header.target.clone().unwrap_or_default();
     let mut what = if target.command.is_empty() {

@@ -24,11 +24,27 @@ pub const APT_PACKAGES: &[&str] = &[
     // TLS plaintext (tests/tests/tls.rs): nginx serves HTTPS, gnutls-cli is the GnuTLS client.
     "nginx",
     "gnutls-bin",
+    // Protocol views (tests/tests/protocol_views.rs): tshark reads the pcapng export, dnsmasq
+    // is the test's own DNS server and dig its client, psycopg sends an extended query;
+    // python3-pip installs the HAR library (PYTHON_PACKAGES) where pip is missing.
+    "tshark",
+    "dnsmasq",
+    "bind9-dnsutils",
+    "python3-psycopg",
+    "python3-pip",
     // systemd-analyze checks dist/recorderd.service (tests/tests/service_unit.rs); setpriv
     // runs the control-socket tests as another user.
     "systemd",
     "util-linux",
 ];
+
+/// Python packages the tests use that Debian does not ship: haralyzer reads the HAR export
+/// (tests/tests/protocol_views.rs). Installed with pip into `PYTHON_PACKAGES_DIR` under the
+/// workspace, never into the system's Python; the tests put it on PYTHONPATH.
+pub const PYTHON_PACKAGES: &[(&str, &str)] = &[("haralyzer", "haralyzer==2.4.0")];
+
+/// Where PYTHON_PACKAGES go, relative to the workspace root (tests read the same path).
+pub const PYTHON_PACKAGES_DIR: &str = "target/python";
 
 /// What `cargo xtask bench` compares recorderd with, and its HTTP workload. Installed by the
 /// full bench only: `cargo xtask test` (CI) runs `bench --quick` with whatever is present.
@@ -41,6 +57,7 @@ pub fn run() -> Result<()> {
     ensure_rust_src(&sysroot)?;
     ensure_bpf_linker(&sysroot)?;
     ensure_apt_packages(APT_PACKAGES)?;
+    ensure_python_packages(&crate::workspace_root().join(PYTHON_PACKAGES_DIR))?;
     println!(
         "setup: all present ({:.1}s)",
         started.elapsed().as_secs_f64()
@@ -168,6 +185,35 @@ pub fn ensure_apt_packages(packages: &[&str]) -> Result<()> {
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn ensure_python_packages(dir: &Path) -> Result<()> {
+    let missing: Vec<&str> = PYTHON_PACKAGES
+        .iter()
+        .filter(|(module, _)| !dir.join(module).is_dir())
+        .map(|&(_, requirement)| requirement)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "setup: installing {} into {}",
+        missing.join(" "),
+        dir.display()
+    );
+    run_checked(
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--target")
+            .arg(dir)
+            .args(&missing),
     )
 }
 

@@ -12,8 +12,8 @@ use recorder_control::Request;
 use recorder_reader::{
     cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, RecordingArgs},
     command::{
-        self, control, export, hold, inspect, keygen, list, redact_test, sweep, verify,
-        CommandError,
+        self, control, conversations, export, hold, inspect, keygen, list, redact_test, stats,
+        sweep, verify, CommandError,
     },
 };
 use recorder_store::{
@@ -79,13 +79,57 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
         }
         RecorderCommand::Export {
             recording,
-            format: export::ExportFormat::Jsonl,
+            format,
+            output,
             keys,
         } => {
             let keyring = keyring(&keys)?;
             let recording = resolve(&recording, &keyring)?;
             command::audit::note_access(&recording, "export");
-            export::run(&recording, &keyring, out)
+            match output {
+                Some(path) => {
+                    let mut file = io::BufWriter::new(command::create_output(&path)?);
+                    let code = export::run(&recording, &keyring, format, &mut file)?;
+                    file.flush()?;
+                    Ok(code)
+                }
+                None if format == export::ExportFormat::Pcapng && keygen::stdout_is_terminal() => {
+                    Err(CommandError::Usage(
+                        "pcapng is binary: give --output FILE or redirect stdout".to_owned(),
+                    ))
+                }
+                None => export::run(&recording, &keyring, format, out),
+            }
+        }
+        RecorderCommand::Conversations {
+            recording,
+            proto,
+            pid,
+            slow,
+            errors,
+            json,
+            keys,
+        } => {
+            let keyring = keyring(&keys)?;
+            let recording = resolve(&recording, &keyring)?;
+            command::audit::note_access(&recording, "read");
+            let filter = conversations::Filter {
+                proto,
+                pid,
+                slow,
+                errors,
+            };
+            conversations::run(&recording, &keyring, &filter, json, out)
+        }
+        RecorderCommand::Stats {
+            recording,
+            json,
+            keys,
+        } => {
+            let keyring = keyring(&keys)?;
+            let recording = resolve(&recording, &keyring)?;
+            command::audit::note_access(&recording, "read");
+            stats::run(&recording, &keyring, json, out)
         }
         RecorderCommand::Sweep {
             dry_run,

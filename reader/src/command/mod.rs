@@ -7,12 +7,14 @@
 
 pub mod audit;
 pub mod control;
+pub mod conversations;
 pub mod export;
 pub mod hold;
 pub mod inspect;
 pub mod keygen;
 pub mod list;
 pub mod redact_test;
+pub mod stats;
 pub mod sweep;
 pub mod verify;
 
@@ -95,6 +97,50 @@ fn read_exit(error: &ReadError) -> ExitCode {
         ReadError::Sealed { .. } => ExitCode::from(EXIT_SEALED),
         _ => ExitCode::from(EXIT_ERROR),
     }
+}
+
+/// A new file for an export, 0600 from its creation (it holds recorded bytes); an existing
+/// file is never overwritten.
+pub fn create_output(path: &std::path::Path) -> Result<std::fs::File, CommandError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| {
+            CommandError::Usage(format!(
+                "cannot create {}: {error} (an existing file is never overwritten)",
+                path.display()
+            ))
+        })
+}
+
+/// Every connection of `recording` with its bytes reassembled, the clock of its first
+/// segment, and the exit code of reading it (3 when it ends without a trailer: what was
+/// recorded is still returned).
+pub fn connections_of(
+    recording: &recorder_store::catalog::RecordingSummary,
+    keyring: &Keyring,
+) -> Result<
+    (
+        ExitCode,
+        crate::timeline::Clock,
+        Vec<crate::connections::Connection>,
+    ),
+    CommandError,
+> {
+    use recorder_proto::v1::frame::Body;
+    let mut connections = crate::connections::Connections::default();
+    let mut clock = None;
+    let code = walk(recording, keyring, false, |_, body| {
+        if let (Body::Header(header), None) = (body, &clock) {
+            clock = Some(crate::timeline::Clock::new(header.clock.as_ref()));
+        }
+        connections.visit(body);
+        Ok(())
+    })?;
+    Ok((code, clock.unwrap_or_default(), connections.finish()))
 }
 
 /// How long `--follow` waits before looking for more of a segment being written.

@@ -1,5 +1,5 @@
-//! `recorder export --format jsonl TARGET`: one JSON object per frame, schema in
-//! docs/FORMAT.md ("JSON lines export"). Fields are only ever added to this schema.
+//! `--format jsonl`: one JSON object per frame, schema in docs/FORMAT.md ("JSON lines
+//! export"). Fields are only ever added to this schema.
 
 use std::{io::Write, process::ExitCode};
 
@@ -13,15 +13,10 @@ use serde_json::{json, Value};
 use recorder_store::{catalog::RecordingSummary, Keyring};
 use recorder_syscalls::{boundary_of, sockaddr, Boundary};
 
-use super::CommandError;
+use super::super::CommandError;
 
 /// Bytes of payload in `utf8_preview`.
 const PREVIEW_BYTES: usize = 256;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    Jsonl,
-}
 
 pub fn run(
     recording: &RecordingSummary,
@@ -29,7 +24,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
     let mut clock: Option<ClockBase> = None;
-    super::walk(recording, keyring, false, |segment, body| {
+    super::super::walk(recording, keyring, false, |segment, body| {
         let value = match body {
             Body::Header(h) => {
                 clock = h.clock;

@@ -1,0 +1,617 @@
+//! Protocol views of real recordings: curl against python3's http.server and HTTPS nginx,
+//! psql and psycopg against PostgreSQL, redis-cli against Redis, dig against dnsmasq. The
+//! conversations view lists each exchange; the HAR export is read by a HAR library
+//! (haralyzer) and the pcapng export by tshark, and both say what the recording holds.
+//! See: issue #15.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use recorder_proto::v1::{payload::Direction, Event};
+use recorder_tests::{
+    binary, payload_bytes, require_privileges,
+    servers::{free_port, start_server, Nginx, Postgres},
+    unhex, Recorder, Recording,
+};
+use serde_json::Value;
+
+/// Records `command` (run by recorderd) into `dir`; returns the segment.
+fn record(dir: &Path, options: &[&str], command: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let mut args = vec!["--output", dir.to_str().unwrap()];
+    args.extend_from_slice(options);
+    args.push("--");
+    args.extend_from_slice(command);
+    Recorder::start_with_env(&args, env).finish()
+}
+
+/// Runs `recorder ARGS`, which must succeed; returns its stdout.
+fn recorder(args: &[&str]) -> String {
+    let output = Command::new(binary("recorder"))
+        .args(args)
+        .output()
+        .unwrap();
+    text_of(&output, &format!("recorder {args:?}"))
+}
+
+fn text_of(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// `recorder conversations --json SEGMENT [options]`: one object per connection.
+fn conversations(segment: &Path, options: &[&str]) -> Vec<Value> {
+    let mut args = vec!["conversations", "--json", segment.to_str().unwrap()];
+    args.extend_from_slice(options);
+    recorder(&args)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Every exchange of the connections, in order.
+fn exchanges(connections: &[Value]) -> Vec<Value> {
+    connections
+        .iter()
+        .flat_map(|c| c["exchanges"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn export(segment: &Path, format: &str, file: &Path) {
+    recorder(&[
+        "export",
+        "--format",
+        format,
+        "--output",
+        file.to_str().unwrap(),
+        segment.to_str().unwrap(),
+    ]);
+}
+
+/// Reads a HAR file with haralyzer (installed by `cargo xtask setup` into target/python):
+/// one line per entry: method, url, status, the request's HTTP version, response body.
+fn haralyzer_entries(har: &Path) -> Vec<Vec<String>> {
+    let packages = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python");
+    assert!(
+        packages.join("haralyzer").is_dir(),
+        "haralyzer is not in {}: run `cargo xtask setup`",
+        packages.display()
+    );
+    let script = "import json, sys\n\
+        from haralyzer import HarParser\n\
+        parser = HarParser(json.load(open(sys.argv[1])))\n\
+        for page in parser.pages:\n\
+        \x20   for entry in page.entries:\n\
+        \x20       print(json.dumps([entry.request.method, entry.request.url,\n\
+        \x20           str(entry.response.status), entry.request.raw_entry['httpVersion'],\n\
+        \x20           entry.response.text]))\n";
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(har)
+        .env("PYTHONPATH", packages)
+        .output()
+        .unwrap();
+    text_of(&output, "haralyzer")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// tshark on a pcapng export, which must succeed.
+fn tshark(pcapng: &Path, args: &[&str]) -> String {
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(pcapng)
+        .args(args)
+        .output()
+        .expect("tshark (cargo xtask setup installs it)");
+    text_of(&output, &format!("tshark {args:?}"))
+}
+
+/// The bytes of TCP stream 0 each way, from `tshark -z follow,tcp,raw,0` (client lines
+/// first in each pair; the server's are indented by a tab).
+fn followed(pcapng: &Path) -> (Vec<u8>, Vec<u8>) {
+    let text = tshark(pcapng, &["-q", "-z", "follow,tcp,raw,0"]);
+    let (mut client, mut server) = (Vec::new(), Vec::new());
+    let data = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Node 1:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("===="));
+    for line in data {
+        match line.strip_prefix('\t') {
+            Some(hex) => server.extend(unhex(hex.trim())),
+            None if !line.trim().is_empty() => client.extend(unhex(line.trim())),
+            None => {}
+        }
+    }
+    (client, server)
+}
+
+/// Bytes one way on `fd` of the process.
+fn stream(events: &[&Event], fd: i64, direction: Direction) -> Vec<u8> {
+    payload_bytes(events.iter().copied().filter(|e| e.fd == fd), direction)
+}
+
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    /// python3's http.server on a loopback port, serving `site`.
+    fn start(site: &Path) -> HttpServer {
+        let port = free_port();
+        let child = start_server(
+            Command::new("python3")
+                .args(["-u", "-m", "http.server", "--bind", "127.0.0.1"])
+                .arg(port.to_string())
+                .current_dir(site),
+            "Serving HTTP",
+        );
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn page() -> Vec<u8> {
+    (0..6_000u32)
+        .map(|i| b"recorderd protocol page\n"[(i % 24) as usize])
+        .collect()
+}
+
+#[test]
+fn http_exchanges_are_listed_exported_to_har_and_followed_by_tshark() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("page.txt"), page()).unwrap();
+    let server = HttpServer::start(&site);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    // The GET is answered; http.server refuses the POST with 501. Bodies go to stderr:
+    // recorderd's stdout names the recording.
+    let script = format!(
+        "curl -sS -o /dev/stderr '{base}/page.txt?lang=en' && \
+         curl -sS -o /dev/stderr -d 'name=ann' '{base}/submit'"
+    );
+    let segment = record(&work.path().join("rec"), &[], &["sh", "-c", &script], &[]);
+
+    let text = recorder(&["conversations", segment.to_str().unwrap()]);
+    assert!(text.contains("GET /page.txt?lang=en → 200 OK"), "{text}");
+    assert!(text.contains("POST /submit → 501"), "{text}");
+    let connections = conversations(&segment, &["--proto", "http"]);
+    assert_eq!(
+        connections.len(),
+        2,
+        "one connection per curl: {connections:#?}"
+    );
+    let all = exchanges(&connections);
+    let get = &all[0]["http1"];
+    assert_eq!(
+        (get["method"].as_str(), get["status"].as_u64()),
+        (Some("GET"), Some(200))
+    );
+    assert_eq!(
+        get["response_body"]["length"].as_u64(),
+        Some(page().len() as u64)
+    );
+    assert!(all[0]["latency_ns"].as_u64().unwrap() > 0);
+    let errors = exchanges(&conversations(&segment, &["--errors"]));
+    assert_eq!(errors.len(), 1, "only the POST failed: {errors:#?}");
+    assert_eq!(errors[0]["http1"]["status"].as_u64(), Some(501));
+
+    let stats: Value =
+        serde_json::from_str(&recorder(&["stats", "--json", segment.to_str().unwrap()])).unwrap();
+    let http1 = &stats["protocols"][0];
+    assert_eq!(
+        (
+            http1["protocol"].as_str(),
+            http1["exchanges"].as_u64(),
+            http1["errors"].as_u64()
+        ),
+        (Some("http1"), Some(2), Some(1))
+    );
+    assert!(
+        http1["latency"]["p50_ns"].as_u64().is_some_and(|ns| ns > 0),
+        "{http1}"
+    );
+    let peer = format!("127.0.0.1:{}", server.port);
+    assert!(
+        stats["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer"] == peer.as_str() && p["connections"] == 2),
+        "{stats}"
+    );
+
+    let har = work.path().join("rec.har");
+    export(&segment, "har", &har);
+    let entries = haralyzer_entries(&har);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(
+        entries[0][..4],
+        [
+            "GET",
+            &format!("{base}/page.txt?lang=en"),
+            "200",
+            "HTTP/1.1"
+        ]
+    );
+    assert_eq!(entries[0][4].as_bytes(), page(), "the body, as served");
+    assert_eq!(entries[1][..3], ["POST", &format!("{base}/submit"), "501"]);
+
+    let pcapng = work.path().join("rec.pcapng");
+    export(&segment, "pcapng", &pcapng);
+    let recording = Recording::read(&segment);
+    let curl = recording
+        .events
+        .iter()
+        .find(|e| {
+            e.syscall == "connect"
+                && e.address
+                    .as_ref()
+                    .is_some_and(|a| a.port == u32::from(server.port))
+        })
+        .expect("curl's connect");
+    let events = recording.of_pid(curl.pid);
+    let (sent, received) = followed(&pcapng);
+    assert_eq!(
+        sent,
+        stream(&events, curl.fd, Direction::Out),
+        "the request, byte for byte"
+    );
+    assert_eq!(
+        received,
+        stream(&events, curl.fd, Direction::In),
+        "the response, byte for byte"
+    );
+    let decode = format!("tcp.port=={},http", server.port);
+    let requests = tshark(
+        &pcapng,
+        &[
+            "-d",
+            &decode,
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+            "-e",
+            "http.request.method",
+            "-e",
+            "http.request.uri",
+        ],
+    );
+    assert_eq!(
+        requests.lines().collect::<Vec<_>>(),
+        ["GET\t/page.txt?lang=en", "POST\t/submit"],
+        "every request, as tshark dissects it"
+    );
+}
+
+#[test]
+fn a_capped_recording_exports_with_its_gaps_visible() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let site = work.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("page.txt"), page()).unwrap();
+    let server = HttpServer::start(&site);
+    let url = format!("http://127.0.0.1:{}/page.txt", server.port);
+    // Reads past 1 KiB keep their first KiB only: the body has holes.
+    let segment = record(
+        &work.path().join("rec"),
+        &["--max-payload", "1024"],
+        &["curl", "-sS", "-o", "/dev/stderr", &url],
+        &[],
+    );
+    let text = recorder(&["conversations", segment.to_str().unwrap()]);
+    assert!(text.contains("GET /page.txt → 200 OK"), "{text}");
+    assert!(
+        text.contains("(incomplete: bytes missing from the recording)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gap(s) where bytes are not in the recording"),
+        "{text}"
+    );
+
+    let pcapng = work.path().join("rec.pcapng");
+    export(&segment, "pcapng", &pcapng);
+    let jumps = tshark(
+        &pcapng,
+        &[
+            "-Y",
+            "tcp.analysis.lost_segment",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+    );
+    assert!(
+        !jumps.trim().is_empty(),
+        "tshark sees the sequence jump of the missing bytes"
+    );
+    let comments = tshark(
+        &pcapng,
+        &["-Y", "frame.comment", "-T", "fields", "-e", "frame.comment"],
+    );
+    assert!(comments.contains("not in the recording"), "{comments}");
+    let (sent, _) = followed(&pcapng);
+    assert!(
+        sent.starts_with(b"GET /page.txt HTTP/1.1\r\n"),
+        "the request still reads"
+    );
+}
+
+#[test]
+fn http2_over_tls_is_exported_to_har_with_its_plaintext() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start_https(work.path(), "recorderd-h2-body");
+    let url = nginx.url("/h2?x=1");
+    let segment = record(
+        &work.path().join("rec"),
+        &[],
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/stderr",
+            "--http2",
+            "--cacert",
+            nginx.cert.to_str().unwrap(),
+            &url,
+        ],
+        &[],
+    );
+    let connections = conversations(&segment, &["--proto", "http2"]);
+    assert_eq!(connections.len(), 1, "{connections:#?}");
+    assert_eq!(connections[0]["tls"]["decrypted"], Value::Bool(true));
+    let har = work.path().join("rec.har");
+    export(&segment, "har", &har);
+    let entries = haralyzer_entries(&har);
+    assert_eq!(
+        entries,
+        [["GET", &url, "200", "h2", "recorderd-h2-body"]
+            .map(String::from)
+            .to_vec()]
+    );
+}
+
+#[test]
+fn postgres_queries_show_their_tags_rows_errors_and_parameters() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let password = "pg-views-Jr4Lq8Vz";
+    let db = work.path().join("db");
+    std::fs::create_dir(&db).unwrap();
+    let postgres = Postgres::start(&db, password, &[], &[]);
+    let conninfo = postgres.conninfo();
+    // Simple queries from psql; the INSERT's parameters go through the extended protocol
+    // (psycopg binds server-side: Parse, Bind, Execute, Sync).
+    let insert = format!(
+        "import psycopg\n\
+         with psycopg.connect('{conninfo}') as db:\n\
+         \x20   db.execute('INSERT INTO pets (id, name) VALUES (%s, %s), (%s, %s), (%s, %s)', (1, 'ann', 2, 'bob', 3, 'cy'))\n"
+    );
+    let script = format!(
+        "psql -X '{conninfo}' -c 'CREATE TABLE pets (id int, name text)' >&2 && \
+         /usr/bin/python3 -c \"$INSERT\" && \
+         ! psql -X '{conninfo}' -c 'SELECT * FROM no_such_table' 2>/dev/null && \
+         psql -X '{conninfo}' -c 'SELECT id, name FROM pets ORDER BY id' >&2"
+    );
+    let segment = record(
+        &work.path().join("rec"),
+        &[],
+        &["sh", "-c", &script],
+        &[("PGPASSWORD", password), ("INSERT", &insert)],
+    );
+    let all = exchanges(&conversations(&segment, &["--proto", "postgres"]));
+    let find = |sql: &str| {
+        all.iter()
+            .find(|e| {
+                e["postgres"]["sql"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(sql))
+            })
+            .unwrap_or_else(|| panic!("no exchange with {sql:?}: {all:#?}"))
+    };
+    let create = &find("CREATE TABLE pets")["postgres"];
+    assert_eq!(
+        (create["kind"].as_str(), create["tags"][0].as_str()),
+        (Some("query"), Some("CREATE TABLE"))
+    );
+    let insert = &find("INSERT INTO pets")["postgres"];
+    assert_eq!(insert["kind"].as_str(), Some("extended"));
+    assert_eq!(insert["tags"][0].as_str(), Some("INSERT 0 3"));
+    assert_eq!(insert["rows"].as_u64(), Some(3));
+    assert_eq!(insert["params"].as_array().unwrap().len(), 6, "{insert}");
+    assert_eq!(insert["params"][1].as_str(), Some("ann"));
+    let failed = find("no_such_table");
+    assert_eq!(
+        failed["postgres"]["error"]["code"].as_str(),
+        Some("42P01"),
+        "{failed}"
+    );
+    assert_eq!(failed["error"], Value::Bool(true));
+    let select = find("SELECT id, name FROM pets");
+    assert_eq!(select["postgres"]["tags"][0].as_str(), Some("SELECT 3"));
+    assert_eq!(select["postgres"]["rows"].as_u64(), Some(3));
+    for exchange in [
+        find("CREATE TABLE pets"),
+        find("INSERT INTO pets"),
+        failed,
+        select,
+    ] {
+        assert!(
+            exchange["latency_ns"].as_u64().is_some_and(|ns| ns > 0),
+            "{exchange}"
+        );
+    }
+    let errors = exchanges(&conversations(
+        &segment,
+        &["--proto", "postgres", "--errors"],
+    ));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let text = recorder(&[
+        "conversations",
+        "--proto",
+        "postgres",
+        segment.to_str().unwrap(),
+    ]);
+    assert!(text.contains("→ ERROR 42P01"), "{text}");
+    assert!(!text.contains(password), "the password never shows");
+}
+
+#[test]
+fn redis_commands_show_their_replies_and_errors() {
+    if !require_privileges() {
+        return;
+    }
+    let port = free_port().to_string();
+    let mut server = start_server(
+        Command::new("redis-server").args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]),
+        "Ready to accept connections",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let script =
+        format!("printf 'SET color blue\\nGET color\\nINCR color\\n' | redis-cli -p {port} >&2");
+    let segment = record(&work.path().join("rec"), &[], &["sh", "-c", &script], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let all = exchanges(&conversations(&segment, &["--proto", "redis"]));
+    let command = |words: &[&str]| {
+        all.iter()
+            .find(|e| e["redis"]["command"] == serde_json::json!(words))
+            .unwrap_or_else(|| panic!("no {words:?}: {all:#?}"))
+            .clone()
+    };
+    let set = command(&["SET", "color", "blue"]);
+    assert_eq!(
+        (
+            set["redis"]["reply_type"].as_str(),
+            set["redis"]["reply"].as_str()
+        ),
+        (Some("simple-string"), Some("OK"))
+    );
+    let get = command(&["GET", "color"]);
+    assert_eq!(
+        (
+            get["redis"]["reply_type"].as_str(),
+            get["redis"]["reply"].as_str()
+        ),
+        (Some("bulk-string"), Some("\"blue\""))
+    );
+    let incr = command(&["INCR", "color"]);
+    assert_eq!(incr["redis"]["reply_type"].as_str(), Some("error"));
+    assert!(
+        incr["redis"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an integer"),
+        "{incr}"
+    );
+    assert_eq!(exchanges(&conversations(&segment, &["--errors"])).len(), 1);
+}
+
+#[test]
+fn dns_lookups_show_names_types_and_answers() {
+    if !require_privileges() {
+        return;
+    }
+    let port = free_port().to_string();
+    let mut server = start_server(
+        Command::new("dnsmasq").args([
+            "-d",
+            "--port",
+            &port,
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--address=/svc.test/10.9.8.7",
+            "--address=/gone.test/",
+        ]),
+        "started",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dig = |name: &str| format!("dig @127.0.0.1 -p {port} +tries=1 +time=5 {name} A >&2");
+    let script = format!("{} && {}", dig("svc.test"), dig("gone.test"));
+    let segment = record(&work.path().join("rec"), &[], &["sh", "-c", &script], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let all = exchanges(&conversations(&segment, &["--proto", "dns"]));
+    let found = |name: &str| {
+        all.iter()
+            .find(|e| {
+                e["dns"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.trim_end_matches('.') == name)
+            })
+            .unwrap_or_else(|| panic!("no lookup of {name}: {all:#?}"))
+            .clone()
+    };
+    let svc = found("svc.test");
+    assert_eq!(svc["dns"]["type"].as_str(), Some("A"));
+    assert_eq!(svc["dns"]["rcode"].as_str(), Some("NOERROR"));
+    assert_eq!(svc["dns"]["answers"], serde_json::json!(["A 10.9.8.7"]));
+    let gone = found("gone.test");
+    assert_eq!(gone["dns"]["rcode"].as_str(), Some("NXDOMAIN"));
+    assert_eq!(gone["error"], Value::Bool(true));
+
+    let pcapng = work.path().join("rec.pcapng");
+    export(&segment, "pcapng", &pcapng);
+    let decode = format!("udp.port=={port},dns");
+    let names = tshark(
+        &pcapng,
+        &[
+            "-d",
+            &decode,
+            "-Y",
+            "dns.flags.response == 1",
+            "-T",
+            "fields",
+            "-e",
+            "dns.qry.name",
+        ],
+    );
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["svc.test", "gone.test"],
+        "tshark reads the answers"
+    );
+}
