@@ -89,7 +89,13 @@ pub fn run(
     json_lines: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
-    let (code, clock, connections) = super::connections_of(recording, keyring)?;
+    let super::Reassembled {
+        code,
+        clock,
+        connections,
+        lost_syscalls,
+        unplaced_tls_events,
+    } = super::connections_of(recording, keyring)?;
     for connection in &connections {
         let conversation = analyse(connection);
         if !filter.admits_connection(&conversation) {
@@ -111,6 +117,25 @@ pub fn run(
             for exchange in exchanges {
                 writeln!(out, "  {}", exchange_line(exchange, &clock))?;
             }
+        }
+    }
+    // Said after the list (on stderr with --json, which stays one object per line).
+    let mut notes = Vec::new();
+    if lost_syscalls > 0 {
+        notes.push(format!(
+            "{lost_syscalls} syscall records were lost in this recording (recorder inspect shows where): connections may lack bytes or exchanges"
+        ));
+    }
+    if unplaced_tls_events > 0 {
+        notes.push(format!(
+            "{unplaced_tls_events} TLS plaintext payloads have no known descriptor and are in no connection"
+        ));
+    }
+    for note in notes {
+        if json_lines {
+            eprintln!("recorder: note: {note}");
+        } else {
+            writeln!(out, "note: {note}")?;
         }
     }
     Ok(code)
@@ -340,5 +365,81 @@ pub fn size(bytes: u64) -> String {
         0..1024 => format!("{bytes} B"),
         1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
         _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_protocols::exchange::{Http, PgError, Postgres};
+
+    use super::*;
+
+    fn http(status: u16, latency_ms: u64) -> Exchange {
+        Exchange {
+            request_ns: 1_000_000,
+            response_ns: Some(1_000_000 + latency_ms * 1_000_000),
+            request_bytes: 80,
+            response_bytes: 2048,
+            incomplete: false,
+            detail: Detail::Http(Http {
+                version: "HTTP/1.1".into(),
+                method: "GET".into(),
+                target: "/pay".into(),
+                status: Some(status),
+                reason: "OK".into(),
+                ..Http::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn slow_and_error_filters_pick_exchanges() {
+        let slow = Filter {
+            slow: Some(Duration::from_millis(100)),
+            ..Filter::default()
+        };
+        assert!(slow.admits(&http(200, 150)));
+        assert!(!slow.admits(&http(200, 20)));
+        let unanswered = Exchange {
+            response_ns: None,
+            ..http(200, 0)
+        };
+        assert!(
+            slow.admits(&unanswered),
+            "no answer is slower than any bound"
+        );
+        let errors = Filter {
+            errors: true,
+            ..Filter::default()
+        };
+        assert!(errors.admits(&http(503, 1)) && errors.admits(&http(404, 1)));
+        assert!(!errors.admits(&http(200, 1)));
+    }
+
+    #[test]
+    fn exchange_lines_say_what_happened() {
+        let clock = Clock::default();
+        assert_eq!(
+            exchange_line(&http(200, 12), &clock),
+            "0.001000  GET /pay → 200 OK  12.000 ms  80 B → 2.0 KiB"
+        );
+        let failed = Exchange {
+            detail: Detail::Postgres(Postgres {
+                kind: "query".into(),
+                sql: "SELECT *\nFROM nope".into(),
+                error: Some(PgError {
+                    code: "42P01".into(),
+                    message: "relation \"nope\" does not exist".into(),
+                    ..PgError::default()
+                }),
+                ..Postgres::default()
+            }),
+            incomplete: true,
+            ..http(0, 1)
+        };
+        assert_eq!(
+            exchange_line(&failed, &clock),
+            "0.001000  query SELECT * FROM nope → ERROR 42P01 relation \"nope\" does not exist  1.000 ms  80 B → 2.0 KiB  (incomplete: bytes missing from the recording)"
+        );
     }
 }

@@ -116,20 +116,25 @@ pub fn create_output(path: &std::path::Path) -> Result<std::fs::File, CommandErr
         })
 }
 
-/// Every connection of `recording` with its bytes reassembled, the clock of its first
-/// segment, and the exit code of reading it (3 when it ends without a trailer: what was
-/// recorded is still returned).
+/// A recording's connections, with what a reader should know of what they lack.
+pub struct Reassembled {
+    /// The exit code of reading the recording (3 when it ends without a trailer: what was
+    /// recorded is still here).
+    pub code: ExitCode,
+    /// The first segment's clock.
+    pub clock: crate::timeline::Clock,
+    pub connections: Vec<crate::connections::Connection>,
+    /// Syscall records lost (Loss frames): a connection may lack bytes no gap marks.
+    pub lost_syscalls: u64,
+    /// TLS plaintext payloads whose descriptor is unknown, in no connection.
+    pub unplaced_tls_events: u64,
+}
+
+/// Every connection of `recording` with its bytes reassembled.
 pub fn connections_of(
     recording: &recorder_store::catalog::RecordingSummary,
     keyring: &Keyring,
-) -> Result<
-    (
-        ExitCode,
-        crate::timeline::Clock,
-        Vec<crate::connections::Connection>,
-    ),
-    CommandError,
-> {
+) -> Result<Reassembled, CommandError> {
     use recorder_proto::v1::frame::Body;
     let mut connections = crate::connections::Connections::default();
     let mut clock = None;
@@ -140,7 +145,15 @@ pub fn connections_of(
         connections.visit(body);
         Ok(())
     })?;
-    Ok((code, clock.unwrap_or_default(), connections.finish()))
+    let lost_syscalls = connections.losses.iter().map(|l| l.syscalls).sum();
+    let unplaced_tls_events = connections.unplaced_tls_events;
+    Ok(Reassembled {
+        code,
+        clock: clock.unwrap_or_default(),
+        connections: connections.finish(),
+        lost_syscalls,
+        unplaced_tls_events,
+    })
 }
 
 /// How long `--follow` waits before looking for more of a segment being written.

@@ -28,7 +28,12 @@ pub fn run(
     keyring: &Keyring,
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
-    let (code, clock, connections) = super::super::connections_of(recording, keyring)?;
+    let super::super::Reassembled {
+        code,
+        clock,
+        connections,
+        ..
+    } = super::super::connections_of(recording, keyring)?;
     let mut entries = Vec::new();
     let mut first_ns = None;
     for connection in &connections {

@@ -56,7 +56,9 @@ pub fn run(
     keyring: &Keyring,
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
-    let (code, _, connections) = super::super::connections_of(recording, keyring)?;
+    let super::super::Reassembled {
+        code, connections, ..
+    } = super::super::connections_of(recording, keyring)?;
     let clock_base = recording
         .header()
         .clock
