@@ -146,6 +146,14 @@ struct HttpServer {
 }
 
 impl HttpServer {
+    /// Serves `page()` as /page.txt from a site directory made in `work`.
+    fn serving_page(work: &Path) -> HttpServer {
+        let site = work.join("site");
+        std::fs::create_dir(&site).unwrap();
+        std::fs::write(site.join("page.txt"), page()).unwrap();
+        HttpServer::start(&site)
+    }
+
     /// python3's http.server on a loopback port, serving `site`.
     fn start(site: &Path) -> HttpServer {
         let port = free_port();
@@ -179,10 +187,7 @@ fn http_exchanges_are_listed_exported_to_har_and_followed_by_tshark() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let site = work.path().join("site");
-    std::fs::create_dir(&site).unwrap();
-    std::fs::write(site.join("page.txt"), page()).unwrap();
-    let server = HttpServer::start(&site);
+    let server = HttpServer::serving_page(work.path());
     let base = format!("http://127.0.0.1:{}", server.port);
     // The GET is answered; http.server refuses the POST with 501. Bodies go to stderr:
     // recorderd's stdout names the recording.
@@ -311,10 +316,7 @@ fn a_capped_recording_exports_with_its_gaps_visible() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let site = work.path().join("site");
-    std::fs::create_dir(&site).unwrap();
-    std::fs::write(site.join("page.txt"), page()).unwrap();
-    let server = HttpServer::start(&site);
+    let server = HttpServer::serving_page(work.path());
     let url = format!("http://127.0.0.1:{}/page.txt", server.port);
     // Reads past 1 KiB keep their first KiB only: the body has holes.
     let segment = record(
@@ -614,4 +616,96 @@ fn dns_lookups_show_names_types_and_answers() {
         ["svc.test", "gone.test"],
         "tshark reads the answers"
     );
+}
+
+#[test]
+fn the_timeline_shows_paths_socket_types_and_the_port_the_kernel_chose() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (port_file, doomed, gate) = (
+        work.path().join("port"),
+        work.path().join("doomed.txt"),
+        work.path().join("gate"),
+    );
+    let made = Command::new("mkfifo").arg(&gate).status().unwrap();
+    assert!(made.success());
+    // Bound, never listening: only the socket itself knows its port. The program holds it
+    // until the test has seen the bind recorded (the kernel's choice is read while the
+    // socket lives).
+    let script = format!(
+        "import socket, os\n\
+         open('{doomed}', 'w').close()\n\
+         os.unlink('{doomed}')\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+         s.bind(('127.0.0.1', 0))\n\
+         open('{port}', 'w').write(str(s.getsockname()[1]))\n\
+         open('{gate}').read()\n",
+        doomed = doomed.display(),
+        port = port_file.display(),
+        gate = gate.display()
+    );
+    let output = work.path().join("rec");
+    let recorder_process = Recorder::start(&[
+        "--output",
+        output.to_str().unwrap(),
+        "--",
+        "python3",
+        "-c",
+        &script,
+    ]);
+    let started = std::time::Instant::now();
+    let timeline = loop {
+        assert!(
+            started.elapsed() < recorder_tests::STEP_TIMEOUT,
+            "the bind was never recorded"
+        );
+        let segments = if output.is_dir() {
+            recorder_tests::segment_files(&output)
+        } else {
+            Vec::new()
+        };
+        if let Some(segment) = segments.first() {
+            // The segment is still being written: inspect says so (exit 3) and prints what is there.
+            let shown = Command::new(binary("recorder"))
+                .arg("inspect")
+                .arg(segment)
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+            if shown.lines().any(|l| l.contains("  bind  ")) {
+                break shown;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::write(&gate, "go").unwrap();
+    let segment = recorder_process.finish();
+    let chosen = std::fs::read_to_string(&port_file).unwrap();
+    let line_of = |syscall: &str, needle: &str| {
+        timeline
+            .lines()
+            .find(|l| l.contains(syscall) && l.contains(needle))
+            .unwrap_or_else(|| panic!("no {syscall} line with {needle:?} in:\n{timeline}"))
+            .to_owned()
+    };
+    line_of("unlink", &format!("{:?}", doomed.display().to_string()));
+    line_of("socket", "AF_INET SOCK_STREAM");
+    line_of(
+        "bind",
+        &format!("127.0.0.1:0 (port {chosen} chosen by the kernel)"),
+    );
+    let export = recorder(&["export", segment.to_str().unwrap()]);
+    let bind: Value = export
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["syscall"] == "bind")
+        .expect("a bind event");
+    assert_eq!(
+        bind["resource"]["local"],
+        format!("127.0.0.1:{chosen}").as_str()
+    );
+    assert_eq!(bind["resource"]["socket_family_name"], "AF_INET");
+    assert_eq!(bind["resource"]["socket_type_name"], "SOCK_STREAM");
 }

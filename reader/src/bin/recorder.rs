@@ -65,9 +65,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
                 kind,
                 grep,
             };
-            let keyring = keyring(&keys)?;
-            let recording = resolve(&recording, &keyring)?;
-            command::audit::note_access(&recording, "read");
+            let (keyring, recording) = open(&recording, &keys, "read")?;
             inspect::run(&recording, &keyring, &filter, hex, follow, out)
         }
         RecorderCommand::Verify { recording, keys } => {
@@ -83,9 +81,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             output,
             keys,
         } => {
-            let keyring = keyring(&keys)?;
-            let recording = resolve(&recording, &keyring)?;
-            command::audit::note_access(&recording, "export");
+            let (keyring, recording) = open(&recording, &keys, "export")?;
             match output {
                 Some(path) => {
                     let mut file = io::BufWriter::new(command::create_output(&path)?);
@@ -110,9 +106,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             json,
             keys,
         } => {
-            let keyring = keyring(&keys)?;
-            let recording = resolve(&recording, &keyring)?;
-            command::audit::note_access(&recording, "read");
+            let (keyring, recording) = open(&recording, &keys, "read")?;
             let filter = conversations::Filter {
                 proto,
                 pid,
@@ -126,9 +120,7 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             json,
             keys,
         } => {
-            let keyring = keyring(&keys)?;
-            let recording = resolve(&recording, &keyring)?;
-            command::audit::note_access(&recording, "read");
+            let (keyring, recording) = open(&recording, &keys, "read")?;
             stats::run(&recording, &keyring, json, out)
         }
         RecorderCommand::Sweep {
@@ -179,6 +171,18 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
 
 fn keyring(keys: &KeyArgs) -> Result<Keyring, CommandError> {
     Ok(Keyring::load(&keys.identities)?)
+}
+
+/// The keyring and the recording it names, with the access noted in the audit log.
+fn open(
+    named: &RecordingArgs,
+    keys: &KeyArgs,
+    access: &str,
+) -> Result<(Keyring, RecordingSummary), CommandError> {
+    let keyring = keyring(keys)?;
+    let recording = resolve(named, &keyring)?;
+    command::audit::note_access(&recording, access);
+    Ok((keyring, recording))
 }
 
 fn resolve(named: &RecordingArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {

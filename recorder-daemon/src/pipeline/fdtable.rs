@@ -92,7 +92,8 @@ impl FdTable {
                 entry.peer = event.address.clone();
                 if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
                     // The kernel chose the local port; only the socket knows it.
-                    entry.local = bound_address(event.pid, event.fd, entry.socket_type)
+                    let peer = event.address.as_ref();
+                    entry.local = bound_address(event.pid, event.fd, entry.socket_type, None, peer)
                         .or(entry.local.take());
                 }
             }
@@ -102,8 +103,10 @@ impl FdTable {
                 entry.local = event.address.clone();
                 if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
                     // bind(…:0): the kernel chose the port.
-                    entry.local = bound_address(event.pid, event.fd, entry.socket_type)
-                        .or(entry.local.take());
+                    let bound = event.address.as_ref();
+                    entry.local =
+                        bound_address(event.pid, event.fd, entry.socket_type, bound, None)
+                            .or(entry.local.take());
                 }
             }
             _ => {}
@@ -184,12 +187,54 @@ fn has_port(address: Option<&SocketAddress>) -> bool {
 }
 
 /// The local address the kernel gave `pid`'s inet socket `fd` (after connect, or bind to
-/// port 0), from /proc: the fd's socket inode, looked up in the process's network
-/// namespace's tables (only those of the socket's type, when known). `None` when the socket
-/// is already closed or /proc does not say; the caller keeps what it had.
-fn bound_address(pid: u32, fd: i64, socket_type: u32) -> Option<SocketAddress> {
+/// port 0). The socket itself answers, borrowed with pidfd_getfd (CAP_SYS_PTRACE, which
+/// recorderd keeps after attach) for getsockname: the only way to see a TCP socket that is
+/// bound but not listening yet. Where that is refused (Yama's ptrace_scope 3), /proc's
+/// tables by the fd's inode. `None` when the socket is already closed; and when the
+/// descriptor now names another socket (closed and reused since the event: its bound IP or
+/// its peer differs), so a port is never guessed.
+fn bound_address(
+    pid: u32,
+    fd: i64,
+    socket_type: u32,
+    bound: Option<&SocketAddress>,
+    peer: Option<&SocketAddress>,
+) -> Option<SocketAddress> {
+    let fd = i32::try_from(fd).ok()?;
+    let (local, actual_peer) = match borrowed_socket_names(pid, fd) {
+        Some(names) => names,
+        None => (proc_local_address(pid, fd, socket_type)?, None),
+    };
+    let local = inet_address(local)?;
+    let same_ip =
+        |expected: &SocketAddress| expected.ip.iter().all(|&b| b == 0) || expected.ip == local.ip;
+    let same_peer = |expected: &SocketAddress| {
+        actual_peer
+            .and_then(inet_address)
+            .is_none_or(|actual| actual.ip == expected.ip && actual.port == expected.port)
+    };
+    (bound.is_none_or(same_ip) && peer.is_none_or(same_peer)).then_some(local)
+}
+
+/// getsockname and getpeername of `pid`'s descriptor `fd`, through a duplicate of it.
+fn borrowed_socket_names(pid: u32, fd: i32) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
+    let socket = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()).ok()?;
+    let local = SocketAddr::try_from(rustix::net::getsockname(&socket).ok()?).ok()?;
+    // Not connected yet (a non-blocking connect in progress) is not a different peer.
+    let peer = rustix::net::getpeername(&socket)
+        .ok()
+        .flatten()
+        .and_then(|peer| SocketAddr::try_from(peer).ok());
+    Some((local, peer))
+}
+
+/// The local address of `pid`'s socket `fd` from /proc/PID/net/{tcp,udp}{,6} (only those of
+/// the socket's type, when known), found by the fd's inode.
+fn proc_local_address(pid: u32, fd: i32, socket_type: u32) -> Option<SocketAddr> {
     let process = Process::new(pid as i32).ok()?;
-    let FDTarget::Socket(inode) = process.fd_from_fd(i32::try_from(fd).ok()?).ok()?.target else {
+    let FDTarget::Socket(inode) = process.fd_from_fd(fd).ok()?.target else {
         return None;
     };
     let stream = || {
@@ -211,12 +256,11 @@ fn bound_address(pid: u32, fd: i64, socket_type: u32) -> Option<SocketAddress> {
             .into_iter()
             .find_map(|(entry, local)| (entry == inode).then_some(local))
     };
-    let local = match socket_type as i32 {
+    match socket_type as i32 {
         libc::SOCK_DGRAM => local_of(datagram()),
         libc::SOCK_STREAM => local_of(stream()),
         _ => local_of(stream()).or_else(|| local_of(datagram())),
-    };
-    inet_address(local?)
+    }
 }
 
 /// Socket inode → what it is, from the process's /proc/PID/net/{tcp,tcp6,udp,udp6,unix}.
@@ -395,5 +439,39 @@ mod tests {
         assert_eq!(resource.peer, Some(loopback(chosen)));
         let local_port = client.local_addr().unwrap().port();
         assert_eq!(resource.local, Some(loopback(local_port)));
+    }
+
+    #[test]
+    fn a_bound_socket_not_yet_listening_names_its_port_and_a_reused_fd_is_not_guessed() {
+        use rustix::net::{bind, getsockname, socket, AddressFamily, SocketType};
+        use std::os::fd::AsRawFd;
+        let bound = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        bind(&bound, &std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let port = std::net::SocketAddr::try_from(getsockname(&bound).unwrap())
+            .unwrap()
+            .port();
+        let pid = std::process::id();
+        let fd = i64::from(bound.as_raw_fd());
+        let mut table = FdTable::default();
+        let mut bind_event = Event {
+            pid,
+            address: Some(loopback(0)),
+            ..event("bind", fd, 0)
+        };
+        table.apply(&mut bind_event, &mut Spare::default());
+        assert_eq!(bind_event.resource.unwrap().local, Some(loopback(port)));
+
+        // The event says 127.0.0.2, the descriptor now holds a socket bound elsewhere.
+        let elsewhere = SocketAddress {
+            ip: vec![127, 0, 0, 2],
+            ..loopback(0)
+        };
+        let mut stale = Event {
+            pid,
+            address: Some(elsewhere.clone()),
+            ..event("bind", fd, 0)
+        };
+        table.apply(&mut stale, &mut Spare::default());
+        assert_eq!(stale.resource.unwrap().local, Some(elsewhere));
     }
 }
