@@ -42,6 +42,10 @@ pub enum Effect {
     Connects,
     /// Sets the local address of the socket in argument 0.
     Binds,
+    /// Says the local address of the socket in argument 0 (getsockname): its result.
+    NamesLocal,
+    /// Says the peer address of the socket in argument 0 (getpeername): its result.
+    NamesPeer,
     /// Ends the descriptor in argument 0 and the payload streams on it.
     Closes,
     /// Replaces the program; the process lives on.
@@ -217,6 +221,16 @@ pub static SYSCALLS: &[Syscall] = &[
         .net(),
     row("recvfrom", nr::SYS_recvfrom, 6, class::IN_BUF)
         .on_arg0()
+        .net(),
+    // The address the kernel gave a socket (its local port after connect), read at exit
+    // like accept's.
+    row("getsockname", nr::SYS_getsockname, 3, class::ADDR_OUT)
+        .on_arg0()
+        .effect(NamesLocal)
+        .net(),
+    row("getpeername", nr::SYS_getpeername, 3, class::ADDR_OUT)
+        .on_arg0()
+        .effect(NamesPeer)
         .net(),
     row("shutdown", nr::SYS_shutdown, 2, class::PLAIN)
         .on_arg0()

@@ -287,6 +287,26 @@ fn http_exchanges_are_listed_exported_to_har_and_followed_by_tshark() {
         stream(&events, curl.fd, Direction::In),
         "the response, byte for byte"
     );
+    // curl asked for its local port (getsockname): the export's packets carry the real one.
+    let local = connections[0]["local"]
+        .as_str()
+        .expect("curl's local address");
+    let syn_port = tshark(
+        &pcapng,
+        &[
+            "-Y",
+            "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+        ],
+    );
+    assert_eq!(
+        Some(syn_port.lines().next().unwrap()),
+        local.rsplit(':').next(),
+        "{local}"
+    );
     let decode = format!("tcp.port=={},http", server.port);
     let requests = tshark(
         &pcapng,

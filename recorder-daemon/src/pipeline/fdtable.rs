@@ -97,6 +97,18 @@ impl FdTable {
                         .or(entry.local.take());
                 }
             }
+            // What the kernel says of the socket, as the program asked it.
+            Effect::NamesLocal | Effect::NamesPeer
+                if succeeded && is_inet(event.address.as_ref()) =>
+            {
+                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                entry.kind = Kind::Socket.into();
+                if effect == Effect::NamesLocal {
+                    entry.local = event.address.clone();
+                } else {
+                    entry.peer = event.address.clone();
+                }
+            }
             Effect::Binds if succeeded => {
                 let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
                 entry.kind = Kind::Socket.into();
