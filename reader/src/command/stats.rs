@@ -97,10 +97,9 @@ impl Stats {
         if !event.argv.is_empty() && event.ret >= 0 {
             process.program = event.path.clone();
         }
-        let is_file = event
-            .resource
-            .as_ref()
-            .is_some_and(|r| r.kind() == Kind::File);
+        let kind = event.resource.as_ref().map(|r| r.kind());
+        let is_file = kind == Some(Kind::File);
+        let is_socket = kind == Some(Kind::Socket) || event.tls.is_some();
         if event.syscall.starts_with("open") && event.ret >= 0 && !event.path.is_empty() {
             self.files.entry(event.path.clone()).or_default().opens += 1;
         }
@@ -118,7 +117,7 @@ impl Stats {
             };
             *total += payload.length;
             *per_file += payload.length;
-        } else if event.tls.is_some() || !payload.tls_ciphertext {
+        } else if is_socket && (event.tls.is_some() || !payload.tls_ciphertext) {
             // Application bytes: plaintext of TLS calls, not the ciphertext under them.
             let total = if out {
                 &mut process.net_out
