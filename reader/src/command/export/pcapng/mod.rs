@@ -57,19 +57,29 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
     let super::super::Reassembled {
-        code, connections, ..
+        code,
+        connections,
+        lost_syscalls,
+        ..
     } = super::super::connections_of(recording, keyring)?;
+    let mut about = recording.id.clone();
+    if lost_syscalls > 0 {
+        about.push_str(&format!(
+            "; {lost_syscalls} syscall records were lost in this recording: their bytes are in no packet and no sequence jump shows them"
+        ));
+    }
     let clock_base = recording
         .header()
         .clock
         .as_ref()
         .map(|c| (c.monotonic_ns, c.realtime_ns));
-    write(&connections, clock_base, &recording.id, out)?;
+    write(&connections, clock_base, &about, out)?;
     Ok(code)
 }
 
 /// Writes `connections` as one pcapng section. `clock_base` is the recording's (monotonic
 /// ns, wall-clock ns) pair; without it packet times are the monotonic clock (since boot).
+/// `recording_id` opens the section's comment (with what the recording lost, if anything).
 pub fn write(
     connections: &[Connection],
     clock_base: Option<(u64, i64)>,
