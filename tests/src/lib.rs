@@ -12,6 +12,7 @@ use std::{
 
 /// Real servers: free ports, readiness, a PostgreSQL cluster.
 pub mod servers;
+pub mod views;
 
 use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
 use recorder_store::{Keyring, SegmentReader};
