@@ -54,6 +54,8 @@ pub struct Limits {
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
     pub tls: TlsCapture,
+    /// Frames of user stack taken at each recorded syscall (`--stacks`); 0: none.
+    pub stack_depth: u32,
 }
 
 /// Whether TLS library calls are recorded as plaintext, and what becomes of the ciphertext
@@ -154,6 +156,7 @@ impl Capture {
             comm[..len].copy_from_slice(&name.as_bytes()[..len]);
         }
         let tls_on = u32::from(limits.tls != TlsCapture::Off);
+        let stack_depth = limits.stack_depth.min(recorder_common::MAX_STACK_DEPTH);
         let keep_ciphertext = u32::from(limits.tls == TlsCapture::PlaintextAndCiphertext);
         let offsets: Vec<(&str, Option<u32>)> = FIELD_OFFSETS
             .iter()
@@ -183,6 +186,11 @@ impl Capture {
             .override_global(
                 recorder_common::TLS_KEEP_CIPHERTEXT_GLOBAL,
                 &keep_ciphertext,
+                true,
+            )
+            .override_global(
+                recorder_common::STACK_DEPTH_GLOBAL,
+                &stack_depth,
                 true,
             )
             .map_max_entries(EVENTS_MAP, limits.ring_bytes);
@@ -312,6 +320,7 @@ impl Capture {
             process_events: sum(loss::PROCESS)?,
             payloads_shed: sum(loss::SHED)?,
             lost_syscall_payload_bytes: sum(loss::LOST_SYSCALL_BYTES)?,
+            stacks_lost: sum(loss::STACK)?,
             ..Loss::default()
         })
     }

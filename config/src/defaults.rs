@@ -9,6 +9,8 @@ pub const OUTPUT_DIR: &str = "/var/lib/recorderd/recordings";
 pub const MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
 /// The kernel ring buffer.
 pub const RING_BYTES: u32 = 16 * 1024 * 1024;
+/// Frames of user stack taken per syscall with `--stacks`.
+pub const STACK_DEPTH: u32 = 32;
 /// A new segment starts at this size ...
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// ... or this age.

@@ -99,6 +99,8 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 impl Config {
     /// What the types alone cannot say: each target names one kind of process, once.
     fn check(&self) -> Result<(), String> {
+        capture::check_stack_depth(self.capture.stack_depth)
+            .map_err(|error| format!("[capture] stack_depth: {error}"))?;
         for (i, target) in self.targets.iter().enumerate() {
             let kinds = [
                 target.comm.is_some(),
@@ -192,8 +194,14 @@ mod tests {
             error.contains("line 2") && error.contains("sometimes"),
             "{error}"
         );
-        let unknown = write("[capture]\nstacks = true\n");
+        let unknown = write("[capture]\nstack = true\n");
         assert!(load(Some(unknown.path())).is_err());
+        let stacks = write("[capture]\nstacks = true\nstack_depth = 8\n");
+        let capture = load(Some(stacks.path())).unwrap().capture;
+        assert_eq!((capture.stacks, capture.stack_depth), (true, 8));
+        let deep = write("[capture]\nstacks = true\nstack_depth = 65\n");
+        let error = load(Some(deep.path())).unwrap_err().to_string();
+        assert!(error.contains("stack_depth") && error.contains("65"), "{error}");
         assert_eq!("both".parse(), Ok(TlsSetting::Both));
         assert!("Both".parse::<TlsSetting>().is_err());
     }

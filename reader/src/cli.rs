@@ -47,6 +47,14 @@ pub enum RecorderCommand {
         /// Show whole payloads as hex dumps.
         #[arg(long)]
         hex: bool,
+        /// Show each event's stack (recorded with `recorderd --stacks`), innermost first.
+        #[arg(long)]
+        stacks: bool,
+        /// Name the frames the recording left unnamed from the binaries and debug files in
+        /// this directory (found by build id, also as DIR/.build-id/xx/rest.debug); implies
+        /// --stacks.
+        #[arg(long, value_name = "DIR")]
+        symbols: Option<PathBuf>,
         /// Keep printing as a recording still being written grows.
         #[arg(long, short)]
         follow: bool,

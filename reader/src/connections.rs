@@ -206,7 +206,7 @@ impl Connections {
                     self.close_all_of(process.pid, process.mono_ns);
                 }
             }
-            Body::Header(_) | Body::Trailer(_) => {}
+            Body::Header(_) | Body::Trailer(_) | Body::Stack(_) => {}
         }
     }
 

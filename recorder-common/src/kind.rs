@@ -14,3 +14,7 @@ pub const PROCESS: u32 = 102;
 /// without its bytes, in place of a DATA chunk it did not copy because its backlog was over
 /// budget (the event is then recorded with its payload marked shed).
 pub const SHED_DATA: u32 = 103;
+
+/// The user stack of the next `SYSCALL` record from the same tid: [`crate::StackRecord`]
+/// plus `frames` entries of [`crate::StackFrame`] (written only with `--stacks`).
+pub const STACK: u32 = 104;

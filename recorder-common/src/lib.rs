@@ -17,7 +17,9 @@ pub mod record;
 /// TLS library calls recorded as plaintext (uprobes).
 pub mod tls;
 
-pub use record::{DataRecord, EventHeader, ProcessRecord, Stash, SyscallRecord};
+pub use record::{
+    DataRecord, EventHeader, ProcessRecord, StackFrame, StackRecord, Stash, SyscallRecord,
+};
 
 /// Ring buffer all records go through (one buffer keeps a single global order).
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -38,6 +40,12 @@ pub const TLS_KEEP_CIPHERTEXT_GLOBAL: &str = "TLS_KEEP_CIPHERTEXT";
 /// Global set at load time: ring fill (bytes) past which payload chunks are no longer
 /// written, so that the room left holds syscall records (events before payloads).
 pub const PAYLOAD_STOP_BYTES_GLOBAL: &str = "PAYLOAD_STOP_BYTES";
+/// Global set at load time: frames of user stack taken at each recorded syscall; 0 (the
+/// default) takes none.
+pub const STACK_DEPTH_GLOBAL: &str = "STACK_DEPTH";
+/// The deepest stack `--stack-depth` may ask for.
+pub const MAX_STACK_DEPTH: u32 = 64;
+
 /// Global set at load time: the daemon's own tgid, never recorded.
 pub const SELF_TGID_GLOBAL: &str = "SELF_TGID";
 /// Global set at load time: bytes of payload captured per syscall.
@@ -91,6 +99,17 @@ pub const SCRATCH_BYTES: usize = {
         syscall
     }
 };
+
+/// Size of the per-CPU buffer a stack record is built in.
+pub const STACK_SCRATCH_BYTES: usize = core::mem::size_of::<StackRecord>()
+    + MAX_STACK_DEPTH as usize * core::mem::size_of::<StackFrame>();
+
+/// The per-CPU buffer a stack record is built in (kept apart from [`Scratch`], which holds
+/// the syscall record being built at the same time).
+#[repr(C, align(8))]
+pub struct StackScratch {
+    pub bytes: [u8; STACK_SCRATCH_BYTES],
+}
 
 /// The per-CPU scratch area a record is built in (too large for the 512-byte BPF stack).
 #[repr(C, align(8))]

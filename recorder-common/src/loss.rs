@@ -15,5 +15,8 @@ pub const SHED: u32 = 4;
 /// receives) whose syscall record was lost, so that bytes kept + bytes lost = bytes moved
 /// holds even for them.
 pub const LOST_SYSCALL_BYTES: u32 = 5;
+/// A syscall's stack could not be taken or written (`--stacks`); the syscall itself was
+/// recorded, marked `STACK_LOST`.
+pub const STACK: u32 = 6;
 /// Entries in the array.
-pub const COUNT: u32 = 6;
+pub const COUNT: u32 = 7;

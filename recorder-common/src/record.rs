@@ -38,6 +38,9 @@ pub mod flags {
     pub const TLS_CIPHERTEXT: u32 = 1 << 6;
     /// Set with `TLS_CIPHERTEXT` when the ciphertext was not copied.
     pub const PAYLOAD_OMITTED: u32 = 1 << 7;
+    /// Stacks are on, but this syscall's stack could not be taken or written (counted in
+    /// `LOSSES` as a lost stack).
+    pub const STACK_LOST: u32 = 1 << 8;
 }
 
 /// A completed syscall, written at sys_exit. Followed by `aux_len` bytes: the path (without
@@ -71,6 +74,49 @@ pub struct DataRecord {
     pub nr: u32,
     pub len: u32,
     pub offset: u64,
+}
+
+/// The user stack of a syscall, written just before its `SyscallRecord` (same tid). Followed
+/// by `frames` [`StackFrame`]s, innermost first, as `bpf_get_stack` gives them with
+/// `BPF_F_USER_BUILD_ID`.
+///
+/// The three raw words let the daemon add the frame a frame-pointer walk misses: a
+/// frameless function (most libc syscall wrappers) leaves its caller's return address at the
+/// top of the stack, not behind a frame pointer. `ip` and `caller` are the raw addresses of
+/// the first two walked frames, which place their modules in memory; `top_of_stack` is the
+/// word at the stack pointer, a return address if the syscall was made from a frameless
+/// function. All three are 0 where the program cannot read them (classic tracepoints).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackRecord {
+    pub header: EventHeader,
+    pub frames: u32,
+    pub _pad: u32,
+    pub ip: u64,
+    pub caller: u64,
+    pub top_of_stack: u64,
+}
+
+/// One frame of a [`StackRecord`]: the kernel's `struct bpf_stack_build_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackFrame {
+    /// [`stack_status`] value.
+    pub status: i32,
+    pub build_id: [u8; 20],
+    /// With `VALID`: the offset in the module's file; with `IP`: the raw address.
+    pub offset_or_ip: u64,
+}
+
+/// `StackFrame::status` values (the kernel's `enum bpf_stack_build_id_status`).
+pub mod stack_status {
+    /// No frame here.
+    pub const EMPTY: i32 = 0;
+    /// `build_id` and the file offset are valid.
+    pub const VALID: i32 = 1;
+    /// Only the raw address is known (anonymous memory such as JIT code, or the module's
+    /// build id could not be read).
+    pub const IP: i32 = 2;
 }
 
 /// `ProcessRecord::op` values.
@@ -124,3 +170,5 @@ const _: () = assert!(offset_of!(SyscallRecord, aux_len) == 96);
 const _: () = assert!(size_of::<DataRecord>() == 40);
 const _: () = assert!(size_of::<Stash>() == 72);
 const _: () = assert!(size_of::<ProcessRecord>() == 40);
+const _: () = assert!(size_of::<StackRecord>() == 56);
+const _: () = assert!(size_of::<StackFrame>() == 32);

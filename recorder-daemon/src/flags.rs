@@ -84,6 +84,15 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(TlsSetting))]
     pub tls: Option<TlsSetting>,
 
+    /// Take the user stack of every recorded syscall, named where symbols are found
+    /// (`recorder inspect --stacks` shows them) [default: `[capture] stacks` of --config].
+    #[arg(long)]
+    pub stacks: bool,
+
+    /// Frames per stack, 1 to 64; implies --stacks [default: `[capture] stack_depth`, else 32].
+    #[arg(long, value_name = "N", value_parser = parse_stack_depth)]
+    pub stack_depth: Option<u32>,
+
     /// Seal every segment to this age recipient (age1…, see `recorder keygen`): only its
     /// identity can read the recording, and this host cannot. Repeatable.
     #[arg(long = "seal-to", value_name = "RECIPIENT")]
@@ -111,6 +120,8 @@ pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
         ("--compression-level", args.compression_level.is_some()),
         ("--threads", args.threads.is_some()),
         ("--tls", args.tls.is_some()),
+        ("--stacks", args.stacks),
+        ("--stack-depth", args.stack_depth.is_some()),
         ("--seal-to", !args.seal_to.is_empty()),
         ("--seal-to-file", !args.seal_to_file.is_empty()),
         ("--no-follow", args.no_follow),
@@ -150,6 +161,13 @@ fn parse_threads(text: &str) -> Result<usize, String> {
             "`{text}` is not a thread count from 0 to {MAX_THREADS}"
         )),
     }
+}
+
+fn parse_stack_depth(text: &str) -> Result<u32, String> {
+    let depth = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of frames"))?;
+    recorder_config::capture::check_stack_depth(depth)
 }
 
 fn parse_max_payload(text: &str) -> Result<u32, String> {

@@ -45,6 +45,9 @@ pub struct Options {
     pub segments: SegmentPolicy,
     /// Seal every segment to these recipients (`--seal-to`).
     pub seal: Option<Seal>,
+    /// Where separate debug files are looked for when stacks are named (`[capture]
+    /// debug_dirs`).
+    pub debug_dirs: Vec<PathBuf>,
 }
 
 /// What is wrong with what the user asked for, before anything is loaded.
@@ -88,6 +91,11 @@ impl Options {
                 max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
                 ring_bytes: defaults::RING_BYTES,
                 tls: tls_capture(config.capture.tls),
+                stack_depth: if config.capture.stacks {
+                    config.capture.stack_depth
+                } else {
+                    0
+                },
             },
             segments: SegmentPolicy {
                 max_bytes: defaults::SEGMENT_BYTES,
@@ -96,6 +104,7 @@ impl Options {
                 compression_level: defaults::COMPRESSION_LEVEL,
             },
             seal: None,
+            debug_dirs: config.capture.debug_dirs.clone(),
         })
     }
 
@@ -124,6 +133,9 @@ impl Options {
         limits.max_payload_bytes = args.max_payload.unwrap_or(limits.max_payload_bytes);
         limits.ring_bytes = args.ring_bytes.unwrap_or(limits.ring_bytes);
         limits.tls = args.tls.map_or(limits.tls, tls_capture);
+        if args.stacks || args.stack_depth.is_some() {
+            limits.stack_depth = args.stack_depth.unwrap_or(config.capture.stack_depth);
+        }
         let segments = &mut options.segments;
         segments.max_bytes = args.segment_bytes.unwrap_or(segments.max_bytes);
         segments.max_age = args.segment_duration.unwrap_or(segments.max_age);

@@ -17,6 +17,7 @@
 mod emit;
 mod process;
 mod runtime;
+mod stack;
 mod syscall;
 mod tls;
 
@@ -25,7 +26,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use recorder_common::{Scratch, Stash, COMM_BYTES, MAX_SYSCALL_NR};
+use recorder_common::{Scratch, StackScratch, Stash, COMM_BYTES, MAX_SYSCALL_NR};
 use runtime::global;
 
 /// Default ring size; the daemon sets the real one (`--ring-bytes`) at load time.
@@ -49,6 +50,13 @@ static STASH: LruHashMap<u32, Stash> = LruHashMap::with_max_entries(16384, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static STACK_SCRATCH: PerCpuArray<StackScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Frames of user stack taken per recorded syscall (set at load, `--stacks`); 0: none.
+#[no_mangle]
+static STACK_DEPTH: u32 = 0;
 
 /// The daemon's tgid (set at load): never recorded, whatever TARGETS says.
 #[no_mangle]

@@ -18,6 +18,7 @@
 //! boundary syscalls (one array lookup), then syscalls of processes not recorded.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -29,6 +30,7 @@ use crate::{
         carries_payload, copy_payload, count_loss, emit_syscall, recorder_copy_argv, Aux, Origin,
         Source,
     },
+    stack::{self, UserRegs},
     targeted, tls, CLASSES, STASH,
 };
 
@@ -42,6 +44,10 @@ const RET_OFFSET: usize = 16;
 /// BTF programs on x86_64 only.
 const REGS_ARGS: [usize; 6] = [112, 104, 96, 56, 72, 64];
 const REGS_ORIG_AX: usize = 120;
+/// The user instruction, stack and frame pointers, where a stack walk starts.
+const REGS_IP: usize = 128;
+const REGS_SP: usize = 152;
+const REGS_BP: usize = 32;
 
 /// How one flavour of program finds the syscall's number, arguments and return value.
 trait Syscall {
@@ -51,6 +57,10 @@ trait Syscall {
     fn args(&self) -> Option<[u64; 6]>;
     /// The return value (at exit).
     fn ret(&self) -> Option<i64>;
+    /// The program's context, for helpers that take it.
+    fn ctx(&self) -> *mut core::ffi::c_void;
+    /// The user registers a stack walk starts from (zeros where unknown).
+    fn user_regs(&self) -> UserRegs;
 }
 
 /// A classic `raw_syscalls` tracepoint's record.
@@ -77,6 +87,16 @@ impl Syscall for Classic<'_> {
     fn ret(&self) -> Option<i64> {
         // SAFETY: offset follows the tracepoint's format (module docs).
         unsafe { self.0.read_at(RET_OFFSET) }.ok()
+    }
+
+    #[inline(always)]
+    fn ctx(&self) -> *mut core::ffi::c_void {
+        self.0.as_ptr()
+    }
+
+    #[inline(always)]
+    fn user_regs(&self) -> UserRegs {
+        UserRegs::default()
     }
 }
 
@@ -120,6 +140,20 @@ impl Syscall for Btf<'_> {
     #[inline(always)]
     fn ret(&self) -> Option<i64> {
         Some(self.ctx.arg(1))
+    }
+
+    #[inline(always)]
+    fn ctx(&self) -> *mut core::ffi::c_void {
+        self.ctx.as_ptr()
+    }
+
+    #[inline(always)]
+    fn user_regs(&self) -> UserRegs {
+        UserRegs {
+            ip: self.reg(REGS_IP),
+            sp: self.reg(REGS_SP),
+            bp: self.reg(REGS_BP),
+        }
     }
 }
 
@@ -172,7 +206,9 @@ fn try_syscall_enter(ctx: &impl Syscall) -> Option<()> {
     let args = stash.args;
     if class == class::EXIT {
         // exit and exit_group never reach sys_exit: record them now.
-        emit_syscall(record(origin, &stash, 0), Aux::None);
+        let mut record = record(origin, &stash, 0);
+        record.flags |= stack::take(ctx.ctx(), origin.tgid, origin.tid, ctx.user_regs());
+        emit_syscall(record, Aux::None);
         return Some(());
     }
     // Plain values rather than Option/Result: LLVM may leave an unused register unset on a
@@ -284,7 +320,8 @@ fn try_syscall_exit(ctx: &impl Syscall) -> Option<()> {
         _ => Aux::None,
     };
     let mut record = record(origin, &stash, ret);
-    record.flags = record_flags;
+    record.flags =
+        record_flags | stack::take(ctx.ctx(), origin.tgid, origin.tid, ctx.user_regs());
     emit_syscall(record, aux);
     Some(())
 }

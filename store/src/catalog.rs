@@ -138,7 +138,7 @@ pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, Catal
                 summary.losses += crate::loss::total(&loss);
                 summary.payload.add_lost_records(&loss);
             }
-            Ok(Some(Body::Process(_))) => {}
+            Ok(Some(Body::Process(_) | Body::Stack(_))) => {}
             Ok(Some(Body::Trailer(trailer))) => {
                 summary.last_mono_ns = Some(trailer.end_mono_ns);
                 summary.trailer = Some(trailer);

@@ -25,6 +25,7 @@ pub fn encode(body: &Body, buf: &mut Vec<u8>) -> usize {
         Body::Loss(message) => encode_field(3, message, buf),
         Body::Trailer(message) => encode_field(4, message, buf),
         Body::Process(message) => encode_field(5, message, buf),
+        Body::Stack(message) => encode_field(6, message, buf),
     }
 }
 

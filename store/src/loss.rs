@@ -23,6 +23,7 @@ pub fn add(sum: &mut Loss, loss: &Loss) {
     sum.unwritten_frames += loss.unwritten_frames;
     sum.payloads_shed += loss.payloads_shed;
     sum.lost_syscall_payload_bytes += loss.lost_syscall_payload_bytes;
+    sum.stacks_lost += loss.stacks_lost;
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the
@@ -39,6 +40,7 @@ pub fn since(now: &Loss, then: &Loss) -> Loss {
         payloads_shed: now.payloads_shed - then.payloads_shed,
         lost_syscall_payload_bytes: now.lost_syscall_payload_bytes
             - then.lost_syscall_payload_bytes,
+        stacks_lost: now.stacks_lost - then.stacks_lost,
     }
 }
 

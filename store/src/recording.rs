@@ -8,11 +8,12 @@
 //! that succeeds is a Loss frame with the count (`unwritten_frames`) and the window it covers.
 
 use std::{
+    collections::{HashMap, HashSet},
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
-use recorder_proto::v1::{frame::Body, Header, Loss, Trailer};
+use recorder_proto::v1::{frame::Body, Header, Loss, Stack, Trailer};
 
 use crate::{
     catalog::{END_DISK_FULL, END_ROTATED, END_WRITE_FAILED},
@@ -74,6 +75,10 @@ pub struct RecordingWriter {
     suspension: Option<Suspension>,
     /// Event and Process frames that could not be written, over the whole recording.
     unwritten: u64,
+    /// Every stack of the recording by id (`--stacks`), and those the current segment holds:
+    /// a stack is written into each segment before the first event there that refers to it.
+    stacks: HashMap<u32, Stack>,
+    stacks_in_segment: HashSet<u32>,
 }
 
 impl RecordingWriter {
@@ -117,6 +122,8 @@ impl RecordingWriter {
             seal,
             suspension: None,
             unwritten: 0,
+            stacks: HashMap::new(),
+            stacks_in_segment: HashSet::new(),
         })
     }
 
@@ -136,9 +143,37 @@ impl RecordingWriter {
         self.suspension.is_some()
     }
 
+    /// A stack events may refer to from now on (`Event::stack_id`).
+    pub fn add_stack(&mut self, stack: Stack) {
+        self.stacks.insert(stack.id, stack);
+    }
+
     /// Appends a frame, or counts it while writing is suspended. A write failure suspends
     /// writing rather than returning an error.
     pub fn append(&mut self, body: &Body) -> Result<(), WriteError> {
+        if let Body::Event(event) = body {
+            if event.stack_id != 0 && self.suspension.is_none() {
+                self.append_stack(event.stack_id);
+            }
+        }
+        self.append_frame(body)
+    }
+
+    /// Writes stack `id` into the current segment, if it is not there yet.
+    fn append_stack(&mut self, id: u32) {
+        if self.stacks_in_segment.contains(&id) {
+            return;
+        }
+        let Some(stack) = self.stacks.get(&id) else {
+            return;
+        };
+        let body = Body::Stack(stack.clone());
+        if self.append_frame(&body).is_ok() && self.suspension.is_none() {
+            self.stacks_in_segment.insert(id);
+        }
+    }
+
+    fn append_frame(&mut self, body: &Body) -> Result<(), WriteError> {
         if let Some(suspension) = &mut self.suspension {
             match body {
                 Body::Loss(loss) => loss::add(&mut suspension.loss, loss),
@@ -146,7 +181,7 @@ impl RecordingWriter {
                     suspension.loss.unwritten_frames += 1;
                     self.unwritten += 1;
                 }
-                Body::Header(_) | Body::Trailer(_) => {}
+                Body::Header(_) | Body::Trailer(_) | Body::Stack(_) => {}
             }
             return Ok(());
         }
@@ -156,7 +191,9 @@ impl RecordingWriter {
             return Ok(());
         }
         self.note_commit();
-        if self.segment.approximate_bytes() >= self.policy.max_bytes {
+        // Never between a stack and the event it was written for.
+        let stack = matches!(body, Body::Stack(_));
+        if !stack && self.segment.approximate_bytes() >= self.policy.max_bytes {
             self.rotate_at(clock::monotonic_ns());
         }
         Ok(())
@@ -177,7 +214,7 @@ impl RecordingWriter {
             }
             Body::Process(_) => counts.frames += 1,
             Body::Loss(loss) => loss::add(&mut counts.losses, loss),
-            Body::Header(_) | Body::Trailer(_) => {}
+            Body::Header(_) | Body::Trailer(_) | Body::Stack(_) => {}
         }
     }
 
@@ -224,6 +261,7 @@ impl RecordingWriter {
         };
         let trailer = self.trailer(&self.counts, END_ROTATED, now_mono_ns);
         let mut previous = std::mem::replace(&mut self.segment, next);
+        self.stacks_in_segment.clear();
         self.reset_counts(now_mono_ns);
         if let Err(error) = previous.end(trailer.clone(), &self.dir) {
             let end_reason = failure_reason(&error);
@@ -313,6 +351,7 @@ impl RecordingWriter {
         };
         // Replacing closes the segment that failed, now that the new one is open.
         self.segment = next;
+        self.stacks_in_segment.clear();
         self.reset_counts(now_mono_ns);
         let mut loss = self.suspension.take().expect("suspended").loss;
         loss.to_mono_ns = now_mono_ns;

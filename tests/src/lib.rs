@@ -14,7 +14,7 @@ use std::{
 pub mod servers;
 pub mod views;
 
-use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Trailer};
+use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Stack, Trailer};
 use recorder_store::{Keyring, SegmentReader};
 
 /// How long any one step may take before the test fails instead of hanging.
@@ -225,6 +225,8 @@ pub struct Recording {
     pub losses: Vec<Loss>,
     pub processes: Vec<Process>,
     pub trailer: Option<Trailer>,
+    /// Stacks by id (`--stacks`).
+    pub stacks: std::collections::HashMap<u32, Stack>,
 }
 
 impl Recording {
@@ -243,6 +245,9 @@ impl Recording {
                 Body::Loss(loss) => recording.losses.push(loss),
                 Body::Process(process) => recording.processes.push(process),
                 Body::Trailer(trailer) => recording.trailer = Some(trailer),
+                Body::Stack(stack) => {
+                    recording.stacks.insert(stack.id, stack);
+                }
             }
         }
         recording

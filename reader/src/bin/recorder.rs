@@ -56,6 +56,8 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
             kind,
             grep,
             hex,
+            stacks,
+            symbols,
             follow,
             keys,
         } => {
@@ -65,8 +67,19 @@ fn run(command: RecorderCommand, out: &mut impl Write) -> Result<ExitCode, Comma
                 kind,
                 grep,
             };
+            if let Some(dir) = symbols.as_ref().filter(|dir| !dir.is_dir()) {
+                return Err(CommandError::Usage(format!(
+                    "--symbols {}: not a directory; name the directory that holds the debug files",
+                    dir.display()
+                )));
+            }
+            let show = inspect::Show {
+                hex,
+                stacks: stacks || symbols.is_some(),
+                symbols,
+            };
             let (keyring, recording) = open(&recording, &keys, "read")?;
-            inspect::run(&recording, &keyring, &filter, hex, follow, out)
+            inspect::run(&recording, &keyring, &filter, &show, follow, out)
         }
         RecorderCommand::Verify { recording, keys } => {
             verify::run(&resolve(&recording, &keyring(&keys)?)?, out)

@@ -1,8 +1,9 @@
 //! `recorder inspect TARGET`: the timeline, filtered, with text or hex payload previews.
 
-use std::{io::Write, process::ExitCode};
+use std::{collections::HashMap, io::Write, process::ExitCode};
 
 use recorder_proto::v1::{frame::Body, Event, Process};
+use recorder_symbols::Symbols;
 use recorder_store::{catalog::RecordingSummary, Keyring};
 use recorder_syscalls::{boundary_of, Boundary};
 
@@ -65,15 +66,34 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .any(|window| window == needle)
 }
 
+/// How much of each event is shown besides its line.
+#[derive(Default)]
+pub struct Show {
+    /// Whole payloads as hex dumps.
+    pub hex: bool,
+    /// Each event's stack (recorded with `--stacks`).
+    pub stacks: bool,
+    /// Names frames the recording left unnamed, from the debug files and binaries in this
+    /// directory (`--symbols DIR`).
+    pub symbols: Option<std::path::PathBuf>,
+}
+
 pub fn run(
     recording: &RecordingSummary,
     keyring: &Keyring,
     filter: &Filter,
-    hex: bool,
+    show: &Show,
     follow: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode, CommandError> {
     let mut clock = timeline::Clock::default();
+    let mut stacks = HashMap::new();
+    let mut symbols = show.symbols.as_deref().map(|dir| {
+        let mut symbols = Symbols::new(vec![dir.to_path_buf()], dir.to_path_buf());
+        symbols.modules().offer_tree(dir);
+        symbols
+    });
+    let hex = show.hex;
     super::walk(recording, keyring, follow, |_, body| {
         match body {
             Body::Header(header) => {
@@ -85,6 +105,22 @@ pub fn run(
                 if let (true, Some(payload)) = (hex, &event.payload) {
                     write!(out, "{}", timeline::hex_dump(&payload.data))?;
                 }
+                if show.stacks {
+                    match stacks.get(&event.stack_id) {
+                        Some(stack) => write!(out, "{}", timeline::stack::frames(stack))?,
+                        None if event.stack_lost => writeln!(out, "      (stack lost)")?,
+                        None => {}
+                    }
+                }
+            }
+            Body::Stack(stack) => {
+                let mut stack = stack.clone();
+                if let Some(symbols) = &mut symbols {
+                    for (index, frame) in stack.frames.iter_mut().enumerate() {
+                        symbols.name(frame, 0, index > 0 && !frame.from_stack_top);
+                    }
+                }
+                stacks.insert(stack.id, stack);
             }
             Body::Event(_) => {}
             Body::Loss(loss) => writeln!(out, "{}", timeline::loss(&clock, loss))?,

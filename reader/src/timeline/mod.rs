@@ -8,6 +8,9 @@ use recorder_proto::v1::{
 
 use recorder_syscalls::{by_name, sockaddr, View};
 
+/// `inspect --stacks`: a stack's frames under its event.
+pub mod stack;
+
 /// Bytes of payload shown in a preview.
 const PREVIEW_BYTES: usize = 48;
 
@@ -199,6 +202,13 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
             line,
             "; the lost syscalls moved {} payload bytes",
             loss.lost_syscall_payload_bytes
+        );
+    }
+    if loss.stacks_lost > 0 {
+        let _ = write!(
+            line,
+            "; {} syscalls recorded without their stack",
+            loss.stacks_lost
         );
     }
     // Only after a failed write: keeps the usual line as it was.

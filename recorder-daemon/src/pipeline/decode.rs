@@ -3,7 +3,9 @@
 
 use std::mem::size_of;
 
-use recorder_common::{kind, DataRecord, EventHeader, ProcessRecord, SyscallRecord};
+use recorder_common::{
+    kind, DataRecord, EventHeader, ProcessRecord, StackFrame, StackRecord, SyscallRecord,
+};
 use thiserror::Error;
 
 /// One record as the kernel wrote it, borrowing its trailing bytes.
@@ -20,6 +22,12 @@ pub enum RawRecord<'a> {
     Process(ProcessRecord),
     /// A chunk the daemon's drain shed under load: its header, without bytes.
     ShedData(DataRecord),
+    /// The user stack of the tid's next syscall record: `frames` holds whole
+    /// [`StackFrame`]s, innermost first (read them with [`stack_frames`]).
+    Stack {
+        record: StackRecord,
+        frames: &'a [u8],
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -50,8 +58,27 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord<'_>, DecodeError> {
         }
         kind::PROCESS => Ok(RawRecord::Process(read(bytes)?)),
         kind::SHED_DATA => Ok(RawRecord::ShedData(read(bytes)?)),
+        kind::STACK => {
+            let record: StackRecord = read(bytes)?;
+            let len = (record.frames as usize)
+                .checked_mul(size_of::<StackFrame>())
+                .and_then(|len| u32::try_from(len).ok())
+                .ok_or(DecodeError::Length {
+                    claimed: usize::MAX,
+                    have: bytes.len(),
+                })?;
+            let frames = trailing(bytes, size_of::<StackRecord>(), len)?;
+            Ok(RawRecord::Stack { record, frames })
+        }
         kind => Err(DecodeError::UnknownKind { kind }),
     }
+}
+
+/// The frames of a decoded STACK record.
+pub fn stack_frames(frames: &[u8]) -> impl Iterator<Item = StackFrame> + '_ {
+    frames
+        .chunks_exact(size_of::<StackFrame>())
+        .filter_map(|frame| read(frame).ok())
 }
 
 /// Reads a `T` from the start of `bytes`.
@@ -109,6 +136,31 @@ pub(crate) mod tests {
         let mut bytes = as_bytes(&record);
         bytes.extend_from_slice(payload);
         bytes
+    }
+
+    #[test]
+    fn decodes_a_stack_and_rejects_one_longer_than_its_bytes() {
+        let frame = StackFrame {
+            status: recorder_common::record::stack_status::VALID,
+            build_id: [7; 20],
+            offset_or_ip: 0x1234,
+        };
+        let record = StackRecord {
+            header: EventHeader {
+                kind: kind::STACK,
+                ..Default::default()
+            },
+            frames: 2,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&record);
+        bytes.extend(as_bytes(&frame));
+        assert!(matches!(decode(&bytes), Err(DecodeError::Length { .. })));
+        bytes.extend(as_bytes(&frame));
+        let Ok(RawRecord::Stack { frames, .. }) = decode(&bytes) else {
+            panic!("a whole stack record did not decode");
+        };
+        assert_eq!(stack_frames(frames).collect::<Vec<_>>(), vec![frame, frame]);
     }
 
     #[test]

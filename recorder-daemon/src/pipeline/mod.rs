@@ -14,6 +14,8 @@ pub mod processes;
 pub mod redaction;
 /// Written events, kept to build the next ones from without allocating.
 pub mod spare;
+/// `--stacks`: user stacks, named once and referred to by id.
+pub mod stacks;
 /// TLS connections: their descriptors, and those recorded as ciphertext only.
 pub mod tls;
 
@@ -30,6 +32,7 @@ use self::{
     fdtable::FdTable,
     processes::Processes,
     redaction::Redactor,
+    stacks::Stacks,
     tls::TlsConnections,
 };
 
@@ -53,6 +56,8 @@ pub struct Pipeline {
     redactor: Redactor,
     writer: RecordingWriter,
     tls: TlsConnections,
+    /// With `--stacks`.
+    stacks: Option<Stacks>,
     stats: PipelineStats,
     /// Payloads the drain shed that a Loss frame has already counted.
     shed_reported: u64,
@@ -73,9 +78,16 @@ impl Pipeline {
             redactor,
             writer,
             tls: TlsConnections::default(),
+            stacks: None,
             stats: PipelineStats::default(),
             shed_reported: 0,
         }
+    }
+
+    /// Takes each syscall's stack (`--stacks`).
+    pub fn with_stacks(mut self, stacks: Stacks) -> Self {
+        self.stacks = Some(stacks);
+        self
     }
 
     pub fn processes(&mut self) -> &mut Processes {
@@ -96,8 +108,20 @@ impl Pipeline {
             Ok(RawRecord::Data { record, bytes }) => self.assembler.data(&record, bytes),
             Ok(RawRecord::Syscall { mut record, aux }) => {
                 self.tls.resolve(&mut record);
-                let event = self.assembler.syscall(&record, aux);
+                let mut event = self.assembler.syscall(&record, aux);
+                if let Some(stacks) = &mut self.stacks {
+                    stacks.attach(&record, &mut event);
+                    stacks.observe(&event);
+                }
                 self.record(event)?;
+            }
+            Ok(RawRecord::Stack { record, frames }) => {
+                if let Some(stacks) = &mut self.stacks {
+                    stacks.taken(&record, frames);
+                    for stack in stacks.take_new() {
+                        self.writer.add_stack(stack);
+                    }
+                }
             }
             Ok(RawRecord::Process(record)) => self.process(&record)?,
             Ok(RawRecord::ShedData(record)) => self.assembler.shed(&record),
@@ -175,7 +199,7 @@ impl Pipeline {
             ..lost
         };
         self.shed_reported = shed;
-        if loss::total(&frame) == 0 && frame.payloads_shed == 0 {
+        if loss::total(&frame) == 0 && frame.payloads_shed == 0 && frame.stacks_lost == 0 {
             return Ok(());
         }
         self.write(Body::Loss(frame), to_mono_ns)

@@ -133,9 +133,12 @@ fn clear_event(event: &mut Event) {
         new_fds,
         redactions,
         tls,
+        stack_id,
+        stack_lost,
     } = event;
     (*mono_ns, *duration_ns, *pid, *tid, *syscall_nr, *ret, *fd) = (0, 0, 0, 0, 0, 0, 0);
-    (*path_truncated, *argv_truncated) = (false, false);
+    (*path_truncated, *argv_truncated, *stack_lost) = (false, false, false);
+    *stack_id = 0;
     (*resource, *address, *payload, *tls) = (None, None, None, None);
     syscall.clear();
     args.clear();
@@ -210,6 +213,8 @@ mod tests {
             }),
             path: "/p".into(),
             path_truncated: true,
+            stack_id: 7,
+            stack_lost: true,
             tls: Some(recorder_proto::v1::Tls {
                 library: "openssl".into(),
             }),

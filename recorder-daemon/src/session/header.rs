@@ -45,6 +45,7 @@ pub fn header(
                 (TlsCapture::PlaintextAndCiphertext, None) => "both".to_owned(),
             },
             tls_libraries: capture.tls_libraries().to_vec(),
+            stack_depth: options.limits.stack_depth,
         }),
         redaction: Some(redactor.header_policy()),
         clock: Some(clock::clock_base()),

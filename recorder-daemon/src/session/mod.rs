@@ -33,7 +33,9 @@ use tokio::{
 
 use crate::{
     options::Options,
-    pipeline::{fdtable::FdTable, processes::Processes, redaction::Redactor, Pipeline},
+    pipeline::{
+        fdtable::FdTable, processes::Processes, redaction::Redactor, stacks::Stacks, Pipeline,
+    },
     privileges,
 };
 
@@ -274,13 +276,16 @@ async fn record_audited(
     *audited_start = true;
     let writer = RecordingWriter::create(dir, header, options.segments, options.seal.clone())?;
     let path = writer.paths()[0].clone();
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         options.limits.max_payload_bytes,
         fds,
         Processes::new(pids),
         redactor,
         writer,
     );
+    if options.limits.stack_depth > 0 {
+        pipeline = pipeline.with_stacks(Stacks::new(options.debug_dirs.clone()));
+    }
     let mut capture = capture;
     let ring = capture.take_ring().ok_or_else(|| {
         SessionError::Runtime(std::io::Error::other("the ring buffer was already taken"))

@@ -6,7 +6,7 @@ use std::{io::Write, process::ExitCode};
 use base64::Engine as _;
 use recorder_proto::v1::{
     frame::Body, payload::Direction, process, resource::Kind, ClockBase, Event, Header, Loss,
-    Process, Redaction, Trailer,
+    Process, Redaction, Stack, Trailer,
 };
 use serde_json::{json, Value};
 
@@ -34,6 +34,7 @@ pub fn run(
             Body::Loss(l) => loss(segment, l),
             Body::Process(p) => process(segment, clock.as_ref(), p),
             Body::Trailer(t) => trailer(segment, t),
+            Body::Stack(s) => stack(segment, s),
         };
         writeln!(out, "{value}")?;
         Ok(())
@@ -52,7 +53,8 @@ fn header(segment: u32, h: &Header) -> Value {
         "target": { "pids": target.pids, "command": target.command, "follow": target.follow,
                     "cgroup": target.cgroup, "comm": target.comm },
         "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes,
-                    "tls": limits.tls, "tls_libraries": limits.tls_libraries },
+                    "tls": limits.tls, "tls_libraries": limits.tls_libraries,
+                    "stack_depth": limits.stack_depth },
         "redaction": {
             "enabled": redaction.enabled, "rules": redaction.rules, "pii": redaction.pii,
             "detectors": redaction.detectors, "detectors_off": redaction.detectors_off,
@@ -114,7 +116,29 @@ fn event(segment: u32, clock: Option<&ClockBase>, e: &Event) -> Value {
         "argv": e.argv, "argv_truncated": e.argv_truncated, "new_fds": e.new_fds,
         "redactions": redactions(&e.redactions),
         "tls": e.tls.as_ref().map(|t| json!({ "library": t.library })),
+        "stack_id": (e.stack_id != 0).then_some(e.stack_id), "stack_lost": e.stack_lost,
     })
+}
+
+fn stack(segment: u32, s: &Stack) -> Value {
+    let frames: Vec<Value> = s
+        .frames
+        .iter()
+        .map(|f| {
+            json!({
+                "function": (!f.function.is_empty()).then_some(&f.function),
+                "file": (!f.file.is_empty()).then_some(&f.file),
+                "line": (f.line != 0).then_some(f.line),
+                "module": (!f.module.is_empty()).then_some(&f.module),
+                "build_id": (!f.build_id.is_empty()).then(|| crate::timeline::stack::hex(&f.build_id)),
+                "file_offset": (!f.build_id.is_empty()).then(|| format!("{:#x}", f.file_offset)),
+                "address": (f.address != 0).then(|| format!("{:#x}", f.address)),
+                "named_by": (!f.named_by.is_empty()).then_some(&f.named_by),
+                "from_stack_top": f.from_stack_top,
+            })
+        })
+        .collect();
+    json!({ "type": "stack", "segment": segment, "id": s.id, "frames": frames })
 }
 
 fn redactions(list: &[Redaction]) -> Vec<Value> {
@@ -147,6 +171,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
         "syscalls": l.syscalls, "payload_chunks": l.payload_chunks, "stash_failures": l.stash_failures,
         "process_events": l.process_events, "unwritten_frames": l.unwritten_frames,
         "payloads_shed": l.payloads_shed, "lost_syscall_payload_bytes": l.lost_syscall_payload_bytes,
+        "stacks_lost": l.stacks_lost,
     })
 }
 

@@ -1,0 +1,172 @@
+//! The frame a frame-pointer walk misses. A function that sets up no frame of its own (most
+//! libc syscall wrappers) makes its syscall with its caller's return address at the top of
+//! the stack, while the frame pointer still holds its caller's frame: the walk goes from the
+//! wrapper straight to the caller's caller. The probe keeps the word at the top of the stack;
+//! it is taken as the missing caller only when it lands, in a module the walk already placed
+//! in memory, inside executable code, just after a call instruction.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use object::elf::{FileHeader64, PF_X, PT_LOAD};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{Endianness, ReadCache};
+
+use crate::Modules;
+
+/// Answers kept per module and per return address; past it they are forgotten and read again.
+const MAX_REMEMBERED: usize = 65_536;
+
+/// A walked frame: its raw address (0 when unknown) and where it is in its module.
+#[derive(Clone, Copy)]
+pub struct Placed<'a> {
+    pub address: u64,
+    pub build_id: &'a [u8],
+    pub file_offset: u64,
+}
+
+/// The missing caller, found as the module file's bytes tell; remembers what it read, so a
+/// stack seen again costs arithmetic and two lookups.
+#[derive(Default)]
+pub struct StackTop {
+    executable: HashMap<Vec<u8>, Vec<Range<u64>>>,
+    calls: HashMap<(Vec<u8>, u64), bool>,
+}
+
+impl StackTop {
+    /// The module (build id) and file offset of `top`, the word at the stack pointer, if it
+    /// is a return address into the module of one of the first two walked frames.
+    pub fn caller<'a>(
+        &mut self,
+        modules: &mut Modules,
+        walked: [Option<Placed<'a>>; 2],
+        top: u64,
+    ) -> Option<(&'a [u8], u64)> {
+        if top == 0 || walked[1].is_some_and(|frame| frame.address == top) {
+            return None;
+        }
+        for frame in walked.into_iter().flatten() {
+            if frame.address == 0 || frame.build_id.is_empty() || frame.address < frame.file_offset
+            {
+                continue;
+            }
+            // Where the walked frame's module sits: its address less its file offset.
+            let bias = frame.address - frame.file_offset;
+            let Some(offset) = top.checked_sub(bias) else {
+                continue;
+            };
+            if self.is_return_address(modules, frame.build_id, offset) {
+                return Some((frame.build_id, offset));
+            }
+        }
+        None
+    }
+
+    fn is_return_address(&mut self, modules: &mut Modules, build_id: &[u8], offset: u64) -> bool {
+        if self.executable.len() >= MAX_REMEMBERED {
+            self.executable.clear();
+        }
+        if !self.executable.contains_key(build_id) {
+            let ranges = modules
+                .find(build_id)
+                .map(|path| executable_segments(&path))
+                .unwrap_or_default();
+            self.executable.insert(build_id.to_vec(), ranges);
+        }
+        if !self.executable[build_id]
+            .iter()
+            .any(|range| range.contains(&offset))
+        {
+            return false;
+        }
+        let key = (build_id.to_vec(), offset);
+        if let Some(&known) = self.calls.get(&key) {
+            return known;
+        }
+        if self.calls.len() >= MAX_REMEMBERED {
+            self.calls.clear();
+        }
+        let answer = modules
+            .find(build_id)
+            .is_some_and(|path| follows_call(&path, offset));
+        self.calls.insert(key, answer);
+        answer
+    }
+}
+
+/// The file ranges of the executable loaded segments of the ELF file at `path`.
+fn executable_segments(path: &Path) -> Vec<Range<u64>> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    let cache = ReadCache::new(file);
+    let Ok(header) = FileHeader64::<Endianness>::parse(&cache) else {
+        return Vec::new();
+    };
+    let Ok(endian) = header.endian() else {
+        return Vec::new();
+    };
+    let Ok(segments) = header.program_headers(endian, &cache) else {
+        return Vec::new();
+    };
+    segments
+        .iter()
+        .filter(|segment| {
+            segment.p_type(endian) == PT_LOAD && segment.p_flags(endian) & PF_X != 0
+        })
+        .map(|segment| {
+            let start = segment.p_offset(endian);
+            start..start.saturating_add(segment.p_filesz(endian))
+        })
+        .collect()
+}
+
+/// Whether the bytes before `offset` end with an x86-64 call instruction: `call rel32`,
+/// `call *disp32(%rip)`, `call *%reg` and `call *disp(%reg)`.
+fn follows_call(path: &Path, offset: u64) -> bool {
+    let Some(start) = offset.checked_sub(7) else {
+        return false;
+    };
+    let mut before = [0u8; 7];
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    if file.read_exact_at(&mut before, start).is_err() {
+        return false;
+    }
+    is_call_before(&before)
+}
+
+/// `before`: the 7 bytes just before a return address.
+fn is_call_before(before: &[u8; 7]) -> bool {
+    let modrm_call = |byte: u8, mode: u8| byte >> 6 == mode && (byte >> 3) & 7 == 2;
+    before[2] == 0xe8
+        || (before[1] == 0xff && before[2] == 0x15)
+        || (before[1] == 0xff && modrm_call(before[2], 0b10) && before[2] & 7 != 4)
+        || (before[4] == 0xff && modrm_call(before[5], 0b01) && before[5] & 7 != 4)
+        || (before[5] == 0xff && modrm_call(before[6], 0b11))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_the_calls_that_end_just_before_a_return_address() {
+        // call rel32
+        assert!(is_call_before(&[0, 0, 0xe8, 1, 2, 3, 4]));
+        // call *0x10(%rip)
+        assert!(is_call_before(&[0, 0xff, 0x15, 0x10, 0, 0, 0]));
+        // call *%rax
+        assert!(is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xd0]));
+        // call *0x18(%rax)
+        assert!(is_call_before(&[0, 0, 0, 0, 0xff, 0x50, 0x18]));
+        // mov %rsp,%rbp; ret — no call
+        assert!(!is_call_before(&[0x90, 0x90, 0x90, 0x48, 0x89, 0xe5, 0xc3]));
+        // jmp *%rax (ff /4) is not a call
+        assert!(!is_call_before(&[0, 0, 0, 0, 0, 0xff, 0xe0]));
+    }
+}
