@@ -4,6 +4,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A process's memory map is read again after this long, at most.
+const MAPS_TTL: Duration = Duration::from_secs(1);
+/// Processes whose maps are kept.
+const MAX_PROCESSES: usize = 4096;
+
+/// A file mapped into a process: `start..end` in memory, from `file_offset` in `path`.
+struct Mapping {
+    start: u64,
+    end: u64,
+    file_offset: u64,
+    path: PathBuf,
+}
 
 /// Candidates kept at most; past it new ones are ignored (a process opening files without
 /// end must not grow the daemon without end).
@@ -11,6 +25,8 @@ const MAX_CANDIDATES: usize = 65_536;
 
 pub struct Modules {
     debug_dirs: Vec<PathBuf>,
+    /// Per process: its file mappings as last read, and when.
+    maps: HashMap<u32, (Instant, Vec<Mapping>)>,
     known: HashMap<Vec<u8>, PathBuf>,
     /// Offered and not read yet.
     queued: Vec<PathBuf>,
@@ -21,6 +37,7 @@ impl Modules {
     pub fn new(debug_dirs: Vec<PathBuf>) -> Self {
         Modules {
             debug_dirs,
+            maps: HashMap::new(),
             known: HashMap::new(),
             queued: Vec::new(),
             offered: HashSet::new(),
@@ -38,17 +55,44 @@ impl Modules {
 
     /// Offers every file the live process `pid` has mapped (nothing if it is gone).
     pub fn offer_mapped_by(&mut self, pid: u32) {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            return;
-        };
-        for line in maps.lines() {
-            // address perms offset dev inode path
-            if let Some(path) = line.split_whitespace().nth(5) {
-                if path.starts_with('/') {
-                    self.offer(path);
-                }
-            }
+        let paths: Vec<PathBuf> = self
+            .mappings(pid)
+            .iter()
+            .map(|mapping| mapping.path.clone())
+            .collect();
+        for path in paths {
+            self.offer(path);
         }
+    }
+
+    /// The module (build id) and file offset of `address` in the live process `pid`.
+    pub fn place(&mut self, pid: u32, address: u64) -> Option<(Vec<u8>, u64)> {
+        let mapping = self
+            .mappings(pid)
+            .iter()
+            .find(|mapping| (mapping.start..mapping.end).contains(&address))?;
+        let offset = address - mapping.start + mapping.file_offset;
+        let path = mapping.path.clone();
+        let build_id = build_id_of(&path)?;
+        self.known.entry(build_id.clone()).or_insert(path);
+        Some((build_id, offset))
+    }
+
+    /// `pid`'s file mappings, read from /proc at most once per MAPS_TTL.
+    fn mappings(&mut self, pid: u32) -> &[Mapping] {
+        let stale = self
+            .maps
+            .get(&pid)
+            .is_none_or(|(read, _)| read.elapsed() >= MAPS_TTL);
+        if stale {
+            if self.maps.len() >= MAX_PROCESSES {
+                self.maps.clear();
+            }
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            self.maps
+                .insert(pid, (Instant::now(), maps.lines().filter_map(parse_mapping).collect()));
+        }
+        &self.maps[&pid].1
     }
 
     /// Offers every file under `dir` (for `recorder inspect --symbols DIR`).
@@ -91,6 +135,21 @@ impl Modules {
     }
 }
 
+/// One line of /proc/PID/maps, if it maps a file: `start-end perms offset dev inode path`.
+fn parse_mapping(line: &str) -> Option<Mapping> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let file_offset = fields.nth(1)?;
+    let path = fields.nth(2)?;
+    path.starts_with('/').then_some(())?;
+    Some(Mapping {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        file_offset: u64::from_str_radix(file_offset, 16).ok()?,
+        path: PathBuf::from(path),
+    })
+}
+
 /// The GNU build id of an ELF file; `None` for anything else.
 pub fn build_id_of(path: &Path) -> Option<Vec<u8>> {
     match blazesym::helper::read_elf_build_id(&path) {
@@ -110,4 +169,22 @@ fn debug_file(dirs: &[PathBuf], build_id: &[u8]) -> Option<PathBuf> {
                 .join(format!("{rest}.debug"))
         })
         .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_file_mappings_only() {
+        let line = "7f3c2a000000-7f3c2a028000 r-xp 00028000 fe:01 1234   /usr/lib/libc.so.6";
+        let mapping = parse_mapping(line).unwrap();
+        assert_eq!(
+            (mapping.start, mapping.end, mapping.file_offset),
+            (0x7f3c2a000000, 0x7f3c2a028000, 0x28000)
+        );
+        assert_eq!(mapping.path, Path::new("/usr/lib/libc.so.6"));
+        assert!(parse_mapping("7ffd1000-7ffd2000 rw-p 00000000 00:00 0   [stack]").is_none());
+        assert!(parse_mapping("7ffd1000-7ffd2000 rw-p 00000000 00:00 0").is_none());
+    }
 }

@@ -29,22 +29,27 @@ pub struct Placed<'a> {
 }
 
 /// The missing caller, found as the module file's bytes tell; remembers what it read, so a
-/// stack seen again costs arithmetic and two lookups.
+/// stack seen again costs arithmetic and lookups.
 #[derive(Default)]
 pub struct StackTop {
+    /// Per module (build id): the file ranges of its executable segments (empty when the
+    /// module's file is not found).
     executable: HashMap<Vec<u8>, Vec<Range<u64>>>,
-    calls: HashMap<(Vec<u8>, u64), bool>,
+    /// Per module: file offsets known to follow a call instruction, or not.
+    calls: HashMap<Vec<u8>, HashMap<u64, bool>>,
 }
 
 impl StackTop {
     /// The module (build id) and file offset of `top`, the word at the stack pointer, if it
-    /// is a return address into the module of one of the first two walked frames.
-    pub fn caller<'a>(
+    /// is a return address: placed in memory by one of the first two walked frames, or else
+    /// by the live process's memory map.
+    pub fn caller(
         &mut self,
         modules: &mut Modules,
-        walked: [Option<Placed<'a>>; 2],
+        walked: [Option<Placed<'_>>; 2],
         top: u64,
-    ) -> Option<(&'a [u8], u64)> {
+        pid: u32,
+    ) -> Option<(Vec<u8>, u64)> {
         if top == 0 || walked[1].is_some_and(|frame| frame.address == top) {
             return None;
         }
@@ -59,13 +64,17 @@ impl StackTop {
                 continue;
             };
             if self.is_return_address(modules, frame.build_id, offset) {
-                return Some((frame.build_id, offset));
+                return Some((frame.build_id.to_vec(), offset));
             }
         }
-        None
+        let (build_id, offset) = modules.place(pid, top)?;
+        self.is_return_address(modules, &build_id, offset)
+            .then_some((build_id, offset))
     }
 
-    fn is_return_address(&mut self, modules: &mut Modules, build_id: &[u8], offset: u64) -> bool {
+    /// Whether `offset` is in executable code of the module; `None` when its file is not
+    /// found.
+    pub fn is_code(&mut self, modules: &mut Modules, build_id: &[u8], offset: u64) -> Option<bool> {
         if self.executable.len() >= MAX_REMEMBERED {
             self.executable.clear();
         }
@@ -76,23 +85,27 @@ impl StackTop {
                 .unwrap_or_default();
             self.executable.insert(build_id.to_vec(), ranges);
         }
-        if !self.executable[build_id]
-            .iter()
-            .any(|range| range.contains(&offset))
-        {
+        let ranges = &self.executable[build_id];
+        (!ranges.is_empty()).then(|| ranges.iter().any(|range| range.contains(&offset)))
+    }
+
+    fn is_return_address(&mut self, modules: &mut Modules, build_id: &[u8], offset: u64) -> bool {
+        if self.is_code(modules, build_id, offset) != Some(true) {
             return false;
         }
-        let key = (build_id.to_vec(), offset);
-        if let Some(&known) = self.calls.get(&key) {
+        if let Some(&known) = self.calls.get(build_id).and_then(|calls| calls.get(&offset)) {
             return known;
-        }
-        if self.calls.len() >= MAX_REMEMBERED {
-            self.calls.clear();
         }
         let answer = modules
             .find(build_id)
             .is_some_and(|path| follows_call(&path, offset));
-        self.calls.insert(key, answer);
+        if self.calls.values().map(HashMap::len).sum::<usize>() >= MAX_REMEMBERED {
+            self.calls.clear();
+        }
+        self.calls
+            .entry(build_id.to_vec())
+            .or_default()
+            .insert(offset, answer);
         answer
     }
 }

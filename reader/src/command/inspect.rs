@@ -117,7 +117,7 @@ pub fn run(
                 let mut stack = stack.clone();
                 if let Some(symbols) = &mut symbols {
                     for (index, frame) in stack.frames.iter_mut().enumerate() {
-                        symbols.name(frame, 0, index > 0 && !frame.from_stack_top);
+                        symbols.name(frame, 0, index > 0);
                     }
                 }
                 stacks.insert(stack.id, stack);

@@ -17,12 +17,19 @@ use super::decode::stack_frames;
 /// Distinct stacks named per recording; past it, stacks are recorded by id with their raw
 /// frames only (a program with endless distinct stacks must not make the daemon name them all).
 const MAX_NAMED: usize = 100_000;
+/// STACK records remembered as they arrived (frames and top-of-stack word) → id; past it
+/// they are forgotten and worked out again.
+const MAX_REMEMBERED: usize = 200_000;
 
 pub struct Stacks {
     symbols: Symbols,
     top: StackTop,
-    /// Raw frames (and the recovered caller) → id.
-    ids: FxHashMap<Box<[u8]>, u32>,
+    /// A STACK record's bytes as they arrived (its frames, then the top-of-stack word) →
+    /// its id: what a stack seen again costs.
+    by_record: FxHashMap<Box<[u8]>, u32>,
+    /// A stack's content (its frames, then the caller recovered from the top of the stack)
+    /// → its id, so records that differ only in a word that was not a return address share one.
+    by_content: FxHashMap<Box<[u8]>, u32>,
     key: Vec<u8>,
     /// Per tid: the id of the stack taken for its next syscall record, and when.
     pending: FxHashMap<u32, (u32, u64)>,
@@ -35,7 +42,8 @@ impl Stacks {
         Stacks {
             symbols: Symbols::new(debug_dirs, PathBuf::from("/tmp")),
             top: StackTop::default(),
-            ids: FxHashMap::default(),
+            by_record: FxHashMap::default(),
+            by_content: FxHashMap::default(),
             key: Vec::new(),
             pending: FxHashMap::default(),
             new: Vec::new(),
@@ -44,79 +52,108 @@ impl Stacks {
 
     /// A STACK record: its id (a new one names the stack) is kept for the tid's next syscall.
     pub fn taken(&mut self, record: &StackRecord, raw: &[u8]) {
-        let pid = record.header.tgid;
-        let walked = |index: usize, address: u64| {
-            let frame = raw.get(index * size_of_frame()..)?;
-            let frame = stack_frames(frame).next()?;
-            (frame.status == stack_status::VALID).then_some((frame, address))
-        };
-        let first = walked(0, record.ip);
-        let second = walked(1, record.caller);
-        if first.is_some() || second.is_some() {
-            self.symbols.modules().offer_mapped_by(pid);
-        }
-        let placed = |frame: &Option<(recorder_common::StackFrame, u64)>| {
-            frame.as_ref().map(|(frame, address)| (frame.build_id, frame.offset_or_ip, *address))
-        };
-        let (first, second) = (placed(&first), placed(&second));
-        let recovered = self.top.caller(
-            self.symbols.modules(),
-            [
-                first.as_ref().map(|(id, offset, address)| Placed {
-                    address: *address,
-                    build_id: id,
-                    file_offset: *offset,
-                }),
-                second.as_ref().map(|(id, offset, address)| Placed {
-                    address: *address,
-                    build_id: id,
-                    file_offset: *offset,
-                }),
-            ],
-            record.top_of_stack,
-        );
         self.key.clear();
         self.key.extend_from_slice(raw);
-        if let Some((build_id, offset)) = recovered {
-            self.key.extend_from_slice(build_id);
-            self.key.extend_from_slice(&offset.to_ne_bytes());
-        }
-        let id = match self.ids.get(self.key.as_slice()) {
+        self.key.extend_from_slice(&record.top_of_stack.to_ne_bytes());
+        let id = match self.by_record.get(self.key.as_slice()) {
             Some(&id) => id,
             None => {
-                let id = self.ids.len() as u32 + 1;
-                let recovered = recovered.map(|(build_id, offset)| (build_id.to_vec(), offset));
-                let stack = self.name(id, pid, raw, recovered, record.top_of_stack);
-                self.ids.insert(self.key.as_slice().into(), id);
-                self.new.push(stack);
+                let id = self.identify(record, raw);
+                if self.by_record.len() >= MAX_REMEMBERED {
+                    self.by_record.clear();
+                }
+                self.by_record.insert(self.key.as_slice().into(), id);
                 id
             }
         };
-        self.pending.insert(record.header.tid, (id, record.header.ktime_ns));
+        self.pending
+            .insert(record.header.tid, (id, record.header.ktime_ns));
+    }
+
+    /// The id of a stack not seen as these bytes before: its content's, or a new one.
+    fn identify(&mut self, record: &StackRecord, raw: &[u8]) -> u32 {
+        let pid = record.header.tgid;
+        let frames: Vec<recorder_common::StackFrame> = stack_frames(raw).collect();
+        let placed = |index: usize, address: u64| {
+            let frame = frames.get(index)?;
+            (frame.status == stack_status::VALID).then_some(Placed {
+                address,
+                build_id: &frame.build_id,
+                file_offset: frame.offset_or_ip,
+            })
+        };
+        let walked = [placed(0, record.ip), placed(1, record.caller)];
+        if walked.iter().any(Option::is_some) {
+            self.symbols.modules().offer_mapped_by(pid);
+        }
+        let recovered = self.top.caller(
+            self.symbols.modules(),
+            walked,
+            record.top_of_stack,
+            pid,
+        );
+        let mut content = raw.to_vec();
+        if let Some((build_id, offset)) = &recovered {
+            content.extend_from_slice(build_id);
+            content.extend_from_slice(&offset.to_ne_bytes());
+        }
+        if let Some(&id) = self.by_content.get(content.as_slice()) {
+            return id;
+        }
+        let id = self.by_content.len() as u32 + 1;
+        let stack = self.name(id, pid, &frames, recovered, record.top_of_stack);
+        self.by_content.insert(content.into(), id);
+        self.new.push(stack);
+        id
     }
 
     fn name(
         &mut self,
         id: u32,
         pid: u32,
-        raw: &[u8],
+        raw: &[recorder_common::StackFrame],
         recovered: Option<(Vec<u8>, u64)>,
         top: u64,
     ) -> Stack {
-        let mut frames: Vec<StackFrame> = stack_frames(raw)
-            .filter(|frame| frame.status != stack_status::EMPTY)
-            .map(|frame| match frame.status {
-                stack_status::VALID => StackFrame {
-                    build_id: frame.build_id.to_vec(),
-                    file_offset: frame.offset_or_ip,
-                    ..StackFrame::default()
-                },
-                _ => StackFrame {
-                    address: frame.offset_or_ip,
-                    ..StackFrame::default()
-                },
-            })
-            .collect();
+        let mut frames = Vec::with_capacity(raw.len() + 1);
+        for (index, frame) in raw.iter().enumerate() {
+            match frame.status {
+                stack_status::VALID => {
+                    // Past a frame outside its module's code the frame-pointer chain went
+                    // through code built without frame pointers: the rest is not a stack.
+                    let code = self
+                        .top
+                        .is_code(self.symbols.modules(), &frame.build_id, frame.offset_or_ip);
+                    if index > 0 && code == Some(false) {
+                        break;
+                    }
+                    frames.push(StackFrame {
+                        build_id: frame.build_id.to_vec(),
+                        file_offset: frame.offset_or_ip,
+                        ..StackFrame::default()
+                    });
+                }
+                // No build id from the kernel (anonymous memory, or the module's note was not
+                // at hand): the live process's map may still place it.
+                stack_status::IP => {
+                    let address = frame.offset_or_ip;
+                    let placed = self.symbols.modules().place(pid, address);
+                    frames.push(match placed {
+                        Some((build_id, file_offset)) => StackFrame {
+                            address,
+                            build_id,
+                            file_offset,
+                            ..StackFrame::default()
+                        },
+                        None => StackFrame {
+                            address,
+                            ..StackFrame::default()
+                        },
+                    });
+                }
+                _ => break,
+            }
+        }
         if let Some((build_id, file_offset)) = recovered {
             let frame = StackFrame {
                 address: top,
@@ -127,7 +164,7 @@ impl Stacks {
             };
             frames.insert(1.min(frames.len()), frame);
         }
-        if self.ids.len() < MAX_NAMED {
+        if self.by_content.len() < MAX_NAMED {
             let mut reloaded = false;
             for (index, frame) in frames.iter_mut().enumerate() {
                 self.symbols.name(frame, pid, index > 0);
@@ -137,6 +174,15 @@ impl Stacks {
                     self.symbols.reload_perf_map(pid);
                     self.symbols.name(frame, pid, index > 0);
                 }
+            }
+            // An address in no module and no perf map is where the frame-pointer chain
+            // left the stack (code built without frame pointers): what follows is not a stack.
+            if let Some(cut) = frames
+                .iter()
+                .skip(1)
+                .position(|frame| frame.build_id.is_empty() && frame.function.is_empty())
+            {
+                frames.truncate(cut + 1);
             }
         }
         Stack { id, frames }
@@ -163,10 +209,6 @@ impl Stacks {
     pub fn take_new(&mut self) -> impl Iterator<Item = Stack> + '_ {
         self.new.drain(..)
     }
-}
-
-fn size_of_frame() -> usize {
-    std::mem::size_of::<recorder_common::StackFrame>()
 }
 
 /// Executables and shared libraries: the files worth reading a build id from.

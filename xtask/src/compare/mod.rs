@@ -324,6 +324,7 @@ fn syscall_heavy(
     doc: &mut report::Doc,
 ) -> Result<()> {
     let mut tracers = tools.available.clone();
+    tracers.push(Tracer::RecorderdStacks);
     tracers.push(Tracer::Neighbour);
     tracers.extend(FLOORS);
     for &(size, iters) in &plan.syscalls {

@@ -147,7 +147,7 @@ impl Doc {
         let floor = added_ns(samples, Tracer::Floor(Wakeup::Adaptive));
         let quiet_floor = added_ns(samples, Tracer::Floor(Wakeup::NonePolled));
         for (tracer, runs) in samples {
-            if !matches!(tracer, Tracer::Recorderd | Tracer::Floor(_)) {
+            if !matches!(tracer, Tracer::Floor(_)) && !tracer.records_workload() {
                 continue;
             }
             let added = added_ns(samples, *tracer);
@@ -208,6 +208,7 @@ impl Doc {
         compare.push_str("| recorder | command | captures |\n| --- | --- | --- |\n");
         for tracer in [
             Tracer::Recorderd,
+            Tracer::RecorderdStacks,
             Tracer::Neighbour,
             Tracer::Strace,
             Tracer::Perf,

@@ -45,11 +45,14 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
                 startup_cpu_ns: 0,
             })
         }
-        Tracer::Recorderd => {
+        Tracer::Recorderd | Tracer::RecorderdStacks => {
             let mut c = Command::new(&bins.recorderd);
             c.args(["--pid", &pid_s, "--output"])
                 .arg(dir.join("rec"))
                 .args(["--max-payload", MAX_PAYLOAD]);
+            if tracer == Tracer::RecorderdStacks {
+                c.arg("--stacks");
+            }
             c
         }
         Tracer::Neighbour => {
@@ -131,7 +134,9 @@ impl Attached {
     /// Waits until the recorder says its probes are in (perf trace says nothing: a pause).
     fn wait_ready(&mut self, out: &Path, stderr: &Path) -> Result<()> {
         let (file, marker) = match self.tracer {
-            Tracer::Recorderd | Tracer::Neighbour => (stderr, "recorderd: recording "),
+            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Neighbour => {
+                (stderr, "recorderd: recording ")
+            }
             Tracer::Strace => (stderr, "attached"),
             Tracer::Bpftrace => (out, "bpftrace-ready"),
             Tracer::Floor(_) => (stderr, "floor: attached"),
@@ -181,13 +186,13 @@ impl Attached {
         // trace are told to after a moment to drain.
         let stops_itself = matches!(
             self.tracer,
-            Tracer::Recorderd | Tracer::Strace | Tracer::Floor(_)
+            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Strace | Tracer::Floor(_)
         );
         if now || !stops_itself {
             if !now && self.tracer != Tracer::Neighbour {
                 std::thread::sleep(Duration::from_millis(300));
             }
-            let signal = if matches!(self.tracer, Tracer::Recorderd | Tracer::Neighbour) {
+            let signal = if self.tracer.records_workload() || self.tracer == Tracer::Neighbour {
                 libc::SIGTERM
             } else {
                 libc::SIGINT
@@ -205,7 +210,7 @@ impl Attached {
             bail!("{} did not finish within {timeout:?}", self.tracer.label());
         }
         let mut captured = match self.tracer {
-            Tracer::Recorderd | Tracer::Neighbour => {
+            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Neighbour => {
                 recorderd_counts(bins, &self.dir.join("rec"), scope)?
             }
             Tracer::Strace => text_counts(&self.dir.join("trace.out"), scope, parse_strace)?,

@@ -38,6 +38,8 @@ pub enum Wakeup {
 pub enum Tracer {
     None,
     Recorderd,
+    /// recorderd with `--stacks`: the user stack of every syscall as well.
+    RecorderdStacks,
     /// recorderd recording another process (a `sleep`), the workload not recorded: what a
     /// recording costs the rest of the host.
     Neighbour,
@@ -48,10 +50,16 @@ pub enum Tracer {
 }
 
 impl Tracer {
+    /// recorderd recording the workload, with or without stacks.
+    pub fn records_workload(self) -> bool {
+        matches!(self, Tracer::Recorderd | Tracer::RecorderdStacks)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
             Tracer::Recorderd => "recorderd",
+            Tracer::RecorderdStacks => "recorderd --stacks",
             Tracer::Neighbour => "untraced, recorderd recording another process",
             Tracer::Strace => "strace",
             Tracer::Perf => "perf trace",
@@ -69,6 +77,7 @@ impl Tracer {
             Tracer::Recorderd => {
                 "same data: every boundary syscall, args, fd → file/peer, payloads up to 1 MiB"
             }
+            Tracer::RecorderdStacks => "more: the same, and each syscall's user stack, named",
             Tracer::Strace => {
                 "same data as text: every syscall in scope, payloads up to 1 MiB (escaped)"
             }
@@ -86,6 +95,9 @@ impl Tracer {
             Tracer::None => "—".into(),
             Tracer::Recorderd => {
                 format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD}")
+            }
+            Tracer::RecorderdStacks => {
+                format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD} --stacks")
             }
             Tracer::Neighbour => {
                 format!("recorderd --output DIR --max-payload {MAX_PAYLOAD} -- sleep 3600")
