@@ -5,6 +5,8 @@
 //! perf map a runtime writes. The daemon uses it as it records; `recorder inspect --symbols
 //! DIR` uses it later, on a machine with the debug files.
 
+/// ELF program headers: where code is, and file offsets as ELF addresses.
+mod elf;
 /// Which file has which build id.
 mod modules;
 /// `/tmp/perf-PID.map`: JIT code's names.
@@ -68,21 +70,25 @@ impl Symbols {
             if frame.module.is_empty() {
                 frame.module = path.display().to_string();
             }
-            let offset = frame
-                .file_offset
-                .saturating_sub(u64::from(is_return_address));
-            self.name_in_file(frame, &path, offset);
+            if frame.elf_address == 0 {
+                frame.elf_address = elf::address_of(&path, frame.file_offset).unwrap_or(0);
+            }
+            // A return address: the call is the instruction before it.
+            let back = u64::from(is_return_address);
+            let input = if frame.elf_address != 0 {
+                Input::VirtOffset(frame.elf_address.saturating_sub(back))
+            } else {
+                Input::FileOffset(frame.file_offset.saturating_sub(back))
+            };
+            self.name_in_file(frame, &path, input);
         } else if frame.function.is_empty() && frame.address != 0 {
             self.name_from_perf_map(frame, pid);
         }
     }
 
-    fn name_in_file(&self, frame: &mut StackFrame, path: &Path, offset: u64) {
+    fn name_in_file(&self, frame: &mut StackFrame, path: &Path, input: Input<u64>) {
         let elf = source::Source::Elf(source::Elf::new(path));
-        let Ok(Symbolized::Sym(sym)) = self
-            .symbolizer
-            .symbolize_single(&elf, Input::FileOffset(offset))
-        else {
+        let Ok(Symbolized::Sym(sym)) = self.symbolizer.symbolize_single(&elf, input) else {
             return;
         };
         frame.function = sym.name.into_owned();

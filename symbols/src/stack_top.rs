@@ -11,11 +11,8 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use object::elf::{FileHeader64, PF_X, PT_LOAD};
-use object::read::elf::{FileHeader, ProgramHeader};
-use object::{Endianness, ReadCache};
 
-use crate::Modules;
+use crate::{elf::executable_segments, Modules};
 
 /// Answers kept per module and per return address; past it they are forgotten and read again.
 const MAX_REMEMBERED: usize = 65_536;
@@ -108,33 +105,6 @@ impl StackTop {
             .insert(offset, answer);
         answer
     }
-}
-
-/// The file ranges of the executable loaded segments of the ELF file at `path`.
-fn executable_segments(path: &Path) -> Vec<Range<u64>> {
-    let Ok(file) = File::open(path) else {
-        return Vec::new();
-    };
-    let cache = ReadCache::new(file);
-    let Ok(header) = FileHeader64::<Endianness>::parse(&cache) else {
-        return Vec::new();
-    };
-    let Ok(endian) = header.endian() else {
-        return Vec::new();
-    };
-    let Ok(segments) = header.program_headers(endian, &cache) else {
-        return Vec::new();
-    };
-    segments
-        .iter()
-        .filter(|segment| {
-            segment.p_type(endian) == PT_LOAD && segment.p_flags(endian) & PF_X != 0
-        })
-        .map(|segment| {
-            let start = segment.p_offset(endian);
-            start..start.saturating_add(segment.p_filesz(endian))
-        })
-        .collect()
 }
 
 /// Whether the bytes before `offset` end with an x86-64 call instruction: `call rel32`,

@@ -226,7 +226,9 @@ pub struct Recording {
     pub processes: Vec<Process>,
     pub trailer: Option<Trailer>,
     /// Stacks by id (`--stacks`).
-    pub stacks: std::collections::HashMap<u32, Stack>,
+    pub stacks: HashMap<u32, Stack>,
+    /// Stack ids events referred to before the segment held that stack (always a bug).
+    pub stacks_used_before_written: Vec<u32>,
 }
 
 impl Recording {
@@ -241,7 +243,12 @@ impl Recording {
         while let Some(body) = reader.next_body().unwrap_or_else(|e| panic!("{e}")) {
             match body {
                 Body::Header(header) => recording.header = Some(header),
-                Body::Event(event) => recording.events.push(event),
+                Body::Event(event) => {
+                    if event.stack_id != 0 && !recording.stacks.contains_key(&event.stack_id) {
+                        recording.stacks_used_before_written.push(event.stack_id);
+                    }
+                    recording.events.push(event);
+                }
                 Body::Loss(loss) => recording.losses.push(loss),
                 Body::Process(process) => recording.processes.push(process),
                 Body::Trailer(trailer) => recording.trailer = Some(trailer),

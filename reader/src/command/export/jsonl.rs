@@ -133,6 +133,7 @@ fn stack(segment: u32, s: &Stack) -> Value {
                 "build_id": (!f.build_id.is_empty()).then(|| crate::timeline::stack::hex(&f.build_id)),
                 "file_offset": (!f.build_id.is_empty()).then(|| format!("{:#x}", f.file_offset)),
                 "address": (f.address != 0).then(|| format!("{:#x}", f.address)),
+                "elf_address": (f.elf_address != 0).then(|| format!("{:#x}", f.elf_address)),
                 "named_by": (!f.named_by.is_empty()).then_some(&f.named_by),
                 "from_stack_top": f.from_stack_top,
             })
