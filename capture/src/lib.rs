@@ -188,11 +188,7 @@ impl Capture {
                 &keep_ciphertext,
                 true,
             )
-            .override_global(
-                recorder_common::STACK_DEPTH_GLOBAL,
-                &stack_depth,
-                true,
-            )
+            .override_global(recorder_common::STACK_DEPTH_GLOBAL, &stack_depth, true)
             .map_max_entries(EVENTS_MAP, limits.ring_bytes);
         // A missing field leaves 0; its program is then not attached (below).
         let values: Vec<u32> = offsets.iter().map(|(_, o)| o.unwrap_or(0)).collect();

@@ -57,6 +57,8 @@ pub fn check_stack_depth(depth: u32) -> Result<u32, String> {
     if (1..=64).contains(&depth) {
         Ok(depth)
     } else {
-        Err(format!("a stack depth of {depth} frames is not between 1 and 64"))
+        Err(format!(
+            "a stack depth of {depth} frames is not between 1 and 64"
+        ))
     }
 }

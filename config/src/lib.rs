@@ -201,7 +201,10 @@ mod tests {
         assert_eq!((capture.stacks, capture.stack_depth), (true, 8));
         let deep = write("[capture]\nstacks = true\nstack_depth = 65\n");
         let error = load(Some(deep.path())).unwrap_err().to_string();
-        assert!(error.contains("stack_depth") && error.contains("65"), "{error}");
+        assert!(
+            error.contains("stack_depth") && error.contains("65"),
+            "{error}"
+        );
         assert_eq!("both".parse(), Ok(TlsSetting::Both));
         assert!("Both".parse::<TlsSetting>().is_err());
     }

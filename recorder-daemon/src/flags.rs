@@ -201,6 +201,10 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(parse_max_payload("64KiB"), Ok(65536));
+        assert_eq!(parse_stack_depth("16"), Ok(16));
+        for bad in ["0", "65", "deep"] {
+            assert!(parse_stack_depth(bad).is_err(), "{bad}");
+        }
         assert!(parse_max_payload("2MiB").is_err());
         assert_eq!(parse_compression_level("-3"), Ok(-3));
         assert!(parse_compression_level("0").is_err() && parse_compression_level("22").is_err());

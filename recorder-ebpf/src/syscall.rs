@@ -18,10 +18,10 @@
 //! boundary syscalls (one array lookup), then syscalls of processes not recorded.
 
 use aya_ebpf::{
-    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use recorder_common::{class, loss, record::flags, EventHeader, Stash, SyscallRecord};
 
@@ -320,8 +320,7 @@ fn try_syscall_exit(ctx: &impl Syscall) -> Option<()> {
         _ => Aux::None,
     };
     let mut record = record(origin, &stash, ret);
-    record.flags =
-        record_flags | stack::take(ctx.ctx(), origin.tgid, origin.tid, ctx.user_regs());
+    record.flags = record_flags | stack::take(ctx.ctx(), origin.tgid, origin.tid, ctx.user_regs());
     emit_syscall(record, aux);
     Some(())
 }

@@ -47,6 +47,8 @@ mod sealed_tests;
 mod test_support;
 #[cfg(test)]
 mod write_failure_tests;
+#[cfg(test)]
+mod stack_tests;
 
 #[cfg(test)]
 mod tests {

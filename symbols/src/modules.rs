@@ -89,8 +89,13 @@ impl Modules {
                 self.maps.clear();
             }
             let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-            self.maps
-                .insert(pid, (Instant::now(), maps.lines().filter_map(parse_mapping).collect()));
+            self.maps.insert(
+                pid,
+                (
+                    Instant::now(),
+                    maps.lines().filter_map(parse_mapping).collect(),
+                ),
+            );
         }
         &self.maps[&pid].1
     }

@@ -11,7 +11,9 @@ pub struct PerfMap {
 impl PerfMap {
     /// `None` when the file cannot be read (the runtime writes none).
     pub fn read(path: &Path) -> Option<PerfMap> {
-        std::fs::read_to_string(path).ok().map(|text| PerfMap::parse(&text))
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|text| PerfMap::parse(&text))
     }
 
     pub fn parse(text: &str) -> PerfMap {
@@ -19,7 +21,8 @@ impl PerfMap {
             .lines()
             .filter_map(|line| {
                 let mut fields = line.splitn(3, ' ');
-                let hex = |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).ok();
+                let hex =
+                    |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).ok();
                 let start = hex(fields.next()?)?;
                 let size = hex(fields.next()?)?;
                 let name = fields.next()?.trim();
@@ -54,7 +57,10 @@ mod tests {
              not a line\n",
         );
         assert_eq!(map.name(0x3a1c0050), Some("LazyCompile:~main /app/a.js:1"));
-        assert_eq!(map.name(0x3a1c013f), Some("LazyCompile:~handle /app/a.js:9"));
+        assert_eq!(
+            map.name(0x3a1c013f),
+            Some("LazyCompile:~handle /app/a.js:9")
+        );
         assert_eq!(map.name(0x3a1c0140), None);
         assert_eq!(map.name(0x3a1c0070), None);
         assert_eq!(map.name(0x10), None);

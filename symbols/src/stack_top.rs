@@ -11,7 +11,6 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-
 use crate::{elf::executable_segments, Modules};
 
 /// Answers kept per module and per return address; past it they are forgotten and read again.
@@ -90,7 +89,11 @@ impl StackTop {
         if self.is_code(modules, build_id, offset) != Some(true) {
             return false;
         }
-        if let Some(&known) = self.calls.get(build_id).and_then(|calls| calls.get(&offset)) {
+        if let Some(&known) = self
+            .calls
+            .get(build_id)
+            .and_then(|calls| calls.get(&offset))
+        {
             return known;
         }
         let answer = modules

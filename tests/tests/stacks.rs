@@ -307,9 +307,10 @@ fn a_node_script_run_with_perf_basic_prof_shows_its_javascript_function() {
     let out = out.display().to_string();
     let mut seen = 0;
     for segment in segments(&output) {
-        let last = segment.events.iter().rev().find(|e| {
-            e.syscall == "write" && e.resource.as_ref().is_some_and(|r| r.name == out)
-        });
+        let last =
+            segment.events.iter().rev().find(|e| {
+                e.syscall == "write" && e.resource.as_ref().is_some_and(|r| r.name == out)
+            });
         let Some(write) = last else { continue };
         let stack = &segment.stacks[&write.stack_id];
         let frame = stack

@@ -36,6 +36,11 @@ pub const APT_PACKAGES: &[&str] = &[
     // runs the control-socket tests as another user.
     "systemd",
     "util-linux",
+    // Stacks (tests/tests/stacks.rs): gcc builds the test's C program, binutils strips it
+    // and splits off its debug file, and a Node.js script shows JIT frames by perf map.
+    "gcc",
+    "binutils",
+    "nodejs",
 ];
 
 /// Python packages the tests use that Debian does not ship: haralyzer reads the HAR export

@@ -3,8 +3,8 @@
 use std::{collections::HashMap, io::Write, process::ExitCode};
 
 use recorder_proto::v1::{frame::Body, Event, Process};
-use recorder_symbols::Symbols;
 use recorder_store::{catalog::RecordingSummary, Keyring};
+use recorder_symbols::Symbols;
 use recorder_syscalls::{boundary_of, Boundary};
 
 use crate::timeline;

@@ -54,7 +54,8 @@ impl Stacks {
     pub fn taken(&mut self, record: &StackRecord, raw: &[u8]) {
         self.key.clear();
         self.key.extend_from_slice(raw);
-        self.key.extend_from_slice(&record.top_of_stack.to_ne_bytes());
+        self.key
+            .extend_from_slice(&record.top_of_stack.to_ne_bytes());
         let id = match self.by_record.get(self.key.as_slice()) {
             Some(&id) => id,
             None => {
@@ -86,12 +87,9 @@ impl Stacks {
         if walked.iter().any(Option::is_some) {
             self.symbols.modules().offer_mapped_by(pid);
         }
-        let recovered = self.top.caller(
-            self.symbols.modules(),
-            walked,
-            record.top_of_stack,
-            pid,
-        );
+        let recovered = self
+            .top
+            .caller(self.symbols.modules(), walked, record.top_of_stack, pid);
         let mut content = raw.to_vec();
         if let Some((build_id, offset)) = &recovered {
             content.extend_from_slice(build_id);
@@ -121,9 +119,11 @@ impl Stacks {
                 stack_status::VALID => {
                     // Past a frame outside its module's code the frame-pointer chain went
                     // through code built without frame pointers: the rest is not a stack.
-                    let code = self
-                        .top
-                        .is_code(self.symbols.modules(), &frame.build_id, frame.offset_or_ip);
+                    let code = self.top.is_code(
+                        self.symbols.modules(),
+                        &frame.build_id,
+                        frame.offset_or_ip,
+                    );
                     if index > 0 && code == Some(false) {
                         break;
                     }
@@ -214,4 +214,90 @@ impl Stacks {
 /// Executables and shared libraries: the files worth reading a build id from.
 fn looks_like_code(path: &str) -> bool {
     path.contains(".so") || !path.rsplit('/').next().unwrap_or("").contains('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_common::{EventHeader, StackFrame as RawFrame};
+
+    use super::super::decode::tests::as_bytes;
+    use super::*;
+
+    /// No such process: nothing can be placed by a memory map.
+    const GONE: u32 = u32::MAX;
+
+    fn record(tid: u32, ktime_ns: u64, top_of_stack: u64) -> StackRecord {
+        StackRecord {
+            header: EventHeader {
+                tgid: GONE,
+                tid,
+                ktime_ns,
+                ..EventHeader::default()
+            },
+            top_of_stack,
+            ..StackRecord::default()
+        }
+    }
+
+    /// Frames in anonymous memory: addresses only.
+    fn frames(addresses: &[u64]) -> Vec<u8> {
+        addresses
+            .iter()
+            .flat_map(|&address| {
+                as_bytes(&RawFrame {
+                    status: stack_status::IP,
+                    build_id: [0; 20],
+                    offset_or_ip: address,
+                })
+            })
+            .collect()
+    }
+
+    fn syscall(tid: u32, enter_ns: u64, flags: u32) -> SyscallRecord {
+        SyscallRecord {
+            header: EventHeader {
+                tid,
+                ..EventHeader::default()
+            },
+            enter_ns,
+            flags,
+            ..SyscallRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_stack_seen_again_keeps_its_id_and_is_named_once() {
+        let mut stacks = Stacks::new(Vec::new());
+        let (a, b) = (frames(&[0x1000, 0x2000]), frames(&[0x3000]));
+        // The same frames with a different word on top of the stack (not a return address
+        // anywhere): the same stack.
+        for (raw, top) in [(&a, 0), (&a, 7), (&b, 0), (&a, 0)] {
+            stacks.taken(&record(1, 10, top), raw);
+        }
+        let new: Vec<Stack> = stacks.take_new().collect();
+        assert_eq!(new.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2]);
+        // An address no module or perf map places ends the walk: what follows it is not a
+        // stack.
+        assert_eq!(new[0].frames.len(), 1);
+        assert_eq!(new[0].frames[0].address, 0x1000);
+    }
+
+    #[test]
+    fn an_event_takes_the_stack_its_thread_took_during_its_syscall() {
+        let mut stacks = Stacks::new(Vec::new());
+        stacks.taken(&record(7, 100, 0), &frames(&[0x1000]));
+        let mut event = Event::default();
+        stacks.attach(&syscall(7, 90, 0), &mut event);
+        assert_eq!((event.stack_id, event.stack_lost), (1, false));
+
+        // Taken for an earlier syscall whose record was lost: not this one's.
+        stacks.taken(&record(7, 100, 0), &frames(&[0x1000]));
+        let mut event = Event::default();
+        stacks.attach(&syscall(7, 150, flags::STACK_LOST), &mut event);
+        assert_eq!((event.stack_id, event.stack_lost), (0, true));
+        // Nor is it kept for the next one.
+        let mut event = Event::default();
+        stacks.attach(&syscall(7, 160, 0), &mut event);
+        assert_eq!(event.stack_id, 0);
+    }
 }
