@@ -338,3 +338,29 @@ fn build_id(path: &Path) -> String {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[test]
+fn bad_stack_options_are_one_line() {
+    let output = Command::new(binary("recorderd"))
+        .args(["--stack-depth", "65", "--pid", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not between 1 and 64"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new(binary("recorder"))
+        .args(["inspect", "--symbols", "/no/such/dir"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--symbols /no/such/dir: not a directory"),
+        "{stderr}"
+    );
+}
