@@ -18,3 +18,6 @@ pub const SHED_DATA: u32 = 103;
 /// The user stack of the next `SYSCALL` record from the same tid: [`crate::StackRecord`]
 /// plus `frames` entries of [`crate::StackFrame`] (written only with `--stacks`).
 pub const STACK: u32 = 104;
+/// As `STACK`, for a stack this process has sent before (the same `StackRecord::key`): the
+/// record alone, without frames, which the probe did not read again.
+pub const STACK_SEEN: u32 = 105;

@@ -18,7 +18,8 @@ pub mod record;
 pub mod tls;
 
 pub use record::{
-    DataRecord, EventHeader, ProcessRecord, StackFrame, StackRecord, Stash, SyscallRecord,
+    DataRecord, EventHeader, ProcessRecord, SentStack, StackFrame, StackRecord, Stash,
+    SyscallRecord,
 };
 
 /// Ring buffer all records go through (one buffer keeps a single global order).
@@ -99,6 +100,12 @@ pub const SCRATCH_BYTES: usize = {
         syscall
     }
 };
+
+/// Stacks whose frames have been written, per process (an LRU map of [`SentStack`] keys):
+/// the probe writes a stack in full once, and `kind::STACK_SEEN` records after that.
+pub const SENT_STACKS_MAP: &str = "SENT_STACKS";
+/// Entries of `SENT_STACKS`; the daemon remembers at least twice as many keys.
+pub const SENT_STACKS_ENTRIES: u32 = 65_536;
 
 /// Size of the per-CPU buffer a stack record is built in.
 pub const STACK_SCRATCH_BYTES: usize = core::mem::size_of::<StackRecord>()

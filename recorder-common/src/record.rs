@@ -80,6 +80,11 @@ pub struct DataRecord {
 /// by `frames` [`StackFrame`]s, innermost first, as `bpf_get_stack` gives them with
 /// `BPF_F_USER_BUILD_ID`.
 ///
+/// `key` names the stack within its process (a hash of its raw addresses and of the
+/// process's address space): the first time, the probe reads the frames' build ids and
+/// writes them (`kind::STACK`); after that only this record (`kind::STACK_SEEN`), as reading
+/// build ids is most of what a stack costs.
+///
 /// The three raw words let the daemon add the frame a frame-pointer walk misses: a
 /// frameless function (most libc syscall wrappers) leaves its caller's return address at the
 /// top of the stack, not behind a frame pointer. `ip` and `caller` are the raw addresses of
@@ -92,9 +97,19 @@ pub struct StackRecord {
     pub header: EventHeader,
     pub frames: u32,
     pub _pad: u32,
+    pub key: u64,
     pub ip: u64,
     pub caller: u64,
     pub top_of_stack: u64,
+}
+
+/// Key of `SENT_STACKS`: a stack of a process whose frames have been written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SentStack {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub key: u64,
 }
 
 /// One frame of a [`StackRecord`]: the kernel's `struct bpf_stack_build_id`.
@@ -170,5 +185,6 @@ const _: () = assert!(offset_of!(SyscallRecord, aux_len) == 96);
 const _: () = assert!(size_of::<DataRecord>() == 40);
 const _: () = assert!(size_of::<Stash>() == 72);
 const _: () = assert!(size_of::<ProcessRecord>() == 40);
-const _: () = assert!(size_of::<StackRecord>() == 56);
+const _: () = assert!(size_of::<StackRecord>() == 64);
+const _: () = assert!(size_of::<SentStack>() == 16);
 const _: () = assert!(size_of::<StackFrame>() == 32);

@@ -26,7 +26,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use recorder_common::{Scratch, StackScratch, Stash, COMM_BYTES, MAX_SYSCALL_NR};
+use recorder_common::{
+    Scratch, SentStack, StackScratch, Stash, COMM_BYTES, MAX_SYSCALL_NR, SENT_STACKS_ENTRIES,
+};
 use runtime::global;
 
 /// Default ring size; the daemon sets the real one (`--ring-bytes`) at load time.
@@ -53,6 +55,17 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static STACK_SCRATCH: PerCpuArray<StackScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Stacks whose build-id frames a process has written (`stack`).
+#[map]
+static SENT_STACKS: LruHashMap<SentStack, u8> =
+    LruHashMap::with_max_entries(SENT_STACKS_ENTRIES, 0);
+
+/// tgid → when its address space began (exec, or a new process): part of every stack key,
+/// so that a stack sent before an exec or by an earlier process of the same pid is not taken
+/// as sent.
+#[map]
+static ADDRESS_SPACES: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Frames of user stack taken per recorded syscall (set at load, `--stacks`); 0: none.
 #[no_mangle]

@@ -13,9 +13,9 @@ use aya_ebpf::{
 use recorder_common::{class, record::flags, record::process_op};
 
 use crate::{
-    emit::emit_process, global, syscall::copy_exec_args, targeted, COMM, EXEC_OLD_PID_OFFSET,
-    EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET, SIGNAL_HANDLER_OFFSET, SIGNAL_SIG_OFFSET,
-    STASH, TARGETS,
+    emit::emit_process, global, stack, syscall::copy_exec_args, targeted, COMM,
+    EXEC_OLD_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET, SIGNAL_HANDLER_OFFSET,
+    SIGNAL_SIG_OFFSET, STASH, TARGETS,
 };
 
 /// `CLONE_THREAD` from linux/sched.h: the new task shares the caller's process.
@@ -48,6 +48,9 @@ fn try_fork(ctx: &TracePointContext) -> Option<()> {
         _ => 0,
     };
     let thread = clone_flags & CLONE_THREAD != 0;
+    if !thread {
+        stack::new_address_space(child as u32);
+    }
     let followed =
         !thread && global(&FOLLOW) != 0 && TARGETS.insert(&(child as u32), &1, 0).is_ok();
     emit_process(
@@ -72,6 +75,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if targeted(tgid) {
+        stack::new_address_space(tgid);
         // SAFETY: as in try_fork.
         let old: i32 = unsafe { ctx.read_at(global(&EXEC_OLD_PID_OFFSET) as usize) }.ok()?;
         let old = old as u32;
@@ -92,6 +96,7 @@ fn try_exec(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     if TARGETS.insert(&tgid, &1, 0).is_ok() {
+        stack::new_address_space(tgid);
         emit_process(tgid, tid, process_op::COMM_MATCH, 0, 0, 0);
     }
     Some(())
@@ -147,6 +152,8 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
     emit_process(tgid, tid, process_op::EXIT, tid, group_dead as u32, 0);
     if group_dead {
         let _ = TARGETS.remove(&tgid);
+        // A later process given the same pid must not find this one's stacks sent.
+        stack::new_address_space(tgid);
     }
     Some(())
 }

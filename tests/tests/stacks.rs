@@ -97,6 +97,24 @@ fn chain_frames(stack: &Stack) -> Vec<&StackFrame> {
     found
 }
 
+/// Records `program OUT 3` with `options`; returns the recording and the stack of its first
+/// write.
+fn first_write_stack(
+    options: &[&str],
+    output: &Path,
+    program: &Path,
+    out: &Path,
+) -> (PathBuf, Stack) {
+    let mut args = options.to_vec();
+    args.extend(["--output", output.to_str().unwrap(), "--"]);
+    args.extend([program.to_str().unwrap(), out.to_str().unwrap(), "3"]);
+    let path = Recorder::start(&args).finish();
+    let recording = Recording::read(&path);
+    let write = writes_to(&recording, out)[0];
+    let stack = recording.stacks[&write.stack_id].clone();
+    (path, stack)
+}
+
 #[test]
 fn a_write_three_calls_deep_names_the_three_functions_once_per_segment() {
     if !require_privileges() {
@@ -194,19 +212,7 @@ fn a_stripped_program_is_named_from_its_debug_file() {
     // Recorded without the debug directory: the stripped program's frames have no names.
     let out = work.path().join("journal");
     let bare = work.path().join("bare");
-    let path = Recorder::start(&[
-        "--stacks",
-        "--output",
-        bare.to_str().unwrap(),
-        "--",
-        stripped.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "3",
-    ])
-    .finish();
-    let recording = Recording::read(&path);
-    let write = writes_to(&recording, &out)[0];
-    let stack = &recording.stacks[&write.stack_id];
+    let (path, stack) = first_write_stack(&["--stacks"], &bare, &stripped, &out);
     let ours: Vec<&StackFrame> = stack
         .frames
         .iter()
@@ -257,20 +263,9 @@ fn a_stripped_program_is_named_from_its_debug_file() {
     )
     .unwrap();
     let named_dir = work.path().join("named");
-    let path = Recorder::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        named_dir.to_str().unwrap(),
-        "--",
-        stripped.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "3",
-    ])
-    .finish();
-    let recording = Recording::read(&path);
-    let write = writes_to(&recording, &out)[0];
-    for frame in chain_frames(&recording.stacks[&write.stack_id]) {
+    let options = ["--config", config.to_str().unwrap()];
+    let (_, stack) = first_write_stack(&options, &named_dir, &stripped, &out);
+    for frame in chain_frames(&stack) {
         assert_eq!(frame.line, line_of(&frame.function), "{frame:?}");
     }
 }

@@ -28,6 +28,8 @@ pub enum RawRecord<'a> {
         record: StackRecord,
         frames: &'a [u8],
     },
+    /// As `Stack`, for a stack the process sent before under the same key (no frames).
+    StackSeen(StackRecord),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -70,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawRecord<'_>, DecodeError> {
             let frames = trailing(bytes, size_of::<StackRecord>(), len)?;
             Ok(RawRecord::Stack { record, frames })
         }
+        kind::STACK_SEEN => Ok(RawRecord::StackSeen(read(bytes)?)),
         kind => Err(DecodeError::UnknownKind { kind }),
     }
 }

@@ -123,6 +123,14 @@ impl Pipeline {
                     }
                 }
             }
+            Ok(RawRecord::StackSeen(record)) => {
+                if let Some(stacks) = &mut self.stacks {
+                    stacks.seen(&record);
+                    for stack in stacks.take_new() {
+                        self.writer.add_stack(stack);
+                    }
+                }
+            }
             Ok(RawRecord::Process(record)) => self.process(&record)?,
             Ok(RawRecord::ShedData(record)) => self.assembler.shed(&record),
             Err(error) => {

@@ -20,6 +20,12 @@ const MAX_NAMED: usize = 100_000;
 /// STACK records remembered as they arrived (frames and top-of-stack word) → id; past it
 /// they are forgotten and worked out again.
 const MAX_REMEMBERED: usize = 200_000;
+/// Frames kept per generation of `sent`: twice the probes' own memory of what was sent,
+/// so that a STACK_SEEN record finds the frames it stands for.
+const SENT_GENERATION: usize = 2 * recorder_common::SENT_STACKS_ENTRIES as usize;
+
+/// (tgid, key) → the build-id frames the probe sent under that key.
+type SentFrames = FxHashMap<(u32, u64), Box<[u8]>>;
 
 pub struct Stacks {
     symbols: Symbols,
@@ -31,7 +37,11 @@ pub struct Stacks {
     /// → its id, so records that differ only in a word that was not a return address share one.
     by_content: FxHashMap<Box<[u8]>, u32>,
     key: Vec<u8>,
-    /// Per tid: the id of the stack taken for its next syscall record, and when.
+    /// The frames of the stacks the probes sent, by (tgid, key): what a STACK_SEEN record
+    /// stands for. Two generations, the older dropped when the newer fills.
+    sent: [SentFrames; 2],
+    /// Per tid: the id of the stack taken for its next syscall record (0: its frames were
+    /// not found), and when.
     pending: FxHashMap<u32, (u32, u64)>,
     /// Stacks seen for the first time, for the writer.
     new: Vec<Stack>,
@@ -45,13 +55,45 @@ impl Stacks {
             by_record: FxHashMap::default(),
             by_content: FxHashMap::default(),
             key: Vec::new(),
+            sent: Default::default(),
             pending: FxHashMap::default(),
             new: Vec::new(),
         }
     }
 
-    /// A STACK record: its id (a new one names the stack) is kept for the tid's next syscall.
+    /// A STACK record: its id (a new one names the stack) is kept for the tid's next syscall,
+    /// and its frames for the STACK_SEEN records that will stand for it.
     pub fn taken(&mut self, record: &StackRecord, raw: &[u8]) {
+        let key = (record.header.tgid, record.key);
+        if self.sent[0].len() >= SENT_GENERATION {
+            self.sent[1] = std::mem::take(&mut self.sent[0]);
+        }
+        self.sent[0].insert(key, raw.into());
+        self.identified(record, raw);
+    }
+
+    /// A STACK_SEEN record: the frames are those its key was sent with.
+    pub fn seen(&mut self, record: &StackRecord) {
+        let key = (record.header.tgid, record.key);
+        let frames = match self.sent[0].get(&key) {
+            Some(frames) => Some(frames.clone()),
+            None => self.sent[1].remove(&key),
+        };
+        match frames {
+            Some(frames) => {
+                // Used again: kept in the newer generation.
+                self.sent[0].insert(key, frames.clone());
+                self.identified(record, &frames);
+            }
+            None => {
+                self.pending
+                    .insert(record.header.tid, (0, record.header.ktime_ns));
+            }
+        }
+    }
+
+    /// Keeps the id of the stack of `record` with these frames for its thread's syscall.
+    fn identified(&mut self, record: &StackRecord, raw: &[u8]) {
         self.key.clear();
         self.key.extend_from_slice(raw);
         self.key
@@ -196,6 +238,12 @@ impl Stacks {
             Some((id, taken_ns)) if taken_ns >= record.enter_ns => id,
             _ => 0,
         };
+        // Every recorded syscall has a stack or says it lost it; one without either had a
+        // STACK_SEEN record whose frames were forgotten here. (TLS library calls, recorded
+        // by uprobes, take none.)
+        if event.stack_id == 0 && record.nr < recorder_common::tls::NR_BASE {
+            event.stack_lost = true;
+        }
     }
 
     /// A program or library a process opened or ran: a candidate module file.
@@ -295,9 +343,32 @@ mod tests {
         let mut event = Event::default();
         stacks.attach(&syscall(7, 150, flags::STACK_LOST), &mut event);
         assert_eq!((event.stack_id, event.stack_lost), (0, true));
-        // Nor is it kept for the next one.
+        // Nor is it kept for the next one, which says it has none.
         let mut event = Event::default();
         stacks.attach(&syscall(7, 160, 0), &mut event);
-        assert_eq!(event.stack_id, 0);
+        assert_eq!((event.stack_id, event.stack_lost), (0, true));
+    }
+
+    #[test]
+    fn a_stack_seen_again_by_the_probe_stands_for_the_frames_sent_with_its_key() {
+        let mut stacks = Stacks::new(Vec::new());
+        let keyed = |key: u64, ktime_ns: u64| StackRecord {
+            key,
+            ..record(7, ktime_ns, 0)
+        };
+        stacks.taken(&keyed(42, 100), &frames(&[0x1000]));
+        stacks.taken(&keyed(43, 110), &frames(&[0x2000]));
+        for (key, id) in [(42, 1), (43, 2)] {
+            stacks.seen(&keyed(key, 200));
+            let mut event = Event::default();
+            stacks.attach(&syscall(7, 190, 0), &mut event);
+            assert_eq!((event.stack_id, event.stack_lost), (id, false));
+        }
+        // A key whose frames are not known: the event says its stack is lost.
+        stacks.seen(&keyed(44, 300));
+        let mut event = Event::default();
+        stacks.attach(&syscall(7, 290, 0), &mut event);
+        assert_eq!((event.stack_id, event.stack_lost), (0, true));
+        assert_eq!(stacks.take_new().count(), 2);
     }
 }
