@@ -40,6 +40,8 @@ pub struct Stacks {
     /// The frames of the stacks the probes sent, by (tgid, key): what a STACK_SEEN record
     /// stands for. Two generations, the older dropped when the newer fills.
     sent: [SentFrames; 2],
+    /// (tgid, key, top-of-stack word) → id: what a STACK_SEEN record seen before costs.
+    seen_ids: FxHashMap<(u32, u64, u64), u32>,
     /// Per tid: the id of the stack taken for its next syscall record (0: its frames were
     /// not found), and when.
     pending: FxHashMap<u32, (u32, u64)>,
@@ -56,6 +58,7 @@ impl Stacks {
             by_content: FxHashMap::default(),
             key: Vec::new(),
             sent: Default::default(),
+            seen_ids: FxHashMap::default(),
             pending: FxHashMap::default(),
             new: Vec::new(),
         }
@@ -69,48 +72,63 @@ impl Stacks {
             self.sent[1] = std::mem::take(&mut self.sent[0]);
         }
         self.sent[0].insert(key, raw.into());
-        self.identified(record, raw);
+        let id = self.id_of(record, raw);
+        self.remember(record, id);
     }
 
     /// A STACK_SEEN record: the frames are those its key was sent with.
     pub fn seen(&mut self, record: &StackRecord) {
-        let key = (record.header.tgid, record.key);
-        let frames = match self.sent[0].get(&key) {
-            Some(frames) => Some(frames.clone()),
-            None => self.sent[1].remove(&key),
-        };
-        match frames {
-            Some(frames) => {
-                // Used again: kept in the newer generation.
-                self.sent[0].insert(key, frames.clone());
-                self.identified(record, &frames);
-            }
-            None => {
-                self.pending
-                    .insert(record.header.tid, (0, record.header.ktime_ns));
-            }
+        let seen = (record.header.tgid, record.key, record.top_of_stack);
+        if let Some(&id) = self.seen_ids.get(&seen) {
+            self.pending
+                .insert(record.header.tid, (id, record.header.ktime_ns));
+            return;
         }
+        let key = (record.header.tgid, record.key);
+        let frames = self.sent[0]
+            .remove(&key)
+            .or_else(|| self.sent[1].remove(&key));
+        let id = match frames {
+            Some(frames) => {
+                let id = self.id_of(record, &frames);
+                // Used again: kept in the newer generation.
+                self.sent[0].insert(key, frames);
+                id
+            }
+            None => 0,
+        };
+        self.remember(record, id);
     }
 
-    /// Keeps the id of the stack of `record` with these frames for its thread's syscall.
-    fn identified(&mut self, record: &StackRecord, raw: &[u8]) {
+    /// Keeps `id` (0: unknown) for the record's thread's next syscall, and for the
+    /// STACK_SEEN records that will repeat it.
+    fn remember(&mut self, record: &StackRecord, id: u32) {
+        if id != 0 {
+            if self.seen_ids.len() >= MAX_REMEMBERED {
+                self.seen_ids.clear();
+            }
+            let seen = (record.header.tgid, record.key, record.top_of_stack);
+            self.seen_ids.insert(seen, id);
+        }
+        self.pending
+            .insert(record.header.tid, (id, record.header.ktime_ns));
+    }
+
+    /// The id of the stack of `record` with these frames.
+    fn id_of(&mut self, record: &StackRecord, raw: &[u8]) -> u32 {
         self.key.clear();
         self.key.extend_from_slice(raw);
         self.key
             .extend_from_slice(&record.top_of_stack.to_ne_bytes());
-        let id = match self.by_record.get(self.key.as_slice()) {
-            Some(&id) => id,
-            None => {
-                let id = self.identify(record, raw);
-                if self.by_record.len() >= MAX_REMEMBERED {
-                    self.by_record.clear();
-                }
-                self.by_record.insert(self.key.as_slice().into(), id);
-                id
-            }
-        };
-        self.pending
-            .insert(record.header.tid, (id, record.header.ktime_ns));
+        if let Some(&id) = self.by_record.get(self.key.as_slice()) {
+            return id;
+        }
+        let id = self.identify(record, raw);
+        if self.by_record.len() >= MAX_REMEMBERED {
+            self.by_record.clear();
+        }
+        self.by_record.insert(self.key.as_slice().into(), id);
+        id
     }
 
     /// The id of a stack not seen as these bytes before: its content's, or a new one.
