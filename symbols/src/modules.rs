@@ -45,11 +45,12 @@ impl Modules {
     }
 
     /// Offers `path` as a file that may be a module of some stack.
-    pub fn offer(&mut self, path: impl Into<PathBuf>) {
-        let path = path.into();
-        if self.offered.len() < MAX_CANDIDATES && !self.offered.contains(&path) {
-            self.offered.insert(path.clone());
-            self.queued.push(path);
+    /// Allocates only for a path not offered before: the daemon offers every path its
+    /// processes open.
+    pub fn offer(&mut self, path: &Path) {
+        if self.offered.len() < MAX_CANDIDATES && !self.offered.contains(path) {
+            self.offered.insert(path.to_path_buf());
+            self.queued.push(path.to_path_buf());
         }
     }
 
@@ -61,7 +62,7 @@ impl Modules {
             .map(|mapping| mapping.path.clone())
             .collect();
         for path in paths {
-            self.offer(path);
+            self.offer(&path);
         }
     }
 
@@ -110,7 +111,7 @@ impl Modules {
             for entry in entries.flatten() {
                 match entry.file_type() {
                     Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                    Ok(kind) if kind.is_file() => self.offer(entry.path()),
+                    Ok(kind) if kind.is_file() => self.offer(&entry.path()),
                     _ => {}
                 }
             }

@@ -267,7 +267,9 @@ impl Stacks {
     /// A program or library a process opened or ran: a candidate module file.
     pub fn observe(&mut self, event: &Event) {
         if event.ret >= 0 && event.path.starts_with('/') && looks_like_code(&event.path) {
-            self.symbols.modules().offer(&event.path);
+            self.symbols
+                .modules()
+                .offer(std::path::Path::new(&event.path));
         }
     }
 
