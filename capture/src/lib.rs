@@ -131,6 +131,8 @@ pub struct Capture {
     /// `None` when TLS capture is off, or its probes failed (`tls_unavailable` says why).
     tls: Option<tls::TlsProbes>,
     tls_unavailable: Option<String>,
+    /// What recordings lack on this kernel, one line a feature.
+    unavailable: Vec<String>,
 }
 
 impl Capture {
@@ -138,6 +140,7 @@ impl Capture {
     /// kernel has.
     pub fn load(limits: Limits, scope: &Scope) -> Result<Self, CaptureError> {
         preflight::check_privileges()?;
+        preflight::check_kernel()?;
         if object::EBPF_OBJECT.is_empty() {
             return Err(CaptureError::NoProbes);
         }
@@ -206,7 +209,11 @@ impl Capture {
             .iter()
             .map(|s| s.name)
             .collect();
-        attached.extend(attach_process(&mut ebpf, &offsets, &mut links)?);
+        let process = attach_process(&mut ebpf, &offsets, &mut links)?;
+        attached.extend(process.attached);
+        for lacking in &process.unavailable {
+            tracing::warn!(%lacking, "This kernel cannot give every recording feature.");
+        }
         // Without the TLS probes the syscalls are still recorded: a kernel without uprobes
         // costs the plaintext, not the recording.
         let (tls, tls_unavailable) = match limits.tls {
@@ -249,6 +256,7 @@ impl Capture {
             syscall_hook,
             tls,
             tls_unavailable,
+            unavailable: process.unavailable,
         })
     }
 
@@ -279,6 +287,12 @@ impl Capture {
     /// Why TLS plaintext is not recorded although it was asked for (the uprobes failed).
     pub fn tls_unavailable(&self) -> Option<&str> {
         self.tls_unavailable.as_deref()
+    }
+
+    /// What recordings lack on this kernel (a tracepoint it does not have), one line a
+    /// feature; empty on a kernel with everything.
+    pub fn unavailable(&self) -> &[String] {
+        &self.unavailable
     }
 
     /// The syscalls whose tracepoints are attached.

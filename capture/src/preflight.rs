@@ -11,12 +11,18 @@ use thiserror::Error;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// The oldest kernel recorderd loads on: the BPF ring buffer arrived in 5.8.
+const FLOOR: (u32, u32) = (5, 8);
+const FLOOR_TEXT: &str = "5.8";
+
 #[derive(Debug, Error)]
 pub enum HostError {
     #[error(
         "recorderd needs root (or CAP_BPF and CAP_PERFMON) to load its probes: run it with sudo"
     )]
     NotPrivileged,
+    #[error("Linux {release} is older than recorderd's floor, {FLOOR_TEXT} (the BPF ring buffer it records through arrived then): record on a host with Linux {FLOOR_TEXT} or newer")]
+    KernelTooOld { release: String },
     #[error("tracefs is not mounted and mounting it at {TRACEFS} failed ({source}): run `sudo mount -t tracefs tracefs {TRACEFS}`")]
     Tracefs {
         #[source]
@@ -35,6 +41,28 @@ pub fn check_privileges() -> Result<(), HostError> {
     } else {
         Err(HostError::NotPrivileged)
     }
+}
+
+/// Refuses a kernel older than the floor with one line naming both, rather than a verifier
+/// or map error that does not say why.
+pub fn check_kernel() -> Result<(), HostError> {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    match major_minor(&release) {
+        Some(version) if version < FLOOR => Err(HostError::KernelTooOld {
+            release: release.into_owned(),
+        }),
+        // A release that does not parse is left to the loader to judge.
+        _ => Ok(()),
+    }
+}
+
+/// `6.1.0-57-amd64` → (6, 1).
+fn major_minor(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Mounts tracefs when it is missing: classic tracepoints attach through it, and a fresh host
@@ -101,7 +129,7 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_field_offset;
+    use super::{major_minor, parse_field_offset, FLOOR};
 
     const FORK: &str = "name: sched_process_fork
 ID: 366
@@ -112,6 +140,18 @@ format:
 \tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;
 \tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;
 ";
+
+    #[test]
+    fn reads_major_and_minor_from_a_release() {
+        assert_eq!(major_minor("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(major_minor("6.18.44-fc-v1252"), Some((6, 18)));
+        assert_eq!(major_minor("5.4.0"), Some((5, 4)));
+        assert_eq!(major_minor("4.19-rc1"), Some((4, 19)));
+        assert_eq!(major_minor("weird"), None);
+        assert!(major_minor("5.4.0").unwrap() < FLOOR);
+        assert!(major_minor("5.8.0").unwrap() >= FLOOR);
+        assert!(major_minor("5.10.0").unwrap() >= FLOOR);
+    }
 
     #[test]
     fn finds_field_offsets_in_a_format_file() {

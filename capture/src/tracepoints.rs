@@ -22,14 +22,40 @@ const CLASSIC_PROGRAMS: [(&str, &str); 2] =
 /// Set to 1, the syscall programs attach as classic tracepoints even where BTF ones work.
 const CLASSIC_ENV: &str = "RECORDER_CLASSIC_TRACEPOINTS";
 
-/// Process lifecycle programs and the tracepoints they attach to.
-const PROCESS_PROGRAMS: [(&str, &str, &str); 5] = [
-    ("process_fork", "sched", "sched_process_fork"),
-    // Optional (6.10+): re-reads an argv that could not be read at sys_enter.
-    ("process_prepare_exec", "sched", "sched_prepare_exec"),
-    ("process_exec", "sched", "sched_process_exec"),
-    ("process_exit", "sched", "sched_process_exit"),
-    ("process_signal", "signal", "signal_deliver"),
+/// Process lifecycle programs, the tracepoints they attach to, and what a recording lacks on
+/// a kernel without that tracepoint (or its fields).
+const PROCESS_PROGRAMS: [(&str, &str, &str, &str); 5] = [
+    (
+        "process_fork",
+        "sched",
+        "sched_process_fork",
+        "process tree: children of recorded processes are neither seen nor followed",
+    ),
+    (
+        "process_prepare_exec",
+        "sched",
+        "sched_prepare_exec",
+        "argv re-read at exec (Linux 6.10+): an argv that could not be read when execve \
+         entered stays unread",
+    ),
+    (
+        "process_exec",
+        "sched",
+        "sched_process_exec",
+        "exec events: a process's new program is known only from its execve",
+    ),
+    (
+        "process_exit",
+        "sched",
+        "sched_process_exit",
+        "process exits: exit statuses are not recorded",
+    ),
+    (
+        "process_signal",
+        "signal",
+        "signal_deliver",
+        "fatal signals: the signal that ended a process is not recorded",
+    ),
 ];
 
 /// Load-time globals holding tracepoint field offsets: (global, tracepoint, field). Without
@@ -76,12 +102,18 @@ pub(crate) enum Link {
     Btf(BtfTracePointLink),
 }
 
+/// What `attach_process` attached, and what this kernel's recordings lack for the rest.
+pub(crate) struct ProcessPrograms {
+    pub attached: Vec<&'static str>,
+    pub unavailable: Vec<String>,
+}
+
 /// Attaches the process lifecycle programs whose tracepoints and fields this kernel has.
 pub(crate) fn attach_process(
     ebpf: &mut Ebpf,
     offsets: &[(&str, Option<u32>)],
     links: &mut Vec<Link>,
-) -> Result<Vec<&'static str>, CaptureError> {
+) -> Result<ProcessPrograms, CaptureError> {
     let has_fields = |event: &str| {
         FIELD_OFFSETS
             .iter()
@@ -91,22 +123,24 @@ pub(crate) fn attach_process(
             })
             .all(|(_, (_, offset))| offset.is_some())
     };
-    let mut attached = Vec::new();
-    for (program, category, event) in PROCESS_PROGRAMS {
+    let mut programs = ProcessPrograms {
+        attached: Vec::new(),
+        unavailable: Vec::new(),
+    };
+    for (program, category, event, lacking) in PROCESS_PROGRAMS {
         if !preflight::tracepoint_exists(category, event) || !has_fields(event) {
-            tracing::debug!(
-                event,
-                "Tracepoint or its fields missing on this kernel; skipped."
-            );
+            programs
+                .unavailable
+                .push(format!("{lacking} (no {category}:{event} tracepoint)"));
             continue;
         }
         let tracepoint = load_tracepoint(ebpf, program)?;
         links.push(Link::TracePoint(attach(
             tracepoint, program, category, event,
         )?));
-        attached.push(event);
+        programs.attached.push(event);
     }
-    Ok(attached)
+    Ok(programs)
 }
 
 /// Attaches the syscall programs to the `sys_enter` / `sys_exit` tracepoints, which fire for

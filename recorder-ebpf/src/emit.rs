@@ -3,7 +3,7 @@
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated as gen};
 use core::mem::size_of;
 use recorder_common::{
-    class, kind, loss, record::flags, DataRecord, EventHeader, ProcessRecord, Scratch,
+    class, kind, loss, record::flags, DataRecord, EventHeader, ProcessRecord, Scratch, Stash,
     SyscallRecord, CHUNK_BYTES, MAX_ARGV, MAX_ARG_BYTES, MAX_AUX_BYTES, MAX_CHUNKS, MAX_IOV,
     MAX_PAYLOAD_LIMIT,
 };
@@ -350,11 +350,39 @@ unsafe fn read_path(dst: *mut u8, room: usize, src: u64, record_flags: &mut u32)
     (read as usize - 1) & (room - 1)
 }
 
-/// Writes the completed syscall record with its aux bytes; counts a loss if the ring is full.
-pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
+/// Writes the completed syscall record for what was stashed at enter, with its aux bytes;
+/// counts a loss if the ring is full.
+///
+/// The record is built in the scratch buffer, not on the caller's stack: on kernels before
+/// 6.13 (no private BPF stacks) a program and the functions it calls share 512 bytes, and a
+/// 104-byte record there pushed the syscall programs past it on 6.1.
+///
+/// Inlined: as a BPF subprogram taking `aux` by pointer it loaded on 6.1 but never wrote a
+/// socket address there (every bind and connect came without one; 6.18 was fine).
+#[inline(always)]
+pub fn emit_syscall(pid_tgid: u64, stash: &Stash, ret: i64, record_flags: u32, aux: Aux) {
     let Some(buf) = scratch() else {
         count_loss(loss::SYSCALL);
         return;
+    };
+    // SAFETY: the scratch buffer is a per-CPU map value, aligned and larger than a record.
+    let record = unsafe { &mut *(buf as *mut SyscallRecord) };
+    *record = SyscallRecord {
+        header: EventHeader {
+            kind: kind::SYSCALL,
+            len: 0,
+            // SAFETY: a helper without arguments.
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+            tgid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+        },
+        nr: stash.nr,
+        flags: record_flags,
+        args: stash.args,
+        ret,
+        enter_ns: stash.enter_ns,
+        aux_len: 0,
+        class: stash.class,
     };
     // SAFETY: the scratch buffer holds a SyscallRecord header plus MAX_AUX_BYTES; reads from
     // user memory go through the probe helpers, which bound them by the size passed.
@@ -393,12 +421,10 @@ pub fn emit_syscall(mut record: SyscallRecord, aux: Aux) {
     let aux_len = aux_len & (MAX_AUX_BYTES - 1);
     record.aux_len = aux_len as u32;
     record.header.len = (SYSCALL_HEADER + aux_len) as u32;
-    // SAFETY: the header fits at the start of the scratch buffer.
-    unsafe { (buf as *mut SyscallRecord).write_unaligned(record) };
     if !output(buf, SYSCALL_HEADER + aux_len, waiting()) {
         count_loss(loss::SYSCALL);
-        if carries_payload(record.class as u8) && record.ret > 0 {
-            add_loss(loss::LOST_SYSCALL_BYTES, record.ret as u64);
+        if carries_payload(stash.class as u8) && ret > 0 {
+            add_loss(loss::LOST_SYSCALL_BYTES, ret as u64);
         }
     }
 }

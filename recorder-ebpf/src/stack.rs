@@ -22,6 +22,7 @@ use crate::{
 const HEADER: usize = size_of::<StackRecord>();
 const FRAME: usize = size_of::<StackFrame>();
 const MAX_FRAMES_BYTES: usize = MAX_STACK_DEPTH as usize * FRAME;
+const _: () = assert!(MAX_FRAMES_BYTES.is_power_of_two());
 const MAX_RAW_BYTES: usize = MAX_STACK_DEPTH as usize * 8;
 
 /// The user registers a frame-pointer walk starts from; zeros where they cannot be read.
@@ -127,7 +128,9 @@ fn write(ctx: *mut c_void, tgid: u32, tid: u32, depth: u32, regs: UserRegs) -> b
         if got <= 0 || got as usize > MAX_FRAMES_BYTES {
             return false;
         }
-        let bytes = got as usize;
+        // The mask changes nothing (the check above bounds it), but without it 6.1's
+        // verifier keeps a signed range for the length and rejects the ring write.
+        let bytes = got as usize & (2 * MAX_FRAMES_BYTES - 1);
         record.header.kind = kind::STACK;
         record.header.len = (HEADER + bytes) as u32;
         record.frames = (bytes / FRAME) as u32;

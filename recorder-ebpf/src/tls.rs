@@ -15,10 +15,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use recorder_common::{
-    class, kind, loss,
+    class, loss,
     record::flags,
     tls::{Call, Count, FUNCTIONS, HANDSHAKE, NR_BASE},
-    EventHeader, SyscallRecord,
+    Stash,
 };
 
 use crate::{
@@ -207,27 +207,18 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
     } else {
         0
     };
-    let record = SyscallRecord {
-        header: EventHeader {
-            kind: kind::SYSCALL,
-            len: 0,
-            // SAFETY: a helper without arguments.
-            ktime_ns: unsafe { bpf_ktime_get_ns() },
-            tgid: origin.tgid,
-            tid,
-        },
+    let stash = Stash {
         nr: origin.nr,
-        flags: record_flags,
-        args: [call.fd as u64, call.buf, call.num, call.conn, 0, 0],
-        ret: moved,
-        enter_ns: call.enter_ns,
-        aux_len: 0,
         class: u32::from(if function.out {
             class::OUT_BUF
         } else {
             class::IN_BUF
         }),
+        args: [call.fd as u64, call.buf, call.num, call.conn, 0, 0],
+        enter_ns: call.enter_ns,
+        flags: 0,
+        _pad: 0,
     };
-    emit_syscall(record, Aux::None);
+    emit_syscall(pid_tgid, &stash, moved, record_flags, Aux::None);
     Some(())
 }

@@ -4,6 +4,7 @@ mod bench;
 mod compare;
 mod layout;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -40,6 +41,19 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Boot another kernel under qemu and run the privileged tests in it (needs root).
+    VmTest {
+        /// debian-6.1 (Debian 12's, fetched by apt), host, a kernel image .deb, or a
+        /// directory unpacked from one.
+        #[arg(long, default_value = vm::DEFAULT_KERNEL)]
+        kernel: String,
+        /// How qemu runs the guest.
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: vm::Accel,
+        /// Run only this test (a file of tests/tests/ without .rs); repeatable.
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -50,6 +64,11 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Demo => demo(),
         Task::Bench { quick } => bench::run(&workspace_root(), quick),
+        Task::VmTest {
+            kernel,
+            accel,
+            tests,
+        } => vm::run(&workspace_root(), &kernel, accel, &tests),
     }
 }
 

@@ -81,7 +81,7 @@ pub fn header(header: &Header) -> String {
     if !target.follow {
         what.push_str(", children not followed");
     }
-    format!(
+    let mut line = format!(
         "recording {} segment {} — {} on {} ({}), recorder {}",
         header.recording_id,
         header.segment_seq,
@@ -89,7 +89,13 @@ pub fn header(header: &Header) -> String {
         header.host,
         header.kernel,
         header.recorder_version
-    )
+    );
+    // What the recording's kernel could not give, so that an absence is not read as
+    // "did not happen".
+    for lacking in header.limits.iter().flat_map(|limits| &limits.unavailable) {
+        let _ = write!(line, "\n  unavailable on this kernel: {lacking}");
+    }
+    line
 }
 
 pub fn event(clock: &Clock, event: &Event) -> String {

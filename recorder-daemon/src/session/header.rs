@@ -46,6 +46,7 @@ pub fn header(
             },
             tls_libraries: capture.tls_libraries().to_vec(),
             stack_depth: options.limits.stack_depth,
+            unavailable: capture.unavailable().to_vec(),
         }),
         redaction: Some(redactor.header_policy()),
         clock: Some(clock::clock_base()),
