@@ -372,7 +372,10 @@ fn list_files(base: &Path, dir: &Path, listing: &mut String) -> Result<()> {
 /// Runs each test executable one test at a time from the workspace, as `cargo xtask test`
 /// does, and exits with the number that failed.
 fn tests_script(root: &Path, executables: &[PathBuf]) -> String {
-    let mut script = format!("cd '{}' || exit 1\nfailed=0\n", root.display());
+    let mut script = format!(
+        "cd '{0}' || {{ echo 'vm-test: the guest cannot enter the workspace {0}'; exit 255; }}\nfailed=0\n",
+        root.display()
+    );
     for executable in executables {
         let name = executable
             .file_name()
@@ -544,6 +547,10 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
             );
             Ok(())
         }
+        Some(255) => bail!(
+            "vm-test: the guest ({}) could not run the tests: see its last lines above",
+            kernel.release
+        ),
         Some(failed) => bail!(
             "vm-test: {failed} test executable(s) failed on {} (lines above start with [{}])",
             kernel.release,
