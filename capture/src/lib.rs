@@ -12,6 +12,8 @@ pub mod object;
 pub mod target;
 /// The TLS plaintext probes: which library files, and attaching to them.
 pub mod tls;
+/// Struct member offsets from the kernel's BTF.
+mod kernel_btf;
 /// The syscall and process tracepoint programs, attached.
 mod tracepoints;
 
@@ -26,7 +28,7 @@ use thiserror::Error;
 
 pub use preflight::HostError;
 
-use tracepoints::{attach_process, attach_syscalls, Link, FIELD_OFFSETS};
+use tracepoints::{attach_process, attach_syscalls, load_kernel_btf, Link, FIELD_OFFSETS};
 
 /// Which processes the probes record besides those added with `Capture::add_target`.
 #[derive(Clone, Debug, Default)]
@@ -167,9 +169,20 @@ impl Capture {
                 (global, preflight::field_offset(category, event, field))
             })
             .collect();
+        let kernel = load_kernel_btf();
+        let task_pid_offset = kernel
+            .as_ref()
+            .ok()
+            .and_then(|k| k.task_pid_offset)
+            .unwrap_or(0);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(recorder_common::SELF_TGID_GLOBAL, &self_tgid, true)
+            .override_global(
+                recorder_common::TASK_PID_OFFSET_GLOBAL,
+                &task_pid_offset,
+                true,
+            )
             .override_global(
                 recorder_common::MAX_PAYLOAD_GLOBAL,
                 &limits.max_payload_bytes,
@@ -204,12 +217,17 @@ impl Capture {
 
         fill_classes(&mut ebpf)?;
         let mut links = Vec::new();
-        let syscall_hook = attach_syscalls(&mut ebpf, &mut links)?;
+        let syscall_hook = attach_syscalls(&mut ebpf, kernel.as_ref(), &mut links)?;
         let mut attached: Vec<&'static str> = recorder_syscalls::table::SYSCALLS
             .iter()
             .map(|s| s.name)
             .collect();
-        let process = attach_process(&mut ebpf, &offsets, &mut links)?;
+        // The process programs follow the syscall programs' flavour.
+        let process_btf = kernel
+            .as_ref()
+            .ok()
+            .filter(|_| syscall_hook == SyscallHook::Btf);
+        let process = attach_process(&mut ebpf, process_btf, &offsets, &mut links)?;
         attached.extend(process.attached);
         for lacking in &process.unavailable {
             tracing::warn!(%lacking, "This kernel cannot give every recording feature.");
@@ -221,7 +239,10 @@ impl Capture {
             _ => match tls::TlsProbes::load(&mut ebpf) {
                 Ok(probes) => (Some(probes), None),
                 Err(error) => {
-                    let reason = error_chain(&error);
+                    let mut reason = error_chain(&error);
+                    if let Some(hint) = preflight::perf_event_hint(&error) {
+                        reason.push_str(&format!(" ({hint})"));
+                    }
                     tracing::warn!(%reason, "TLS plaintext is not recorded: the uprobes failed.");
                     (None, Some(reason))
                 }

@@ -95,6 +95,35 @@ pub fn raise_memlock() {
 
 /// Path of the per-syscall tracepoint directory, to tell "missing on this kernel" apart from
 /// a real attach failure.
+/// Why `perf_event_open` (the uprobes' attach) was refused, when `error` is a refusal and
+/// this kernel restricts it: Debian's kernels add `kernel.perf_event_paranoid = 3`, their
+/// default, at which only CAP_SYS_ADMIN may open perf events, and the service does not
+/// keep that capability.
+pub fn perf_event_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(error);
+    let refused = std::iter::from_fn(|| {
+        let current = source?;
+        source = current.source();
+        Some(current)
+    })
+    .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+    .any(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+    let paranoid: i32 = std::fs::read_to_string(PERF_EVENT_PARANOID)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (refused && paranoid > 2).then(|| {
+        format!(
+            "kernel.perf_event_paranoid is {paranoid}, at which this kernel lets only \
+             CAP_SYS_ADMIN attach uprobes; `sysctl kernel.perf_event_paranoid=2` lets \
+             recorderd attach them"
+        )
+    })
+}
+
+const PERF_EVENT_PARANOID: &str = "/proc/sys/kernel/perf_event_paranoid";
+
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
     tracepoint_dir(category, name).is_some()
 }

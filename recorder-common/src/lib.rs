@@ -71,6 +71,9 @@ pub const EXIT_GROUP_DEAD_OFFSET_GLOBAL: &str = "EXIT_GROUP_DEAD_OFFSET";
 pub const EXEC_OLD_PID_OFFSET_GLOBAL: &str = "EXEC_OLD_PID_OFFSET";
 pub const SIGNAL_SIG_OFFSET_GLOBAL: &str = "SIGNAL_SIG_OFFSET";
 pub const SIGNAL_HANDLER_OFFSET_GLOBAL: &str = "SIGNAL_HANDLER_OFFSET";
+/// Byte offset of `pid` in `struct task_struct`, from the kernel's BTF; 0 when unknown
+/// (the BTF process programs are then not attached).
+pub const TASK_PID_OFFSET_GLOBAL: &str = "TASK_PID_OFFSET";
 
 /// Payload bytes carried by one [`DataRecord`]; bigger payloads take several.
 pub const CHUNK_BYTES: usize = 16 * 1024;

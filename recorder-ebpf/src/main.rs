@@ -113,6 +113,10 @@ static EXEC_OLD_PID_OFFSET: u32 = 16;
 static SIGNAL_SIG_OFFSET: u32 = 8;
 #[no_mangle]
 static SIGNAL_HANDLER_OFFSET: u32 = 24;
+/// Offset of `pid` in the kernel's `struct task_struct`, read from its BTF by the daemon
+/// (the BTF fork program reads the child's id through it).
+#[no_mangle]
+static TASK_PID_OFFSET: u32 = 0;
 
 /// Whether the process `tgid` (the current task's) is recorded: listed in TARGETS, or inside
 /// the `--cgroup`; never the daemon itself. This is all an untargeted process pays.

@@ -3,19 +3,32 @@
 //! (the tracepoint fires before the child is woken), so its first syscall is recorded; exits
 //! take the process out again so a recycled pid is never recorded by mistake.
 //!
-//! Field offsets come from load-time globals the daemon reads from tracefs.
+//! Each program comes in two flavours sharing one body, as the syscall programs do:
+//! - BTF tracepoints (`*_btf`), what recorderd attaches on x86_64 kernels with BTF. They are
+//!   attached with `bpf()` alone: a classic tracepoint is attached through
+//!   `perf_event_open`, which Debian's kernels (`kernel.perf_event_paranoid = 3`) refuse
+//!   without CAP_SYS_ADMIN, a capability the service does not keep. The kernel also skips
+//!   filling a perf record for every fork, exec and exit on the host. They read the
+//!   tracepoints' arguments: `sched_process_fork(parent, child)` (the child's id from
+//!   `child->pid`, whose offset the daemon reads from BTF), `sched_process_exec(p, old_pid,
+//!   bprm)`, `sched_process_exit(p[, group_dead])`, `signal_deliver(sig, info, ka)` (the
+//!   handler is `ka->sa.sa_handler`, at offset 0 on x86_64).
+//! - classic tracepoints, the fallback, whose field offsets come from load-time globals the
+//!   daemon reads from tracefs.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+    },
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use recorder_common::{class, record::flags, record::process_op};
 
 use crate::{
     emit::emit_process, global, stack, syscall::copy_exec_args, targeted, COMM,
     EXEC_OLD_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET, SIGNAL_HANDLER_OFFSET,
-    SIGNAL_SIG_OFFSET, STASH, TARGETS,
+    SIGNAL_SIG_OFFSET, STASH, TARGETS, TASK_PID_OFFSET,
 };
 
 /// `CLONE_THREAD` from linux/sched.h: the new task shares the caller's process.
@@ -23,19 +36,32 @@ const CLONE_THREAD: u64 = 0x0001_0000;
 
 #[tracepoint]
 pub fn process_fork(ctx: TracePointContext) -> u32 {
-    try_fork(&ctx);
+    // SAFETY: the offset is the tracepoint's own, read from its tracefs format.
+    try_fork(|| unsafe { ctx.read_at::<i32>(global(&FORK_CHILD_OFFSET) as usize) }.ok());
     0
 }
 
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn process_fork_btf(ctx: BtfTracePointContext) -> i32 {
+    try_fork(|| {
+        let child: u64 = ctx.arg(1);
+        let pid = (child + u64::from(global(&TASK_PID_OFFSET))) as *const i32;
+        // SAFETY: a read through the helper, which fails rather than faults; the offset is
+        // `pid` in the child's `struct task_struct`, from the kernel's BTF.
+        unsafe { bpf_probe_read_kernel(pid) }.ok()
+    });
+    0
+}
+
+/// `child` reads the new task's id; it is only called for a targeted parent.
 #[inline(always)]
-fn try_fork(ctx: &TracePointContext) -> Option<()> {
+fn try_fork(child: impl Fn() -> Option<i32>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if !targeted(tgid) {
         return None;
     }
-    // SAFETY: the offset is the tracepoint's own, read from its tracefs format.
-    let child: i32 = unsafe { ctx.read_at(global(&FORK_CHILD_OFFSET) as usize) }.ok()?;
+    let child = child()?;
     // The parent is inside clone/clone3/fork/vfork; its stashed arguments say whether the
     // new task is a thread.
     // SAFETY: the value is copied out at once.
@@ -66,19 +92,26 @@ fn try_fork(ctx: &TracePointContext) -> Option<()> {
 
 #[tracepoint]
 pub fn process_exec(ctx: TracePointContext) -> u32 {
-    try_exec(&ctx);
+    // SAFETY: as in process_fork.
+    try_exec(|| unsafe { ctx.read_at::<i32>(global(&EXEC_OLD_PID_OFFSET) as usize) }.ok());
     0
 }
 
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn process_exec_btf(ctx: BtfTracePointContext) -> i32 {
+    try_exec(|| Some(ctx.arg::<i32>(1)));
+    0
+}
+
+/// `old_pid` reads the id the exec'ing thread had before (the leader's, after a
+/// non-leader thread's exec).
 #[inline(always)]
-fn try_exec(ctx: &TracePointContext) -> Option<()> {
+fn try_exec(old_pid: impl Fn() -> Option<i32>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if targeted(tgid) {
         stack::new_address_space(tgid);
-        // SAFETY: as in try_fork.
-        let old: i32 = unsafe { ctx.read_at(global(&EXEC_OLD_PID_OFFSET) as usize) }.ok()?;
-        let old = old as u32;
+        let old = old_pid()? as u32;
         if old != tid {
             // A non-leader thread exec'd and took the leader's id: its stashed execve must
             // follow it, or sys_exit would not find it.
@@ -111,6 +144,12 @@ pub fn process_prepare_exec(_ctx: TracePointContext) -> u32 {
     0
 }
 
+#[btf_tracepoint(function = "sched_prepare_exec")]
+pub fn process_prepare_exec_btf(_ctx: BtfTracePointContext) -> i32 {
+    try_prepare_exec();
+    0
+}
+
 #[inline(always)]
 fn try_prepare_exec() -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -129,12 +168,28 @@ fn try_prepare_exec() -> Option<()> {
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
-    try_exit(&ctx);
+    try_exit(|offset| {
+        // SAFETY: as in process_fork.
+        unsafe { ctx.read_at::<u8>(offset as usize) }
+            .ok()
+            .map(|dead| dead != 0)
+    });
     0
 }
 
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn process_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    // Only called where the tracepoint has `group_dead`, its second argument: the global
+    // tested first is constant at load, so on an older kernel the verifier never sees this
+    // read of an argument the tracepoint lacks.
+    try_exit(|_| Some(ctx.arg::<u64>(1) != 0));
+    0
+}
+
+/// `group_dead` reads the tracepoint's field of that name, given its offset; it is only
+/// called where the kernel has the field.
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Option<()> {
+fn try_exit(group_dead: impl Fn(u32) -> Option<bool>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if !targeted(tgid) {
@@ -145,8 +200,7 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
         // Older kernels: no group_dead field; the leader's exit stands for the process's.
         tid == tgid
     } else {
-        // SAFETY: as in try_fork.
-        unsafe { ctx.read_at::<u8>(offset as usize) }.ok()? != 0
+        group_dead(offset)?
     };
     let _ = STASH.remove(&tid);
     emit_process(tgid, tid, process_op::EXIT, tid, group_dead as u32, 0);
@@ -160,24 +214,42 @@ fn try_exit(ctx: &TracePointContext) -> Option<()> {
 
 #[tracepoint]
 pub fn process_signal(ctx: TracePointContext) -> u32 {
-    try_signal(&ctx);
+    try_signal(|| {
+        // SAFETY: as in process_fork.
+        unsafe {
+            Some((
+                ctx.read_at::<i32>(global(&SIGNAL_SIG_OFFSET) as usize)
+                    .ok()?,
+                ctx.read_at::<u64>(global(&SIGNAL_HANDLER_OFFSET) as usize)
+                    .ok()?,
+            ))
+        }
+    });
     0
 }
 
+#[btf_tracepoint(function = "signal_deliver")]
+pub fn process_signal_btf(ctx: BtfTracePointContext) -> i32 {
+    try_signal(|| {
+        let action: u64 = ctx.arg(2);
+        // SAFETY: a read through the helper; `sa.sa_handler` opens `struct k_sigaction` on
+        // x86_64, the only architecture the BTF programs are attached on.
+        let handler = unsafe { bpf_probe_read_kernel(action as *const u64) }.ok()?;
+        Some((ctx.arg::<i32>(0), handler))
+    });
+    0
+}
+
+/// `signal` reads the signal's number and the handler it is delivered to; it is only called
+/// for a targeted process.
 #[inline(always)]
-fn try_signal(ctx: &TracePointContext) -> Option<()> {
+fn try_signal(signal: impl Fn() -> Option<(i32, u64)>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if !targeted(tgid) {
         return None;
     }
-    // SAFETY: as in try_fork.
-    let (sig, handler): (i32, u64) = unsafe {
-        (
-            ctx.read_at(global(&SIGNAL_SIG_OFFSET) as usize).ok()?,
-            ctx.read_at(global(&SIGNAL_HANDLER_OFFSET) as usize).ok()?,
-        )
-    };
+    let (sig, handler) = signal()?;
     // SIG_DFL is 0; anything else is handled or ignored, and the process lives on.
     if handler != 0 || !ends_process_by_default(sig) {
         return None;

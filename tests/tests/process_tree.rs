@@ -94,7 +94,12 @@ fn children_threads_exec_exit_and_preexisting_fds() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let run = record_tree(work.path(), &[]);
+    // The socket's last word stays undecided until the stream closes; the default 200 ms
+    // time bound would mask it wherever the workload runs slowly (an emulated kernel under
+    // `cargo xtask vm-test`). This test is about processes, not that bound.
+    let config = work.path().join("recorderd.toml");
+    std::fs::write(&config, "[redaction.hold_back]\nmillis = 60000\n").unwrap();
+    let run = record_tree(work.path(), &["--config", config.to_str().unwrap()]);
     let (report, recording, pid) = (&run.report, &run.recording, run.pid);
     let main = recording.of_pid(pid);
     let on_fd = |fd: u32| -> &Event {
@@ -200,9 +205,29 @@ fn children_threads_exec_exit_and_preexisting_fds() {
         .into_iter()
         .find(|e| e.syscall == "execve")
         .expect("an execve");
-    assert_eq!(exec.path, "/bin/true");
-    assert_eq!(exec.argv, ["true", "first argument", "zwei ä"]);
-    assert_eq!((exec.ret, exec.argv_truncated), (0, false));
+    let rereads_argv = !recording
+        .header
+        .as_ref()
+        .and_then(|header| header.limits.as_ref())
+        .is_some_and(|limits| {
+            limits
+                .unavailable
+                .iter()
+                .any(|lacking| lacking.starts_with("argv re-read at exec"))
+        });
+    if rereads_argv || !exec.path.is_empty() {
+        assert_eq!(exec.path, "/bin/true");
+        assert_eq!(exec.argv, ["true", "first argument", "zwei ä"]);
+        assert_eq!((exec.ret, exec.argv_truncated), (0, false));
+    } else {
+        // Before Linux 6.10 (no sched_prepare_exec, which the Header names): strings the
+        // child had not touched since fork cannot be read at sys_enter; the event says so
+        // rather than holding a wrong path or argv.
+        assert_eq!(
+            (exec.argv.len(), exec.argv_truncated, exec.ret),
+            (0, true, 0)
+        );
+    }
     let loader_open = recording
         .of_pid(exec_pid)
         .into_iter()

@@ -1,5 +1,5 @@
 //! dist/recorderd.service: `systemd-analyze verify` accepts it, `systemd-analyze security
-//! --offline=true` rates its exposure at most 2.0 (the eBPF agents people commonly deploy ship
+//! --offline=true` rates its exposure at most 2.1 (the eBPF agents people commonly deploy ship
 //! units rated 8 to 9.5; the figure is in docs/OPERATIONS.md), and its sandbox still lets the
 //! daemon work: the capabilities recorderd keeps are in the bounding set, and every syscall it
 //! makes passes the filter. Needs systemd-analyze, not root. See: issue #6.
@@ -13,13 +13,15 @@ use std::{
 use recorder_daemon::privileges;
 use recorder_tests::binary;
 
-const MAX_EXPOSURE: f64 = 2.0;
+/// 2.0 until the filter let sched_setscheduler through for the real-time drain thread (0.1).
+const MAX_EXPOSURE: f64 = 2.1;
 
 /// Every syscall recorderd was seen making under `strace -f` on Linux 6.18 — a foreground
 /// recording of `-- sh -c ...`, and the service through start, status, reload (SIGHUP) and
 /// stop — plus those of code paths the trace did not reach: the capability drop (capget,
 /// capset, prctl), giving a file the reader group (fchown), retention (unlinkat, statfs,
-/// fstatfs) and stopping a spawned command (kill).
+/// fstatfs), stopping a spawned command (kill) and making the ring's drain thread real-time
+/// (sched_setscheduler, found missing by `cargo xtask vm-test --systemd`).
 const SYSCALLS_USED: &[&str] = &[
     "accept4",
     "access",
@@ -89,6 +91,7 @@ const SYSCALLS_USED: &[&str] = &[
     "rt_sigprocmask",
     "rt_sigreturn",
     "sched_getaffinity",
+    "sched_setscheduler",
     "sendto",
     "set_robust_list",
     "set_tid_address",
@@ -169,13 +172,13 @@ fn the_unit_verifies_cleanly() {
 }
 
 #[test]
-fn the_unit_exposure_is_at_most_two() {
+fn the_unit_exposure_is_at_most_2_1() {
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_under_test(dir.path());
     let (ok, text) = systemd_analyze(&[
         "security",
         "--offline=true",
-        "--threshold=20",
+        "--threshold=21",
         unit.to_str().unwrap(),
     ]);
     assert!(ok, "systemd-analyze security failed:\n{text}");

@@ -53,6 +53,11 @@ enum Task {
         /// Run only this test (a file of tests/tests/ without .rs); repeatable.
         #[arg(long = "test", value_name = "NAME")]
         tests: Vec<String>,
+        /// Boot a Debian root (made by debootstrap) with systemd as PID 1, install the
+        /// service as docs/OPERATIONS.md says and drive it: instead of the tests, or after
+        /// those named with --test.
+        #[arg(long)]
+        systemd: bool,
     },
 }
 
@@ -68,7 +73,8 @@ fn main() -> Result<()> {
             kernel,
             accel,
             tests,
-        } => vm::run(&workspace_root(), &kernel, accel, &tests),
+            systemd,
+        } => vm::run(&workspace_root(), &kernel, accel, &tests, systemd),
     }
 }
 

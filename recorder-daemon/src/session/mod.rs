@@ -332,7 +332,13 @@ fn attach(
     scope: &Scope,
     spawned: Option<&Spawned>,
 ) -> Result<Attached, SessionError> {
+    let loading = std::time::Instant::now();
     let mut capture = Capture::load(options.limits, scope)?;
+    tracing::info!(
+        ms = loading.elapsed().as_millis() as u64,
+        hook = ?capture.syscall_hook(),
+        "Probes loaded and attached."
+    );
     let mut fds = FdTable::default();
     let mut watched: Vec<(u32, OwnedFd)> = Vec::new();
     let mut pids = options.pids.clone();

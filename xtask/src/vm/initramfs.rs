@@ -16,14 +16,18 @@ use super::kernel::Kernel;
 /// Modules the initramfs loads to reach the host's root (their dependencies come along).
 const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 
-/// Lays out the initramfs (busybox, the boot modules, the two stages and the test list)
-/// and packs it as a newc cpio archive.
-pub fn write(
-    run_dir: &Path,
-    kernel: &Kernel,
-    root: &Path,
-    executables: &[PathBuf],
-) -> Result<PathBuf> {
+/// What the guest runs once it has a root.
+pub enum Stage2<'a> {
+    /// The host's root, and these test executables in it.
+    Tests(&'a [PathBuf]),
+    /// This Debian root (a directory on the host) with systemd as PID 1, and the check of
+    /// the service under it.
+    Systemd(&'a Path),
+}
+
+/// Lays out the initramfs (busybox, the boot modules, the two stages and what the second
+/// one runs) and packs it as a newc cpio archive.
+pub fn write(run_dir: &Path, kernel: &Kernel, root: &Path, stage2: Stage2) -> Result<PathBuf> {
     let staging = run_dir.join("initramfs");
     let _ = fs::remove_dir_all(&staging);
     for dir in ["bin", "modules", "proc", "dev", "lower", "upper", "newroot"] {
@@ -36,10 +40,27 @@ pub fn write(
         fs::copy(path, staging.join("modules").join(format!("{name}.ko")))?;
     }
     let names: Vec<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
-    let init = include_str!("../../vm/init.sh").replace("@MODULES@", &names.join(" "));
+    let rootfs = match stage2 {
+        Stage2::Tests(executables) => {
+            write_executable(&staging.join("guest.sh"), include_str!("../../vm/guest.sh"))?;
+            write_executable(&staging.join("tests.sh"), &tests_script(root, executables))?;
+            String::new()
+        }
+        Stage2::Systemd(rootfs) => {
+            let check = include_str!("../../vm/systemd-check.sh")
+                .replace("@WORKSPACE@", &root.display().to_string());
+            write_executable(&staging.join("systemd-check.sh"), &check)?;
+            fs::write(
+                staging.join("vm-systemd-check.service"),
+                include_str!("../../vm/vm-systemd-check.service"),
+            )?;
+            rootfs.display().to_string()
+        }
+    };
+    let init = include_str!("../../vm/init.sh")
+        .replace("@MODULES@", &names.join(" "))
+        .replace("@ROOTFS@", &rootfs);
     write_executable(&staging.join("init"), &init)?;
-    write_executable(&staging.join("guest.sh"), include_str!("../../vm/guest.sh"))?;
-    write_executable(&staging.join("tests.sh"), &tests_script(root, executables))?;
 
     let archive = run_dir.join("initramfs.cpio");
     let mut listing = String::from(".\n");

@@ -21,19 +21,29 @@ use crate::setup::{self, run_checked};
 
 mod initramfs;
 mod kernel;
+mod rootfs;
 
+use initramfs::Stage2;
 use kernel::Kernel;
 
-/// What booting a guest takes from Debian: qemu, and busybox for the initramfs.
-pub const VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static"];
+/// What booting a guest takes from Debian: qemu, busybox for the initramfs, and debootstrap
+/// for `--systemd`'s root.
+pub const VM_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "debootstrap"];
 
 /// The kernel `--kernel` names by default: Debian 12's, from its `linux-image-amd64`.
 pub const DEFAULT_KERNEL: &str = "debian-6.1";
 
-/// A TCG boot reaches the guest's script in about 10 s on this machine; past this, it is stuck.
+/// A TCG boot reaches the guest's script in about 10 s on this machine (systemd's, about
+/// 60 s); past this, it is stuck.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// The whole run, boot to power-off: a guest that hangs in a test fails rather than holding
+/// CI until its own limit.
+const RUN_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
 const GUEST_MEMORY: &str = "4G";
+
+/// What the guest prints last: the number of test executables (or checks) that failed.
+const RESULT: &str = "vm-test: result ";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Accel {
@@ -45,7 +55,11 @@ pub enum Accel {
     Tcg,
 }
 
-pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String]) -> Result<()> {
+/// Boots `kernel` and runs the privileged tests in it (`tests`, or all of them unless
+/// `systemd` alone is asked for); with `systemd`, then boots it again on a Debian root with
+/// systemd as PID 1 and checks the service there. The Debian root is made while the tests
+/// run, so asking for both costs little more than the longer of the two.
+pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String], systemd: bool) -> Result<()> {
     if !setup::is_root() {
         bail!("vm-test shares the host's root with the guest and runs the privileged tests: run `sudo -E cargo xtask vm-test`");
     }
@@ -53,17 +67,61 @@ pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String]) -> Result<
     let vm_dir = root.join("target/vm");
     let kernel = kernel::resolve(&vm_dir, kernel)?;
     let accel = choose_accel(accel)?;
-    let executables = build_tests(root, tests)?;
     let run_dir = vm_dir.join("run");
-    let initramfs = initramfs::write(&run_dir, &kernel, root, &executables)?;
-    println!(
-        "vm-test: booting {} ({}) with {} test executables under {}",
-        kernel.release,
-        kernel.image.display(),
-        executables.len(),
-        accel.name()
-    );
-    boot(&kernel, &accel, &initramfs)
+    let rootfs = systemd.then(|| {
+        let vm_dir = vm_dir.clone();
+        std::thread::spawn(move || rootfs::ensure(&vm_dir))
+    });
+    let guest = Guest {
+        kernel: &kernel,
+        accel: &accel,
+        run_dir: &run_dir,
+        root,
+    };
+    let tests_result = if systemd && tests.is_empty() {
+        build_binaries(root)
+    } else {
+        build_tests(root, tests).and_then(|executables| guest.boot(Stage2::Tests(&executables)))
+    };
+    let Some(rootfs) = rootfs else {
+        return tests_result;
+    };
+    let systemd_result = rootfs
+        .join()
+        .map_err(|_| anyhow::anyhow!("making the Debian root panicked"))?
+        .and_then(|rootfs| guest.boot(Stage2::Systemd(&rootfs)));
+    match (tests_result, systemd_result) {
+        (Ok(()), result) | (result, Ok(())) => result,
+        (Err(tests), Err(systemd)) => bail!("{tests:#}\n{systemd:#}"),
+    }
+}
+
+/// What every boot of one run shares.
+struct Guest<'a> {
+    kernel: &'a Kernel,
+    accel: &'a Chosen,
+    run_dir: &'a Path,
+    root: &'a Path,
+}
+
+impl Guest<'_> {
+    /// Writes the initramfs for `stage2`, says what boots, and boots it.
+    fn boot(&self, stage2: Stage2) -> Result<()> {
+        let (what, systemd) = match &stage2 {
+            Stage2::Tests(executables) => {
+                (format!("{} test executables", executables.len()), false)
+            }
+            Stage2::Systemd(rootfs) => (format!("systemd as PID 1 in {}", rootfs.display()), true),
+        };
+        println!(
+            "vm-test: booting {} ({}) with {what} under {}",
+            self.kernel.release,
+            self.kernel.image.display(),
+            self.accel.name()
+        );
+        let initramfs = initramfs::write(self.run_dir, self.kernel, self.root, stage2)?;
+        boot(self.kernel, self.accel, &initramfs, systemd)
+    }
 }
 
 /// How the guest runs: the accelerator and the CPU model that goes with it.
@@ -118,9 +176,8 @@ fn choose_accel(accel: Accel) -> Result<Chosen> {
     }
 }
 
-/// Builds the binaries the tests run and the test executables, and returns the
-/// executables' paths (those whose name is in `only`, when it is not empty).
-fn build_tests(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
+/// Builds recorderd, recorder and the workloads the tests run.
+fn build_binaries(root: &Path) -> Result<()> {
     run_checked(
         Command::new("cargo")
             .args([
@@ -131,7 +188,13 @@ fn build_tests(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
                 "--bins",
             ])
             .current_dir(root),
-    )?;
+    )
+}
+
+/// Builds the binaries the tests run and the test executables, and returns the
+/// executables' paths (those whose name is in `only`, when it is not empty).
+fn build_tests(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
+    build_binaries(root)?;
     let output = Command::new("cargo")
         .args([
             "test",
@@ -189,7 +252,13 @@ fn json_string(line: &str, key: &str) -> Option<String> {
 
 /// Boots the guest and relays its console, each line prefixed with its release; fails when
 /// it does not come up, stops without a result, or reports failed tests.
-fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
+fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path, systemd: bool) -> Result<()> {
+    // systemd would start a login prompt on the serial console the host reads.
+    let cmdline = if systemd {
+        "console=ttyS0 quiet panic=-1 systemd.mask=serial-getty@ttyS0.service"
+    } else {
+        "console=ttyS0 quiet panic=-1"
+    };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(chosen.qemu_args())
@@ -200,7 +269,7 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
         .arg(&kernel.image)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .args(["-append", cmdline])
         .args([
             "-fsdev",
             "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -230,6 +299,14 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
         let line = match received.recv_timeout(Duration::from_secs(1)) {
             Ok(line) => line,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                if started.elapsed() > RUN_TIMEOUT {
+                    let _ = qemu.kill();
+                    bail!(
+                        "the guest ({}) did not finish within {} min: see its last lines above",
+                        kernel.release,
+                        RUN_TIMEOUT.as_secs() / 60
+                    );
+                }
                 if !up && started.elapsed() > BOOT_TIMEOUT {
                     let _ = qemu.kill();
                     bail!(
@@ -250,8 +327,9 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
                 last_lines.remove(0);
             }
         }
-        if let Some(failed) = line.strip_prefix("vm-test: result ") {
-            result = failed.trim().parse::<u32>().ok();
+        // Under systemd the line comes with the console's timestamp and the unit's name first.
+        if let Some(at) = line.find(RESULT) {
+            result = line[at + RESULT.len()..].trim().parse::<u32>().ok();
         }
         if up {
             println!("[{}] {line}", kernel.release);
@@ -261,10 +339,12 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path) -> Result<()> {
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     match result {
         Some(0) => {
-            println!(
-                "vm-test: every test passed on {} ({minutes:.1} min)",
-                kernel.release
-            );
+            let what = if systemd {
+                "the service's check under systemd passed"
+            } else {
+                "every test passed"
+            };
+            println!("vm-test: {what} on {} ({minutes:.1} min)", kernel.release);
             Ok(())
         }
         Some(255) => bail!(
