@@ -30,7 +30,13 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Response, ControlError> {
     stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let mut line = serde_json::to_vec(request).expect("requests always serialize");
     line.push(b'\n');
-    stream.write_all(&line)?;
+    if let Err(error) = stream.write_all(&line) {
+        // The service answers a peer it refuses before reading its request, and may have
+        // closed by now: its answer, still readable, says why.
+        if error.kind() != io::ErrorKind::BrokenPipe {
+            return Err(error.into());
+        }
+    }
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer)?;
     if answer.is_empty() {
