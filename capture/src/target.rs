@@ -29,8 +29,9 @@ pub enum TargetError {
     Watch { pid: u32, source: io::Error },
     #[error("the command to record has an argument with a NUL byte")]
     NulInCommand,
-    #[error("cannot start `{command}`: {source}")]
-    Spawn { command: String, source: io::Error },
+    /// Names the program only: its arguments may hold secrets.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn { program: String, source: io::Error },
     #[error("--cgroup {path}: {reason}")]
     BadCgroup { path: String, reason: String },
 }
@@ -134,7 +135,8 @@ pub fn watch(pid: u32) -> Result<OwnedFd, TargetError> {
 /// A child forked for `recorderd -- CMD`, stopped before exec until [`Spawned::release`].
 pub struct Spawned {
     pub pid: u32,
-    command: String,
+    /// argv[0], for error messages.
+    program: String,
     go: Option<OwnedFd>,
     exec_status: OwnedFd,
 }
@@ -142,7 +144,7 @@ pub struct Spawned {
 /// Forks a child that waits on a pipe and then execs `argv`; so the recording can start
 /// before the command's first instruction (the dynamic loader's first openat included).
 pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
-    let command = argv.join(" ");
+    let program = argv.first().cloned().unwrap_or_default();
     let c_args: Vec<CString> = argv
         .iter()
         .map(|arg| CString::new(arg.as_bytes()).map_err(|_| TargetError::NulInCommand))
@@ -150,7 +152,7 @@ pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
     let mut c_argv: Vec<*const libc::c_char> = c_args.iter().map(|arg| arg.as_ptr()).collect();
     c_argv.push(std::ptr::null());
     let spawn_error = |source| TargetError::Spawn {
-        command: command.clone(),
+        program: program.clone(),
         source,
     };
     let (go_read, go_write) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| spawn_error(e.into()))?;
@@ -190,7 +192,7 @@ pub fn spawn(argv: &[String]) -> Result<Spawned, TargetError> {
     drop((go_read, status_write));
     Ok(Spawned {
         pid: pid as u32,
-        command,
+        program,
         go: Some(go_write),
         exec_status: status_read,
     })
@@ -217,7 +219,7 @@ impl Spawned {
     /// Lets the child exec, and reports whether the exec worked.
     pub fn release(&mut self) -> Result<(), TargetError> {
         let spawn_error = |source| TargetError::Spawn {
-            command: self.command.clone(),
+            program: self.program.clone(),
             source,
         };
         let go = self.go.take().expect("released once");

@@ -309,6 +309,37 @@ fn request_body_is_decided_at_its_content_length() {
     assert_eq!(s.oldest_held_ns(), None);
 }
 
+/// A PostgreSQL message: type byte, length, body.
+fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn a_postgres_reply_is_decided_at_its_last_message_however_long_the_next_one_takes() {
+    // What a client receives: a refused SSLRequest, the startup's answer ending in
+    // ReadyForQuery, then, a second later, an extended query's answer. Nothing in it ends
+    // a line; before the backend framing the first reply was held for the hold-back time
+    // and its status byte and the next reply's first byte were masked fail-closed.
+    let mut s = StreamRedactor::new(policy());
+    let mut startup = vec![b'N'];
+    startup.extend(pg_message(b'R', &0u32.to_be_bytes()));
+    startup.extend(pg_message(b'Z', b"I"));
+    let a = s.push(&startup, 0);
+    assert_eq!(s.take(a).unwrap().bytes, startup, "decided at once");
+    assert_eq!(s.oldest_held_ns(), None);
+    let mut reply = pg_message(b'1', b"");
+    reply.extend(pg_message(b'C', b"BEGIN\0"));
+    reply.extend(pg_message(b'Z', b"T"));
+    s.expire(1_000 * MS);
+    let b = s.push(&reply, 1_000 * MS);
+    let taken = s.take(b).unwrap();
+    assert_eq!(taken.bytes, reply);
+    assert!(taken.redactions.is_empty(), "{:?}", taken.redactions);
+}
+
 #[test]
 fn finish_fails_closed_but_close_does_not() {
     let mut a = StreamRedactor::new(policy());

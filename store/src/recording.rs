@@ -20,8 +20,11 @@ use crate::{
     clock, loss, segment, OutputDir, Seal, SegmentWriter, WriteError,
 };
 
-/// How often a suspended recording tries to start a new segment.
+/// How long a suspended recording waits before it first tries to start a new segment; the
+/// wait doubles after every attempt that fails, up to `MAX_RESUME_WAIT`, so a disk that
+/// stays broken costs one attempt (and one log line) a minute, not one a second.
 const RESUME_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_RESUME_WAIT: Duration = Duration::from_secs(60);
 
 /// When to start a new segment, and how often to fsync the open one.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +76,8 @@ pub struct RecordingWriter {
     /// Every segment is sealed to these recipients, if set.
     seal: Option<Seal>,
     suspension: Option<Suspension>,
+    /// Attempts to resume that failed since writing last worked (a frame reached the disk).
+    failed_resumes: u32,
     /// Event and Process frames that could not be written, over the whole recording.
     unwritten: u64,
     /// Every stack of the recording by id (`--stacks`), and those the current segment holds:
@@ -121,6 +126,7 @@ impl RecordingWriter {
             paths,
             seal,
             suspension: None,
+            failed_resumes: 0,
             unwritten: 0,
             stacks: HashMap::new(),
             stacks_in_segment: HashSet::new(),
@@ -219,10 +225,10 @@ impl RecordingWriter {
     }
 
     /// Periodic work: rotate an old segment, fsync, close an idle zstd frame; while
-    /// suspended, try to resume about once a second.
+    /// suspended, try to resume once the wait after the last attempt is over.
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
         if let Some(suspension) = &self.suspension {
-            if suspension.last_attempt.elapsed() >= RESUME_INTERVAL {
+            if suspension.last_attempt.elapsed() >= self.resume_wait() {
                 self.try_resume(now_mono_ns);
             }
             return Ok(());
@@ -309,6 +315,7 @@ impl RecordingWriter {
     /// Remembers what is on disk for sure after the segment completed a zstd frame.
     fn note_commit(&mut self) {
         if self.segment.frames_closed() != self.committed_frames {
+            self.failed_resumes = 0;
             self.committed_frames = self.segment.frames_closed();
             self.committed = self.counts.clone();
             self.committed_mono_ns = clock::monotonic_ns();
@@ -332,6 +339,8 @@ impl RecordingWriter {
             segment = self.header.segment_seq,
             reason = %end_reason,
             trailer = landed,
+            failed_resumes = self.failed_resumes,
+            next_attempt_s = self.resume_wait().as_secs(),
             "Writing stopped; counting what cannot be written until writing works again."
         );
         self.suspension = Some(Suspension {
@@ -346,8 +355,21 @@ impl RecordingWriter {
             return;
         };
         suspension.last_attempt = Instant::now();
-        let Ok(next) = self.create_next() else {
-            return;
+        // Counted as failed until a frame reaches the disk (`note_commit`): a new segment
+        // whose first frame fails is no recovery.
+        self.failed_resumes = self.failed_resumes.saturating_add(1);
+        let next = match self.create_next() {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(
+                    recording = %self.header.recording_id,
+                    reason = %failure_reason(&error),
+                    failed_resumes = self.failed_resumes,
+                    next_attempt_s = self.resume_wait().as_secs(),
+                    "Writing is still stopped: a new segment could not be started."
+                );
+                return;
+            }
         };
         // Replacing closes the segment that failed, now that the new one is open.
         self.segment = next;
@@ -364,16 +386,24 @@ impl RecordingWriter {
                 recording = %self.header.recording_id,
                 segment = self.header.segment_seq,
                 unwritten_frames,
+                attempts = self.failed_resumes,
                 "Writing resumed; frames captured while stopped were counted, not written."
             );
         }
     }
 
-    /// Lets the next `tick` try to resume without waiting out `RESUME_INTERVAL`.
+    /// How long to wait after the last attempt before the next: `RESUME_INTERVAL`,
+    /// doubled for every attempt that failed, at most `MAX_RESUME_WAIT`.
+    pub(super) fn resume_wait(&self) -> Duration {
+        let doublings = self.failed_resumes.min(6);
+        (RESUME_INTERVAL * (1 << doublings)).min(MAX_RESUME_WAIT)
+    }
+
+    /// Lets the next `tick` try to resume without waiting.
     #[cfg(test)]
     pub(super) fn expire_resume_wait(&mut self) {
         if let Some(suspension) = &mut self.suspension {
-            suspension.last_attempt = Instant::now() - RESUME_INTERVAL;
+            suspension.last_attempt = Instant::now() - MAX_RESUME_WAIT;
         }
     }
 

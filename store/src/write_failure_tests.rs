@@ -283,3 +283,41 @@ fn finishing_while_the_disk_is_still_full_keeps_what_was_written() {
     end.unwrap();
     assert_eq!(events_in(&bodies), vec![0]);
 }
+
+#[test]
+fn resume_attempts_back_off_to_a_minute_and_start_again_once_writing_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_path = tmp.path().join("r");
+    let dir = OutputDir::open_or_create(&dir_path).unwrap();
+    let mut writer = RecordingWriter::create(dir, header(), policy(), None).unwrap();
+    writer.append(&Body::Event(event(0))).unwrap();
+    fault::fail_next_writes(1);
+    writer.tick(100).unwrap();
+    assert!(writer.suspended());
+    assert_eq!(writer.resume_wait(), Duration::from_secs(1));
+    // A tick before the wait is over makes no attempt (one would fail and double it).
+    fault::fail_next_writes(u32::MAX);
+    writer.tick(150).unwrap();
+    assert_eq!(writer.resume_wait(), Duration::from_secs(1));
+
+    // Every failed attempt doubles the wait, up to a minute.
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        writer.expire_resume_wait();
+        writer.tick(200).unwrap();
+        waits.push(writer.resume_wait().as_secs());
+    }
+    fault::fail_next_writes(0);
+    assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60, 60]);
+    assert_eq!(writer.resume_wait(), Duration::from_secs(60));
+    assert!(writer.suspended());
+
+    // Space is back: the next attempt resumes, and once a frame is on disk a later failure
+    // starts again from one second.
+    writer.expire_resume_wait();
+    writer.tick(400).unwrap();
+    assert!(!writer.suspended());
+    writer.append(&Body::Event(event(1))).unwrap();
+    writer.tick(500).unwrap();
+    assert_eq!(writer.resume_wait(), Duration::from_secs(1));
+}

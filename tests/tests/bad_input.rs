@@ -194,3 +194,34 @@ fn every_reader_command_refuses_bad_files_in_one_line() {
         );
     }
 }
+
+#[test]
+fn a_command_that_cannot_start_is_named_without_its_arguments() {
+    if !require_privileges() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Hunter2-not-in-errors";
+    let (code, lines) = failure_lines(
+        Command::new(binary("recorderd"))
+            .arg("--output")
+            .arg(dir.path().join("r"))
+            .args(["--", "/nonexistent/tool", "--password", secret]),
+    );
+    assert_ne!(code, 0);
+    // The exec fails once the probes are attached: after the start line, one line says so.
+    let last = lines.last().expect("an error line");
+    assert!(
+        last.contains("cannot start `/nonexistent/tool`: No such file"),
+        "{lines:?}"
+    );
+    // Arguments may hold secrets: not in the error, nor in the audit log's stop entry.
+    let audit = std::fs::read_to_string(dir.path().join("r/audit.log")).unwrap();
+    assert!(
+        audit.contains("cannot start `/nonexistent/tool`"),
+        "{audit}"
+    );
+    for text in lines.iter().chain([&audit]) {
+        assert!(!text.contains(secret), "{text}");
+    }
+}

@@ -2,13 +2,14 @@
 //! "incomplete", and every event up to about one flush interval before the kill is readable.
 //! See: issue #4.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use recorder_proto::v1::frame::Body;
 use recorder_store::SegmentReader;
 use recorder_tests::{
     assert_recent_gapless_prefix, binary, is_busy_write, require_privileges, segment_files,
-    sigkill_busy_recording,
+    sigkill_busy_recording, wait_timeout, STEP_TIMEOUT,
 };
 
 #[test]
@@ -46,4 +47,36 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     }
     // What is readable is a gapless prefix of what the workload wrote.
     assert_recent_gapless_prefix(&writes, killed_at);
+}
+
+#[test]
+fn follow_ends_with_incomplete_once_a_killed_writer_lets_go() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("recordings");
+    sigkill_busy_recording(&output, &[]);
+
+    let mut follow = Command::new(binary("recorder"))
+        .args(["inspect", "--follow", output.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without the lock check this waits for the trailer forever, and the timeout fails it.
+    let status = wait_timeout(&mut follow, STEP_TIMEOUT);
+    let mut stderr = String::new();
+    follow
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the writer stopped without a trailer"),
+        "{stderr}"
+    );
 }

@@ -260,3 +260,64 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
         lost.as_millis()
     );
 }
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn the_host_keeps_no_command_line_of_a_sealed_recording() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("team.key");
+    let team = keygen(&key);
+    let recordings = work.path().join("recordings");
+    // Plain words, so that no detector masks them in the sealed Header either.
+    let token = "plantedargvmarker";
+    let file = work.path().join("written.txt");
+    let script = format!("echo {token} > {}", file.display());
+    let output = Command::new(binary("recorderd"))
+        .args(["--output", recordings.to_str().unwrap(), "--seal-to", &team])
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("a command, sealed (pid "), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for (what, text) in [("stdout", stdout.as_ref()), ("stderr", stderr.as_ref())] {
+        assert!(!text.contains(token), "argv in recorderd's {what}: {text}");
+    }
+    // The segments and the audit log: nothing of the command in the clear.
+    let files = files_under(&recordings);
+    assert!(files.iter().any(|f| f.ends_with("audit.log")), "{files:?}");
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            !contains(&bytes, token.as_bytes()),
+            "argv in the clear in {}",
+            path.display()
+        );
+    }
+    // The command is in the recording, sealed: the identity shows it.
+    let segment = &segments(&recordings)[0];
+    let mut reader = SegmentReader::open_with(segment, &keyring(&key)).unwrap();
+    let Ok(Some(Body::Header(header))) = reader.next_body() else {
+        panic!("no Header in {}", segment.display());
+    };
+    let command = header.target.unwrap().command.join(" ");
+    assert!(command.contains(token), "{command}");
+}

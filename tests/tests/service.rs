@@ -4,7 +4,8 @@
 //! running recording; SIGTERM finishes every recording with its trailer.
 
 use std::{
-    os::unix::fs::PermissionsExt,
+    io::{Read, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -504,4 +505,72 @@ fn sigterm_finishes_every_recording_with_its_trailer() {
             assert_eq!(&header.recording_id, id);
         }
     }
+}
+
+/// Reads a connection's one-line answer (the service closes it after).
+fn answer(stream: &mut UnixStream) -> String {
+    stream
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("read timeout");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+#[test]
+fn idle_and_endless_clients_do_not_stall_the_control_socket() {
+    if !require_privileges() {
+        return;
+    }
+    let service = Service::start("[limits]\nmax_duration = \"10m\"\n[capture]\ntls = \"off\"\n");
+    let workload = Workload::start(service.base.path());
+
+    // One client (root) sends a request line without end...
+    let mut endless = UnixStream::connect(service.socket()).unwrap();
+    let writer = {
+        let mut stream = endless.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = [b'a'; 4096];
+            // Until the service gives up on the line and closes.
+            while stream.write_all(&chunk).is_ok() {}
+        })
+    };
+    // ...and 50 more connect and send nothing: root's first ones are read in the
+    // background until their deadline, the rest are refused at once.
+    let mut idle: Vec<UnixStream> = (0..50)
+        .map(|_| UnixStream::connect(service.socket()).unwrap())
+        .collect();
+
+    // Before the idle clients' 5 s deadline a member is answered at once: the old loop read
+    // one client at a time and made them wait 5 s for each idle one.
+    let asked = Instant::now();
+    let status = service.recorder_as(&member(), &["status"]);
+    let took = asked.elapsed();
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        took < Duration::from_millis(200),
+        "status took {took:?} with idle clients connected"
+    );
+    let id = started_id(&service.recorder_as(
+        &member(),
+        &["start", "--pid", &workload.pid(), "--for", "5m"],
+    ));
+    stopped_paths(
+        &service.recorder_as(&member(), &["stop", &id]),
+        "stopped on request",
+    );
+
+    // The endless line was cut at the request size cap, and answered.
+    writer.join().unwrap();
+    let said = answer(&mut endless);
+    assert!(said.contains("not a request"), "{said}");
+    // Root's connections past its allowance were refused, saying why.
+    let said = answer(idle.last_mut().unwrap());
+    assert!(
+        said.contains("connections open to recorderd: close some"),
+        "{said}"
+    );
+    // The first idle ones, kept, are told their request came too late.
+    let said = answer(&mut idle[0]);
+    assert!(said.contains("no request within 5 s"), "{said}");
 }

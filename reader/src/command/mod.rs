@@ -159,6 +159,17 @@ pub fn connections_of(
 /// How long `--follow` waits before looking for more of a segment being written.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Waits for more of a segment being written; true when its writer has let go of it (it
+/// finished, or died), so that what is in the file now is all there will be.
+fn wait_for_writer(path: &std::path::Path) -> bool {
+    // A segment that cannot be opened any more (swept) has no writer either.
+    if !recorder_store::dir::is_locked(path).unwrap_or(false) {
+        return true;
+    }
+    std::thread::sleep(FOLLOW_POLL);
+    false
+}
+
 /// Visits every frame of every segment of `recording`, in order. With `follow`, waits for
 /// frames (and segments) still being written until the recording's final trailer. Returns
 /// exit code 3 when the recording ends without a trailer. Sealed segments are opened with
@@ -178,6 +189,9 @@ pub fn walk(
     loop {
         let mut reader = SegmentReader::open_with(&path, keyring)?;
         let mut end_reason = None;
+        // Set once the segment's writer no longer holds its lock: what it wrote before it
+        // let go is read, and then no more can come.
+        let mut writer_gone = false;
         loop {
             match reader.next_body() {
                 Ok(Some(body)) => {
@@ -186,12 +200,12 @@ pub fn walk(
                     }
                     visit(seq, &body)?;
                 }
-                Ok(None) if follow && end_reason.is_none() => {
-                    std::thread::sleep(FOLLOW_POLL);
+                Ok(None) if follow && end_reason.is_none() && !writer_gone => {
+                    writer_gone = wait_for_writer(&path);
                     reader.refresh();
                 }
-                Err(error) if follow && error.is_truncation() => {
-                    std::thread::sleep(FOLLOW_POLL);
+                Err(error) if follow && error.is_truncation() && !writer_gone => {
+                    writer_gone = wait_for_writer(&path);
                     reader.refresh();
                 }
                 Ok(None) => break,

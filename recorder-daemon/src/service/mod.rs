@@ -5,6 +5,8 @@
 
 /// The control socket: its mode and group, and the peer check.
 pub mod socket;
+/// Control connections read on tasks of their own, and the per-uid allowance.
+pub mod connections;
 /// `recorder status`, `start` and `stop` as the service answers them.
 pub mod requests;
 /// One thread per recording, and what the service does when one ends.
@@ -30,7 +32,7 @@ use recorder_store::{
 };
 use thiserror::Error;
 use tokio::{
-    net::{UnixListener, UnixStream},
+    net::UnixListener,
     signal::unix::{signal, SignalKind},
     sync::{mpsc, oneshot},
     time::Instant,
@@ -117,6 +119,7 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             access.group.is_some(),
         ))?;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let mut service = Service {
             config_path: config_path.to_owned(),
             config,
@@ -127,10 +130,15 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             active: HashMap::new(),
             stop_waiters: HashMap::new(),
             finished_tx,
+            connections: connections::Gate::default(),
+            incoming_tx,
         };
-        service.serve(listener, finished_rx).await
+        service.serve(listener, finished_rx, incoming_rx).await
     })
 }
+
+/// Requests read and not yet answered; a task with a request waits while it is full.
+const INCOMING_QUEUE: usize = 64;
 
 /// A recording the service is running.
 struct Active {
@@ -150,8 +158,12 @@ struct Service {
     control_gid: Option<u32>,
     active: HashMap<String, Active>,
     /// Clients of `recorder stop`, answered when their recording has finished.
-    stop_waiters: HashMap<String, Vec<UnixStream>>,
+    stop_waiters: HashMap<String, Vec<connections::Client>>,
     finished_tx: mpsc::UnboundedSender<Finished>,
+    /// Open control connections per uid.
+    connections: connections::Gate,
+    /// Requests read by the connections' tasks, for the loop to answer.
+    incoming_tx: mpsc::Sender<connections::Incoming>,
 }
 
 impl Service {
@@ -159,6 +171,7 @@ impl Service {
         &mut self,
         listener: UnixListener,
         mut finished_rx: mpsc::UnboundedReceiver<Finished>,
+        mut incoming_rx: mpsc::Receiver<connections::Incoming>,
     ) -> Result<(), ServiceError> {
         let mut sigterm = signal(SignalKind::terminate()).map_err(ServiceError::Runtime)?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(ServiceError::Runtime)?;
@@ -177,9 +190,10 @@ impl Service {
                     next_sweep = Instant::now() + sweep_every;
                 }
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => self.connection(stream).await,
+                    Ok((stream, _)) => self.accept(stream),
                     Err(error) => tracing::warn!(%error, "accepting a control connection failed"),
                 },
+                Some(incoming) = incoming_rx.recv() => self.answer(incoming).await,
                 Some(finished) = finished_rx.recv() => self.finished(finished).await,
                 _ = sighup.recv() => {
                     self.reload();

@@ -67,7 +67,7 @@ impl Service {
             .remove(&finished.recording_id)
             .unwrap_or_default()
         {
-            reply(&mut waiter, &response).await;
+            reply(&mut waiter.stream, &response).await;
         }
     }
 }

@@ -20,7 +20,12 @@ use tokio::{
     time::{timeout, Instant},
 };
 
-use super::{recording_thread, socket, socket::Peer, targets, Active, Service};
+use super::{
+    connections::{self, Incoming},
+    recording_thread, socket,
+    socket::Peer,
+    targets, Active, Service,
+};
 use crate::options::Options;
 
 /// How long a client may take to send its request line.
@@ -29,8 +34,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Service {
-    /// Serves one client: checks who it is, reads its request, answers.
-    pub(super) async fn connection(&mut self, mut stream: UnixStream) {
+    /// Takes a new connection: checks who it is, then reads its request on a task of its
+    /// own (`connections`); the loop answers it when it has been read.
+    pub(super) fn accept(&mut self, stream: UnixStream) {
         let peer = match socket::authorize(&stream, self.control_gid) {
             Ok(peer) => peer,
             Err(message) => {
@@ -47,36 +53,54 @@ impl Service {
                 if let Err(error) = refused {
                     tracing::error!(%error, "a refused connection could not be audited");
                 }
-                reply(&mut stream, &Response::Error { message }).await;
+                connections::refuse(stream, message);
                 return;
             }
         };
-        let request = match read_request(&mut stream).await {
-            Ok(request) => request,
-            Err(message) => {
-                reply(&mut stream, &Response::Error { message }).await;
-                return;
-            }
+        let Some(slot) = self.connections.admit(peer.uid) else {
+            // Not a warning: a client opening connections in a loop would flood the log.
+            tracing::debug!(
+                uid = peer.uid,
+                "refused a control connection over the per-uid limit"
+            );
+            connections::refuse(
+                stream,
+                format!(
+                    "uid {} already has {} connections open to recorderd: close some and try again",
+                    peer.uid,
+                    connections::MAX_PER_UID
+                ),
+            );
+            return;
         };
+        connections::read_in_background(stream, peer, slot, self.incoming_tx.clone());
+    }
+
+    /// Answers a request that has been read.
+    pub(super) async fn answer(&mut self, incoming: Incoming) {
+        let Incoming {
+            mut client,
+            request,
+        } = incoming;
         match request {
             Request::Status => {
                 let response = self.status();
-                reply(&mut stream, &response).await;
+                reply(&mut client.stream, &response).await;
             }
             Request::Start {
                 pid,
                 target,
                 for_secs,
             } => {
-                let response = match self.start(peer, pid, target, for_secs).await {
+                let response = match self.start(client.peer, pid, target, for_secs).await {
                     Ok(recording) => Response::Started { recording },
                     Err(message) => Response::Error { message },
                 };
-                reply(&mut stream, &response).await;
+                reply(&mut client.stream, &response).await;
             }
-            Request::Stop { id } => match self.stop(&id, peer) {
-                Ok(id) => self.stop_waiters.entry(id).or_default().push(stream),
-                Err(message) => reply(&mut stream, &Response::Error { message }).await,
+            Request::Stop { id } => match self.stop(&id, client.peer) {
+                Ok(id) => self.stop_waiters.entry(id).or_default().push(client),
+                Err(message) => reply(&mut client.stream, &Response::Error { message }).await,
             },
         }
     }
@@ -238,7 +262,7 @@ fn scope_target(options: &mut Options, target: &TargetConfig) -> Result<(), Stri
 }
 
 /// Reads one request line of at most `MAX_REQUEST_BYTES`, within `REQUEST_TIMEOUT`.
-async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+pub(super) async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     let mut line = String::new();
     let mut reader = BufReader::new(stream.take(MAX_REQUEST_BYTES));
     match timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {

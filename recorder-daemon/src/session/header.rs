@@ -71,22 +71,34 @@ pub fn describe_requester(by: &serde_json::Value) -> String {
 }
 
 /// What is recorded, in words, for the start line, the audit log and `recorder status`.
+/// A sealed recording's description says what kind of target it is and its pids, nothing
+/// more: the command line, cgroup and program name are sealed in its Header, and these
+/// lines stay on the host in the clear.
 pub fn describe(options: &Options, pids: &[u32]) -> String {
+    let sealed = options.seal.is_some();
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     let mut what = Vec::new();
     if options.command.is_empty() {
         if !pids.is_empty() {
             what.push(format!("pid {}", pids.join(", ")));
         }
+    } else if sealed {
+        what.push(format!("a command, sealed (pid {})", pids.join(", ")));
     } else {
         let command = redact_command(&options.redaction, &options.command);
         what.push(format!("`{}` (pid {})", command.join(" "), pids.join(", ")));
     }
     if let Some(cgroup) = &options.cgroup {
-        what.push(format!("cgroup {cgroup}"));
+        what.push(match sealed {
+            true => "a cgroup, sealed".to_owned(),
+            false => format!("cgroup {cgroup}"),
+        });
     }
     if let Some(comm) = &options.comm {
-        what.push(format!("programs named {comm}"));
+        what.push(match sealed {
+            true => "programs by name, sealed".to_owned(),
+            false => format!("programs named {comm}"),
+        });
     }
     let children = if options.follow {
         ""

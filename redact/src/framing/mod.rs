@@ -1,5 +1,5 @@
 //! Protocol framing recognised from a stream's first bytes and followed byte by byte
-//! (PostgreSQL, Redis, HTTP/1 and HTTP/2).
+//! (PostgreSQL both ways, Redis, HTTP/1 and HTTP/2).
 //! Each tracker reports masks it can decide at once (a PostgreSQL password message's
 //! body, a Redis AUTH argument: the framing before them says what they are) and cuts
 //! where a message is complete, so text scanning can decide it without waiting for a
@@ -9,6 +9,7 @@ mod http;
 mod hpack;
 mod http2;
 mod pg;
+mod pg_backend;
 mod redis;
 
 use crate::detector::{Detector, Rule};
@@ -25,6 +26,7 @@ pub(crate) struct Mask {
 #[derive(Debug, Default)]
 pub(crate) struct Framing {
     pg: pg::Pg,
+    pg_backend: pg_backend::Backend,
     redis: redis::Resp,
     http: http::Http,
     http2: http2::Http2,
@@ -43,6 +45,7 @@ impl Framing {
         if policy.detector_on(Detector::PostgresPassword) {
             self.pg.feed(bytes, base, masks, cuts);
         }
+        self.pg_backend.feed(bytes, base, cuts);
         if policy.detector_on(Detector::RedisAuth) {
             self.redis.feed(bytes, base, masks, cuts);
         }
@@ -56,6 +59,7 @@ impl Framing {
     /// `len` bytes of the stream were lost.
     pub(crate) fn gap(&mut self, len: u64) {
         self.pg.gap(len);
+        self.pg_backend.gap(len);
         self.redis.gap(len);
         self.http.gap(len);
         self.http2.gap(len);
