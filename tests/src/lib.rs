@@ -18,7 +18,30 @@ use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Stack, Trail
 use recorder_store::{Keyring, SegmentReader};
 
 /// How long any one step may take before the test fails instead of hanging.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+pub static STEP_TIMEOUT: std::sync::LazyLock<Duration> =
+    std::sync::LazyLock::new(|| Duration::from_secs(60) * time_scale());
+
+/// Writes `DIR/patient.toml`, a recorderd config whose redaction time bound is a minute, and
+/// returns its path. A payload whose last line has no end stays undecided until its stream
+/// closes, and the default 200 ms bound masks it wherever the workload runs slowly (an
+/// emulated kernel under `cargo xtask vm-test`); tests about something else than that bound
+/// record with this.
+pub fn patient_redaction_config(dir: &Path) -> PathBuf {
+    let config = dir.join("patient.toml");
+    std::fs::write(&config, "[redaction.hold_back]\nmillis = 60000\n").expect("write config");
+    config
+}
+
+/// `RECORDER_TEST_TIME_SCALE`, a whole factor for the tests' failure deadlines: `cargo xtask
+/// vm-test` sets it when the guest runs emulated (TCG), where everything takes several times
+/// as long. 1 when unset. It lengthens bounds on failure only, never a wait.
+pub fn time_scale() -> u32 {
+    std::env::var("RECORDER_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|scale| scale.parse().ok())
+        .filter(|&scale| scale >= 1)
+        .unwrap_or(1)
+}
 
 /// Fails the test unless this process can load probes. `RECORDER_SKIP_PRIVILEGED=1` (never set
 /// in CI) turns that into a loud skip for a laptop without root; the function then returns
@@ -115,7 +138,7 @@ impl Recorder {
 
     fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         loop {
-            match self.stderr.recv_timeout(STEP_TIMEOUT) {
+            match self.stderr.recv_timeout(*STEP_TIMEOUT) {
                 Ok(line) => {
                     self.stderr_seen.push(line.clone());
                     if matches(&line) {
@@ -153,7 +176,7 @@ impl Recorder {
 
     /// Waits for recorderd to stop by itself; returns the recording path it printed.
     pub fn finish(mut self) -> PathBuf {
-        let status = wait_timeout(&mut self.child, STEP_TIMEOUT);
+        let status = wait_timeout(&mut self.child, *STEP_TIMEOUT);
         self.stderr_seen.extend(self.stderr.try_iter());
         assert!(
             status.success(),
@@ -319,7 +342,7 @@ pub fn unhex(text: &str) -> Vec<u8> {
 }
 
 /// Starts recorderd (`--output OUTPUT OPTIONS...`) spawning `recorder-workload busy`, which
-/// writes numbered lines to a file beside OUTPUT for up to 30 s.
+/// writes numbered lines to a file beside OUTPUT for up to 30 s (times `time_scale()`).
 pub fn record_busy(output: &Path, options: &[&str]) -> Recorder {
     let data = output.with_file_name("busy.txt");
     let workload = binary("recorder-workload");
@@ -376,7 +399,7 @@ pub fn sigkill_busy_recording(output: &Path, options: &[&str]) -> u64 {
     let killed_at = recorder_store::clock::monotonic_ns();
     recorder.child.kill().unwrap();
     recorder.child.wait().unwrap();
-    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.
+    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s (times the time scale).
     unsafe { libc::kill(workload_pid, libc::SIGKILL) };
     killed_at
 }
@@ -435,7 +458,7 @@ pub fn record_gated_workload_with(
         .read_to_string(&mut stdout)
         .expect("workload report");
     assert!(
-        wait_timeout(&mut workload, STEP_TIMEOUT).success(),
+        wait_timeout(&mut workload, *STEP_TIMEOUT).success(),
         "workload failed"
     );
     let path = recorder.finish();

@@ -39,7 +39,7 @@ pub fn start_server(command: &mut Command, ready: &str) -> Child {
     }
     let mut seen = Vec::new();
     loop {
-        match rx.recv_timeout(crate::STEP_TIMEOUT) {
+        match rx.recv_timeout(*crate::STEP_TIMEOUT) {
             Ok(line) if line.contains(ready) => return child,
             Ok(line) => seen.push(line),
             Err(_) => {
@@ -219,7 +219,7 @@ http {{
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
-                started.elapsed() < crate::STEP_TIMEOUT,
+                started.elapsed() < *crate::STEP_TIMEOUT,
                 "nginx never listened on {port}; see {d}/error.log"
             );
             std::thread::sleep(Duration::from_millis(20));

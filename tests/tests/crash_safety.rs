@@ -65,7 +65,7 @@ fn follow_ends_with_incomplete_once_a_killed_writer_lets_go() {
         .spawn()
         .unwrap();
     // Without the lock check this waits for the trailer forever, and the timeout fails it.
-    let status = wait_timeout(&mut follow, STEP_TIMEOUT);
+    let status = wait_timeout(&mut follow, *STEP_TIMEOUT);
     let mut stderr = String::new();
     follow
         .stderr

@@ -89,7 +89,7 @@ fn a_full_disk_keeps_every_earlier_frame_and_the_daemon_alive() {
     recorder.wait_for_line_containing("Writing resumed");
     assert!(recorder.child.try_wait().unwrap().is_none());
     let first = recorder.stop();
-    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s.
+    // SAFETY: the workload is our grandchild; it would otherwise write for 30 s (times the time scale).
     unsafe { libc::kill(workload_pid, libc::SIGKILL) };
     assert_eq!(first, at_failure[0]);
 

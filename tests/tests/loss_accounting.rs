@@ -54,7 +54,7 @@ fn recorded_plus_lost_equals_made() {
     recorder.wait_for_line("recorderd: stopped");
     let recording = Recording::read(&recorder.finish());
     drop(stdin);
-    assert!(wait_timeout(&mut workload, STEP_TIMEOUT).success());
+    assert!(wait_timeout(&mut workload, *STEP_TIMEOUT).success());
 
     let recorded = recording.of_pid(pid).len() as u64;
     let trailer = recording.trailer.expect("trailer");

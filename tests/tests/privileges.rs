@@ -39,7 +39,7 @@ fn caps_of(pid: u32, set: &str) -> u64 {
 
 /// The status file of each of `pid`'s threads, once a thread named `name` is among them.
 fn threads_once_one_is(pid: u32, name: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10) * recorder_tests::time_scale();
     loop {
         let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()

@@ -14,7 +14,8 @@ use std::{
 
 use recorder_proto::v1::{process::Kind as ProcessKind, resource::Kind, Event, Process};
 use recorder_tests::{
-    binary, parse_report, require_privileges, wait_timeout, Recorder, Recording, STEP_TIMEOUT,
+    binary, parse_report, patient_redaction_config, require_privileges, wait_timeout, Recorder,
+    Recording, STEP_TIMEOUT,
 };
 
 struct TreeRun {
@@ -62,7 +63,7 @@ fn record_tree(work: &Path, options: &[&str]) -> TreeRun {
     workload.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let mut report = String::new();
     stdout.read_to_string(&mut report).unwrap();
-    assert!(wait_timeout(&mut workload, STEP_TIMEOUT).success());
+    assert!(wait_timeout(&mut workload, *STEP_TIMEOUT).success());
     let path = recorder.finish();
     TreeRun {
         pid,
@@ -94,11 +95,9 @@ fn children_threads_exec_exit_and_preexisting_fds() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    // The socket's last word stays undecided until the stream closes; the default 200 ms
-    // time bound would mask it wherever the workload runs slowly (an emulated kernel under
-    // `cargo xtask vm-test`). This test is about processes, not that bound.
-    let config = work.path().join("recorderd.toml");
-    std::fs::write(&config, "[redaction.hold_back]\nmillis = 60000\n").unwrap();
+    // The socket's last word stays undecided until the stream closes. This test is about
+    // processes, not the redaction time bound.
+    let config = patient_redaction_config(work.path());
     let run = record_tree(work.path(), &["--config", config.to_str().unwrap()]);
     let (report, recording, pid) = (&run.report, &run.recording, run.pid);
     let main = recording.of_pid(pid);

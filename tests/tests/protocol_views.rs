@@ -391,7 +391,7 @@ fn the_timeline_shows_paths_socket_types_and_the_port_the_kernel_chose() {
     let started = std::time::Instant::now();
     let timeline = loop {
         assert!(
-            started.elapsed() < recorder_tests::STEP_TIMEOUT,
+            started.elapsed() < *recorder_tests::STEP_TIMEOUT,
             "the bind was never recorded"
         );
         let segments = if output.is_dir() {

@@ -195,5 +195,5 @@ fn follow_prints_a_recording_as_it_is_written() {
             .is_some_and(|line| line.starts_with("end: terminated")),
         "{rest:?}"
     );
-    assert!(recorder_tests::wait_timeout(&mut follow, recorder_tests::STEP_TIMEOUT).success());
+    assert!(recorder_tests::wait_timeout(&mut follow, *recorder_tests::STEP_TIMEOUT).success());
 }

@@ -43,7 +43,7 @@ impl Burst {
         self.stdout.read_line(&mut line).unwrap();
         assert_eq!(line, "done\n");
         drop(stdin);
-        assert!(wait_timeout(&mut self.child, STEP_TIMEOUT).success());
+        assert!(wait_timeout(&mut self.child, *STEP_TIMEOUT).success());
     }
 }
 
@@ -123,7 +123,7 @@ fn comm_records_running_and_later_processes_of_that_name_only() {
 
 /// Waits until `pid` sits in a read (on its stdin), so it has exec'd and named itself.
 fn wait_until_blocked(pid: u32) {
-    let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+    let deadline = std::time::Instant::now() + *STEP_TIMEOUT;
     loop {
         let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
         if syscall.split(' ').next() == Some(&libc::SYS_read.to_string()) {

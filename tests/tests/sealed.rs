@@ -12,8 +12,9 @@ use std::{
 use recorder_proto::v1::frame::Body;
 use recorder_store::{Keyring, SegmentReader};
 use recorder_tests::{
-    assert_recent_gapless_prefix, binary, is_busy_write, record_gated_workload_with,
-    require_privileges, segment_files as segments, sigkill_busy_recording, unhex,
+    assert_recent_gapless_prefix, binary, is_busy_write, patient_redaction_config,
+    record_gated_workload_with, require_privileges, segment_files as segments,
+    sigkill_busy_recording, unhex,
 };
 
 /// Runs `recorder ARGS` with `RECORDER_IDENTITY` unset unless `identity_env` sets it.
@@ -79,10 +80,15 @@ fn a_sealed_recording_opens_only_with_its_identities() {
         std::io::Read::read_to_end(&mut stream, &mut received).unwrap();
         received
     });
+    // The file payload ends in bytes with no line end: only its close decides them, however
+    // slowly the workload runs. This test is about sealing, not the redaction time bound.
+    let config = patient_redaction_config(work.path());
     let run = record_gated_workload_with(
         &["basic", work.path().to_str().unwrap(), &address],
         &recordings,
         &[
+            "--config",
+            config.to_str().unwrap(),
             "--seal-to",
             &team,
             "--seal-to-file",

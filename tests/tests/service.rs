@@ -211,7 +211,7 @@ fn wait_for_status(
     service: &Service,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    let deadline = Instant::now() + *STEP_TIMEOUT;
     loop {
         let output = service.recorder(&["status", "--json"]);
         assert!(
@@ -481,7 +481,7 @@ fn sigterm_finishes_every_recording_with_its_trailer() {
         started_id(&service.recorder(&["start", "--pid", &second.pid()])),
     ];
     service.signal(libc::SIGTERM);
-    let status = wait_timeout(&mut service.recorder.child, STEP_TIMEOUT);
+    let status = wait_timeout(&mut service.recorder.child, *STEP_TIMEOUT);
     assert!(
         status.success(),
         "the service exits 0 after SIGTERM ({status})"
@@ -510,7 +510,7 @@ fn sigterm_finishes_every_recording_with_its_trailer() {
 /// Reads a connection's one-line answer (the service closes it after).
 fn answer(stream: &mut UnixStream) -> String {
     stream
-        .set_read_timeout(Some(STEP_TIMEOUT))
+        .set_read_timeout(Some(*STEP_TIMEOUT))
         .expect("read timeout");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);

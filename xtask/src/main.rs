@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod fuzz;
 mod layout;
 mod setup;
 mod vm;
@@ -59,6 +60,15 @@ enum Task {
         #[arg(long)]
         systemd: bool,
     },
+    /// Run every cargo-fuzz target for a while each (installs cargo-fuzz if missing).
+    Fuzz {
+        /// How long each target runs, as `60s`, `10m`.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        time: std::time::Duration,
+        /// Run only this target; repeatable.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -75,6 +85,7 @@ fn main() -> Result<()> {
             tests,
             systemd,
         } => vm::run(&workspace_root(), &kernel, accel, &tests, systemd),
+        Task::Fuzz { time, targets } => fuzz::run(&workspace_root(), time, &targets),
     }
 }
 

@@ -296,7 +296,9 @@ fn busy(path: &Path) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .open(path)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // 30 s, and longer where the tests run emulated (the crash tests wait for 20,000 writes).
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(30) * recorder_tests::time_scale();
     let mut seq = 0u64;
     while std::time::Instant::now() < deadline {
         file.write_all(format!("seq {seq}\n").as_bytes())?;

@@ -18,8 +18,9 @@ const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 
 /// What the guest runs once it has a root.
 pub enum Stage2<'a> {
-    /// The host's root, and these test executables in it.
-    Tests(&'a [PathBuf]),
+    /// The host's root, these test executables in it, and the factor for their failure
+    /// deadlines (`RECORDER_TEST_TIME_SCALE`).
+    Tests(&'a [PathBuf], u32),
     /// This Debian root (a directory on the host) with systemd as PID 1, and the check of
     /// the service under it.
     Systemd(&'a Path),
@@ -41,9 +42,12 @@ pub fn write(run_dir: &Path, kernel: &Kernel, root: &Path, stage2: Stage2) -> Re
     }
     let names: Vec<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
     let rootfs = match stage2 {
-        Stage2::Tests(executables) => {
+        Stage2::Tests(executables, time_scale) => {
             write_executable(&staging.join("guest.sh"), include_str!("../../vm/guest.sh"))?;
-            write_executable(&staging.join("tests.sh"), &tests_script(root, executables))?;
+            write_executable(
+                &staging.join("tests.sh"),
+                &tests_script(root, executables, time_scale),
+            )?;
             String::new()
         }
         Stage2::Systemd(rootfs) => {
@@ -104,9 +108,10 @@ fn list_files(base: &Path, dir: &Path, listing: &mut String) -> Result<()> {
 
 /// Runs each test executable one test at a time from the workspace, as `cargo xtask test`
 /// does, and exits with the number that failed.
-fn tests_script(root: &Path, executables: &[PathBuf]) -> String {
+fn tests_script(root: &Path, executables: &[PathBuf], time_scale: u32) -> String {
     let mut script = format!(
-        "cd '{0}' || {{ echo 'vm-test: the guest cannot enter the workspace {0}'; exit 255; }}\nfailed=0\n",
+        "cd '{0}' || {{ echo 'vm-test: the guest cannot enter the workspace {0}'; exit 255; }}\n\
+         export RECORDER_TEST_TIME_SCALE={time_scale}\nfailed=0\n",
         root.display()
     );
     for executable in executables {
