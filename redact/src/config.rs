@@ -10,9 +10,12 @@ use thiserror::Error;
 pub const DEFAULT_HOLD_BACK_BYTES: u64 = 64 * 1024;
 /// Default hold-back time bound: how long the oldest undecided byte may wait.
 pub const DEFAULT_HOLD_BACK_MILLIS: u64 = 200;
+/// Default bound on what one recording holds for redaction decisions, all streams together.
+pub const DEFAULT_HOLD_BACK_MEMORY: u64 = 64 * 1024 * 1024;
 
 const HOLD_BACK_BYTES_RANGE: (u64, u64) = (256, 16 * 1024 * 1024);
 const HOLD_BACK_MILLIS_RANGE: (u64, u64) = (0, 60_000);
+const HOLD_BACK_MEMORY_RANGE: (u64, u64) = (1024 * 1024, 16 * 1024 * 1024 * 1024);
 
 /// Redaction configuration. `Config::default()` is redaction on, every default detector
 /// on, PII mode off, the built-in never-capture paths, full capture on both boundaries.
@@ -89,6 +92,8 @@ pub enum CaptureMode {
 pub struct HoldBackConfig {
     pub bytes: u64,
     pub millis: u64,
+    /// Bytes one recording may hold waiting for decisions, over all its streams.
+    pub memory: u64,
 }
 
 impl Default for HoldBackConfig {
@@ -96,6 +101,7 @@ impl Default for HoldBackConfig {
         HoldBackConfig {
             bytes: DEFAULT_HOLD_BACK_BYTES,
             millis: DEFAULT_HOLD_BACK_MILLIS,
+            memory: DEFAULT_HOLD_BACK_MEMORY,
         }
     }
 }
@@ -159,7 +165,8 @@ impl Config {
             }
         };
         check("bytes", self.hold_back.bytes, HOLD_BACK_BYTES_RANGE)?;
-        check("millis", self.hold_back.millis, HOLD_BACK_MILLIS_RANGE)
+        check("millis", self.hold_back.millis, HOLD_BACK_MILLIS_RANGE)?;
+        check("memory", self.hold_back.memory, HOLD_BACK_MEMORY_RANGE)
     }
 }
 

@@ -73,6 +73,9 @@ pub struct HoldBack {
     pub bytes: u64,
     /// No undecided byte waits longer than this (once `expire` or `push` sees the time).
     pub nanos: u64,
+    /// A recording holds at most about this many bytes waiting for decisions, all streams
+    /// together (the daemon enforces it; see `hold_back.memory`).
+    pub memory: u64,
 }
 
 /// What the recording Header says about redaction.
@@ -223,6 +226,7 @@ impl Policy {
             hold_back: HoldBack {
                 bytes: config.hold_back.bytes,
                 nanos: config.hold_back.millis * 1_000_000,
+                memory: config.hold_back.memory,
             },
             #[cfg(test)]
             reference: false,

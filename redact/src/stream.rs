@@ -436,6 +436,21 @@ impl StreamRedactor {
         self.core.end - self.core.decided
     }
 
+    /// Frees what the stream's buffers keep beyond `keep` bytes each, once it holds nothing
+    /// (every piece decided and taken); otherwise does nothing. A buffer keeps the capacity
+    /// of the largest stretch the stream ever held, so the daemon calls this for quiet
+    /// streams: ten thousand of them must not each keep their largest burst.
+    pub fn release_spare(&mut self, keep: usize) {
+        let core = &mut self.core;
+        if core.pieces.is_empty() && core.data.is_empty() {
+            core.data.shrink_to(keep);
+            scan::shrink(&mut core.joined, keep);
+            core.pieces.shrink_to(keep / 64);
+            scan::shrink(&mut core.spans, keep / 64);
+            core.text.release_spare(keep);
+        }
+    }
+
     pub(crate) fn redact_complete(policy: &Policy, bytes: &[u8]) -> Redacted {
         let mut core = Core::new();
         let ticket = core.push(policy, bytes, 0);

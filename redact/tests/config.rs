@@ -184,6 +184,11 @@ fn bounds_and_entries_are_validated() {
         ),
         "{err:?}"
     );
+    let err = Policy::new(&Config::from_toml("[hold_back]\nmemory = 4096\n").unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "redaction config: hold_back.memory = 4096 is outside 1048576..=17179869184"
+    );
     let err =
         Policy::new(&Config::from_toml("extra_headers = [\"bad header\"]\n").unwrap()).unwrap_err();
     assert!(

@@ -51,7 +51,11 @@ fn policies() -> Vec<Arc<Policy>> {
     let with = |bytes, millis| {
         Arc::new(
             Policy::new(&Config {
-                hold_back: HoldBackConfig { bytes, millis },
+                hold_back: HoldBackConfig {
+                    bytes,
+                    millis,
+                    ..HoldBackConfig::default()
+                },
                 ..Config::default()
             })
             .unwrap(),

@@ -14,7 +14,11 @@ fn policy() -> Arc<Policy> {
 fn small_policy(bytes: u64, millis: u64) -> Arc<Policy> {
     Arc::new(
         Policy::new(&Config {
-            hold_back: HoldBackConfig { bytes, millis },
+            hold_back: HoldBackConfig {
+                bytes,
+                millis,
+                ..HoldBackConfig::default()
+            },
             ..Config::default()
         })
         .unwrap(),

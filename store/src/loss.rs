@@ -24,6 +24,7 @@ pub fn add(sum: &mut Loss, loss: &Loss) {
     sum.payloads_shed += loss.payloads_shed;
     sum.lost_syscall_payload_bytes += loss.lost_syscall_payload_bytes;
     sum.stacks_lost += loss.stacks_lost;
+    sum.holds_forced += loss.holds_forced;
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the
@@ -41,6 +42,7 @@ pub fn since(now: &Loss, then: &Loss) -> Loss {
         lost_syscall_payload_bytes: now.lost_syscall_payload_bytes
             - then.lost_syscall_payload_bytes,
         stacks_lost: now.stacks_lost - then.stacks_lost,
+        holds_forced: now.holds_forced - then.holds_forced,
     }
 }
 

@@ -288,6 +288,9 @@ fn a_node_script_run_with_perf_basic_prof_shows_its_javascript_function() {
     .unwrap();
     let out = work.path().join("journal");
     let output = work.path().join("recordings");
+    // V8's log, which --perf-basic-prof turns on, goes with the rest, not into the
+    // working directory (the source tree, under cargo test).
+    let v8_log = format!("--logfile={}", work.path().join("v8.log").display());
     Recorder::start(&[
         "--stacks",
         "--output",
@@ -295,6 +298,8 @@ fn a_node_script_run_with_perf_basic_prof_shows_its_javascript_function() {
         "--",
         "node",
         "--perf-basic-prof",
+        &v8_log,
+        "--no-logfile-per-isolate",
         script.to_str().unwrap(),
         out.to_str().unwrap(),
     ])

@@ -217,6 +217,13 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
             loss.stacks_lost
         );
     }
+    if loss.holds_forced > 0 {
+        let _ = write!(
+            line,
+            "; {} streams' held bytes decided early by the memory bound (masked where undecided)",
+            loss.holds_forced
+        );
+    }
     // Only after a failed write: keeps the usual line as it was.
     if loss.unwritten_frames > 0 {
         let _ = write!(
@@ -254,7 +261,7 @@ pub fn process(clock: &Clock, process: &Process) -> String {
 pub fn trailer(trailer: &Trailer) -> String {
     let losses = trailer.losses.unwrap_or_default();
     let lost = recorder_store::loss::total(&losses);
-    format!(
+    let mut line = format!(
         "end: {}; {} events, {} of {} payload bytes kept ({} lost, {} past the cap, {} TLS ciphertext not kept, {} payloads shed), {} redactions, {} records lost",
         trailer.end_reason,
         trailer.events,
@@ -266,7 +273,15 @@ pub fn trailer(trailer: &Trailer) -> String {
         losses.payloads_shed,
         trailer.redactions,
         lost
-    )
+    );
+    if losses.holds_forced > 0 {
+        let _ = write!(
+            line,
+            ", {} holds decided early by the memory bound",
+            losses.holds_forced
+        );
+    }
+    line
 }
 
 fn resource_name(event: &Event) -> Option<String> {

@@ -61,6 +61,8 @@ pub struct Pipeline {
     stats: PipelineStats,
     /// Payloads the drain shed that a Loss frame has already counted.
     shed_reported: u64,
+    /// Stream holds the memory bound forced that a Loss frame has already counted.
+    holds_forced_reported: u64,
 }
 
 impl Pipeline {
@@ -81,6 +83,7 @@ impl Pipeline {
             stacks: None,
             stats: PipelineStats::default(),
             shed_reported: 0,
+            holds_forced_reported: 0,
         }
     }
 
@@ -160,7 +163,12 @@ impl Pipeline {
     /// Every frame goes through the redactor, which hands it on once it is decided.
     fn write(&mut self, body: Body, now_ns: u64) -> Result<(), WriteError> {
         self.redactor.push(body, now_ns);
-        self.release()
+        self.release()?;
+        if self.redactor.over_memory() {
+            self.redactor.relieve_memory();
+            self.release()?;
+        }
+        Ok(())
     }
 
     /// Writes what the redactor has decided; the events go back to be built on again.
@@ -192,7 +200,8 @@ impl Pipeline {
     }
 
     /// Writes a Loss frame for what the kernel dropped in `from..to`, with the payloads the
-    /// drain shed since the last one, if anything was lost.
+    /// drain shed and the holds the memory bound forced since the last one, if there was
+    /// any of it.
     pub fn record_loss(
         &mut self,
         lost: Loss,
@@ -200,14 +209,21 @@ impl Pipeline {
         to_mono_ns: u64,
     ) -> Result<(), WriteError> {
         let shed = self.assembler.stats().shed_payloads;
+        let holds_forced = self.redactor.holds_forced();
         let frame = Loss {
             from_mono_ns,
             to_mono_ns,
             payloads_shed: lost.payloads_shed + (shed - self.shed_reported),
+            holds_forced: holds_forced - self.holds_forced_reported,
             ..lost
         };
         self.shed_reported = shed;
-        if loss::total(&frame) == 0 && frame.payloads_shed == 0 && frame.stacks_lost == 0 {
+        self.holds_forced_reported = holds_forced;
+        if loss::total(&frame) == 0
+            && frame.payloads_shed == 0
+            && frame.stacks_lost == 0
+            && frame.holds_forced == 0
+        {
             return Ok(());
         }
         self.write(Body::Loss(frame), to_mono_ns)

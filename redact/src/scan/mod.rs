@@ -250,6 +250,25 @@ pub(crate) struct TextState {
     scratch: Scratch,
 }
 
+impl TextState {
+    /// Frees what the scan's buffers keep beyond about `keep` bytes of scanned text: they
+    /// grow to the largest stretch scanned (a copy of it, and a mask word per 64 bytes).
+    /// Their contents are never read before the next scan refills them.
+    pub(crate) fn release_spare(&mut self, keep: usize) {
+        let scratch = &mut self.scratch;
+        shrink(&mut scratch.lower, keep);
+        shrink(&mut scratch.exempt, keep / 64);
+        shrink(&mut scratch.key_runs, keep / 64);
+        scratch.values.release_spare(keep);
+    }
+}
+
+/// Empties a scratch buffer and frees its capacity past `keep` items.
+pub(crate) fn shrink<T>(buffer: &mut Vec<T>, keep: usize) {
+    buffer.clear();
+    buffer.shrink_to(keep);
+}
+
 /// Buffers the scan reuses from one call to the next, so a stream's steady state does not
 /// allocate per piece.
 #[derive(Clone, Debug, Default)]

@@ -416,6 +416,14 @@ pub(crate) struct ValueScratch {
     hits: Vec<(usize, u32)>,
 }
 
+impl ValueScratch {
+    /// See `TextState::release_spare`.
+    pub(super) fn release_spare(&mut self, keep: usize) {
+        super::shrink(&mut self.masks, keep / 64);
+        super::shrink(&mut self.hits, keep / 64);
+    }
+}
+
 pub(super) fn compile(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)

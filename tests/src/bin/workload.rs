@@ -16,6 +16,10 @@
 //!   /dev/null, N 64-byte writes to it, one `done` line on stdout), then blocks on stdin.
 //! - `busy FILE`: writes numbered lines to FILE, one write each, about 10k a second for at
 //!   most 30 s, saying on stderr after every 1000 (for tests that kill the recorder mid-run).
+//! - `holders N LEN`: opens N loopback TCP connections and writes on each an unfinished
+//!   header line of LEN bytes, `Authorization: Bearer holdtok{i}…`, with no line end, keeping
+//!   them all open; says `workload: holding N connections` on stderr and exits (which closes
+//!   them).
 
 use std::{
     fs::OpenOptions,
@@ -51,13 +55,17 @@ fn main() {
             burst(args[2].parse().expect("a count"))
         }
         Some("tree") if args.len() == 4 => tree(Path::new(&args[2]), &args[3]),
+        Some("holders") if args.len() == 4 => match (args[2].parse(), args[3].parse()) {
+            (Ok(count), Ok(len)) => holders(count, len),
+            _ => Err(std::io::Error::other("holders: N and LEN are numbers")),
+        },
         Some("vectored") if args.len() == 3 => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line).expect("stdin");
             vectored(Path::new(&args[2]))
         }
         _ => {
-            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | busy FILE");
+            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | vectored DIR | tree DIR HOST:PORT | burst N | busy FILE | holders N LEN");
             std::process::exit(2);
         }
     };
@@ -100,6 +108,43 @@ fn basic(dir: &Path, address: &str) -> std::io::Result<()> {
     writeln!(out, "connect={address}")?;
     writeln!(out, "net_message={}", hex(NET_MESSAGE))?;
     out.flush()
+}
+
+/// The unfinished header line `holders` writes on connection `index`: its token starts with
+/// `holdtok`, so a test can look for any trace of it.
+fn held_line(index: usize, len: usize) -> Vec<u8> {
+    let mut line = format!("Authorization: Bearer holdtok{index:05}").into_bytes();
+    while line.len() < len {
+        line.extend_from_slice(b" and more of the same");
+    }
+    line.truncate(len.max(29));
+    line
+}
+
+fn holders(count: usize, len: usize) -> std::io::Result<()> {
+    // Two descriptors per connection, past the usual soft limit of 1024.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed.
+    unsafe {
+        check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) as isize)?;
+        limit.rlim_cur = limit.rlim_max.min(2 * count as u64 + 64);
+        check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit) as isize)?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let mut open = Vec::with_capacity(2 * count);
+    for index in 0..count {
+        let mut client = TcpStream::connect(address)?;
+        let (server, _) = listener.accept()?;
+        client.write_all(&held_line(index, len))?;
+        open.push(client);
+        open.push(server);
+    }
+    eprintln!("workload: holding {count} connections");
+    Ok(())
 }
 
 /// Runs a libc call that returns -1 on error.

@@ -172,7 +172,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
         "syscalls": l.syscalls, "payload_chunks": l.payload_chunks, "stash_failures": l.stash_failures,
         "process_events": l.process_events, "unwritten_frames": l.unwritten_frames,
         "payloads_shed": l.payloads_shed, "lost_syscall_payload_bytes": l.lost_syscall_payload_bytes,
-        "stacks_lost": l.stacks_lost,
+        "stacks_lost": l.stacks_lost, "holds_forced": l.holds_forced,
     })
 }
 
@@ -185,7 +185,8 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
         "losses": { "syscalls": losses.syscalls, "payload_chunks": losses.payload_chunks,
                     "stash_failures": losses.stash_failures, "process_events": losses.process_events,
                     "unwritten_frames": losses.unwritten_frames, "payloads_shed": losses.payloads_shed,
-                    "lost_syscall_payload_bytes": losses.lost_syscall_payload_bytes },
+                    "lost_syscall_payload_bytes": losses.lost_syscall_payload_bytes,
+                    "holds_forced": losses.holds_forced },
         "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns, "redactions": t.redactions,
     })
 }

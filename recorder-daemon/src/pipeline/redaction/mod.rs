@@ -6,6 +6,8 @@
 
 use std::{collections::VecDeque, mem, sync::Arc};
 
+use rustc_hash::FxHashSet;
+
 use recorder_proto::v1::{
     frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event, Payload,
     Redaction, RedactionPolicy,
@@ -37,19 +39,24 @@ const FAIL_CLOSED: &str = "fail-closed";
 /// One direction of one layer of one descriptor of one process: (pid, fd, outgoing, TLS
 /// plaintext). A TLS connection's plaintext and its ciphertext (when kept) are two streams.
 type Endpoint = (u32, i64, bool, bool);
+/// What a waiting frame costs besides its payload bytes, roughly: the event, its resource
+/// and its strings. Counted against the memory bound (`hold_back.memory`).
+const FRAME_COST: u64 = 256;
 
 /// A frame in the recording's order, waiting for its payload to be decided (or for an
 /// earlier frame's).
 struct Held {
     body: Body,
     payload: Decision,
+    /// Bytes counted for it against the memory bound, until it is written.
+    cost: u64,
 }
 
 enum Decision {
     /// No payload went to a stream: the frame goes out as it is.
     None,
-    /// This many payload bytes are with their shard.
-    Waiting(u32),
+    /// This many payload bytes are with the shard of `stream`.
+    Waiting { len: u32, stream: StreamId },
     /// The payload is back in the frame, masked, with these redactions.
     Masked(Vec<recorder_redact::Redaction>),
 }
@@ -94,6 +101,12 @@ pub struct Redactor {
     streams: Streams,
     frames: Frames,
     stage: Stage,
+    /// The frames' costs, all together: what the memory bound is compared with.
+    queued_bytes: u64,
+    /// Stream holds the memory bound decided early, since the recording began.
+    holds_forced: u64,
+    /// The streams [`Redactor::relieve_memory`] forces, kept between calls.
+    forcing: FxHashSet<StreamId>,
 }
 
 impl Redactor {
@@ -104,15 +117,26 @@ impl Redactor {
             policy,
             streams: Streams::default(),
             frames: Frames::default(),
+            queued_bytes: 0,
+            holds_forced: 0,
+            forcing: FxHashSet::default(),
         }
     }
 
     /// Takes a frame; it comes out of [`Redactor::release`] once it is decided.
     pub fn push(&mut self, body: Body, now_ns: u64) {
         let seq = self.frames.next_seq();
+        let payload_len = match &body {
+            Body::Event(Event {
+                payload: Some(payload),
+                ..
+            }) => payload.data.len() as u64,
+            _ => 0,
+        };
         self.frames.queue.push_back(Held {
             body,
             payload: Decision::None,
+            cost: 0,
         });
         // Queued first: with `--threads 0` the payload comes back masked at once.
         let held = self.frames.queue.back_mut().expect("the frame just queued");
@@ -126,7 +150,10 @@ impl Redactor {
                 let (pid, fd) = (event.pid, event.fd);
                 if let Some(admitted) = admitted {
                     if let Some(data) = &admitted.data {
-                        held.payload = Decision::Waiting(data.len() as u32);
+                        held.payload = Decision::Waiting {
+                            len: data.len() as u32,
+                            stream: admitted.stream,
+                        };
                     }
                     self.redact(seq, admitted, now_ns);
                 }
@@ -140,6 +167,19 @@ impl Redactor {
             }
             _ => {}
         }
+        // A payload with its shard is there twice: in the stream's window and in the
+        // buffer that comes back masked.
+        let copies = match self.frames.queue[(seq - self.frames.front_seq) as usize].payload {
+            Decision::Waiting { .. } => 2,
+            _ => 1,
+        };
+        let cost = FRAME_COST + copies * payload_len;
+        self.frames
+            .queue
+            .back_mut()
+            .expect("the frame just queued")
+            .cost = cost;
+        self.queued_bytes += cost;
     }
 
     /// Hands every decided frame, in order, to `write`; stops at the first undecided one.
@@ -153,11 +193,12 @@ impl Redactor {
         let frames = &mut self.frames;
         self.stage.poll(|piece| frames.place(piece));
         while let Some(held) = frames.queue.front() {
-            if let Decision::Waiting(_) = held.payload {
+            if let Decision::Waiting { .. } = held.payload {
                 return Ok(());
             }
             let held = frames.queue.pop_front().expect("the front frame");
             frames.front_seq += 1;
+            self.queued_bytes -= held.cost;
             let mut body = held.body;
             if let (Decision::Masked(taken), Body::Event(event)) = (held.payload, &mut body) {
                 let payload = event
@@ -187,6 +228,48 @@ impl Redactor {
         self.flush();
     }
 
+    /// Whether the frames waiting here, with the payloads their streams hold, pass the
+    /// recording's memory bound (`hold_back.memory`).
+    pub fn over_memory(&self) -> bool {
+        self.queued_bytes > self.policy.hold_back().memory
+    }
+
+    /// Past the memory bound: decides, fail-closed, what the streams of the oldest waiting
+    /// frames hold (as the time bound would, only sooner), and frees those streams'
+    /// buffers. Enough of the oldest frames are covered that, once [`Redactor::release`]
+    /// has written them, what still waits is under three quarters of the bound; so a
+    /// target that keeps many streams half-written costs a pass now and then, not one per
+    /// frame. Each stream forced counts in [`Redactor::holds_forced`].
+    pub fn relieve_memory(&mut self) {
+        // Every answer in first: a frame still waiting afterwards is held by its stream.
+        self.settle();
+        let target = self
+            .queued_bytes
+            .saturating_sub(self.policy.hold_back().memory / 4 * 3);
+        let mut covered = 0;
+        let mut forcing = mem::take(&mut self.forcing);
+        for held in &self.frames.queue {
+            if covered >= target {
+                break;
+            }
+            covered += held.cost;
+            if let Decision::Waiting { stream, .. } = held.payload {
+                forcing.insert(stream);
+            }
+        }
+        self.holds_forced += forcing.len() as u64;
+        for stream in forcing.drain() {
+            self.send(stream, Request::Force { stream });
+        }
+        self.forcing = forcing;
+        self.settle();
+    }
+
+    /// Stream holds the memory bound has decided early so far.
+    pub fn holds_forced(&self) -> u64 {
+        self.holds_forced
+    }
+
     /// Sends the payloads pushed so far to their workers (with `--threads 0` they are
     /// redacted as they are pushed). The pipeline calls it at the end of each ring batch.
     pub fn flush(&mut self) {
@@ -211,7 +294,9 @@ impl Redactor {
         // Cannot happen (finishing decides every stream), but if a payload never came
         // back, its bytes are withheld, never written undecided.
         for held in &mut self.frames.queue {
-            if let (Decision::Waiting(len), Body::Event(event)) = (&held.payload, &mut held.body) {
+            if let (Decision::Waiting { len, .. }, Body::Event(event)) =
+                (&held.payload, &mut held.body)
+            {
                 if let Some(payload) = event.payload.as_mut() {
                     withhold(payload, FAIL_CLOSED, *len);
                 }

@@ -29,8 +29,12 @@ pub enum Request {
     },
     /// The stream ended: what it holds is complete.
     Close { stream: StreamId },
-    /// The hold-back time bound: decide, fail-closed, what waited long enough.
+    /// The hold-back time bound: decide, fail-closed, what waited long enough. Streams that
+    /// hold nothing give back buffer capacity past [`IDLE_KEEP`].
     Expire { now_ns: u64 },
+    /// The recording's memory bound: decide, fail-closed, everything `stream` holds, and
+    /// free its buffers.
+    Force { stream: StreamId },
     /// The recording ends: decide everything held, fail-closed.
     Finish,
     /// A piece's redaction list, emptied, for the next pieces that have redactions.
@@ -68,6 +72,10 @@ pub struct Shard {
 
 /// Emptied redaction lists a shard keeps, at most.
 const KEPT_LISTS: usize = 64;
+/// Buffer capacity a stream holding nothing keeps past a tick, in bytes: a busy stream's
+/// next payloads reuse it, and ten thousand quiet streams keep 40 MiB at most, not each
+/// its largest burst.
+const IDLE_KEEP: usize = 4 * 1024;
 
 impl Shard {
     pub fn new(policy: Arc<Policy>) -> Self {
@@ -113,7 +121,23 @@ impl Shard {
                     }
                 }
             }
-            Request::Expire { now_ns } => self.each_stream(reply, |s| s.expire(now_ns)),
+            Request::Expire { now_ns } => {
+                self.each_stream(reply, |s| s.expire(now_ns));
+                for entry in self.streams.values_mut() {
+                    if entry.pending.is_empty() {
+                        entry.redactor.release_spare(IDLE_KEEP);
+                        entry.pending.shrink_to(4);
+                    }
+                }
+            }
+            Request::Force { stream } => {
+                if let Some(entry) = self.streams.get_mut(&stream) {
+                    entry.redactor.finish();
+                    hand_back(entry, &mut self.lists, reply);
+                    entry.redactor.release_spare(0);
+                    entry.pending.shrink_to(0);
+                }
+            }
             Request::Finish => self.each_stream(reply, StreamRedactor::finish),
             Request::Recycle(mut list) => {
                 if self.lists.len() < KEPT_LISTS && list.capacity() > 0 {

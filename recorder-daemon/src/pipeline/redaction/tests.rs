@@ -323,3 +323,48 @@ fn tls_plaintext_and_kept_ciphertext_on_one_descriptor_are_separate_streams() {
         assert_eq!(each[1], "\x17\x03\x03 sealed record\n", "{each:?}");
     }
 }
+
+#[test]
+fn past_the_memory_bound_the_oldest_holds_are_decided_masked_and_counted() {
+    let config = recorder_redact::Config {
+        hold_back: recorder_redact::HoldBackConfig {
+            millis: 60_000,
+            memory: 1024 * 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let policy = Arc::new(Policy::new(&config).unwrap());
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy.clone(), threads);
+        // 400 streams, each holding an unfinished header line of 2 KiB: 1.6 MiB of
+        // payload, held twice, with no line end and no time bound to decide it.
+        let line = |i: u32| format!("Authorization: Bearer tok{i:04}{}", "x".repeat(2000));
+        let mut out = Vec::new();
+        for i in 0..400 {
+            redactor.push(write(7, 10 + i64::from(i), line(i).as_bytes()), 0);
+            out.extend(released(&mut redactor));
+            if redactor.over_memory() {
+                redactor.relieve_memory();
+                out.extend(released(&mut redactor));
+            }
+            assert!(
+                redactor.queued_bytes <= 1024 * 1024 + 2 * 4096,
+                "what waits stays near the bound ({} bytes)",
+                redactor.queued_bytes
+            );
+        }
+        let forced = redactor.holds_forced();
+        assert!(forced > 0, "the bound forced holds");
+        assert!(
+            out.len() as u64 >= forced,
+            "each forced hold let its frame out: {} frames, {forced} holds",
+            out.len()
+        );
+        let text = String::from_utf8(payloads(&out)).unwrap();
+        assert!(!text.contains("tok0"), "a forced hold's tail is masked");
+        assert!(text.starts_with("Authorization: "), "{}", &text[..60]);
+        redactor.finish();
+        assert_eq!(released(&mut redactor).len() + out.len(), 400);
+    }
+}

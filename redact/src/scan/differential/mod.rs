@@ -37,6 +37,7 @@ fn policy_pairs() -> &'static [(Arc<Policy>, Arc<Policy>)] {
                 hold_back: HoldBackConfig {
                     bytes: 256,
                     millis: 200,
+                    ..HoldBackConfig::default()
                 },
                 ..Config::default()
             },
@@ -44,6 +45,7 @@ fn policy_pairs() -> &'static [(Arc<Policy>, Arc<Policy>)] {
                 hold_back: HoldBackConfig {
                     bytes: 1024,
                     millis: 0,
+                    ..HoldBackConfig::default()
                 },
                 ..Config::default()
             },
