@@ -30,10 +30,13 @@ pub enum BtfLookupError {
     NoMember { name: String, member: String },
 }
 
-/// Byte offset of `member` in the kernel's `struct name`.
-pub fn vmlinux_member_offset(name: &str, member: &str) -> Result<u32, BtfLookupError> {
+/// Byte offsets of `(struct, member)`s in the kernel's BTF, which is read once; each
+/// lookup fails on its own.
+pub fn vmlinux_member_offsets<const N: usize>(
+    wanted: [(&str, &str); N],
+) -> Result<[Result<u32, BtfLookupError>; N], BtfLookupError> {
     let data = std::fs::read(VMLINUX).map_err(BtfLookupError::Read)?;
-    member_offset(&data, name, member)
+    Ok(wanted.map(|(name, member)| member_offset(&data, name, member)))
 }
 
 /// One type record: where it starts in `data`, and its `info` word.

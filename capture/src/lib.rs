@@ -175,12 +175,22 @@ impl Capture {
             .ok()
             .and_then(|k| k.task_pid_offset)
             .unwrap_or(0);
+        let task_status_offset = kernel
+            .as_ref()
+            .ok()
+            .and_then(|k| k.task_status_offset)
+            .unwrap_or(0);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(recorder_common::SELF_TGID_GLOBAL, &self_tgid, true)
             .override_global(
                 recorder_common::TASK_PID_OFFSET_GLOBAL,
                 &task_pid_offset,
+                true,
+            )
+            .override_global(
+                recorder_common::TASK_STATUS_OFFSET_GLOBAL,
+                &task_status_offset,
                 true,
             )
             .override_global(
@@ -352,6 +362,7 @@ impl Capture {
             payloads_shed: sum(loss::SHED)?,
             lost_syscall_payload_bytes: sum(loss::LOST_SYSCALL_BYTES)?,
             stacks_lost: sum(loss::STACK)?,
+            compat_syscalls: sum(loss::COMPAT)?,
             ..Loss::default()
         })
     }

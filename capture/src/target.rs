@@ -47,6 +47,27 @@ pub fn check_pid(pid: u32) -> Result<(), TargetError> {
     Ok(())
 }
 
+/// Whether the file at `path` is a 32-bit ELF program (i386 on x86_64). The probes skip
+/// and count such a program's syscalls rather than read them with the 64-bit ABI
+/// (docs/CAPTURE.md, "32-bit programs"). False when it cannot be read.
+pub fn is_32_bit_program(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut head));
+    read.is_ok() && head[..4] == *b"\x7fELF" && head[4] == 1
+}
+
+/// The file `program` (a command's argv[0]) names, found the way `execvp` finds it.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Whether `pid` is still running: false once it is gone or a zombie (exited, unreaped).
 pub fn is_running(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -120,6 +120,9 @@ pub(crate) struct KernelBtf {
     btf: Btf,
     /// `task_struct::pid`'s byte offset; without it the classic fork program is attached.
     pub task_pid_offset: Option<u32>,
+    /// `thread_info.status`'s byte offset in `task_struct`; without it the probes cannot
+    /// tell a 32-bit syscall from a 64-bit one.
+    pub task_status_offset: Option<u32>,
 }
 
 /// The kernel's BTF where the BTF programs can be used: x86_64 (their register offsets),
@@ -139,7 +142,36 @@ pub(crate) fn load_kernel_btf() -> Result<KernelBtf, CaptureError> {
         program: BTF_PROGRAMS[0].0,
         source: ProgramError::Btf(source),
     })?;
-    let task_pid_offset = match kernel_btf::vmlinux_member_offset("task_struct", "pid") {
+    let offsets = kernel_btf::vmlinux_member_offsets([
+        ("task_struct", "pid"),
+        ("task_struct", "thread_info"),
+        ("thread_info", "status"),
+    ]);
+    let [pid, thread_info, status] = match offsets {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::info!(
+                error = %error_chain(&error),
+                "The fork tracepoint is attached as a classic one, and 32-bit (compat) syscalls cannot be told apart."
+            );
+            return Ok(KernelBtf {
+                btf,
+                task_pid_offset: None,
+                task_status_offset: None,
+            });
+        }
+    };
+    let task_status_offset = match (thread_info, status) {
+        (Ok(thread_info), Ok(status)) => Some(thread_info + status),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::info!(
+                error = %error_chain(&error),
+                "32-bit (compat) syscalls cannot be told apart on this kernel."
+            );
+            None
+        }
+    };
+    let task_pid_offset = match pid {
         Ok(offset) => Some(offset),
         Err(error) => {
             tracing::info!(
@@ -152,6 +184,7 @@ pub(crate) fn load_kernel_btf() -> Result<KernelBtf, CaptureError> {
     Ok(KernelBtf {
         btf,
         task_pid_offset,
+        task_status_offset,
     })
 }
 

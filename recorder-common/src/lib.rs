@@ -74,6 +74,9 @@ pub const SIGNAL_HANDLER_OFFSET_GLOBAL: &str = "SIGNAL_HANDLER_OFFSET";
 /// Byte offset of `pid` in `struct task_struct`, from the kernel's BTF; 0 when unknown
 /// (the BTF process programs are then not attached).
 pub const TASK_PID_OFFSET_GLOBAL: &str = "TASK_PID_OFFSET";
+/// Byte offset of `thread_info.status` in `struct task_struct` (x86_64), from the kernel's
+/// BTF; 0 when unknown (32-bit syscalls then go unnoticed).
+pub const TASK_STATUS_OFFSET_GLOBAL: &str = "TASK_STATUS_OFFSET";
 
 /// Payload bytes carried by one [`DataRecord`]; bigger payloads take several.
 pub const CHUNK_BYTES: usize = 16 * 1024;

@@ -18,5 +18,9 @@ pub const LOST_SYSCALL_BYTES: u32 = 5;
 /// A syscall's stack could not be taken or written (`--stacks`); the syscall itself was
 /// recorded, marked `STACK_LOST`.
 pub const STACK: u32 = 6;
+/// A recorded process made a 32-bit (compat, i386) syscall, which was skipped: its number
+/// and arguments follow an ABI the probes do not read. Only those whose number is also a
+/// 64-bit boundary syscall's reach the check, so this is a floor, not a total.
+pub const COMPAT: u32 = 7;
 /// Entries in the array.
-pub const COUNT: u32 = 7;
+pub const COUNT: u32 = 8;

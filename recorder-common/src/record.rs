@@ -149,6 +149,9 @@ pub mod process_op {
     /// A targeted process exec'd: `child` is the tid before the exec (a thread other than the
     /// leader takes over the leader's id).
     pub const EXEC: u32 = 5;
+    /// A targeted process made its first 32-bit (compat) syscall: from here its syscalls are
+    /// skipped and counted (`loss::COMPAT`), not recorded.
+    pub const COMPAT: u32 = 6;
 }
 
 /// A process lifecycle event; no trailing bytes.

@@ -21,7 +21,10 @@ mod stack;
 mod syscall;
 mod tls;
 
-use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel,
+    generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task},
+};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -117,6 +120,31 @@ static SIGNAL_HANDLER_OFFSET: u32 = 24;
 /// (the BTF fork program reads the child's id through it).
 #[no_mangle]
 static TASK_PID_OFFSET: u32 = 0;
+/// Offset of `thread_info.status` in `struct task_struct`, from its BTF; 0: unknown.
+#[no_mangle]
+static TASK_STATUS_OFFSET: u32 = 0;
+
+/// x86's `TS_COMPAT` in `thread_info.status` (arch/x86/include/asm/thread_info.h): set from
+/// a 32-bit syscall's entry until the return to user space.
+const TS_COMPAT: u32 = 0x0002;
+/// A TARGETS value bit: the process has made a 32-bit syscall, and said so.
+pub const TARGET_COMPAT_SEEN: u8 = 0x2;
+
+/// Whether the current syscall is a 32-bit one (an i386 program's, or `int 0x80`): its
+/// number and arguments follow the i386 ABI. Always false when the offset is unknown.
+#[inline(always)]
+fn compat_syscall() -> bool {
+    let offset = global(&TASK_STATUS_OFFSET);
+    if offset == 0 {
+        return false;
+    }
+    // SAFETY: reads 4 bytes of the current task through the helper, which fails safely.
+    let status = unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        bpf_probe_read_kernel(task.add(offset as usize) as *const u32)
+    };
+    status.is_ok_and(|status| status & TS_COMPAT != 0)
+}
 
 /// Whether the process `tgid` (the current task's) is recorded: listed in TARGETS, or inside
 /// the `--cgroup`; never the daemon itself. This is all an untargeted process pays.

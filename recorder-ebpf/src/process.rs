@@ -26,9 +26,12 @@ use aya_ebpf::{
 use recorder_common::{class, record::flags, record::process_op};
 
 use crate::{
-    emit::emit_process, global, stack, syscall::copy_exec_args, targeted, COMM,
-    EXEC_OLD_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET, SIGNAL_HANDLER_OFFSET,
-    SIGNAL_SIG_OFFSET, STASH, TARGETS, TASK_PID_OFFSET,
+    compat_syscall,
+    emit::emit_process,
+    global, stack,
+    syscall::{self, copy_exec_args},
+    targeted, COMM, EXEC_OLD_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET,
+    SIGNAL_HANDLER_OFFSET, SIGNAL_SIG_OFFSET, STASH, TARGETS, TASK_PID_OFFSET,
 };
 
 /// `CLONE_THREAD` from linux/sched.h: the new task shares the caller's process.
@@ -121,6 +124,9 @@ fn try_exec(old_pid: impl Fn() -> Option<i32>) -> Option<()> {
                 let _ = STASH.remove(&old);
             }
             emit_process(tgid, tid, process_op::EXEC, old, 0, 0);
+        }
+        if compat_syscall() {
+            syscall::finish_exec_into_compat(pid_tgid);
         }
         return Some(());
     }

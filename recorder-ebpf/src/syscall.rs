@@ -23,15 +23,20 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
     EbpfContext,
 };
-use recorder_common::{class, loss, record::flags, Stash};
+use recorder_common::{
+    class, loss,
+    record::{flags, process_op},
+    Stash,
+};
 
 use crate::{
+    compat_syscall,
     emit::{
-        carries_payload, copy_payload, count_loss, emit_syscall, recorder_copy_argv, Aux, Origin,
-        Source,
+        carries_payload, copy_payload, count_loss, emit_process, emit_syscall, recorder_copy_argv,
+        Aux, Origin, Source,
     },
     stack::{self, UserRegs},
-    targeted, tls, CLASSES, STASH,
+    targeted, tls, CLASSES, STASH, TARGETS, TARGET_COMPAT_SEEN,
 };
 
 const NR_OFFSET: usize = 8;
@@ -190,6 +195,12 @@ fn try_syscall_enter(ctx: &impl Syscall) -> Option<()> {
     if !targeted(tgid) {
         return None;
     }
+    if compat_syscall() {
+        // Its number is i386's, read here as x86_64's: skipped, never misnamed. Nothing is
+        // stashed, so its exit is not recorded either.
+        skip_compat(tgid, pid_tgid as u32);
+        return None;
+    }
     let nr = nr as i32;
     let mut stash = Stash {
         nr: nr as u32,
@@ -243,6 +254,24 @@ fn try_syscall_enter(ctx: &impl Syscall) -> Option<()> {
         count_loss(loss::STASH);
     }
     Some(())
+}
+
+/// Counts a skipped 32-bit syscall; a listed process's first one also goes out as a
+/// process record, so the recording says from where its syscalls are missing.
+#[inline(always)]
+fn skip_compat(tgid: u32, tid: u32) {
+    count_loss(loss::COMPAT);
+    // SAFETY: the value is read, then replaced whole; a race only repeats the record.
+    let Some(&seen) = (unsafe { TARGETS.get(&tgid) }) else {
+        return;
+    };
+    if seen & TARGET_COMPAT_SEEN == 0
+        && TARGETS
+            .insert(&tgid, &(seen | TARGET_COMPAT_SEEN), 0)
+            .is_ok()
+    {
+        emit_process(tgid, tid, process_op::COMPAT, 0, 0, 0);
+    }
 }
 
 #[tracepoint]
@@ -333,6 +362,23 @@ fn finish_syscall(ctx: &impl Syscall, pid_tgid: u64, stash: &Stash) -> Option<()
         record_flags | stack::take(ctx.ctx(), origin.tgid, origin.tid, ctx.user_regs());
     emit_syscall(pid_tgid, stash, ret, record_flags, aux);
     Some(())
+}
+
+/// An exec that loaded a 32-bit program returns into it with i386's execve number, which
+/// sys_exit would read as another syscall's (the kernel sets it for the first return), so
+/// its record is written here, at the exec tracepoint, which fires only once the exec has
+/// succeeded: with 0, and without a stack.
+#[inline(always)]
+pub fn finish_exec_into_compat(pid_tgid: u64) {
+    let tid = pid_tgid as u32;
+    // SAFETY: the entry is this thread's, and it is removed only after the last use.
+    let Some(stash) = (unsafe { STASH.get(&tid) }) else {
+        return;
+    };
+    if stash.class == class::EXEC as u32 || stash.class == class::EXECAT as u32 {
+        emit_syscall(pid_tgid, stash, 0, stash.flags, Aux::None);
+        let _ = STASH.remove(&tid);
+    }
 }
 
 /// Copies an exec's path and argv from the stashed arguments (see `recorder_copy_argv`).

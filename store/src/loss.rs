@@ -25,6 +25,7 @@ pub fn add(sum: &mut Loss, loss: &Loss) {
     sum.lost_syscall_payload_bytes += loss.lost_syscall_payload_bytes;
     sum.stacks_lost += loss.stacks_lost;
     sum.holds_forced += loss.holds_forced;
+    sum.compat_syscalls += loss.compat_syscalls;
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the
@@ -43,6 +44,7 @@ pub fn since(now: &Loss, then: &Loss) -> Loss {
             - then.lost_syscall_payload_bytes,
         stacks_lost: now.stacks_lost - then.stacks_lost,
         holds_forced: now.holds_forced - then.holds_forced,
+        compat_syscalls: now.compat_syscalls - then.compat_syscalls,
     }
 }
 

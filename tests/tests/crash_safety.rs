@@ -75,8 +75,11 @@ fn follow_ends_with_incomplete_once_a_killed_writer_lets_go() {
         .unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Killed between frames, the segment ends at a frame without a trailer; killed inside
+    // one, it ends in that unfinished zstd frame ("the writer stopped mid-write").
     assert!(
-        stderr.contains("the writer stopped without a trailer"),
+        stderr.contains("the writer stopped without a trailer")
+            || stderr.contains("the writer stopped mid-write"),
         "{stderr}"
     );
 }

@@ -1,13 +1,19 @@
-//! A target that abuses its recorder: thousands of connections, each holding back an
-//! unfinished line, cannot make recorderd's memory grow past its bound, and the bound leaks
-//! nothing. See: issue #16.
+//! Targets that do what recorderd's probes did not expect: thousands of connections, each
+//! holding back an unfinished line, cannot make recorderd's memory grow past its bound, and
+//! the bound leaks nothing; a 32-bit program's syscalls are counted, never recorded under
+//! the names their numbers have in the 64-bit table. See: issue #16.
 
-use std::{process::Child, time::Duration};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
-use recorder_proto::v1::payload::Direction;
+use recorder_proto::v1::{payload::Direction, process::Kind};
 use recorder_tests::{
-    binary, contains, decompressed_segment, require_privileges, segment_files, Recorder, Recording,
-    STEP_TIMEOUT,
+    binary, contains, decompressed_segment, require_privileges, segment_files, wait_timeout,
+    Recorder, Recording, STEP_TIMEOUT,
 };
 
 const CONNECTIONS: usize = 5_000;
@@ -138,4 +144,171 @@ fn wait_with_peak_rss(child: &mut Child) -> (i32, u64) {
     };
     // ru_maxrss is in KiB.
     (code, usage.ru_maxrss as u64 * 1024)
+}
+
+/// A 32-bit program: with an argument it runs at once, without one it first waits for a
+/// line on stdin (so that recorderd can attach by pid). It opens, reads, writes and closes:
+/// as i386 numbers, openat (295), read (3) and close (6) are preadv, close and lstat in the
+/// 64-bit table, so a misread shows as events.
+const COMPAT_C: &str = r#"
+#include <fcntl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char buf[64];
+    if (argc < 2 && read(0, buf, sizeof buf) <= 0) return 1;
+    int fd = openat(AT_FDCWD, "/dev/zero", O_RDONLY);
+    for (int i = 0; i < 4; i++) read(fd, buf, sizeof buf);
+    close(fd);
+    write(1, "compat done\n", 12);
+    return 0;
+}
+"#;
+
+/// Builds COMPAT_C as a static i386 program in `dir`.
+fn build_compat(dir: &Path) -> PathBuf {
+    let source = dir.join("compat.c");
+    std::fs::write(&source, COMPAT_C).unwrap();
+    let program = dir.join("compat32");
+    let output = Command::new("gcc")
+        .args(["-m32", "-static", "-O1", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .expect("run gcc");
+    assert!(
+        output.status.success(),
+        "gcc -m32 -static failed (gcc-multilib missing? `cargo xtask setup` installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    program
+}
+
+/// What the recording holds of the 32-bit process `pid`: no event but (when recorderd
+/// started it) its execve, a Process frame saying from where its syscalls are skipped, and
+/// their count.
+fn assert_counted_not_misread(recording: &Recording, pid: u32, exec_recorded: bool) {
+    let names: Vec<&str> = recording
+        .of_pid(pid)
+        .iter()
+        .map(|event| event.syscall.as_str())
+        .collect();
+    let expected: &[&str] = if exec_recorded { &["execve"] } else { &[] };
+    assert_eq!(
+        names, expected,
+        "no syscall of the 32-bit program is recorded"
+    );
+    if exec_recorded {
+        assert_eq!(recording.of_pid(pid)[0].ret, 0, "its execve returned 0");
+    }
+    assert!(
+        recording
+            .processes
+            .iter()
+            .any(|process| process.pid == pid && process.kind() == Kind::Compat),
+        "a Process frame marks it: {:?}",
+        recording.processes
+    );
+    let losses = recording
+        .trailer
+        .as_ref()
+        .and_then(|trailer| trailer.losses)
+        .expect("a trailer");
+    assert!(
+        losses.compat_syscalls >= 5,
+        "its openat and reads (preadv and close by 64-bit numbers) are counted: {losses:?}"
+    );
+}
+
+#[test]
+fn a_spawned_32_bit_program_is_counted_not_misread() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = build_compat(work.path());
+    let output = work.path().join("recordings");
+    // A 64-bit shell around it: its own syscalls are recorded as usual.
+    let script = format!(
+        "head -c 1 /etc/hostname >/dev/null; {} now",
+        program.display()
+    );
+    let recorder = Recorder::start(&[
+        "--output",
+        output.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let path = recorder.finish();
+    let recording = Recording::read(&path);
+    let exec = recording
+        .events
+        .iter()
+        .find(|event| {
+            event.syscall == "execve" && event.argv.first().is_some_and(|a| a.ends_with("compat32"))
+        })
+        .expect("the shell's exec of the 32-bit program is recorded");
+    assert_counted_not_misread(&recording, exec.pid, true);
+    assert!(
+        recording
+            .events
+            .iter()
+            .any(|event| event.syscall == "openat"
+                && event
+                    .resource
+                    .as_ref()
+                    .is_some_and(|r| r.name == "/etc/hostname")),
+        "the 64-bit head's openat is recorded"
+    );
+}
+
+#[test]
+fn a_32_bit_command_is_named_in_one_line() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = build_compat(work.path());
+    let output = work.path().join("recordings");
+    let mut recorder = Recorder::start(&[
+        "--output",
+        output.to_str().unwrap(),
+        "--",
+        program.to_str().unwrap(),
+        "now",
+    ]);
+    let notice = recorder.wait_for_line("recorderd: the command is a 32-bit program");
+    assert!(notice.contains("counted"), "{notice}");
+    let path = recorder.finish();
+    let recording = Recording::read(&path);
+    assert_counted_not_misread(&recording, recording.first_target(), true);
+}
+
+#[test]
+fn a_32_bit_process_recorded_by_pid_is_named_in_one_line() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let program = build_compat(work.path());
+    let mut target = Command::new(&program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    let output = work.path().join("recordings");
+    let mut recorder = Recorder::start(&[
+        "--pid",
+        &pid.to_string(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let notice = recorder.wait_for_line(&format!("recorderd: pid {pid} runs a 32-bit program"));
+    assert!(notice.contains("counted"), "{notice}");
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(wait_timeout(&mut target, *STEP_TIMEOUT).success());
+    let path = recorder.finish();
+    assert_counted_not_misread(&Recording::read(&path), pid, false);
 }

@@ -41,6 +41,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "gcc",
     "binutils",
     "nodejs",
+    // 32-bit programs (tests/tests/under_abuse.rs): gcc -m32 -static builds an i386 one.
+    "gcc-multilib",
 ];
 
 /// Python packages the tests use that Debian does not ship: haralyzer reads the HAR export

@@ -224,6 +224,13 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
             loss.holds_forced
         );
     }
+    if loss.compat_syscalls > 0 {
+        let _ = write!(
+            line,
+            "; {} 32-bit syscalls skipped (not decoded)",
+            loss.compat_syscalls
+        );
+    }
     // Only after a failed write: keeps the usual line as it was.
     if loss.unwritten_frames > 0 {
         let _ = write!(
@@ -247,6 +254,9 @@ pub fn process(clock: &Clock, process: &Process) -> String {
             (None, None) => "process exited".to_owned(),
         },
         process::Kind::Attach => format!("recording this process from here ({})", process.reason),
+        process::Kind::Compat => {
+            "makes 32-bit syscalls from here: they are counted, not recorded".to_owned()
+        }
         process::Kind::Unspecified => "process event".to_owned(),
     };
     format!(

@@ -223,6 +223,7 @@ impl Pipeline {
             && frame.payloads_shed == 0
             && frame.stacks_lost == 0
             && frame.holds_forced == 0
+            && frame.compat_syscalls == 0
         {
             return Ok(());
         }

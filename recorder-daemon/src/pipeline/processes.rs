@@ -140,6 +140,10 @@ impl Processes {
                     ..frame
                 })
             }
+            process_op::COMPAT => Some(Process {
+                kind: Kind::Compat.into(),
+                ..frame
+            }),
             _ => None,
         }
     }

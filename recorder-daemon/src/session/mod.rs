@@ -135,6 +135,7 @@ pub fn prepare(options: &Options) -> Result<(Scope, OutputDir), SessionError> {
 /// (SIGINT, SIGTERM) or `--duration`.
 pub fn run(options: Options) -> Result<Outcome, SessionError> {
     let (scope, dir) = prepare(&options)?;
+    let compat = compat_notices(&options);
     let mut spawned = match options.command.is_empty() {
         true => None,
         false => Some(target::spawn(&options.command)?),
@@ -172,6 +173,9 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
                     started.path.display(),
                     started.syscalls
                 );
+                for notice in &compat {
+                    eprintln!("recorderd: {notice}");
+                }
             }),
             events: Arc::default(),
         };
@@ -197,6 +201,28 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
 }
 
 const END_TARGET_EXITED: &str = "target exited";
+
+/// One line for each target that runs a 32-bit program, whose syscalls the probes count
+/// rather than record. A command is not named: its arguments may be sealed.
+fn compat_notices(options: &Options) -> Vec<String> {
+    const WHY: &str = "recorderd reads the 64-bit syscall ABI only, so its syscalls are \
+                       counted (compat_syscalls), not recorded";
+    let pids = options
+        .pids
+        .iter()
+        .filter(|pid| target::is_32_bit_program(std::path::Path::new(&format!("/proc/{pid}/exe"))));
+    let mut notices: Vec<String> = pids
+        .map(|pid| format!("pid {pid} runs a 32-bit program: {WHY}"))
+        .collect();
+    let command = options
+        .command
+        .first()
+        .and_then(|p| target::find_program(p));
+    if command.is_some_and(|path| target::is_32_bit_program(&path)) {
+        notices.push(format!("the command is a 32-bit program: {WHY}"));
+    }
+    notices
+}
 
 /// Loads the probes, records until `control.stop`, the deadline or the targets' exit, and
 /// finishes the recording with a trailer. The recording's start and stop are in the audit

@@ -127,11 +127,19 @@ fn holders(count: usize, len: usize) -> std::io::Result<()> {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    let wanted = 2 * count as u64 + 64;
     // SAFETY: getrlimit/setrlimit read and write the struct passed.
     unsafe {
         check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) as isize)?;
-        limit.rlim_cur = limit.rlim_max.min(2 * count as u64 + 64);
-        check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit) as isize)?;
+        limit.rlim_cur = wanted;
+        limit.rlim_max = limit.rlim_max.max(wanted);
+        // Raising the hard limit needs CAP_SYS_RESOURCE (the tests run as root); without
+        // it, as far as the hard limit goes.
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) as isize)?;
+            limit.rlim_cur = limit.rlim_max.min(wanted);
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit) as isize)?;
+        }
     }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;

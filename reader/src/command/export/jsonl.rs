@@ -157,6 +157,7 @@ fn process(segment: u32, clock: Option<&ClockBase>, p: &Process) -> Value {
         process::Kind::ThreadExit => "thread_exit",
         process::Kind::Exit => "exit",
         process::Kind::Attach => "attach",
+        process::Kind::Compat => "compat",
         process::Kind::Unspecified => "unspecified",
     };
     json!({
@@ -173,6 +174,7 @@ fn loss(segment: u32, l: &Loss) -> Value {
         "process_events": l.process_events, "unwritten_frames": l.unwritten_frames,
         "payloads_shed": l.payloads_shed, "lost_syscall_payload_bytes": l.lost_syscall_payload_bytes,
         "stacks_lost": l.stacks_lost, "holds_forced": l.holds_forced,
+        "compat_syscalls": l.compat_syscalls,
     })
 }
 
@@ -186,7 +188,7 @@ fn trailer(segment: u32, t: &Trailer) -> Value {
                     "stash_failures": losses.stash_failures, "process_events": losses.process_events,
                     "unwritten_frames": losses.unwritten_frames, "payloads_shed": losses.payloads_shed,
                     "lost_syscall_payload_bytes": losses.lost_syscall_payload_bytes,
-                    "holds_forced": losses.holds_forced },
+                    "holds_forced": losses.holds_forced, "compat_syscalls": losses.compat_syscalls },
         "end_reason": t.end_reason, "end_mono_ns": t.end_mono_ns, "redactions": t.redactions,
     })
 }
