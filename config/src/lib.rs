@@ -128,6 +128,9 @@ impl Config {
         }
         self.retention.policy().map_err(|error| error.to_string())?;
         self.storage.access().map_err(|error| error.to_string())?;
+        if self.storage.segment_duration.is_zero() {
+            return Err("storage.segment_duration must be longer than zero".to_owned());
+        }
         if self.limits.max_concurrent == 0 {
             return Err("limits.max_concurrent must be at least 1".to_owned());
         }
@@ -178,6 +181,20 @@ mod tests {
         assert_eq!(config.targets.len(), 2);
         assert_eq!(config.control.group.as_deref(), Some("recorder"));
         redaction_policy(Some(&path)).unwrap();
+    }
+
+    #[test]
+    fn segments_rotate_at_the_configured_age() {
+        assert_eq!(
+            Config::default().storage.segment_duration,
+            defaults::SEGMENT_DURATION
+        );
+        let file = write("[storage]\nsegment_duration = \"1m\"\n");
+        let storage = load(Some(file.path())).unwrap().storage;
+        assert_eq!(storage.segment_duration, Duration::from_secs(60));
+        let zero = write("[storage]\nsegment_duration = \"0s\"\n");
+        let error = load(Some(zero.path())).unwrap_err().to_string();
+        assert!(error.contains("segment_duration"), "{error}");
     }
 
     #[test]

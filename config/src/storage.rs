@@ -1,18 +1,32 @@
 //! `[storage]`: where recordings go and who may read them.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use recorder_store::{dir::group_id, Access, DirError};
 use serde::Deserialize;
 
 /// The `[storage]` table of the configuration file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Directory for recordings (default [`crate::defaults::OUTPUT_DIR`]).
     pub dir: Option<PathBuf>,
     /// Group whose members may read recordings.
     pub reader_group: Option<String>,
+    /// A recording starts a new segment when the current one is this old (as
+    /// `--segment-duration`).
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
+    pub segment_duration: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: None,
+            reader_group: None,
+            segment_duration: crate::defaults::SEGMENT_DURATION,
+        }
+    }
 }
 
 impl StorageConfig {
@@ -32,11 +46,13 @@ mod tests {
         let config = StorageConfig {
             dir: None,
             reader_group: Some("root".to_owned()),
+            ..StorageConfig::default()
         };
         assert_eq!(config.access().unwrap(), Access { group: Some(0) });
         let config = StorageConfig {
             dir: None,
             reader_group: Some("no-such-group-here".to_owned()),
+            ..StorageConfig::default()
         };
         assert!(config.access().is_err());
         assert_eq!(

@@ -99,7 +99,7 @@ impl Options {
             },
             segments: SegmentPolicy {
                 max_bytes: defaults::SEGMENT_BYTES,
-                max_age: defaults::SEGMENT_DURATION,
+                max_age: config.storage.segment_duration,
                 fsync_interval: Some(defaults::FSYNC_INTERVAL),
                 compression_level: defaults::COMPRESSION_LEVEL,
             },

@@ -60,6 +60,12 @@ enum Task {
         #[arg(long)]
         systemd: bool,
     },
+    /// Record a mixed workload with the service for N minutes and fail on growth in
+    /// recorderd's memory, descriptors or CPU, unaccounted loss, or a leaked secret (root).
+    Soak {
+        #[arg(long, default_value_t = 3)]
+        minutes: u64,
+    },
     /// Run every cargo-fuzz target for a while each (installs cargo-fuzz if missing).
     Fuzz {
         /// How long each target runs, as `60s`, `10m`.
@@ -86,7 +92,31 @@ fn main() -> Result<()> {
             systemd,
         } => vm::run(&workspace_root(), &kernel, accel, &tests, systemd),
         Task::Fuzz { time, targets } => fuzz::run(&workspace_root(), time, &targets),
+        Task::Soak { minutes } => soak(minutes),
     }
+}
+
+/// The soak is an ignored test of its own (tests/tests/soak.rs): it prints its samples.
+fn soak(minutes: u64) -> Result<()> {
+    if !setup::is_root() {
+        bail!("the soak loads eBPF probes and needs root: run `sudo -E cargo xtask soak`");
+    }
+    if minutes < 2 {
+        bail!("--minutes {minutes}: the soak needs at least 2 (the first is its warm-up)");
+    }
+    build_ebpf(ebpf::OBJECT_NAME)?;
+    cargo(&["build", "--workspace", "--exclude", ebpf::PACKAGE, "--bins"])?;
+    std::env::set_var("RECORDER_SOAK_MINUTES", minutes.to_string());
+    cargo(&[
+        "test",
+        "--package",
+        "recorder-tests",
+        "--test",
+        "soak",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ])
 }
 
 /// `cargo build` arguments for what a recording runs: recorderd, recorder and our workloads.

@@ -196,40 +196,30 @@ pub fn loss(clock: &Clock, loss: &Loss) -> String {
         loss.stash_failures,
         loss.process_events
     );
-    if loss.payloads_shed > 0 {
-        let _ = write!(
-            line,
-            "; {} payloads shed under load (their events are kept)",
-            loss.payloads_shed
-        );
-    }
-    if loss.lost_syscall_payload_bytes > 0 {
-        let _ = write!(
-            line,
-            "; the lost syscalls moved {} payload bytes",
-            loss.lost_syscall_payload_bytes
-        );
-    }
-    if loss.stacks_lost > 0 {
-        let _ = write!(
-            line,
-            "; {} syscalls recorded without their stack",
-            loss.stacks_lost
-        );
-    }
-    if loss.holds_forced > 0 {
-        let _ = write!(
-            line,
-            "; {} streams' held bytes decided early by the memory bound (masked where undecided)",
-            loss.holds_forced
-        );
-    }
-    if loss.compat_syscalls > 0 {
-        let _ = write!(
-            line,
-            "; {} 32-bit syscalls skipped (not decoded)",
-            loss.compat_syscalls
-        );
+    // What else the frame counts, each said only when there is some.
+    let notes = [
+        (
+            loss.payloads_shed,
+            "payloads shed under load (their events are kept)",
+        ),
+        (
+            loss.lost_syscall_payload_bytes,
+            "payload bytes moved by the lost syscalls",
+        ),
+        (loss.stacks_lost, "syscalls recorded without their stack"),
+        (
+            loss.holds_forced,
+            "streams' held bytes decided early by the memory bound (masked where undecided)",
+        ),
+        (
+            loss.compat_syscalls,
+            "32-bit syscalls skipped (not decoded)",
+        ),
+    ];
+    for (count, what) in notes {
+        if count > 0 {
+            let _ = write!(line, "; {count} {what}");
+        }
     }
     // Only after a failed write: keeps the usual line as it was.
     if loss.unwritten_frames > 0 {

@@ -20,6 +20,17 @@
 //!   header line of LEN bytes, `Authorization: Bearer holdtok{i}…`, with no line end, keeping
 //!   them all open; says `workload: holding N connections` on stderr and exits (which closes
 //!   them).
+//! - `soak SECONDS DIR`: after a line on stdin, for SECONDS, a mixed load (`cargo xtask soak`): an HTTP/1.1 server
+//!   thread and a client that sends it a request carrying the secret (env `SOAK_SECRET`)
+//!   in its Authorization header and its JSON body, a new connection each, about 100 a
+//!   second; a file in DIR written line by line (the secret in a `password=` pair), read
+//!   back and removed, 20 times a second; a forked child that writes a file and exits,
+//!   once a second; and with `SOAK_PG` (a conninfo, the password in `PGPASSWORD`) a `psql`
+//!   query every 5 s. Then `requests=N file_writes=N forks=N queries=N` on stdout.
+
+/// `soak`: the mixed load of `cargo xtask soak`.
+#[path = "workload/soak.rs"]
+mod soak;
 
 use std::{
     fs::OpenOptions,
@@ -55,6 +66,10 @@ fn main() {
             burst(args[2].parse().expect("a count"))
         }
         Some("tree") if args.len() == 4 => tree(Path::new(&args[2]), &args[3]),
+        Some("soak") if args.len() == 4 => match args[2].parse() {
+            Ok(seconds) => soak::run(seconds, Path::new(&args[3])),
+            Err(_) => Err(std::io::Error::other("soak: SECONDS is a number")),
+        },
         Some("holders") if args.len() == 4 => match (args[2].parse(), args[3].parse()) {
             (Ok(count), Ok(len)) => holders(count, len),
             _ => Err(std::io::Error::other("holders: N and LEN are numbers")),
@@ -65,7 +80,7 @@ fn main() {
             vectored(Path::new(&args[2]))
         }
         _ => {
-            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | vectored DIR | tree DIR HOST:PORT | burst N | busy FILE | holders N LEN");
+            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | vectored DIR | tree DIR HOST:PORT | burst N | busy FILE | holders N LEN | soak SECONDS DIR");
             std::process::exit(2);
         }
     };
