@@ -15,7 +15,52 @@ use rustc_hash::FxHashMap;
 
 use super::{effect_of, spare::Spare};
 
-type Fds = FxHashMap<i64, Resource>;
+type Fds = FxHashMap<i64, Descriptor>;
+
+/// What one descriptor number refers to. Events come in the order they end, but a close
+/// frees its number when it begins: another thread's open can reuse the number, and have
+/// its event seen, before that close's event is. So the table keeps the number's previous
+/// resource until that close is seen, and names each event by what the number referred to
+/// when the event began.
+#[derive(Clone)]
+struct Descriptor {
+    resource: Resource,
+    /// When the syscall that made it ended (CLOCK_MONOTONIC); 0 when read from /proc.
+    opened_ns: u64,
+    /// What the number referred to before, while no close of it has been seen.
+    earlier: Option<Resource>,
+}
+
+impl Descriptor {
+    fn new(resource: Resource) -> Self {
+        Descriptor {
+            resource,
+            opened_ns: 0,
+            earlier: None,
+        }
+    }
+
+    /// What the number referred to for a syscall that began at `entered_ns`.
+    fn at(&self, entered_ns: u64) -> &Resource {
+        match &self.earlier {
+            Some(earlier) if entered_ns < self.opened_ns => earlier,
+            _ => &self.resource,
+        }
+    }
+}
+
+/// `fd` now refers to `resource`, made by a syscall that ended at `opened_ns`.
+fn install(fds: &mut Fds, fd: i64, resource: Resource, opened_ns: u64) {
+    let earlier = fds.remove(&fd).map(|replaced| replaced.resource);
+    fds.insert(
+        fd,
+        Descriptor {
+            resource,
+            opened_ns,
+            earlier,
+        },
+    );
+}
 
 #[derive(Default)]
 pub struct FdTable {
@@ -50,44 +95,50 @@ impl FdTable {
         let fds = self.processes.entry(event.pid).or_default();
         let effect = effect_of(event);
         let succeeded = event.ret >= 0;
+        let (entered_ns, ended_ns) = (entered_ns(event), event.mono_ns);
         match effect {
             Effect::MakesPipe | Effect::MakesSocketPair if succeeded => {
                 for (i, &fd) in event.new_fds.iter().enumerate() {
-                    fds.insert(fd, new_pair_end(event, effect, i));
+                    install(fds, fd, new_pair_end(event, effect, i), ended_ns);
                 }
                 return;
             }
             _ if event.fd < 0 => return,
             Effect::Opens if succeeded => {
-                fds.insert(event.fd, file(event.path.clone()));
+                install(fds, event.fd, file(event.path.clone()), ended_ns);
             }
             Effect::NewSocket if succeeded => {
                 let mut socket = socket(None);
                 socket.socket_family = event.args.first().map_or(0, |&a| a as u32);
                 socket.socket_type = event.args.get(1).map_or(0, |&t| t as u32 & SOCK_TYPE_MASK);
-                fds.insert(event.fd, socket);
+                install(fds, event.fd, socket, ended_ns);
             }
             Effect::Accepts if succeeded => {
                 // The new connection shares the listener's family, type and local address.
                 let listener = event
                     .args
                     .first()
-                    .and_then(|&fd| fds.get(&(fd as i32).into()));
+                    .and_then(|&fd| fds.get(&(fd as i32).into()))
+                    .map(|listener| listener.at(entered_ns));
                 let mut connection = socket(event.address.clone());
                 if let Some(listener) = listener {
                     connection.local = listener.local.clone();
                     connection.socket_family = listener.socket_family;
                     connection.socket_type = listener.socket_type;
                 }
-                fds.insert(event.fd, connection);
+                install(fds, event.fd, connection, ended_ns);
             }
             // The new descriptor refers to what the old one did.
-            Effect::Dups if succeeded => duplicate(fds, event.fd, event.ret),
+            Effect::Dups if succeeded => duplicate(fds, event.fd, event.ret, entered_ns, ended_ns),
             Effect::DupsOnDupfd if succeeded && is_dupfd(event.args.get(1)) => {
-                duplicate(fds, event.fd, event.ret)
+                duplicate(fds, event.fd, event.ret, entered_ns, ended_ns)
             }
+            _ => {}
+        }
+        let entry = || Descriptor::new(socket(None));
+        match effect {
             Effect::Connects if succeeded || event.ret == -i64::from(libc::EINPROGRESS) => {
-                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                let entry = &mut fds.entry(event.fd).or_insert_with(entry).resource;
                 entry.kind = Kind::Socket.into();
                 entry.peer = event.address.clone();
                 if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
@@ -101,7 +152,7 @@ impl FdTable {
             Effect::NamesLocal | Effect::NamesPeer
                 if succeeded && is_inet(event.address.as_ref()) =>
             {
-                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                let entry = &mut fds.entry(event.fd).or_insert_with(entry).resource;
                 entry.kind = Kind::Socket.into();
                 if effect == Effect::NamesLocal {
                     entry.local = event.address.clone();
@@ -110,7 +161,7 @@ impl FdTable {
                 }
             }
             Effect::Binds if succeeded => {
-                let entry = fds.entry(event.fd).or_insert_with(|| socket(None));
+                let entry = &mut fds.entry(event.fd).or_insert_with(entry).resource;
                 entry.kind = Kind::Socket.into();
                 entry.local = event.address.clone();
                 if !has_port(entry.local.as_ref()) && is_inet(event.address.as_ref()) {
@@ -123,22 +174,53 @@ impl FdTable {
             }
             _ => {}
         }
-        event.resource = Some(match fds.get(&event.fd) {
-            Some(resource) => spare.resource(resource),
-            None => unknown(),
-        });
+        let Some(descriptor) = fds.get_mut(&event.fd) else {
+            event.resource = Some(unknown());
+            return;
+        };
+        // What a syscall makes is named by what it made, whenever it began.
+        let resource = match made_fds(event).any(|fd| fd == event.fd) {
+            true => &descriptor.resource,
+            false => descriptor.at(entered_ns),
+        };
+        event.resource = Some(spare.resource(resource));
         if effect == Effect::Closes {
-            fds.remove(&event.fd);
+            if entered_ns < descriptor.opened_ns && descriptor.earlier.is_some() {
+                // This close was of the number's earlier resource: the one it has now stays.
+                descriptor.earlier = None;
+            } else {
+                fds.remove(&event.fd);
+            }
         }
     }
+}
+
+/// When `event`'s syscall began (CLOCK_MONOTONIC).
+pub fn entered_ns(event: &Event) -> u64 {
+    event.mono_ns.saturating_sub(event.duration_ns)
+}
+
+/// The descriptors `event` made: their numbers no longer refer to what they did before.
+pub fn made_fds(event: &Event) -> impl Iterator<Item = i64> + '_ {
+    let succeeded = event.ret >= 0 && (event.fd >= 0 || !event.new_fds.is_empty());
+    let (pair, one): (&[i64], _) = match effect_of(event) {
+        Effect::MakesPipe | Effect::MakesSocketPair if succeeded => (&event.new_fds, None),
+        Effect::Opens | Effect::NewSocket | Effect::Accepts if succeeded => (&[], Some(event.fd)),
+        Effect::Dups if succeeded => (&[], Some(event.ret)),
+        Effect::DupsOnDupfd if succeeded && is_dupfd(event.args.get(1)) => (&[], Some(event.ret)),
+        _ => (&[], None),
+    };
+    pair.iter().copied().chain(one)
 }
 
 /// `SOCK_NONBLOCK` and `SOCK_CLOEXEC` share socket(2)'s type argument; the type is below them.
 const SOCK_TYPE_MASK: u32 = 0xf;
 
-fn duplicate(fds: &mut Fds, old: i64, new: i64) {
-    let resource = fds.get(&old).cloned().unwrap_or_else(unknown);
-    fds.insert(new, resource);
+fn duplicate(fds: &mut Fds, old: i64, new: i64, entered_ns: u64, ended_ns: u64) {
+    let resource = fds
+        .get(&old)
+        .map_or_else(unknown, |old| old.at(entered_ns).clone());
+    install(fds, new, resource, ended_ns);
 }
 
 fn is_dupfd(cmd: Option<&u64>) -> bool {
@@ -185,7 +267,7 @@ fn read_proc(pid: u32) -> Fds {
                 FDTarget::Other(kind, inode) => other(Kind::Other, format!("{kind}:[{inode}]")),
                 FDTarget::Unknown(kind, inode) => other(Kind::Other, format!("{kind}:[{inode}]")),
             };
-            (i64::from(fd.fd), resource)
+            (i64::from(fd.fd), Descriptor::new(resource))
         })
         .collect()
 }
@@ -387,6 +469,45 @@ mod tests {
         let mut stale = event("read", 3, -9);
         table.apply(&mut stale, &mut Spare::default());
         assert_eq!(stale.resource.unwrap().kind(), Kind::Unknown);
+    }
+
+    /// `event`, begun at `entered_ns` and ended at `ended_ns` by thread `tid`.
+    fn timed(event: Event, tid: u32, entered_ns: u64, ended_ns: u64) -> Event {
+        Event {
+            tid,
+            mono_ns: ended_ns,
+            duration_ns: ended_ns - entered_ns,
+            ..event
+        }
+    }
+
+    /// Thread 2 closes a socket on fd 4 from t=20 to t=40; thread 1 opens a file as fd 4 at
+    /// t=25..30 and writes to it. The close's event comes last, as it ended last.
+    #[test]
+    fn a_close_seen_after_the_number_was_reused_closes_what_it_began_on() {
+        let mut table = FdTable::default();
+        let mut apply = |event: Event| {
+            let mut event = event;
+            table.apply(&mut event, &mut Spare::default());
+            event.resource.unwrap().name
+        };
+        let file = |event: Event| Event {
+            path: "/tmp/a".into(),
+            ..event
+        };
+        assert_eq!(apply(timed(event("socket", 4, 4), 2, 1, 2)), "socket");
+        // Thread 2's read began before the close and ended after the reuse.
+        let blocked_read = timed(event("read", 4, 0), 2, 15, 35);
+        assert_eq!(
+            apply(timed(file(event("openat", 4, 4)), 1, 25, 30)),
+            "/tmp/a"
+        );
+        assert_eq!(apply(timed(event("write", 4, 5), 1, 31, 32)), "/tmp/a");
+        assert_eq!(apply(blocked_read), "socket");
+        assert_eq!(apply(timed(event("close", 4, 0), 2, 20, 40)), "socket");
+        assert_eq!(apply(timed(event("write", 4, 5), 1, 41, 42)), "/tmp/a");
+        assert_eq!(apply(timed(event("close", 4, 0), 1, 43, 44)), "/tmp/a");
+        assert_eq!(apply(timed(event("write", 4, -9), 1, 45, 46)), "");
     }
 
     #[test]

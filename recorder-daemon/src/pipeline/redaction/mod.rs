@@ -16,7 +16,11 @@ use recorder_redact::{Boundary, CaptureMode, Policy};
 use recorder_syscalls::Effect;
 use rustc_hash::FxHashMap;
 
-use super::{effect_of, spare::Spare};
+use super::{
+    effect_of,
+    fdtable::{entered_ns, made_fds},
+    spare::Spare,
+};
 
 /// Exec arguments and the command line, redacted as whole buffers.
 mod argv;
@@ -92,8 +96,16 @@ impl Frames {
 #[derive(Default)]
 struct Streams {
     /// The live stream of each endpoint.
-    current: FxHashMap<Endpoint, StreamId>,
+    current: FxHashMap<Endpoint, Live>,
     next_id: StreamId,
+}
+
+/// An endpoint's live stream, and when its first syscall began: a close that began before
+/// that was of an earlier descriptor with the same number (see `fdtable`).
+#[derive(Clone, Copy)]
+struct Live {
+    stream: StreamId,
+    began_ns: u64,
 }
 
 pub struct Redactor {
@@ -125,6 +137,13 @@ impl Redactor {
 
     /// Takes a frame; it comes out of [`Redactor::release`] once it is decided.
     pub fn push(&mut self, body: Body, now_ns: u64) {
+        if let Body::Event(event) = &body {
+            // A new descriptor: what its number referred to before is finished, even when
+            // that close's event has not come yet.
+            for fd in made_fds(event) {
+                self.end_fd(event.pid, fd, u64::MAX);
+            }
+        }
         let seq = self.frames.next_seq();
         let payload_len = match &body {
             Body::Event(Event {
@@ -147,7 +166,7 @@ impl Redactor {
                 }
                 let admitted = self.streams.admit(&self.policy, event);
                 let closed = effect_of(event) == Effect::Closes && event.ret == 0;
-                let (pid, fd) = (event.pid, event.fd);
+                let (pid, fd, entered_ns) = (event.pid, event.fd, entered_ns(event));
                 if let Some(admitted) = admitted {
                     if let Some(data) = &admitted.data {
                         held.payload = Decision::Waiting {
@@ -158,7 +177,7 @@ impl Redactor {
                     self.redact(seq, admitted, now_ns);
                 }
                 if closed {
-                    self.end_fd(pid, fd);
+                    self.end_fd(pid, fd, entered_ns);
                 }
             }
             Body::Process(process) if process.kind() == ProcessKind::Exit => {
@@ -323,6 +342,7 @@ struct Admitted {
 impl Streams {
     /// Redacts what the capture policy says to; returns what goes to the payload's stream.
     fn admit(&mut self, policy: &Policy, event: &mut Event) -> Option<Admitted> {
+        let began_ns = entered_ns(event);
         let payload = event.payload.as_mut()?;
         // Ciphertext left out on purpose is not a hole in the stream.
         let missing = (payload.length - payload.omitted_bytes.min(payload.length))
@@ -355,10 +375,17 @@ impl Streams {
             event.tls.is_some(),
         );
         let next_id = &mut self.next_id;
-        let stream = *self.current.entry(endpoint).or_insert_with(|| {
-            *next_id += 1;
-            *next_id
-        });
+        let stream = self
+            .current
+            .entry(endpoint)
+            .or_insert_with(|| {
+                *next_id += 1;
+                Live {
+                    stream: *next_id,
+                    began_ns,
+                }
+            })
+            .stream;
         let data = (!payload.data.is_empty()).then(|| mem::take(&mut payload.data));
         // Bytes of the stream are missing after this piece (cut short, or a payload lost
         // whole: shed under load, unreadable). What was held before the hole is decided
@@ -398,11 +425,18 @@ impl Redactor {
             .send_to_stream(stream, request, |piece| frames.place(piece));
     }
 
-    /// The fd was closed: its streams are complete.
-    fn end_fd(&mut self, pid: u32, fd: i64) {
+    /// The fd was closed by a syscall that began at `closed_ns`: its streams begun before
+    /// then are complete.
+    fn end_fd(&mut self, pid: u32, fd: i64, closed_ns: u64) {
         for out in [true, false] {
             for tls in [false, true] {
-                if let Some(stream) = self.streams.current.remove(&(pid, fd, out, tls)) {
+                let endpoint = (pid, fd, out, tls);
+                let Some(&live) = self.streams.current.get(&endpoint) else {
+                    continue;
+                };
+                if live.began_ns <= closed_ns {
+                    self.streams.current.remove(&endpoint);
+                    let stream = live.stream;
                     self.send(stream, Request::Close { stream });
                 }
             }
@@ -413,7 +447,7 @@ impl Redactor {
     fn end_process(&mut self, pid: u32) {
         let (current, stage, frames) =
             (&mut self.streams.current, &mut self.stage, &mut self.frames);
-        current.retain(|&(owner, ..), &mut stream| {
+        current.retain(|&(owner, ..), &mut Live { stream, .. }| {
             if owner == pid {
                 stage.send_to_stream(stream, Request::Close { stream }, |piece| {
                     frames.place(piece)

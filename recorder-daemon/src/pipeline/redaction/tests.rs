@@ -368,3 +368,42 @@ fn past_the_memory_bound_the_oldest_holds_are_decided_masked_and_counted() {
         assert_eq!(released(&mut redactor).len() + out.len(), 400);
     }
 }
+
+/// `body`'s event, begun at `entered_ns` and ended at `ended_ns`.
+fn timed(body: Body, entered_ns: u64, ended_ns: u64) -> Body {
+    let Body::Event(event) = body else {
+        unreachable!("an event")
+    };
+    Body::Event(Event {
+        mono_ns: ended_ns,
+        duration_ns: ended_ns - entered_ns,
+        ..event
+    })
+}
+
+/// Another thread closes a socket on fd 3 from t=20 to t=40, and fd 3 is reused by an open
+/// at t=25..30. The close's event comes after the file's first write: it must not end the
+/// file's stream, or a secret split across the file's writes would come out whole.
+#[test]
+fn a_close_seen_after_its_fd_was_reused_does_not_cut_the_new_stream() {
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        let open = Event {
+            syscall: "openat".to_owned(),
+            syscall_nr: recorder_syscalls::by_name("openat").unwrap().nr as u32,
+            pid: 7,
+            fd: 3,
+            ret: 3,
+            ..Event::default()
+        };
+        redactor.push(timed(write(7, 3, b"GET / HTTP/1.1\r\nX: y"), 1, 2), 2);
+        redactor.push(timed(Body::Event(open), 25, 30), 30);
+        redactor.push(timed(write(7, 3, b"password=hun"), 31, 32), 32);
+        redactor.push(timed(close(7, 3), 20, 40), 40);
+        redactor.push(timed(write(7, 3, b"ter2\n"), 41, 42), 42);
+        redactor.finish();
+        let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
+        assert!(text.starts_with("GET / HTTP/1.1\r\n"), "{text}");
+        assert!(!text.contains("hun") && !text.contains("ter2"), "{text}");
+    }
+}
