@@ -37,6 +37,10 @@ pub enum Response {
     },
     Started {
         recording: RecordingStatus,
+        /// What the requester should know about the target, one line each (such as a
+        /// 32-bit program's syscalls being counted, not recorded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notices: Vec<String>,
     },
     Stopped {
         recording: StoppedRecording,

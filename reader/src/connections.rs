@@ -240,6 +240,16 @@ impl Connections {
             self.start(event, opened);
             return;
         }
+        if event.syscall == "close" {
+            // A close that began before the connection on its fd was opened closed an
+            // earlier descriptor with that number: another thread's close, whose event came
+            // after the reuse (docs/CAPTURE.md, "Resources"); that one ended when the number
+            // was reused. A close is not a connection of its own either.
+            let began_ns = event.mono_ns.saturating_sub(event.duration_ns);
+            if self.open.get(&key).is_none_or(|c| began_ns < c.open_ns) {
+                return;
+            }
+        }
         if !self.open.contains_key(&key) {
             self.start(event, Opened::Existing);
         }
@@ -398,6 +408,34 @@ mod tests {
         assert_eq!(first.close_ns, Some(5));
         assert_eq!(first.bytes(), (5, 9));
         assert_eq!(all[1].opened, Opened::Existing);
+    }
+
+    /// Another thread's close of fd 3 runs from t=20 to t=40; fd 3 is made again at t=30 and
+    /// used before that close's event comes: it neither ends the new connection nor starts one.
+    #[test]
+    fn a_close_seen_after_its_fd_was_reused_ends_neither_connection() {
+        let mut connections = Connections::default();
+        let late_close = Event {
+            duration_ns: 20,
+            ..socket_event("close", 40, 3, 0)
+        };
+        let frames = [
+            socket_event("socket", 1, 3, 3),
+            with_payload(socket_event("write", 2, 3, 1), Direction::Out, b"A", 1),
+            socket_event("socket", 30, 3, 3),
+            with_payload(socket_event("write", 31, 3, 1), Direction::Out, b"B", 1),
+            late_close,
+            with_payload(socket_event("write", 41, 3, 1), Direction::Out, b"C", 1),
+            socket_event("close", 50, 3, 0),
+            socket_event("close", 60, 4, 0),
+        ];
+        for event in frames {
+            connections.visit(&Body::Event(event));
+        }
+        let all = connections.finish();
+        let outs: Vec<&[u8]> = all.iter().map(|c| c.out.bytes()).collect();
+        assert_eq!(outs, [&b"A"[..], b"BC"]);
+        assert_eq!((all[0].close_ns, all[1].close_ns), (Some(30), Some(50)));
     }
 
     #[test]

@@ -199,7 +199,39 @@ impl Recorder {
 
 /// Waits for a child, failing the test after `timeout` instead of hanging.
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let pid = child.id();
+    watched(child.id(), timeout, || (child.wait().expect("wait"), ())).0
+}
+
+/// Waits for a child as [`wait_timeout`] does; also returns its peak resident set size in
+/// bytes (`wait4`'s `ru_maxrss`).
+pub fn wait_with_peak_rss(child: &mut Child, timeout: Duration) -> (ExitStatus, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as i32;
+    watched(child.id(), timeout, || {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled in by wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting for our own child, with valid out-pointers.
+        while unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+            let error = std::io::Error::last_os_error();
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::Interrupted,
+                "wait4: {error}"
+            );
+        }
+        // ru_maxrss is in KiB.
+        (ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024)
+    })
+}
+
+/// Runs `wait`, which waits for process `pid`; kills that process if it takes over
+/// `timeout`, and then fails the test.
+fn watched<T>(
+    pid: u32,
+    timeout: Duration,
+    wait: impl FnOnce() -> (ExitStatus, T),
+) -> (ExitStatus, T) {
     let (tx, rx) = mpsc::channel();
     let watchdog = std::thread::spawn(move || {
         if rx.recv_timeout(timeout).is_err() {
@@ -207,14 +239,51 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     });
-    let status = child.wait().expect("wait");
+    let waited = wait();
     let _ = tx.send(());
     watchdog.join().expect("watchdog");
     assert!(
-        status.signal_is_not_kill(),
+        waited.0.signal_is_not_kill(),
         "process {pid} did not finish within {timeout:?}"
     );
-    status
+    waited
+}
+
+/// A 32-bit program: with an argument it runs at once, without one it first waits for a
+/// line on stdin (so that recorderd can attach by pid). It opens, reads, writes and closes:
+/// as i386 numbers, openat (295), read (3) and close (6) are preadv, close and lstat in the
+/// 64-bit table, so a misread shows as events.
+const COMPAT_C: &str = r#"
+#include <fcntl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char buf[64];
+    if (argc < 2 && read(0, buf, sizeof buf) <= 0) return 1;
+    int fd = openat(AT_FDCWD, "/dev/zero", O_RDONLY);
+    for (int i = 0; i < 4; i++) read(fd, buf, sizeof buf);
+    close(fd);
+    write(1, "compat done\n", 12);
+    return 0;
+}
+"#;
+
+/// Builds [`COMPAT_C`] as a static i386 program `compat32` in `dir`.
+pub fn build_compat_program(dir: &Path) -> PathBuf {
+    let source = dir.join("compat.c");
+    std::fs::write(&source, COMPAT_C).unwrap();
+    let program = dir.join("compat32");
+    let output = Command::new("gcc")
+        .args(["-m32", "-static", "-O1", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .expect("run gcc");
+    assert!(
+        output.status.success(),
+        "gcc -m32 -static failed (gcc-multilib missing? `cargo xtask setup` installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    program
 }
 
 trait NotKilled {

@@ -12,7 +12,8 @@ use std::{
 };
 
 use recorder_tests::{
-    binary, require_privileges, segment_files, wait_timeout, Recorder, Recording, STEP_TIMEOUT,
+    binary, build_compat_program, require_privileges, segment_files, wait_timeout, Recorder,
+    Recording, STEP_TIMEOUT,
 };
 
 /// The group the tests give the control socket; uid 65534 stands in for its members.
@@ -85,6 +86,13 @@ impl Service {
 
     /// Runs `recorder ARGS --socket S` under `setpriv SETPRIV_ARGS` (another uid and groups).
     fn recorder_as(&self, setpriv: &[&str], args: &[&str]) -> Output {
+        self.command_as(setpriv, args)
+            .output()
+            .expect("run recorder")
+    }
+
+    /// `recorder ARGS --socket S` under `setpriv SETPRIV_ARGS`, to run.
+    fn command_as(&self, setpriv: &[&str], args: &[&str]) -> Command {
         let client = self.base.path().join("recorder");
         let socket = self.socket();
         let mut command = if setpriv.is_empty() {
@@ -99,9 +107,8 @@ impl Service {
             .arg("--socket")
             .arg(&socket)
             .env_remove("RECORDER_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run recorder")
+            .stdin(Stdio::null());
+        command
     }
 
     fn signal(&self, signal: i32) {
@@ -505,6 +512,80 @@ fn sigterm_finishes_every_recording_with_its_trailer() {
             assert_eq!(&header.recording_id, id);
         }
     }
+}
+
+/// `recorder start --pid` of a 32-bit program says, on the line after the start, that its
+/// syscalls are counted, not recorded (as recorderd does in the foreground); a 64-bit one
+/// gets the start line alone.
+#[test]
+fn starting_a_32_bit_program_says_its_syscalls_are_counted() {
+    if !require_privileges() {
+        return;
+    }
+    let service = Service::start("");
+    let program = build_compat_program(service.base.path());
+    let mut compat = Command::new(&program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = compat.id();
+    let output = service.recorder(&["start", "--pid", &pid.to_string()]);
+    started_id(&output);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the start line and one note: {text}");
+    assert!(
+        lines[1].starts_with(&format!("note: pid {pid} runs a 32-bit program"))
+            && lines[1].contains("counted"),
+        "{text}"
+    );
+    compat.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(wait_timeout(&mut compat, *STEP_TIMEOUT).success());
+
+    let workload = Workload::start(service.base.path());
+    let output = service.recorder(&["start", "--pid", &workload.pid()]);
+    started_id(&output);
+    assert_eq!(stdout(&output).lines().count(), 1, "{}", stdout(&output));
+}
+
+/// A start's probe load (about a second: the kernel verifying the programs) does not hold
+/// the service's loop: status requests sent meanwhile are answered at once.
+#[test]
+fn status_is_answered_while_a_recording_starts() {
+    if !require_privileges() {
+        return;
+    }
+    let service = Service::start("");
+    let workload = Workload::start(service.base.path());
+    let mut start = service
+        .command_as(&[], &["start", "--pid", &workload.pid()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // How long each status request sent while the start was pending took to be answered.
+    let mut during = Vec::new();
+    while start.try_wait().unwrap().is_none() {
+        let asked = Instant::now();
+        let mut stream = UnixStream::connect(service.socket()).unwrap();
+        stream.write_all(b"{\"op\":\"status\"}\n").unwrap();
+        let said = answer(&mut stream);
+        assert!(said.contains("\"result\":\"status\""), "{said}");
+        during.push(asked.elapsed());
+    }
+    started_id(&start.wait_with_output().unwrap());
+    assert!(
+        during.len() >= 3,
+        "status was asked {} times while the start was pending",
+        during.len()
+    );
+    let slowest = *during.iter().max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(200) * recorder_tests::time_scale(),
+        "a status request took {slowest:?} while a recording started ({} asked)",
+        during.len()
+    );
 }
 
 /// Reads a connection's one-line answer (the service closes it after).

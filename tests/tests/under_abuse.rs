@@ -5,15 +5,13 @@
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Command, Stdio},
 };
 
 use recorder_proto::v1::{payload::Direction, process::Kind};
 use recorder_tests::{
-    binary, contains, decompressed_segment, require_privileges, segment_files, wait_timeout,
-    Recorder, Recording, STEP_TIMEOUT,
+    binary, build_compat_program, contains, decompressed_segment, require_privileges,
+    segment_files, wait_timeout, wait_with_peak_rss, Recorder, Recording, STEP_TIMEOUT,
 };
 
 const CONNECTIONS: usize = 5_000;
@@ -54,9 +52,9 @@ fn many_half_written_streams_stay_within_the_memory_bound() {
         &LINE_BYTES.to_string(),
     ]);
     recorder.wait_for_line(&format!("workload: holding {CONNECTIONS} connections"));
-    let (status, peak_rss) = wait_with_peak_rss(&mut recorder.child);
-    assert_eq!(
-        status, 0,
+    let (status, peak_rss) = wait_with_peak_rss(&mut recorder.child, *STEP_TIMEOUT);
+    assert!(
+        status.success(),
         "recorderd failed; stderr: {:#?}",
         recorder.stderr_seen
     );
@@ -103,86 +101,6 @@ fn many_half_written_streams_stay_within_the_memory_bound() {
     );
 }
 
-/// Waits for recorderd to exit; returns its exit status (the signal's number + 128 if one
-/// ended it) and its peak resident set size in bytes, from `wait4`, failing the test after
-/// the step timeout.
-fn wait_with_peak_rss(child: &mut Child) -> (i32, u64) {
-    let pid = child.id() as i32;
-    let (done, watched) = std::sync::mpsc::channel::<()>();
-    let timeout: Duration = *STEP_TIMEOUT;
-    let watchdog = std::thread::spawn(move || {
-        if watched.recv_timeout(timeout).is_err() {
-            // SAFETY: signalling the child we started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let mut status = 0;
-    // SAFETY: rusage is plain data, filled in by wait4.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: waiting for our own child, with valid out-pointers.
-        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if waited == pid {
-            break;
-        }
-        let error = std::io::Error::last_os_error();
-        assert_eq!(
-            error.kind(),
-            std::io::ErrorKind::Interrupted,
-            "wait4: {error}"
-        );
-    }
-    let _ = done.send(());
-    watchdog.join().expect("watchdog");
-    assert!(
-        !libc::WIFSIGNALED(status) || libc::WTERMSIG(status) != libc::SIGKILL,
-        "recorderd did not finish within {timeout:?}"
-    );
-    let code = match libc::WIFEXITED(status) {
-        true => libc::WEXITSTATUS(status),
-        false => 128 + libc::WTERMSIG(status),
-    };
-    // ru_maxrss is in KiB.
-    (code, usage.ru_maxrss as u64 * 1024)
-}
-
-/// A 32-bit program: with an argument it runs at once, without one it first waits for a
-/// line on stdin (so that recorderd can attach by pid). It opens, reads, writes and closes:
-/// as i386 numbers, openat (295), read (3) and close (6) are preadv, close and lstat in the
-/// 64-bit table, so a misread shows as events.
-const COMPAT_C: &str = r#"
-#include <fcntl.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    char buf[64];
-    if (argc < 2 && read(0, buf, sizeof buf) <= 0) return 1;
-    int fd = openat(AT_FDCWD, "/dev/zero", O_RDONLY);
-    for (int i = 0; i < 4; i++) read(fd, buf, sizeof buf);
-    close(fd);
-    write(1, "compat done\n", 12);
-    return 0;
-}
-"#;
-
-/// Builds COMPAT_C as a static i386 program in `dir`.
-fn build_compat(dir: &Path) -> PathBuf {
-    let source = dir.join("compat.c");
-    std::fs::write(&source, COMPAT_C).unwrap();
-    let program = dir.join("compat32");
-    let output = Command::new("gcc")
-        .args(["-m32", "-static", "-O1", "-o"])
-        .arg(&program)
-        .arg(&source)
-        .output()
-        .expect("run gcc");
-    assert!(
-        output.status.success(),
-        "gcc -m32 -static failed (gcc-multilib missing? `cargo xtask setup` installs it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    program
-}
-
 /// What the recording holds of the 32-bit process `pid`: no event but (when recorderd
 /// started it) its execve, a Process frame saying from where its syscalls are skipped, and
 /// their count.
@@ -225,7 +143,7 @@ fn a_spawned_32_bit_program_is_counted_not_misread() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let program = build_compat(work.path());
+    let program = build_compat_program(work.path());
     let output = work.path().join("recordings");
     // A 64-bit shell around it: its own syscalls are recorded as usual.
     let script = format!(
@@ -269,7 +187,7 @@ fn a_32_bit_command_is_named_in_one_line() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let program = build_compat(work.path());
+    let program = build_compat_program(work.path());
     let output = work.path().join("recordings");
     let mut recorder = Recorder::start(&[
         "--output",
@@ -291,7 +209,7 @@ fn a_32_bit_process_recorded_by_pid_is_named_in_one_line() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let program = build_compat(work.path());
+    let program = build_compat_program(work.path());
     let mut target = Command::new(&program)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

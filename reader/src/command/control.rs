@@ -10,7 +10,7 @@ use recorder_control::{RecordingStatus, Response};
 /// Prints what `start` or `stop` answered.
 pub fn print(response: &Response, out: &mut impl Write) -> io::Result<()> {
     match response {
-        Response::Started { recording } => {
+        Response::Started { recording, notices } => {
             writeln!(
                 out,
                 "recording {} started: {} for {}, into {}",
@@ -18,7 +18,11 @@ pub fn print(response: &Response, out: &mut impl Write) -> io::Result<()> {
                 recording.target,
                 humantime::format_duration(Duration::from_secs(recording.remaining_secs)),
                 recording.path
-            )
+            )?;
+            for notice in notices {
+                writeln!(out, "note: {notice}")?;
+            }
+            Ok(())
         }
         Response::Stopped { recording } => {
             writeln!(

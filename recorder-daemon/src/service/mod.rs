@@ -38,7 +38,7 @@ use tokio::{
     time::Instant,
 };
 
-use self::{recording_thread::Finished, socket::SocketError, upkeep::file_sha256};
+use self::{recording_thread::News, socket::SocketError, upkeep::file_sha256};
 use crate::privileges;
 
 #[derive(Debug, Error)]
@@ -118,7 +118,7 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             privileges::SERVICE,
             access.group.is_some(),
         ))?;
-        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let (news_tx, news_rx) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let mut service = Service {
             config_path: config_path.to_owned(),
@@ -128,17 +128,29 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             audit,
             control_gid,
             active: HashMap::new(),
+            starting: HashMap::new(),
             stop_waiters: HashMap::new(),
-            finished_tx,
+            news_tx,
             connections: connections::Gate::default(),
             incoming_tx,
         };
-        service.serve(listener, finished_rx, incoming_rx).await
+        service.serve(listener, news_rx, incoming_rx).await
     })
 }
 
 /// Requests read and not yet answered; a task with a request waits while it is full.
 const INCOMING_QUEUE: usize = 64;
+
+/// A recording whose thread is loading its probes.
+struct Starting {
+    /// Whoever asked for it hears the answer through this.
+    answer: oneshot::Sender<recorder_control::Response>,
+    stop: Option<oneshot::Sender<&'static str>>,
+    events: Arc<AtomicU64>,
+    duration: std::time::Duration,
+    requested_by: String,
+    notices: Vec<String>,
+}
 
 /// A recording the service is running.
 struct Active {
@@ -157,9 +169,11 @@ struct Service {
     audit: Arc<AuditLog>,
     control_gid: Option<u32>,
     active: HashMap<String, Active>,
+    /// Recordings asked for and not running yet: they count against `max_concurrent`.
+    starting: HashMap<String, Starting>,
     /// Clients of `recorder stop`, answered when their recording has finished.
     stop_waiters: HashMap<String, Vec<connections::Client>>,
-    finished_tx: mpsc::UnboundedSender<Finished>,
+    news_tx: mpsc::UnboundedSender<News>,
     /// Open control connections per uid.
     connections: connections::Gate,
     /// Requests read by the connections' tasks, for the loop to answer.
@@ -170,7 +184,7 @@ impl Service {
     async fn serve(
         &mut self,
         listener: UnixListener,
-        mut finished_rx: mpsc::UnboundedReceiver<Finished>,
+        mut news_rx: mpsc::UnboundedReceiver<News>,
         mut incoming_rx: mpsc::Receiver<connections::Incoming>,
     ) -> Result<(), ServiceError> {
         let mut sigterm = signal(SignalKind::terminate()).map_err(ServiceError::Runtime)?;
@@ -194,7 +208,7 @@ impl Service {
                     Err(error) => tracing::warn!(%error, "accepting a control connection failed"),
                 },
                 Some(incoming) = incoming_rx.recv() => self.answer(incoming).await,
-                Some(finished) = finished_rx.recv() => self.finished(finished).await,
+                Some(news) = news_rx.recv() => self.news(news).await,
                 _ = sighup.recv() => {
                     self.reload();
                     // New retention settings apply at once, then at their interval.
@@ -205,7 +219,7 @@ impl Service {
                 _ = sigint.recv() => break,
             }
         }
-        self.shutdown(&mut finished_rx).await;
+        self.shutdown(&mut news_rx).await;
         let _ = std::fs::remove_file(&self.config.control.socket);
         self.audit.append("daemon.stop", serde_json::json!({}))?;
         eprintln!("recorderd: service stopped");

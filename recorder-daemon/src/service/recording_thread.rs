@@ -1,12 +1,22 @@
-//! One recording per thread: the service's own loop never waits on a recording. The
-//! thread says when the recording has started (or why it could not), and when it is done.
+//! One recording per thread: the service's own loop never waits on a recording, not even
+//! while its probes load. The thread says when the recording has started (or why it could
+//! not), and when it is done, on one channel, so that the loop hears them in that order.
 
-use std::sync::{atomic::AtomicU64, Arc, Mutex};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::SystemTime,
+};
 
-use recorder_control::{Response, StoppedRecording};
-use tokio::sync::{mpsc, oneshot};
+use recorder_control::{RecordingStatus, Response, StoppedRecording};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
-use super::{requests::reply, Service};
+use super::{requests::reply, Active, Service};
 use crate::{
     options::Options,
     session::{self, Control, Outcome, Started},
@@ -18,7 +28,65 @@ pub struct Finished {
     pub result: Result<Outcome, String>,
 }
 
+/// What a recording thread tells the service's loop.
+pub enum News {
+    /// Recording, or why it could not start; always before `Finished`.
+    Started {
+        recording_id: String,
+        result: Result<Started, String>,
+    },
+    Finished(Finished),
+}
+
 impl Service {
+    pub(super) async fn news(&mut self, news: News) {
+        match news {
+            News::Started {
+                recording_id,
+                result,
+            } => self.started(recording_id, result),
+            News::Finished(finished) => self.finished(finished).await,
+        }
+    }
+
+    /// A recording is running, or could not start: it becomes active, and whoever asked
+    /// for it is answered.
+    pub(super) fn started(&mut self, recording_id: String, result: Result<Started, String>) {
+        let Some(starting) = self.starting.remove(&recording_id) else {
+            return;
+        };
+        let response = match result {
+            Ok(started) => {
+                let status = RecordingStatus {
+                    id: recording_id.clone(),
+                    target: started.description,
+                    path: started.path.display().to_string(),
+                    started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                    remaining_secs: starting.duration.as_secs(),
+                    events: 0,
+                    requested_by: starting.requested_by,
+                };
+                tracing::info!(id = %recording_id, by = %status.requested_by, "recording started");
+                self.active.insert(
+                    recording_id,
+                    Active {
+                        status: status.clone(),
+                        deadline: Instant::now() + starting.duration,
+                        stop: starting.stop,
+                        events: starting.events,
+                    },
+                );
+                Response::Started {
+                    recording: status,
+                    notices: starting.notices,
+                }
+            }
+            Err(message) => Response::Error { message },
+        };
+        // The client may have given up waiting (START_TIMEOUT): the recording runs anyway.
+        let _ = starting.answer.send(response);
+    }
+
     /// A recording thread is done: forget it and answer whoever asked it to stop.
     pub(super) async fn finished(&mut self, finished: Finished) {
         self.active.remove(&finished.recording_id);
@@ -72,22 +140,27 @@ impl Service {
     }
 }
 
-/// Runs one recording on its own thread; the returned receiver says when it is recording
-/// or why it could not start. `finished` hears when it is done.
+/// Runs one recording on its own thread; `news` hears when it is recording (or why it
+/// could not start) and when it is done.
 pub(super) fn launch(
     options: Options,
     stop: oneshot::Receiver<&'static str>,
     events: Arc<AtomicU64>,
-    finished: mpsc::UnboundedSender<Finished>,
-) -> oneshot::Receiver<Result<Started, String>> {
-    let (started_tx, started_rx) = oneshot::channel();
-    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    news: mpsc::UnboundedSender<News>,
+) {
+    let recording_id = options.recording_id.clone();
+    let said = Arc::new(AtomicBool::new(false));
+    let started_news = news.clone();
     let say = move |result: Result<Started, String>| {
-        if let Some(tx) = started_tx.lock().ok().and_then(|mut tx| tx.take()) {
-            let _ = tx.send(result);
+        if !said.swap(true, Ordering::SeqCst) {
+            let recording_id = recording_id.clone();
+            let _ = started_news.send(News::Started {
+                recording_id,
+                result,
+            });
         }
     };
-    let say_started = say.clone();
+    let (say_started, say_failed) = (say.clone(), say.clone());
     let control = Control {
         stop,
         started: Box::new(move |started: &Started| say_started(Ok(started.clone()))),
@@ -102,15 +175,15 @@ pub(super) fn launch(
             if let Err(message) = &result {
                 say(Err(message.clone()));
             }
-            let _ = finished.send(Finished {
+            let _ = news.send(News::Finished(Finished {
                 recording_id,
                 result,
-            });
+            }));
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start a recording thread");
+        say_failed(Err(format!("cannot start a recording thread: {error}")));
     }
-    started_rx
 }
 
 fn record_on_this_thread(

@@ -6,7 +6,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use recorder_capture::target;
@@ -24,9 +24,9 @@ use super::{
     connections::{self, Incoming},
     recording_thread, socket,
     socket::Peer,
-    targets, Active, Service,
+    targets, Service, Starting,
 };
-use crate::options::Options;
+use crate::{options::Options, session};
 
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,13 +91,28 @@ impl Service {
                 pid,
                 target,
                 for_secs,
-            } => {
-                let response = match self.start(client.peer, pid, target, for_secs).await {
-                    Ok(recording) => Response::Started { recording },
-                    Err(message) => Response::Error { message },
-                };
-                reply(&mut client.stream, &response).await;
-            }
+            } => match self.start(client.peer, pid, target, for_secs) {
+                // Answered once the probes are attached, on a task of its own: the loop
+                // goes on serving everyone else meanwhile.
+                Ok(answer) => {
+                    tokio::spawn(async move {
+                        let response = match timeout(START_TIMEOUT, answer).await {
+                            Ok(Ok(response)) => response,
+                            Ok(Err(_)) => Response::Error {
+                                message: "the service stopped before the recording started"
+                                    .to_owned(),
+                            },
+                            Err(_) => Response::Error {
+                                message: "starting the recording took over a minute; it may \
+                                          still start: see `recorder status`"
+                                    .to_owned(),
+                            },
+                        };
+                        reply(&mut client.stream, &response).await;
+                    });
+                }
+                Err(message) => reply(&mut client.stream, &Response::Error { message }).await,
+            },
             Request::Stop { id } => match self.stop(&id, client.peer) {
                 Ok(id) => self.stop_waiters.entry(id).or_default().push(client),
                 Err(message) => reply(&mut client.stream, &Response::Error { message }).await,
@@ -126,19 +141,20 @@ impl Service {
     }
 
     /// Checks a start request against the limits and targets, then starts the recording
-    /// on its own thread and waits until it is recording (or has failed).
-    async fn start(
+    /// on its own thread; the answer (the new recording's status, or why it could not
+    /// start) comes through the returned receiver once it is recording.
+    fn start(
         &mut self,
         peer: Peer,
         pid: Option<u32>,
         target: Option<String>,
         for_secs: Option<u64>,
-    ) -> Result<RecordingStatus, String> {
+    ) -> Result<oneshot::Receiver<Response>, String> {
         let limits = &self.config.limits;
-        if self.active.len() >= limits.max_concurrent {
+        let running = self.active.len() + self.starting.len();
+        if running >= limits.max_concurrent {
             return Err(format!(
-                "{} recordings are running, the most [limits] max_concurrent allows: stop one first (`recorder status`)",
-                self.active.len()
+                "{running} recordings are running or starting, the most [limits] max_concurrent allows: stop one first (`recorder status`)",
             ));
         }
         let duration = for_secs.map_or(limits.default_duration, Duration::from_secs);
@@ -173,36 +189,20 @@ impl Service {
             }
             _ => return Err("give exactly one of --pid or --target".to_owned()),
         }
-        let recording_id = options.recording_id.clone();
-        let events = Arc::new(AtomicU64::new(0));
+        let (answer_tx, answer) = oneshot::channel();
         let (stop_tx, stop) = oneshot::channel();
-        let started =
-            recording_thread::launch(options, stop, events.clone(), self.finished_tx.clone());
-        let started = match timeout(START_TIMEOUT, started).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err("the recording thread ended without a word".to_owned()),
-            Err(_) => return Err("starting the recording took over a minute".to_owned()),
-        };
-        let status = RecordingStatus {
-            id: recording_id.clone(),
-            target: started.description,
-            path: started.path.display().to_string(),
-            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            remaining_secs: duration.as_secs(),
-            events: 0,
+        let starting = Starting {
+            answer: answer_tx,
+            stop: Some(stop_tx),
+            events: Arc::new(AtomicU64::new(0)),
+            duration,
             requested_by: accounts::describe_user(peer.uid),
+            notices: session::compat_notices(&options),
         };
-        tracing::info!(id = %recording_id, by = %status.requested_by, "recording started");
-        self.active.insert(
-            recording_id,
-            Active {
-                status: status.clone(),
-                deadline: Instant::now() + duration,
-                stop: Some(stop_tx),
-                events,
-            },
-        );
-        Ok(status)
+        let events = starting.events.clone();
+        self.starting.insert(options.recording_id.clone(), starting);
+        recording_thread::launch(options, stop, events, self.news_tx.clone());
+        Ok(answer)
     }
 
     /// A recording as the configuration says, for `duration`, asked for by `peer`.

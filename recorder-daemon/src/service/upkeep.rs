@@ -11,7 +11,7 @@ use recorder_store::retention::{self, format_bytes};
 
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{recording_thread::Finished, Service};
+use super::{recording_thread::News, Service};
 
 /// How long SIGTERM waits for the recordings to finish their segments.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,19 +97,24 @@ impl Service {
     }
 
     /// Stops every recording and waits until each has written its trailer.
-    pub(super) async fn shutdown(&mut self, finished_rx: &mut mpsc::UnboundedReceiver<Finished>) {
-        for active in self.active.values_mut() {
-            if let Some(stop) = active.stop.take() {
+    pub(super) async fn shutdown(&mut self, news_rx: &mut mpsc::UnboundedReceiver<News>) {
+        let stops = self.active.values_mut().map(|active| &mut active.stop);
+        for stop in stops.chain(
+            self.starting
+                .values_mut()
+                .map(|starting| &mut starting.stop),
+        ) {
+            if let Some(stop) = stop.take() {
                 let _ = stop.send("terminated");
             }
         }
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        while !self.active.is_empty() {
-            match tokio::time::timeout_at(deadline, finished_rx.recv()).await {
-                Ok(Some(finished)) => self.finished(finished).await,
+        while !self.active.is_empty() || !self.starting.is_empty() {
+            match tokio::time::timeout_at(deadline, news_rx.recv()).await {
+                Ok(Some(news)) => self.news(news).await,
                 _ => {
                     tracing::error!(
-                        left = self.active.len(),
+                        left = self.active.len() + self.starting.len(),
                         "recordings did not finish in time"
                     );
                     break;

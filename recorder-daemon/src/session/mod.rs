@@ -204,7 +204,7 @@ const END_TARGET_EXITED: &str = "target exited";
 
 /// One line for each target that runs a 32-bit program, whose syscalls the probes count
 /// rather than record. A command is not named: its arguments may be sealed.
-fn compat_notices(options: &Options) -> Vec<String> {
+pub fn compat_notices(options: &Options) -> Vec<String> {
     const WHY: &str = "recorderd reads the 64-bit syscall ABI only, so its syscalls are \
                        counted (compat_syscalls), not recorded";
     let pids = options

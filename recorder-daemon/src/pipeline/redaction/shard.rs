@@ -122,8 +122,10 @@ impl Shard {
                 }
             }
             Request::Expire { now_ns } => {
-                self.each_stream(reply, |s| s.expire(now_ns));
                 for entry in self.streams.values_mut() {
+                    entry.redactor.expire(now_ns);
+                    hand_back(entry, &mut self.lists, reply);
+                    // What an idle stream's buffers grew to goes back.
                     if entry.pending.is_empty() {
                         entry.redactor.release_spare(IDLE_KEEP);
                         entry.pending.shrink_to(4);
