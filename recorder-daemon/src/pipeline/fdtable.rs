@@ -206,7 +206,8 @@ pub fn made_fds(event: &Event) -> impl Iterator<Item = i64> + '_ {
     let (pair, one): (&[i64], _) = match effect_of(event) {
         Effect::MakesPipe | Effect::MakesSocketPair if succeeded => (&event.new_fds, None),
         Effect::Opens | Effect::NewSocket | Effect::Accepts if succeeded => (&[], Some(event.fd)),
-        Effect::Dups if succeeded => (&[], Some(event.ret)),
+        // dup2(fd, fd) does nothing and returns fd.
+        Effect::Dups if succeeded && event.ret != event.fd => (&[], Some(event.ret)),
         Effect::DupsOnDupfd if succeeded && is_dupfd(event.args.get(1)) => (&[], Some(event.ret)),
         _ => (&[], None),
     };

@@ -407,3 +407,27 @@ fn a_close_seen_after_its_fd_was_reused_does_not_cut_the_new_stream() {
         assert!(!text.contains("hun") && !text.contains("ter2"), "{text}");
     }
 }
+
+/// `dup2(3, 3)` changes nothing: the stream on fd 3 goes on, and a secret split around it
+/// is still found.
+#[test]
+fn dup2_onto_itself_does_not_end_the_stream() {
+    for threads in THREADS {
+        let mut redactor = Redactor::new(policy(), threads);
+        let dup2 = Event {
+            syscall: "dup2".to_owned(),
+            syscall_nr: recorder_syscalls::by_name("dup2").unwrap().nr as u32,
+            pid: 7,
+            fd: 3,
+            ret: 3,
+            args: vec![3, 3],
+            ..Event::default()
+        };
+        redactor.push(write(7, 3, b"password=hun"), 0);
+        redactor.push(Body::Event(dup2), 1);
+        redactor.push(write(7, 3, b"ter2\n"), 2);
+        redactor.finish();
+        let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
+        assert!(!text.contains("hun") && !text.contains("ter2"), "{text}");
+    }
+}
