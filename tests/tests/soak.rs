@@ -2,8 +2,9 @@
 //! records the workload's mixed load (HTTP, file churn, forks, PostgreSQL) for N minutes,
 //! rotating segments every minute, sweeping every minute and reloading on SIGHUP every 20 s,
 //! while recorderd's resident memory, open descriptors and CPU are sampled. It fails on a
-//! growth trend past the tolerances below, on a file write neither recorded nor counted as
-//! lost, and on the secret anywhere in what recorderd wrote. See: issue #16.
+//! growth trend past the tolerances below, on a file write, request, fork or query neither
+//! recorded nor counted as lost, and on the secret anywhere in what recorderd wrote. See:
+//! issue #16.
 
 use std::{
     io::Write,
@@ -104,6 +105,7 @@ fn soak() {
         String::from_utf8_lossy(&long.stderr)
     );
     let long_id = started_id(&long);
+    let workload_pid = workload.id();
     let mut workload = workload;
     workload.stdin.take().unwrap().write_all(b"go\n").unwrap();
 
@@ -149,7 +151,7 @@ fn soak() {
         segments.len() as u64 >= minutes,
         "a segment a minute: {segments:?}"
     );
-    assert_writes_accounted(&segments, &report, &base.join("files"));
+    assert_accounted(&segments, &report, &base.join("files"), workload_pid);
     assert_no_secret(&recordings, &secret);
     let audit = std::fs::read_to_string(recordings.join("audit.log")).unwrap();
     assert!(
@@ -278,18 +280,24 @@ fn assert_no_growth(samples: &[Sample]) {
     );
 }
 
-/// Every file write the workload made is recorded, or counted among the lost syscalls.
-fn assert_writes_accounted(
+/// What the workload did is recorded, or within the records counted lost: each file write
+/// (on a descriptor named by its file), each HTTP request's `connect`, each forked child's
+/// `open` of its file, and each query's `psql`.
+fn assert_accounted(
     segments: &[PathBuf],
     report: &std::collections::HashMap<String, String>,
     files: &Path,
+    workload_pid: u32,
 ) {
-    let made: u64 = report["file_writes"].parse().unwrap();
-    let prefix = files.join("soak-").display().to_string();
-    let mut recorded = 0u64;
+    let made = |key: &str| report[key].parse::<u64>().unwrap();
+    let churned = files.join("soak-").display().to_string();
+    let forked = files.join("fork-").display().to_string();
+    let (mut writes, mut connects, mut fork_opens) = (0u64, 0u64, 0u64);
+    // Processes that ran psql: Debian's `psql` is a wrapper that execs the real one.
+    let mut psql_pids = std::collections::BTreeSet::new();
     let mut lost = 0u64;
     // Writes of a churned file's lines, whatever name their descriptor was given: if the
-    // count above falls short, this says whether events or names went missing.
+    // count of writes falls short, this says whether events or names went missing.
     let mut lines_written = 0u64;
     let mut named_otherwise = std::collections::BTreeMap::<String, u64>::new();
     for path in segments {
@@ -298,37 +306,54 @@ fn assert_writes_accounted(
             .trailer
             .as_ref()
             .unwrap_or_else(|| panic!("{} has no trailer", path.display()));
-        // Each of these can be a write without its event: its record lost, its enter not
+        // Each of these can be a syscall without its event: its record lost, its enter not
         // stashed (so its exit not recorded), or its frame not written.
         lost += trailer
             .losses
             .map_or(0, |l| l.syscalls + l.stash_failures + l.unwritten_frames);
         for event in &recording.events {
-            let Some(payload) = event.payload.as_ref() else {
-                continue;
-            };
-            if event.syscall != "write" || payload.direction() != Direction::Out {
-                continue;
-            }
-            let name = event.resource.as_ref().map_or("", |r| r.name.as_str());
-            if name.starts_with(&prefix) {
-                recorded += 1;
-            }
-            if payload.data.starts_with(b"line ")
-                && payload.data.windows(10).any(|w| w == b" user=soak")
-            {
-                lines_written += 1;
-                if !name.starts_with(&prefix) {
-                    *named_otherwise.entry(name.to_owned()).or_default() += 1;
+            match (event.syscall.as_str(), event.payload.as_ref()) {
+                ("write", Some(payload)) if payload.direction() == Direction::Out => {
+                    let name = event.resource.as_ref().map_or("", |r| r.name.as_str());
+                    writes += u64::from(name.starts_with(&churned));
+                    if payload.data.starts_with(b"line ")
+                        && payload.data.windows(10).any(|w| w == b" user=soak")
+                    {
+                        lines_written += 1;
+                        if !name.starts_with(&churned) {
+                            *named_otherwise.entry(name.to_owned()).or_default() += 1;
+                        }
+                    }
                 }
+                // The requests are the only connections the workload's own process makes.
+                ("connect", _) if event.pid == workload_pid && event.ret == 0 => connects += 1,
+                ("open" | "openat", _) if event.ret >= 0 && event.path.starts_with(&forked) => {
+                    fork_opens += 1
+                }
+                ("execve", _) if event.ret == 0 && event.path.ends_with("/psql") => {
+                    psql_pids.insert(event.pid);
+                }
+                _ => {}
             }
         }
     }
-    assert!(
-        recorded <= made && made <= recorded + lost,
-        "file writes: {made} made, {recorded} recorded, {lost} syscalls counted lost; \
-         {lines_written} writes of the files' lines, of which named otherwise: {named_otherwise:?}"
-    );
+    for (what, made, recorded) in [
+        ("file writes", made("file_writes"), writes),
+        ("HTTP requests' connects", made("requests"), connects),
+        ("forked children's opens", made("forks"), fork_opens),
+        (
+            "queries' psql processes",
+            made("queries"),
+            psql_pids.len() as u64,
+        ),
+    ] {
+        assert!(
+            recorded <= made && made <= recorded + lost,
+            "{what}: {made} made, {recorded} recorded, {lost} syscalls counted lost; \
+             {lines_written} writes of the files' lines, of which named otherwise: \
+             {named_otherwise:?}"
+        );
+    }
 }
 
 /// Neither a segment's bytes (decompressed) nor the audit log holds the secret.
