@@ -137,10 +137,14 @@ impl Redactor {
 
     /// Takes a frame; it comes out of [`Redactor::release`] once it is decided.
     pub fn push(&mut self, body: Body, now_ns: u64) {
+        let effect = match &body {
+            Body::Event(event) => effect_of(event),
+            _ => Effect::Unchanged,
+        };
         if let Body::Event(event) = &body {
             // A new descriptor: what its number referred to before is finished, even when
             // that close's event has not come yet.
-            for fd in made_fds(event) {
+            for fd in made_fds(event, effect) {
                 self.end_fd(event.pid, fd, u64::MAX);
             }
         }
@@ -165,7 +169,7 @@ impl Redactor {
                     redact_argv(&self.policy, event);
                 }
                 let admitted = self.streams.admit(&self.policy, event);
-                let closed = effect_of(event) == Effect::Closes && event.ret == 0;
+                let closed = effect == Effect::Closes && event.ret == 0;
                 let (pid, fd, entered_ns) = (event.pid, event.fd, entered_ns(event));
                 if let Some(admitted) = admitted {
                     if let Some(data) = &admitted.data {

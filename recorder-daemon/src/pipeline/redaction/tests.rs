@@ -234,11 +234,17 @@ fn many_streams(count: usize) -> Vec<Body> {
 }
 
 fn close(pid: u32, fd: i64) -> Body {
+    fd_call("close", pid, fd, 0)
+}
+
+/// `syscall` on `fd`, returning `ret`, with no payload.
+fn fd_call(syscall: &str, pid: u32, fd: i64, ret: i64) -> Body {
     Body::Event(Event {
         pid,
         fd,
-        syscall: "close".to_owned(),
-        syscall_nr: recorder_syscalls::by_name("close").unwrap().nr as u32,
+        ret,
+        syscall: syscall.to_owned(),
+        syscall_nr: recorder_syscalls::by_name(syscall).unwrap().nr as u32,
         ..Event::default()
     })
 }
@@ -388,16 +394,8 @@ fn timed(body: Body, entered_ns: u64, ended_ns: u64) -> Body {
 fn a_close_seen_after_its_fd_was_reused_does_not_cut_the_new_stream() {
     for threads in THREADS {
         let mut redactor = Redactor::new(policy(), threads);
-        let open = Event {
-            syscall: "openat".to_owned(),
-            syscall_nr: recorder_syscalls::by_name("openat").unwrap().nr as u32,
-            pid: 7,
-            fd: 3,
-            ret: 3,
-            ..Event::default()
-        };
         redactor.push(timed(write(7, 3, b"GET / HTTP/1.1\r\nX: y"), 1, 2), 2);
-        redactor.push(timed(Body::Event(open), 25, 30), 30);
+        redactor.push(timed(fd_call("openat", 7, 3, 3), 25, 30), 30);
         redactor.push(timed(write(7, 3, b"password=hun"), 31, 32), 32);
         redactor.push(timed(close(7, 3), 20, 40), 40);
         redactor.push(timed(write(7, 3, b"ter2\n"), 41, 42), 42);
@@ -414,17 +412,8 @@ fn a_close_seen_after_its_fd_was_reused_does_not_cut_the_new_stream() {
 fn dup2_onto_itself_does_not_end_the_stream() {
     for threads in THREADS {
         let mut redactor = Redactor::new(policy(), threads);
-        let dup2 = Event {
-            syscall: "dup2".to_owned(),
-            syscall_nr: recorder_syscalls::by_name("dup2").unwrap().nr as u32,
-            pid: 7,
-            fd: 3,
-            ret: 3,
-            args: vec![3, 3],
-            ..Event::default()
-        };
         redactor.push(write(7, 3, b"password=hun"), 0);
-        redactor.push(Body::Event(dup2), 1);
+        redactor.push(fd_call("dup2", 7, 3, 3), 1);
         redactor.push(write(7, 3, b"ter2\n"), 2);
         redactor.finish();
         let text = String::from_utf8(payloads(&released(&mut redactor))).unwrap();
