@@ -18,11 +18,14 @@ pub mod service;
 pub mod telemetry;
 /// `[capture]`: TLS plaintext.
 pub mod capture;
+/// `[upload]`: segments and the audit log to object storage.
+pub mod upload;
 
 pub use capture::{CaptureConfig, TlsSetting};
 pub use retention::{RetentionConfig, RetentionError};
 pub use service::{check_comm, CommError, ControlConfig, LimitsConfig, TargetConfig};
 pub use storage::StorageConfig;
+pub use upload::UploadConfig;
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +50,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// What the service may record on request; nothing else.
     pub targets: Vec<TargetConfig>,
+    /// `[upload]`: finished segments and the audit log to a bucket (docs/OPERATIONS.md, "Fleet").
+    pub upload: UploadConfig,
 }
 
 #[derive(Debug, Error)]
@@ -128,9 +133,13 @@ impl Config {
         }
         self.retention.policy().map_err(|error| error.to_string())?;
         self.storage.access().map_err(|error| error.to_string())?;
+        self.storage
+            .seal()
+            .map_err(|error| format!("[storage] seal_to: {error}"))?;
         if self.storage.segment_duration.is_zero() {
             return Err("storage.segment_duration must be longer than zero".to_owned());
         }
+        self.upload.check()?;
         if self.limits.max_concurrent == 0 {
             return Err("limits.max_concurrent must be at least 1".to_owned());
         }

@@ -2,11 +2,15 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use recorder_store::{dir::group_id, Access, DirError};
+use recorder_store::{
+    dir::group_id,
+    seal::{self, KeyError},
+    Access, DirError, Seal,
+};
 use serde::Deserialize;
 
 /// The `[storage]` table of the configuration file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Directory for recordings (default [`crate::defaults::OUTPUT_DIR`]).
@@ -17,6 +21,10 @@ pub struct StorageConfig {
     /// `--segment-duration`).
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub segment_duration: Duration,
+    /// Seal every segment the service writes to these age recipients (as `--seal-to`).
+    pub seal_to: Vec<String>,
+    /// ...and to the recipients in these files (as `--seal-to-file`).
+    pub seal_to_file: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -25,6 +33,8 @@ impl Default for StorageConfig {
             dir: None,
             reader_group: None,
             segment_duration: crate::defaults::SEGMENT_DURATION,
+            seal_to: Vec::new(),
+            seal_to_file: Vec::new(),
         }
     }
 }
@@ -34,6 +44,11 @@ impl StorageConfig {
     pub fn access(&self) -> Result<Access, DirError> {
         let group = self.reader_group.as_deref().map(group_id).transpose()?;
         Ok(Access { group })
+    }
+
+    /// The seal this table asks for; `None` without recipients.
+    pub fn seal(&self) -> Result<Option<Seal>, KeyError> {
+        seal::from_args(&self.seal_to, &self.seal_to_file)
     }
 }
 

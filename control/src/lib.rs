@@ -50,7 +50,32 @@ pub enum Response {
         recordings_dir: String,
         max_concurrent: usize,
         recordings: Vec<RecordingStatus>,
+        /// The uploads to object storage; absent when `[upload]` has no bucket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<UploadStatus>,
     },
+}
+
+/// The service's uploads to object storage, as `recorder status` shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// `s3://bucket`
+    pub bucket: String,
+    /// Segments waiting to be uploaded, and their bytes.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    /// The segment being uploaded now.
+    pub in_flight: Option<String>,
+    /// Segments uploaded and confirmed since the service started.
+    pub uploaded: u64,
+    /// Segments dropped from the queue (full, or deleted locally first) since the start.
+    pub dropped: u64,
+    /// Unsealed segments refused under `require_sealed` since the start.
+    pub refused: u64,
+    /// The last failure, until an upload succeeds: `<time> <what failed>`.
+    pub last_error: Option<String>,
+    /// The last audit log entry shipped.
+    pub audit_shipped_seq: u64,
 }
 
 /// A recording the service is running.

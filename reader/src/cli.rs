@@ -13,6 +13,10 @@ use crate::command::{conversations::ProtoFilter, export::ExportFormat, inspect::
 pub struct RecorderArgs {
     #[command(subcommand)]
     pub command: RecorderCommand,
+    /// The S3-compatible endpoint for s3:// addresses, over AWS_ENDPOINT_URL_S3,
+    /// AWS_ENDPOINT_URL and the profile's endpoint_url.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

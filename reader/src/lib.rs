@@ -14,3 +14,5 @@ pub mod conversations;
 pub mod command;
 /// Recorded frames as timeline lines for a person.
 pub mod timeline;
+/// Recordings in a bucket (`s3://…`), read by ranges.
+pub mod remote;

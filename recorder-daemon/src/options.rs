@@ -69,7 +69,7 @@ impl Options {
         config: &Config,
         redaction: Arc<Policy>,
         requested_by: serde_json::Value,
-    ) -> Result<Options, DirError> {
+    ) -> Result<Options, OptionsError> {
         Ok(Options {
             recording_id: header::new_recording_id(),
             requested_by,
@@ -103,7 +103,7 @@ impl Options {
                 fsync_interval: Some(defaults::FSYNC_INTERVAL),
                 compression_level: defaults::COMPRESSION_LEVEL,
             },
-            seal: None,
+            seal: config.storage.seal()?,
             debug_dirs: config.capture.debug_dirs.clone(),
         })
     }
@@ -118,7 +118,10 @@ impl Options {
             check_comm(comm)?;
         }
         // Checked before anything is loaded: a bad key is the user's to fix, on one line.
-        options.seal = seal::from_args(&args.seal_to, &args.seal_to_file)?;
+        // The flags' recipients replace the file's; without flags the file's hold.
+        if let Some(seal) = seal::from_args(&args.seal_to, &args.seal_to_file)? {
+            options.seal = Some(seal);
+        }
         options.pids = args.pids;
         options.command = args.command;
         options.cgroup = args.cgroup;

@@ -14,9 +14,11 @@ use thiserror::Error;
 use super::{
     dir,
     reader::ReadError,
+    reader::SegmentSource,
     seal::{self, Keyring, SealHeader},
     segment, SegmentReader,
 };
+use std::io::Seek;
 
 /// End reason of a segment that was closed to continue in the next one.
 pub const END_ROTATED: &str = "rotated";
@@ -95,9 +97,33 @@ pub struct SegmentSummary {
 /// Reads a whole segment to summarise it, opening a sealed one with `keyring`. Fails only
 /// when it is not a segment at all.
 pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, CatalogError> {
-    let mut reader = match SegmentReader::open_with(path, keyring) {
+    summarize_from(path, &crate::reader::open_file, keyring)
+}
+
+/// Opens the segment a path names: a file's path, or an object's address.
+pub type Opener<'a> = &'a dyn Fn(&Path) -> std::io::Result<Box<dyn SegmentSource>>;
+
+/// [`summarize`] for a segment that `open` reads (twice for a sealed one without its key).
+pub fn summarize_from(
+    path: &Path,
+    open: Opener<'_>,
+    keyring: &Keyring,
+) -> Result<SegmentSummary, CatalogError> {
+    let io_error = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut source = open(path).map_err(io_error)?;
+    let file_bytes = source
+        .seek(std::io::SeekFrom::End(0))
+        .and_then(|end| source.rewind().map(|()| end))
+        .map_err(io_error)?;
+    let mut reader = match SegmentReader::from_source(path, source, keyring) {
         Ok(reader) => reader,
-        Err(error @ ReadError::Sealed { .. }) => return summarize_sealed(path, error),
+        Err(error @ ReadError::Sealed { .. }) => {
+            let source = open(path).map_err(io_error)?;
+            return summarize_sealed(path, source, file_bytes, error);
+        }
         Err(error) => return Err(error.into()),
     };
     let seal = reader.seal_header().cloned();
@@ -110,7 +136,6 @@ pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, Catal
         }
         Err(error) => return Err(error.into()),
     };
-    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut summary = SegmentSummary {
         path: path.to_owned(),
         header,
@@ -169,14 +194,18 @@ pub fn summarize(path: &Path, keyring: &Keyring) -> Result<SegmentSummary, Catal
 
 /// What can be known of a sealed segment without its key: the seal header and the block
 /// walk. `sealed` is the `ReadError::Sealed` that opening it gave.
-fn summarize_sealed(path: &Path, sealed: ReadError) -> Result<SegmentSummary, CatalogError> {
-    use std::io::{Seek, SeekFrom};
+fn summarize_sealed(
+    path: &Path,
+    mut file: Box<dyn SegmentSource>,
+    file_bytes: u64,
+    sealed: ReadError,
+) -> Result<SegmentSummary, CatalogError> {
+    use std::io::SeekFrom;
 
     let io_error = |source| ReadError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io_error)?;
     file.seek(SeekFrom::Start(segment::PREAMBLE_LEN as u64))
         .map_err(io_error)?;
     let header = match seal::read_seal_header(&mut file) {
@@ -186,7 +215,6 @@ fn summarize_sealed(path: &Path, sealed: ReadError) -> Result<SegmentSummary, Ca
     };
     let offset = file.stream_position().map_err(io_error)?;
     let walk = seal::walk_blocks(&mut file, offset).map_err(io_error)?;
-    let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok(SegmentSummary {
         path: path.to_owned(),
         header: Header {
@@ -211,6 +239,58 @@ fn summarize_sealed(path: &Path, sealed: ReadError) -> Result<SegmentSummary, Ca
         file_bytes,
         seal: Some(header),
     })
+}
+
+/// What a segment says of itself without being read through: whose segment it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentIdentity {
+    /// Plain hex (checked: ids name files and object keys).
+    pub recording_id: String,
+    pub segment_seq: u32,
+    /// Wall-clock start of the recording's clock (the segment's, if sealed), ns since the epoch.
+    pub started_realtime_ns: i64,
+    pub sealed: bool,
+}
+
+/// The identity in a segment's plain Header frame or clear seal header; `None` for a file
+/// that is not a segment (or names an id that is not plain hex). A symlink is not followed.
+pub fn identify(path: &Path) -> Option<SegmentIdentity> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let mut preamble = [0u8; segment::PREAMBLE_LEN];
+    file.read_exact(&mut preamble).ok()?;
+    let segment::Preamble::Valid { flags, .. } = segment::check_preamble(&preamble) else {
+        return None;
+    };
+    let identity = if flags & seal::FLAG_SEALED != 0 {
+        let header = seal::read_seal_header(&mut file).ok()??;
+        SegmentIdentity {
+            recording_id: header.recording_id,
+            segment_seq: header.segment_seq,
+            started_realtime_ns: header.started_realtime_ns,
+            sealed: true,
+        }
+    } else {
+        file.rewind().ok()?;
+        match SegmentReader::from_source(path, Box::new(file), &Keyring::default())
+            .ok()?
+            .next_body()
+        {
+            Ok(Some(Body::Header(header))) => SegmentIdentity {
+                started_realtime_ns: header.clock.as_ref().map_or(0, |c| c.realtime_ns),
+                recording_id: header.recording_id,
+                segment_seq: header.segment_seq,
+                sealed: false,
+            },
+            _ => return None,
+        }
+    };
+    let id = &identity.recording_id;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(identity)
 }
 
 /// The segments of one recording, in sequence order.
@@ -351,10 +431,21 @@ pub fn scan(
         path: dir.to_owned(),
         source,
     })?;
+    let paths = files.into_iter().map(|(path, _)| path);
+    Ok(scan_from(paths, &crate::reader::open_file, keyring))
+}
+
+/// Every recording among the segments `paths` names, oldest first, each read with `open`,
+/// and the ones that are not readable segments.
+pub fn scan_from(
+    paths: impl IntoIterator<Item = PathBuf>,
+    open: Opener<'_>,
+    keyring: &Keyring,
+) -> (Vec<RecordingSummary>, Vec<CatalogError>) {
     let mut by_id: BTreeMap<String, Vec<SegmentSummary>> = BTreeMap::new();
     let mut problems = Vec::new();
-    for (path, _) in files {
-        match summarize(&path, keyring) {
+    for path in paths {
+        match summarize_from(&path, open, keyring) {
             Ok(summary) => by_id
                 .entry(summary.header.recording_id.clone())
                 .or_default()
@@ -370,7 +461,7 @@ pub fn scan(
         })
         .collect();
     recordings.sort_by_key(|r| r.header().clock.as_ref().map_or(0, |c| c.realtime_ns));
-    Ok((recordings, problems))
+    (recordings, problems)
 }
 
 /// Turns a FILE, DIR or ID argument into the recording it names. An ID (or a unique prefix

@@ -16,6 +16,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// Where a segment's bytes are read from: a file here, or (for `recorder … s3://`) an
+/// object in a bucket read by ranges. Seek is for the sealed block walk of `recorder list`.
+pub trait SegmentSource: Read + Seek + Send {}
+impl<T: Read + Seek + Send> SegmentSource for T {}
+
+/// Opens the segment file at `path` as a source; a directory is refused.
+pub fn open_file(path: &Path) -> io::Result<Box<dyn SegmentSource>> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    Ok(Box::new(file))
+}
+
 use prost::Message;
 use recorder_proto::v1::{frame::Body, Frame};
 use thiserror::Error;
@@ -94,7 +111,7 @@ struct Sealed {
 
 pub struct SegmentReader {
     path: PathBuf,
-    file: File,
+    file: Box<dyn SegmentSource>,
     /// Compressed bytes read but not yet decoded; `pending_bytes[0]` is at file offset
     /// `pending_offset`.
     pending_bytes: Vec<u8>,
@@ -116,17 +133,24 @@ impl SegmentReader {
 
     /// Opens a segment, sealed or not, trying `keyring`'s identities on a sealed one.
     pub fn open_with(path: &Path, keyring: &Keyring) -> Result<Self, ReadError> {
+        let file = open_file(path).map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_source(path, file, keyring)
+    }
+
+    /// Reads the segment in `file` from its start; `path` names it in errors (a file's path
+    /// or an object's address).
+    pub fn from_source(
+        path: &Path,
+        mut file: Box<dyn SegmentSource>,
+        keyring: &Keyring,
+    ) -> Result<Self, ReadError> {
         let io_error = |source| ReadError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = File::open(path).map_err(io_error)?;
-        if file.metadata().map_err(io_error)?.is_dir() {
-            return Err(io_error(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "it is a directory",
-            )));
-        }
         let mut preamble = Vec::with_capacity(PREAMBLE_LEN);
         (&mut file)
             .take(PREAMBLE_LEN as u64)
@@ -442,7 +466,10 @@ impl SegmentReader {
 }
 
 /// Reads and parses the seal header that follows a sealed segment's preamble.
-fn read_seal_header(path: &Path, file: &mut File) -> Result<SealHeader, ReadError> {
+fn read_seal_header(
+    path: &Path,
+    file: &mut Box<dyn SegmentSource>,
+) -> Result<SealHeader, ReadError> {
     match seal::read_seal_header(file) {
         Ok(Some(header)) => Ok(header),
         Ok(None) => Err(ReadError::Truncated {

@@ -13,6 +13,8 @@ use std::{
 /// Real servers: free ports, readiness, a PostgreSQL cluster.
 pub mod servers;
 pub mod views;
+/// An S3-compatible server (moto) and a gate in front of it, for the upload tests.
+pub mod s3;
 
 use recorder_proto::v1::{frame::Body, Event, Header, Loss, Process, Stack, Trailer};
 use recorder_store::{Keyring, SegmentReader};

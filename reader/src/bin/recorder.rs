@@ -9,6 +9,8 @@ use std::{
 use clap::Parser;
 use recorder_config::telemetry;
 use recorder_control::Request;
+use recorder_objects::Address;
+use recorder_reader::remote;
 use recorder_reader::{
     cli::{AuditCommand, KeyArgs, RecorderArgs, RecorderCommand, RecordingArgs},
     command::{
@@ -25,6 +27,7 @@ use recorder_store::{
 fn main() -> ExitCode {
     let args = RecorderArgs::parse();
     telemetry::init();
+    recorder_objects::remote::set_endpoint(args.endpoint);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = run(args.command, &mut out).and_then(|code| {
@@ -199,6 +202,9 @@ fn open(
 }
 
 fn resolve(named: &RecordingArgs, keyring: &Keyring) -> Result<RecordingSummary, CommandError> {
+    if Address::is_remote(&named.recording) {
+        return remote::resolve(&named.recording, keyring);
+    }
     Ok(catalog::resolve(&named.recording, &named.dir, keyring)?)
 }
 

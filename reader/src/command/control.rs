@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use recorder_control::{RecordingStatus, Response};
+use recorder_control::{RecordingStatus, Response, UploadStatus};
 
 /// Prints what `start` or `stop` answered.
 pub fn print(response: &Response, out: &mut impl Write) -> io::Result<()> {
@@ -51,6 +51,7 @@ pub fn print_status(response: &Response, json: bool, out: &mut impl Write) -> io
         recordings_dir,
         max_concurrent,
         recordings,
+        upload,
     } = response
     else {
         return Ok(());
@@ -60,6 +61,9 @@ pub fn print_status(response: &Response, json: bool, out: &mut impl Write) -> io
         "recorderd {version}: {} of {max_concurrent} recordings running; recordings in {recordings_dir}",
         recordings.len()
     )?;
+    if let Some(upload) = upload {
+        print_upload(upload, out)?;
+    }
     if recordings.is_empty() {
         return Ok(());
     }
@@ -87,6 +91,26 @@ pub fn print_status(response: &Response, json: bool, out: &mut impl Write) -> io
     Ok(())
 }
 
+/// The upload lines of a status: the queue, what is in flight, totals, the last failure.
+fn print_upload(upload: &UploadStatus, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "upload to {}: {} queued ({} bytes), {} in flight; since start {} uploaded, {} dropped, {} refused (unsealed); audit shipped to entry {}",
+        upload.bucket,
+        upload.queued,
+        upload.queued_bytes,
+        upload.in_flight.as_deref().unwrap_or("nothing"),
+        upload.uploaded,
+        upload.dropped,
+        upload.refused,
+        upload.audit_shipped_seq
+    )?;
+    if let Some(error) = &upload.last_error {
+        writeln!(out, "upload last error: {error}")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +130,13 @@ mod tests {
                 events: 1234,
                 requested_by: "alice".into(),
             }],
+            upload: Some(UploadStatus {
+                bucket: "s3://fleet".into(),
+                queued: 2,
+                dropped: 1,
+                last_error: Some("2026-12-04T15:00:00Z upload of x.rcd failed: 503".into()),
+                ..UploadStatus::default()
+            }),
         };
         let mut out = Vec::new();
         print_status(&response, false, &mut out).unwrap();
@@ -113,6 +144,14 @@ mod tests {
         assert!(text.contains("1 of 4 recordings running"), "{text}");
         assert!(
             text.contains("1m 30s") && text.contains("1234") && text.contains("alice"),
+            "{text}"
+        );
+        assert!(
+            text.contains("upload to s3://fleet: 2 queued") && text.contains("1 dropped"),
+            "{text}"
+        );
+        assert!(
+            text.contains("upload last error: 2026-12-04T15:00:00Z"),
             "{text}"
         );
     }

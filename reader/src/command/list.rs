@@ -18,7 +18,10 @@ pub fn run(
     keyring: &Keyring,
     out: &mut impl Write,
 ) -> Result<(), CommandError> {
-    let (recordings, problems) = catalog::scan(dir, keyring)?;
+    let (recordings, problems) = match crate::remote::is_remote(dir) {
+        true => crate::remote::scan(&dir.to_string_lossy(), keyring)?,
+        false => catalog::scan(dir, keyring)?,
+    };
     for problem in &problems {
         eprintln!("recorder: skipped {problem}");
     }

@@ -64,6 +64,9 @@ pub enum CommandError {
     /// The service refused a request or could not be reached; the message says why.
     #[error(transparent)]
     Control(#[from] recorder_control::ControlError),
+    /// A bucket could not be reached or read; the message says which and why.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl CommandError {
@@ -182,12 +185,12 @@ pub fn walk(
 ) -> Result<ExitCode, CommandError> {
     use recorder_proto::v1::frame::Body;
 
-    use recorder_store::{catalog, SegmentReader};
+    use recorder_store::catalog;
 
     let mut seq = 0u32;
     let mut path = recording.segments[0].path.clone();
     loop {
-        let mut reader = SegmentReader::open_with(&path, keyring)?;
+        let mut reader = crate::remote::open_segment(&path, keyring)?;
         let mut end_reason = None;
         // Set once the segment's writer no longer holds its lock: what it wrote before it
         // let go is read, and then no more can come.

@@ -24,6 +24,7 @@ use std::{
 
 use recorder_config::{defaults, Config, ConfigError};
 use recorder_control::RecordingStatus;
+use recorder_objects::upload::Uploader;
 use recorder_redact::Policy;
 use recorder_store::{
     accounts,
@@ -55,6 +56,8 @@ pub enum ServiceError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegeError),
+    #[error(transparent)]
+    Upload(#[from] recorder_objects::upload::StartError),
     #[error("internal I/O setup failed: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -67,6 +70,7 @@ impl ServiceError {
             ServiceError::Config(_)
                 | ServiceError::UnknownGroup { .. }
                 | ServiceError::Dir(_)
+                | ServiceError::Upload(recorder_objects::upload::StartError::Connect(_))
                 | ServiceError::Socket(SocketError::InUse { .. } | SocketError::NotASocket { .. })
         )
     }
@@ -118,6 +122,10 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             privileges::SERVICE,
             access.group.is_some(),
         ))?;
+        let uploader = match config.upload.enabled() {
+            true => Some(Uploader::start(&recordings, &config.upload, audit.clone())?),
+            false => None,
+        };
         let (news_tx, news_rx) = mpsc::unbounded_channel();
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let mut service = Service {
@@ -133,10 +141,14 @@ pub fn run(config_path: &Path) -> Result<(), ServiceError> {
             news_tx,
             connections: connections::Gate::default(),
             incoming_tx,
+            uploader,
         };
         service.serve(listener, news_rx, incoming_rx).await
     })
 }
+
+/// How long a stopping service goes on uploading what its recordings finished.
+const UPLOAD_FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Requests read and not yet answered; a task with a request waits while it is full.
 const INCOMING_QUEUE: usize = 64;
@@ -178,6 +190,8 @@ struct Service {
     connections: connections::Gate,
     /// Requests read by the connections' tasks, for the loop to answer.
     incoming_tx: mpsc::Sender<connections::Incoming>,
+    /// Finished segments and the audit log to the bucket (`[upload]`).
+    uploader: Option<Uploader>,
 }
 
 impl Service {
@@ -222,6 +236,10 @@ impl Service {
         self.shutdown(&mut news_rx).await;
         let _ = std::fs::remove_file(&self.config.control.socket);
         self.audit.append("daemon.stop", serde_json::json!({}))?;
+        // After the last entry, so the shipped audit log ends with the stop.
+        if let Some(uploader) = self.uploader.take() {
+            uploader.finish(UPLOAD_FINISH_TIMEOUT).await;
+        }
         eprintln!("recorderd: service stopped");
         Ok(())
     }

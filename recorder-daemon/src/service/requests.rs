@@ -137,6 +137,7 @@ impl Service {
             recordings_dir: self.recordings.display().to_string(),
             max_concurrent: self.config.limits.max_concurrent,
             recordings,
+            upload: self.uploader.as_ref().map(|uploader| uploader.status()),
         }
     }
 

@@ -75,16 +75,19 @@ impl Service {
                 {
                     tracing::warn!("[control] changed: it takes effect when recorderd restarts");
                 }
-                if config.storage.dir != self.config.storage.dir
-                    || config.storage.reader_group != self.config.storage.reader_group
-                {
+                if config.storage != self.config.storage {
                     tracing::warn!("[storage] changed: it takes effect when recorderd restarts");
+                }
+                if config.upload != self.config.upload {
+                    tracing::warn!("[upload] changed: it takes effect when recorderd restarts");
                 }
                 let control = self.config.control.clone();
                 let storage = self.config.storage.clone();
+                let upload = self.config.upload.clone();
                 self.config = Config {
                     control,
                     storage,
+                    upload,
                     ..config
                 };
                 self.redaction = redaction;

@@ -25,7 +25,7 @@ use thiserror::Error;
 /// Checking the chain.
 mod verify;
 
-pub use verify::{verify, VerifyError};
+pub use verify::{verify, verify_bytes, VerifyError};
 
 pub const FILE_NAME: &str = "audit.log";
 

@@ -31,6 +31,11 @@ pub fn verify(path: &Path) -> Result<u64, VerifyError> {
         path: path.to_owned(),
         source,
     })?;
+    verify_bytes(path, &bytes)
+}
+
+/// [`verify`] of a log's bytes (pieces shipped to a bucket, joined); `path` names it.
+pub fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<u64, VerifyError> {
     let mut previous = GENESIS.to_owned();
     let mut entries = 0u64;
     let mut lines = bytes.split(|&b| b == b'\n').peekable();

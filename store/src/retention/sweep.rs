@@ -1,12 +1,10 @@
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::{self, Read},
+    io,
     path::{Path, PathBuf},
     time::SystemTime,
 };
 
-use recorder_proto::v1::frame::Body;
 use serde_json::json;
 use thiserror::Error;
 
@@ -14,7 +12,7 @@ use super::{plan::plan, Deletion, Plan, Policy, Protection, Recording, HOLD_EXTE
 use crate::{
     audit::{AuditError, AuditLog},
     dir::{self, DirError, OutputDir},
-    seal, segment, SegmentReader,
+    segment,
 };
 
 #[derive(Debug, Error)]
@@ -182,31 +180,9 @@ fn still_deletable(dir: &Path, deletion: &Deletion) -> bool {
     })
 }
 
-/// The recording id in a segment's plain Header frame or clear seal header; `None` for a
-/// file that is not a segment (or names an id that is not plain hex).
+/// The recording id of a segment (`catalog::identify`); `None` for a file that is not one.
 pub fn recording_id(path: &Path) -> Option<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .ok()?;
-    let mut preamble = [0u8; segment::PREAMBLE_LEN];
-    file.read_exact(&mut preamble).ok()?;
-    let segment::Preamble::Valid { flags, .. } = segment::check_preamble(&preamble) else {
-        return None;
-    };
-    let id = if flags & seal::FLAG_SEALED != 0 {
-        seal::read_seal_header(&mut file).ok()??.recording_id
-    } else {
-        drop::<File>(file);
-        match SegmentReader::open(path).ok()?.next_body() {
-            Ok(Some(Body::Header(header))) => header.recording_id,
-            _ => return None,
-        }
-    };
-    // The id names hold files: only plain hex may reach a path.
-    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    crate::catalog::identify(path).map(|identity| identity.recording_id)
 }
 
 /// `<dir>/<id>.hold`: its existence puts recording `id` under legal hold.
