@@ -257,6 +257,23 @@ mod tests {
     }
 
     #[test]
+    fn upload_and_seal_tables() {
+        let file = write("[storage]\nseal_to = [\"age1nope\"]\n");
+        let error = load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("[storage] seal_to"), "{error}");
+        let file = write(
+            "[upload]\nbucket = \"fleet\"\nqueue_limit = \"1GiB\"\npart_size = \"8MiB\"\naudit_interval = \"30s\"\n",
+        );
+        let upload = load(Some(file.path())).unwrap().upload;
+        assert_eq!(upload.bucket.as_deref(), Some("fleet"));
+        assert_eq!((upload.queue_limit, upload.part_size), (1 << 30, 8 << 20));
+        assert_eq!(upload.audit_interval, Duration::from_secs(30));
+        let file = write("[upload]\nbucket = \"fleet\"\npart_size = \"1MiB\"\n");
+        let error = load(Some(file.path())).unwrap_err().to_string();
+        assert!(error.contains("part_size"), "{error}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_rules_are_one_line_errors() {
         let file = write("[redaction]\npii = true\nsurprise = 1\n");
         let error = load(Some(file.path())).unwrap_err().to_string();

@@ -34,6 +34,19 @@ pub struct Shipped {
     pub offset: u64,
     /// Entries shipped.
     pub entries: u64,
+    /// The piece being shipped, saved before its PUT: after a crash the same piece (the
+    /// same bytes to the same key) goes again before anything new, so pieces never overlap.
+    #[serde(default)]
+    pub pending: Option<Pending>,
+}
+
+/// A piece whose PUT may or may not have happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Its last entry's seq.
+    pub last: u64,
+    /// The log's byte offset at its end.
+    pub end: u64,
 }
 
 /// What one round found.
@@ -74,7 +87,7 @@ impl AuditShipping {
     }
 
     /// Ships every complete entry not shipped yet.
-    pub async fn ship(&mut self, store: &AmazonS3) -> Result<Round, String> {
+    pub async fn ship(&mut self, store: &dyn ObjectStore) -> Result<Round, String> {
         let mut round = Round::default();
         loop {
             let (bytes, cut) = read_from(&self.log, self.shipped.offset)
@@ -84,18 +97,35 @@ impl AuditShipping {
                 self.shipped = Shipped::default();
                 continue;
             }
-            let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            if lines == 0 {
-                return Ok(round);
-            }
+            let (bytes, last) = match self.shipped.pending {
+                Some(pending) if pending.end - self.shipped.offset <= bytes.len() as u64 => {
+                    let len = (pending.end - self.shipped.offset) as usize;
+                    (bytes[..len].to_vec(), pending.last)
+                }
+                _ => {
+                    let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                    if lines == 0 {
+                        return Ok(round);
+                    }
+                    (bytes, self.shipped.entries + lines)
+                }
+            };
             let first = self.shipped.entries + 1;
-            let last = self.shipped.entries + lines;
+            self.shipped.pending = Some(Pending {
+                last,
+                end: self.shipped.offset + bytes.len() as u64,
+            });
+            self.save()?;
             let key = layout::audit_piece_key(&self.folder, first, last);
             let put = store
                 .put_opts(
                     &Key::from(key.as_str()),
                     bytes.clone().into(),
-                    PutOptions::from(PutMode::Create),
+                    PutOptions {
+                        mode: PutMode::Create,
+                        tags: crate::transfer::kind_tags("audit"),
+                        ..PutOptions::default()
+                    },
                 )
                 .await;
             match put {
@@ -121,11 +151,16 @@ impl AuditShipping {
             self.shipped = Shipped {
                 offset: self.shipped.offset + bytes.len() as u64,
                 entries: last,
+                pending: None,
             };
-            let state = serde_json::to_vec(&self.shipped).map_err(|e| e.to_string())?;
-            write_atomically(&self.state_path, &state)
-                .map_err(|error| format!("cannot save {}: {error}", self.state_path.display()))?;
+            self.save()?;
         }
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let state = serde_json::to_vec(&self.shipped).map_err(|e| e.to_string())?;
+        write_atomically(&self.state_path, &state)
+            .map_err(|error| format!("cannot save {}: {error}", self.state_path.display()))
     }
 }
 
@@ -233,5 +268,59 @@ mod tests {
         let (bytes, _) = read_from(&log, 10).unwrap();
         assert_eq!(bytes, b"{\"seq\":2}\n");
         assert_eq!(read_from(&log, 400).unwrap(), (Vec::new(), Some(24)));
+    }
+
+    fn line(seq: u64, text: &str) -> String {
+        format!("{{\"seq\":{seq},\"x\":\"{text}\"}}\n")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pieces_follow_each_other_survive_a_repeat_and_a_cut_log_is_said() {
+        use object_store::memory::InMemory;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let state = dir.path().join("audit.json");
+        let store = InMemory::new();
+        let shipping = |state: &Path| AuditShipping::new(&log, state, "h/audit".to_owned());
+
+        std::fs::write(&log, line(1, "a") + &line(2, "b")).unwrap();
+        let mut first = shipping(&state);
+        assert_eq!(first.ship(&store).await.unwrap().pieces, vec![(1, 2)]);
+        std::fs::write(&log, line(1, "a") + &line(2, "b") + &line(3, "c")).unwrap();
+        assert_eq!(first.ship(&store).await.unwrap().pieces, vec![(3, 3)]);
+        assert_eq!(first.ship(&store).await.unwrap(), Round::default());
+        let shipped = Shipped {
+            offset: 54,
+            entries: 3,
+            pending: None,
+        };
+        assert_eq!(shipping(&state).shipped(), shipped);
+
+        // A crash after piece 3-3's PUT, before its end was saved; the log grew meanwhile.
+        // The same piece goes again (already there, the same bytes), then the new entry.
+        let crashed = Shipped {
+            offset: 36,
+            entries: 2,
+            pending: Some(Pending { last: 3, end: 54 }),
+        };
+        let lost = dir.path().join("crashed.json");
+        std::fs::write(&lost, serde_json::to_vec(&crashed).unwrap()).unwrap();
+        let four = line(1, "a") + &line(2, "b") + &line(3, "c") + &line(4, "d");
+        std::fs::write(&log, &four).unwrap();
+        let round = shipping(&lost).ship(&store).await.unwrap();
+        assert_eq!(round.pieces, vec![(3, 3), (4, 4)]);
+        assert!(round.conflicts.is_empty());
+        std::fs::write(&log, line(1, "a") + &line(2, "b") + &line(3, "c")).unwrap();
+
+        // Cut from its end and written anew: said, and the bucket keeps the first version.
+        std::fs::write(&log, line(1, "a") + &line(2, "B")).unwrap();
+        let round = first.ship(&store).await.unwrap();
+        assert_eq!(round.cut, Some((54, 36)));
+        assert_eq!(round.conflicts, vec![(1, 2)]);
+        let kept = store
+            .get(&Key::from("h/audit/000000000001-000000000002.jsonl"))
+            .await;
+        let kept = kept.unwrap().bytes().await.unwrap();
+        assert_eq!(kept.as_ref(), (line(1, "a") + &line(2, "b")).as_bytes());
     }
 }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use object_store::{
-    aws::AmazonS3, path::Path as Key, Attribute, Attributes, GetOptions, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    path::Path as Key, Attribute, Attributes, GetOptions, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload, TagSet,
 };
 use sha2::{Digest, Sha256};
 
@@ -14,11 +14,22 @@ use crate::{describe, queue::Entry};
 /// The object metadata key holding the segment's SHA-256.
 const SHA256_METADATA: &str = "sha256";
 
+/// The tag every object recorderd writes carries: `recorderd=segment` or `recorderd=audit`,
+/// for lifecycle rules that keep the two for different times (docs/OPERATIONS.md, "Fleet").
+pub const KIND_TAG: &str = "recorderd";
+
+/// The tag set naming what an object holds.
+pub fn kind_tags(kind: &str) -> TagSet {
+    let mut tags = TagSet::default();
+    tags.push(KIND_TAG, kind);
+    tags
+}
+
 /// Uploads the segment file at `path` to `entry.key`: one PUT up to `part_size`, parts of
 /// `part_size` above it (`progress` hears each part sent). A failed multipart upload is
 /// aborted. Returns the number of parts.
 pub async fn send(
-    store: &AmazonS3,
+    store: &dyn ObjectStore,
     path: &Path,
     entry: &Entry,
     part_size: u64,
@@ -34,6 +45,7 @@ pub async fn send(
         let bytes = read_range(path, 0, entry.bytes).await?;
         let options = PutOptions {
             attributes,
+            tags: kind_tags("segment"),
             ..PutOptions::default()
         };
         store
@@ -44,6 +56,7 @@ pub async fn send(
     }
     let options = PutMultipartOptions {
         attributes,
+        tags: kind_tags("segment"),
         ..PutMultipartOptions::default()
     };
     let mut upload = store
@@ -77,7 +90,21 @@ pub async fn send(
 }
 
 /// Whether the object at `entry.key` is this segment: its size and recorded SHA-256.
-pub async fn holds(store: &AmazonS3, entry: &Entry) -> Result<bool, String> {
+pub async fn holds(store: &dyn ObjectStore, entry: &Entry) -> Result<bool, String> {
+    head_matches(store, entry).await.map_err(|e| describe(&e))
+}
+
+/// [`holds`] before an upload: a role that may not list the bucket gets 403, not 404, for a
+/// key that does not exist (AWS's rule), so a refusal here only means "not known to be
+/// there"; credentials that are really wrong fail the upload itself.
+pub async fn already_holds(store: &dyn ObjectStore, entry: &Entry) -> Result<bool, String> {
+    match head_matches(store, entry).await {
+        Err(object_store::Error::PermissionDenied { .. }) => Ok(false),
+        other => other.map_err(|e| describe(&e)),
+    }
+}
+
+async fn head_matches(store: &dyn ObjectStore, entry: &Entry) -> object_store::Result<bool> {
     let options = GetOptions {
         head: true,
         ..GetOptions::default()
@@ -94,12 +121,12 @@ pub async fn holds(store: &AmazonS3, entry: &Entry) -> Result<bool, String> {
             Ok(found.meta.size == entry.bytes && sha256.as_deref() == Some(&entry.sha256))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(false),
-        Err(error) => Err(describe(&error)),
+        Err(error) => Err(error),
     }
 }
 
 /// Whether the object's bytes, read back in full, hash to the segment's SHA-256.
-pub async fn read_back_matches(store: &AmazonS3, entry: &Entry) -> Result<bool, String> {
+pub async fn read_back_matches(store: &dyn ObjectStore, entry: &Entry) -> Result<bool, String> {
     use futures::StreamExt;
     let got = store
         .get(&Key::from(entry.key.as_str()))
@@ -134,4 +161,61 @@ async fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, Strin
     .await
     .map_err(|error| error.to_string())?
     .map_err(|error| format!("cannot read {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn segment(dir: &Path, bytes: &[u8]) -> (std::path::PathBuf, Entry) {
+        let path = dir.join("s.rcd");
+        std::fs::write(&path, bytes).unwrap();
+        let (len, sha256) = hash_file(&path).unwrap();
+        let entry = Entry {
+            segment: "s.rcd".to_owned(),
+            recording_id: "3f2a".to_owned(),
+            key: "host/2026-12-04/3f2a/s.rcd".to_owned(),
+            bytes: len,
+            sha256,
+            queued_at: 0,
+        };
+        (path, entry)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_segment_goes_up_whole_or_in_parts_and_is_then_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entry) = segment(dir.path(), b"ten bytes!");
+        for (part_size, parts) in [(64, 1), (4, 3)] {
+            let store = InMemory::new();
+            assert!(!already_holds(&store, &entry).await.unwrap());
+            let sent = std::sync::Mutex::new(Vec::new());
+            let progress = |part: usize| sent.lock().unwrap().push(part);
+            let counted = send(&store, &path, &entry, part_size, &progress).await;
+            assert_eq!(counted, Ok(parts));
+            assert!(holds(&store, &entry).await.unwrap());
+            assert!(read_back_matches(&store, &entry).await.unwrap());
+            let got = store.get(&Key::from(entry.key.as_str())).await.unwrap();
+            assert_eq!(got.bytes().await.unwrap().as_ref(), b"ten bytes!");
+            if parts > 1 {
+                assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3]);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_object_with_other_bytes_is_not_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entry) = segment(dir.path(), b"ten bytes!");
+        let store = InMemory::new();
+        send(&store, &path, &entry, 64, &|_| {}).await.unwrap();
+        let other = Entry {
+            sha256: "00".repeat(32),
+            ..entry.clone()
+        };
+        assert!(!holds(&store, &other).await.unwrap());
+        assert!(!read_back_matches(&store, &other).await.unwrap());
+    }
 }

@@ -354,7 +354,7 @@ impl Worker {
         if !path.exists() {
             return Ok(Outcome::Gone);
         }
-        if transfer::holds(&self.store, entry).await? {
+        if transfer::already_holds(&self.store, entry).await? {
             return Ok(Outcome::Uploaded {
                 parts: 0,
                 already_there: true,

@@ -5,7 +5,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -15,8 +15,21 @@ use std::{
 
 use crate::STEP_TIMEOUT;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/s3_server.py")
+/// `python3 fixtures/s3_server.py` with moto on its path (`cargo xtask setup` puts it in
+/// target/python).
+fn fixture() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packages = root.join("../target/python");
+    assert!(
+        packages.join("moto").is_dir(),
+        "moto is not in {}: run `cargo xtask setup`",
+        packages.display()
+    );
+    let mut command = Command::new("python3");
+    command
+        .arg(root.join("fixtures/s3_server.py"))
+        .env("PYTHONPATH", packages);
+    command
 }
 
 /// moto serving one bucket on loopback; killed on drop.
@@ -32,8 +45,7 @@ impl S3Server {
     /// Starts the server with `bucket`, a user and its key; fails the test with the
     /// server's own words if it cannot (moto missing: `cargo xtask setup` installs it).
     pub fn start(bucket: &str) -> S3Server {
-        let mut child = Command::new("python3")
-            .arg(fixture())
+        let mut child = fixture()
             .args(["serve", bucket])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -110,6 +122,11 @@ impl S3Server {
         objects
     }
 
+    /// An object's tags, as `key=value` pairs.
+    pub fn tags(&self, key: &str) -> serde_json::Value {
+        serde_json::from_str(&self.client(&["tags", key])).expect("tags print JSON")
+    }
+
     pub fn delete(&self, key: &str) {
         self.client(&["delete", key]);
     }
@@ -120,8 +137,7 @@ impl S3Server {
     }
 
     fn client(&self, args: &[&str]) -> String {
-        let output = Command::new("python3")
-            .arg(fixture())
+        let output = fixture()
             .arg(args[0])
             .arg(&self.bucket)
             .args(&args[1..])

@@ -234,6 +234,32 @@ fn reader(server: &S3Server, args: &[&str]) -> Output {
         .expect("run recorder")
 }
 
+/// `recorder ARGS` with nothing in the environment but a profile in the AWS shared files
+/// (`AWS_PROFILE=fleet`): its keys in the credentials file, its endpoint and region in the
+/// config file.
+fn reader_by_profile(server: &S3Server, dir: &Path, args: &[&str]) -> Output {
+    let credentials = dir.join("aws-credentials");
+    let config = dir.join("aws-config");
+    let keys = format!(
+        "[fleet]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        server.access_key, server.secret_key
+    );
+    std::fs::write(&credentials, keys).unwrap();
+    let settings = format!(
+        "[profile fleet]\nregion = us-east-1\nendpoint_url = {}\n",
+        server.endpoint
+    );
+    std::fs::write(&config, settings).unwrap();
+    Command::new(binary("recorder"))
+        .args(args)
+        .env_clear()
+        .env("AWS_PROFILE", "fleet")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        .output()
+        .expect("run recorder")
+}
+
 /// The host's folder in the bucket: the first part of every key.
 fn host_prefix(server: &S3Server) -> String {
     let objects = server.objects("");
@@ -295,7 +321,11 @@ fn a_sealed_recording_lands_in_the_bucket_and_reads_the_same_from_there() {
     assert!(done.iter().all(|entry| entry["recording"] == id.as_str()));
 
     // Listed from the bucket; its timeline from there is the local one, only with the key.
-    let listed = reader(&server, &["list", &format!("s3://{BUCKET}/{prefix}/")]);
+    let listed = reader_by_profile(
+        &server,
+        host.base.path(),
+        &["list", &format!("s3://{BUCKET}/{prefix}/")],
+    );
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(
         text(&listed.stdout).contains(&id[..12]),
@@ -321,6 +351,24 @@ fn a_sealed_recording_lands_in_the_bucket_and_reads_the_same_from_there() {
         remote.stdout == local.stdout,
         "the bucket's timeline differs"
     );
+    // The export too, with the endpoint given by flag rather than by the environment.
+    let export = |source: &str, extra: &[&str]| {
+        let mut command = Command::new(binary("recorder"));
+        command
+            .args(["export", "--format", "jsonl", source, "--identity", key])
+            .args(extra);
+        let output = command
+            .envs(server.env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .output();
+        let output = output.unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        output.stdout
+    };
+    let from_bucket = export(&address, &["--endpoint", &server.endpoint]);
+    let recordings = host.recordings();
+    let from_disk = export(&id, &["--dir", recordings.to_str().unwrap()]);
+    assert!(from_bucket == from_disk, "the bucket's export differs");
     let sealed = reader(&server, &["inspect", &address]);
     assert_eq!(sealed.status.code(), Some(5), "{}", text(&sealed.stderr));
     let verified = reader(&server, &["verify", &address, "--identity", key]);
@@ -342,6 +390,10 @@ fn a_sealed_recording_lands_in_the_bucket_and_reads_the_same_from_there() {
         .map(|(key, _)| key)
         .collect();
     assert!(pieces.len() >= 3, "the log went up in pieces: {pieces:?}");
+    // Tagged by kind, for lifecycle rules.
+    assert_eq!(server.tags(&pieces[0])["recorderd"], "audit");
+    let segment_key = done[0]["key"].as_str().unwrap();
+    assert_eq!(server.tags(segment_key)["recorderd"], "segment");
     server.delete(&pieces[1]);
     let gap = reader(&server, &["audit", "verify", &audit_prefix]);
     assert_eq!(gap.status.code(), Some(4));
@@ -415,6 +467,10 @@ fn a_service_killed_mid_multipart_upload_leaves_each_segment_once_after_its_rest
     let done = host.audit_events("upload.done");
     assert_eq!(done.len(), 1, "uploaded once: {done:?}");
     assert!(done[0]["parts"].as_u64().unwrap() >= 4, "{}", done[0]);
+    assert_eq!(
+        server.tags(done[0]["key"].as_str().unwrap())["recorderd"],
+        "segment"
+    );
 }
 
 #[test]
@@ -573,4 +629,41 @@ fn an_unsealed_segment_is_refused_under_require_sealed_with_one_line() {
         "{objects:?}"
     );
     assert!(!objects.is_empty(), "the audit log is shipped all the same");
+}
+
+#[test]
+fn delete_after_upload_removes_the_local_copy_once_the_bucket_holds_it() {
+    if !require_privileges() {
+        return;
+    }
+    let server = S3Server::start(BUCKET);
+    let (mut host, _identity) = Host::sealed(&server, "delete_after_upload = true");
+    host.start();
+    let id = host.record(3);
+    host.wait_status(*STEP_TIMEOUT, "uploaded every segment", |status| {
+        status["queued"] == 0
+            && status["in_flight"].is_null()
+            && status["uploaded"].as_u64() > Some(0)
+    });
+    host.stop();
+    let done = host.audit_events("upload.done");
+    assert!(!done.is_empty());
+    assert!(
+        segment_files(&host.recordings()).is_empty(),
+        "local copies remain"
+    );
+    // Each deleted copy's object is in the bucket with the SHA-256 the audit log names.
+    let prefix = host_prefix(&server);
+    let objects = server.objects(&prefix);
+    for entry in &done {
+        assert_eq!(entry["local_copy"], "deleted", "{entry}");
+        assert_eq!(entry["recording"], id.as_str());
+        let (_, bytes) = objects
+            .iter()
+            .find(|(key, _)| key == entry["key"].as_str().unwrap())
+            .expect("the object is in the bucket");
+        use sha2::Digest;
+        let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+        assert_eq!(entry["sha256"], sha256.as_str());
+    }
 }

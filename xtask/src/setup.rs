@@ -46,9 +46,16 @@ pub const APT_PACKAGES: &[&str] = &[
 ];
 
 /// Python packages the tests use that Debian does not ship: haralyzer reads the HAR export
-/// (tests/tests/protocol_views.rs). Installed with pip into `PYTHON_PACKAGES_DIR` under the
-/// workspace, never into the system's Python; the tests put it on PYTHONPATH.
-pub const PYTHON_PACKAGES: &[(&str, &str)] = &[("haralyzer", "haralyzer==2.4.0")];
+/// (tests/tests/protocol_views.rs); moto, in server mode with flask, is the S3-compatible
+/// server of the upload tests (tests/tests/upload.rs). Installed with pip into
+/// `PYTHON_PACKAGES_DIR` under the workspace, never into the system's Python; the tests put
+/// it on PYTHONPATH. (module, requirement)
+pub const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("haralyzer", "haralyzer==2.4.0"),
+    ("moto", "moto[s3,iam]==5.2.5"),
+    ("flask", "flask==3.1.3"),
+    ("flask_cors", "flask-cors==6.0.5"),
+];
 
 /// Where PYTHON_PACKAGES go, relative to the workspace root (tests read the same path).
 pub const PYTHON_PACKAGES_DIR: &str = "target/python";
