@@ -517,6 +517,14 @@ fn uploads_wait_out_a_stopped_server_and_a_full_queue_drops_what_it_must() {
         "the recording went on while uploads waited: {events_at_pause} → {events_while_paused} events"
     );
 
+    // A sweep deleting a waiting segment (the free-space floor wins over the queue).
+    let in_flight = status["in_flight"].as_str().unwrap_or_default().to_owned();
+    let swept = waiting_segments(&host)
+        .into_iter()
+        .rfind(|name| !in_flight.starts_with(name.as_str()))
+        .expect("a waiting segment");
+    std::fs::remove_file(host.recordings().join(&swept)).unwrap();
+
     server.resume();
     // The recording ends with its workload, or here.
     let _ = host.recorder(&["stop", &id]);
@@ -532,8 +540,12 @@ fn uploads_wait_out_a_stopped_server_and_a_full_queue_drops_what_it_must() {
         .iter()
         .map(|entry| entry["segment"].as_str().unwrap().to_owned())
         .collect();
-    assert!(!dropped.is_empty());
+    assert!(dropped.len() >= 2, "{dropped:?}");
     assert!(dropped.iter().all(|segment| segment.ends_with(".rcd")));
+    let gone = host.audit_events("upload.dropped");
+    let gone = gone.iter().find(|entry| entry["segment"] == swept.as_str());
+    let reason = gone.expect("the swept segment's drop is audited")["reason"].clone();
+    assert_eq!(reason, "deleted locally before its upload (retention)");
     let uploaded: Vec<String> = host
         .audit_events("upload.done")
         .iter()
@@ -553,6 +565,20 @@ fn uploads_wait_out_a_stopped_server_and_a_full_queue_drops_what_it_must() {
         .service_lines()
         .iter()
         .any(|line| line.starts_with("recorderd: uploads resumed after")));
+}
+
+/// The segments in the upload queue, by file name, in name order.
+fn waiting_segments(host: &Host) -> Vec<String> {
+    let queue = host.recordings().join(".upload/queue");
+    let mut names: Vec<String> = std::fs::read_dir(queue)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".json")?.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn recording_events(host: &Host) -> u64 {
