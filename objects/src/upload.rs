@@ -235,7 +235,9 @@ impl Worker {
         .ok()
         .flatten();
         let Some((identity, bytes, sha256)) = identified else {
-            // Not a segment this recorder can name: it is not uploaded, once said.
+            // Not a segment this recorder can name (a writer that died before its first
+            // frame, a stray file): it is not uploaded, once said.
+            eprintln!("recorderd: not uploading {name}: it is not a readable segment");
             self.skip(&name, "not a readable segment", "upload.refused");
             return;
         };
@@ -423,8 +425,7 @@ impl Worker {
     fn failed(&mut self, entry: &Entry, error: &str) {
         let failures = &mut self.failures;
         failures.in_a_row += 1;
-        let wait =
-            Duration::from_secs(1 << failures.in_a_row.min(6).saturating_sub(1)).min(MAX_BACKOFF);
+        let wait = backoff(failures.in_a_row);
         failures.next_attempt = Some(Instant::now() + wait);
         let new_kind = failures.last.as_deref() != Some(error);
         failures.last = Some(error.to_owned());
@@ -488,6 +489,11 @@ impl Worker {
     }
 }
 
+/// The wait after `in_a_row` failures: 1, 2, 4, … 32 s, then a minute.
+fn backoff(in_a_row: u32) -> Duration {
+    Duration::from_secs(1 << in_a_row.saturating_sub(1).min(6)).min(MAX_BACKOFF)
+}
+
 /// The segment files in `dir` whose writer has let go of them, by name.
 fn finished_segments(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(files) = dir::segment_files(dir) else {
@@ -507,4 +513,31 @@ fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn only_segments_no_writer_holds_are_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = recorder_store::OutputDir::open_or_create(dir.path()).unwrap();
+        let held = output.create_file("b-0000.rcd").unwrap();
+        std::fs::write(dir.path().join("a-0000.rcd"), b"x").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let names: Vec<String> = finished_segments(dir.path())
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["a-0000.rcd"]);
+        drop(held);
+        assert_eq!(finished_segments(dir.path()).len(), 2);
+    }
 }
