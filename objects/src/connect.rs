@@ -169,3 +169,41 @@ fn keys_in(section: &Section) -> Option<(String, String, Option<String>)> {
         section.get("aws_session_token").cloned(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(credentials: &std::path::Path, profile: Option<&str>) -> UploadConfig {
+        UploadConfig {
+            bucket: Some("fleet".to_owned()),
+            endpoint: Some("http://127.0.0.1:9".to_owned()),
+            credentials_file: Some(credentials.to_owned()),
+            profile: profile.map(str::to_owned),
+            ..UploadConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_service_takes_its_keys_from_the_named_profile_and_never_shows_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = AKIDEFAULT\naws_secret_access_key = hidden-one\n\
+             [fleet]\naws_access_key_id = AKIFLEET\naws_secret_access_key = hidden-two\nregion = eu-west-1\n",
+        )
+        .unwrap();
+        let settings = Settings::for_service(&config(&file, Some("fleet"))).unwrap();
+        let (id, secret, token) = settings.keys.clone().unwrap();
+        assert_eq!((id.as_str(), secret.as_str(), token), ("AKIFLEET", "hidden-two", None));
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("AKIFLEET") && !shown.contains("hidden"), "{shown}");
+        assert!(settings.connect("fleet").is_ok());
+
+        let error = Settings::for_service(&config(&file, Some("other"))).unwrap_err();
+        assert!(error.to_string().contains("no [other] section"), "{error}");
+    }
+}
