@@ -196,11 +196,17 @@ mod tests {
         .unwrap();
         let settings = Settings::for_service(&config(&file, Some("fleet"))).unwrap();
         let (id, secret, token) = settings.keys.clone().unwrap();
-        assert_eq!((id.as_str(), secret.as_str(), token), ("AKIFLEET", "hidden-two", None));
+        assert_eq!(
+            (id.as_str(), secret.as_str(), token),
+            ("AKIFLEET", "hidden-two", None)
+        );
         assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         let shown = format!("{settings:?}");
-        assert!(shown.contains("AKIFLEET") && !shown.contains("hidden"), "{shown}");
+        assert!(
+            shown.contains("AKIFLEET") && !shown.contains("hidden"),
+            "{shown}"
+        );
         assert!(settings.connect("fleet").is_ok());
 
         let error = Settings::for_service(&config(&file, Some("other"))).unwrap_err();

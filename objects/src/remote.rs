@@ -1,7 +1,8 @@
 //! Reading recordings from a bucket: `recorder list s3://bucket/prefix`, the other
 //! commands on `s3://bucket/prefix/ID`, and `recorder audit verify s3://…`. A segment is
-//! read through [`RangeReader`], a few MiB at a time with range requests, so nothing is
-//! downloaded whole and nothing is written to the local disk.
+//! read through [`RangeReader`] with range requests that start at 64 KiB (enough for a
+//! segment's first frame or seal header) and double up to 4 MiB, so nothing is downloaded
+//! whole and nothing is written to the local disk.
 
 use std::{
     collections::HashMap,
@@ -10,13 +11,18 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use object_store::{aws::AmazonS3, path::Path as Key, ObjectStore, ObjectStoreExt};
+use object_store::{path::Path as Key, ObjectStore, ObjectStoreExt};
 use recorder_store::{reader::SegmentSource, segment};
 
 use crate::{connect::Settings, describe};
 
-/// Bytes fetched per range request.
-const CHUNK: u64 = 4 * 1024 * 1024;
+/// The first range request of a reader...
+const FIRST_FETCH: u64 = 64 * 1024;
+/// ...and each next one twice the last, up to this. (Starting small after a seek was
+/// measured and dropped: listing a sealed 20 MiB segment without its key fetched 2.6 MB
+/// instead of 21 MB, but in 41 requests instead of 6, and took 0.44 s instead of 0.15 s on
+/// loopback; request latency is what a remote bucket costs most.)
+const MAX_FETCH: u64 = 4 * 1024 * 1024;
 
 /// `s3://bucket/key…`, as the reader's commands take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +70,7 @@ pub fn set_endpoint(endpoint: Option<String>) {
 /// One bucket, connected, with the sizes of the objects listed so far.
 pub struct Remote {
     runtime: Arc<tokio::runtime::Runtime>,
-    store: Arc<AmazonS3>,
+    store: Arc<dyn ObjectStore>,
     bucket: String,
     sizes: Mutex<HashMap<String, u64>>,
 }
@@ -85,18 +91,23 @@ impl Remote {
             settings.endpoint = Some(endpoint.clone());
         }
         let store = settings.connect(bucket).map_err(|e| e.to_string())?;
+        let remote = Arc::new(Remote::new(bucket, store)?);
+        remotes.insert(bucket.to_owned(), remote.clone());
+        Ok(remote)
+    }
+
+    /// `bucket` through `store`, with a runtime of its own for the blocking reader.
+    pub fn new(bucket: &str, store: Arc<dyn ObjectStore>) -> Result<Remote, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|error| format!("cannot start the S3 client: {error}"))?;
-        let remote = Arc::new(Remote {
+        Ok(Remote {
             runtime: Arc::new(runtime),
             store,
             bucket: bucket.to_owned(),
             sizes: Mutex::default(),
-        });
-        remotes.insert(bucket.to_owned(), remote.clone());
-        Ok(remote)
+        })
     }
 
     /// Every object whose key starts with `prefix`, as (key, size), in key order.
@@ -178,6 +189,8 @@ impl Remote {
             size,
             position: 0,
             chunk: Chunk::default(),
+            next_fetch: FIRST_FETCH,
+            fetched: 0,
         })
     }
 
@@ -221,6 +234,23 @@ pub struct RangeReader {
     size: u64,
     position: u64,
     chunk: Chunk,
+    /// How much the next range request asks for.
+    next_fetch: u64,
+    /// Bytes fetched so far.
+    fetched: u64,
+}
+
+impl RangeReader {
+    /// Bytes fetched from the bucket so far.
+    pub fn fetched(&self) -> u64 {
+        self.fetched
+    }
+}
+
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        tracing::debug!(key = %self.key, size = self.size, fetched = self.fetched, "object read");
+    }
 }
 
 impl Read for RangeReader {
@@ -229,7 +259,8 @@ impl Read for RangeReader {
             return Ok(0);
         }
         if self.chunk.at(self.position).is_none() {
-            let end = self.size.min(self.position + CHUNK);
+            let end = self.size.min(self.position + self.next_fetch);
+            self.next_fetch = (self.next_fetch * 2).min(MAX_FETCH);
             let remote = &self.remote;
             let bytes = remote
                 .runtime
@@ -237,6 +268,7 @@ impl Read for RangeReader {
                 .map_err(|error| {
                     io::Error::other(remote.failure("read", self.key.as_ref(), &error))
                 })?;
+            self.fetched += bytes.len() as u64;
             self.chunk = Chunk {
                 start: self.position,
                 bytes: bytes.to_vec(),
@@ -285,6 +317,46 @@ mod tests {
             .unwrap_err()
             .contains("names no bucket"));
         assert!(Address::is_remote("s3://fleet/x") && !Address::is_remote("/var/lib/x"));
+    }
+
+    /// An object of `len` bytes (each byte its offset mod 251) in an in-memory store.
+    fn object(len: usize) -> (Arc<Remote>, Vec<u8>) {
+        use object_store::memory::InMemory;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let store = Arc::new(InMemory::new());
+        let remote = Arc::new(Remote::new("test", store.clone()).unwrap());
+        let key = Key::from("k");
+        remote
+            .runtime
+            .block_on(store.put(&key, bytes.clone().into()))
+            .unwrap();
+        (remote, bytes)
+    }
+
+    #[test]
+    fn reads_and_seeks_give_the_objects_bytes_in_growing_requests() {
+        let (remote, bytes) = object(9 << 20);
+        let mut reader = remote.reader("k").unwrap();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert!(all == bytes, "the bytes read in order are the object's");
+        // Each byte once: 64 KiB, 128 KiB, … 4 MiB, then 4 MiB at a time.
+        assert_eq!(reader.fetched(), 9 << 20);
+
+        // A walk of 4-byte headers 1 MiB apart, then the end.
+        let mut walker = remote.reader("k").unwrap();
+        for block in 0..8u64 {
+            walker.seek(SeekFrom::Start(block << 20)).unwrap();
+            let mut header = [0u8; 4];
+            walker.read_exact(&mut header).unwrap();
+            let at = (block << 20) as usize;
+            assert_eq!(header, bytes[at..at + 4]);
+        }
+        assert!(walker.fetched() <= bytes.len() as u64);
+        walker.seek(SeekFrom::End(-2)).unwrap();
+        let mut tail = Vec::new();
+        walker.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, bytes[bytes.len() - 2..]);
     }
 
     #[test]
