@@ -168,7 +168,8 @@ impl AuditShipping {
 const FAILED: &str = "shipping the audit log failed";
 
 /// Ships the log every `interval` until `stop`, then once more; what a round finds goes
-/// to stderr, the audit log and `status`.
+/// to stderr, the audit log and `status`. A failure is said and audited
+/// (`upload.audit_failed`) once while it stays the same; the next round tries again.
 pub async fn run(
     mut shipping: AuditShipping,
     store: Arc<AmazonS3>,
@@ -177,6 +178,7 @@ pub async fn run(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last_failure: Option<String> = None;
     loop {
         let stopping = *stop.borrow();
         let round = shipping.ship(&store).await;
@@ -186,6 +188,7 @@ pub async fn run(
             .audit_shipped_seq = shipping.shipped().entries;
         match round {
             Ok(round) => {
+                last_failure = None;
                 report(&round, &audit);
                 let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
                 if status
@@ -197,7 +200,14 @@ pub async fn run(
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "shipping the audit log failed; it is tried again");
+                if last_failure.as_deref() != Some(&error) {
+                    eprintln!(
+                        "recorderd: {FAILED}, retrying in {}s: {error}",
+                        interval.as_secs()
+                    );
+                    append(&audit, "upload.audit_failed", json!({ "error": error }));
+                    last_failure = Some(error.clone());
+                }
                 status.lock().unwrap_or_else(|e| e.into_inner()).last_error = Some(format!(
                     "{} {FAILED}: {error}",
                     humantime::format_rfc3339_seconds(SystemTime::now())
@@ -216,11 +226,7 @@ pub async fn run(
 
 /// Says what a round found that someone must know: a cut log, a rewritten one.
 fn report(round: &Round, audit: &AuditLog) {
-    let append = |event: &str, fields| {
-        if let Err(error) = audit.append(event, fields) {
-            tracing::error!(%error, %event, "an upload event could not be audited");
-        }
-    };
+    let append = |event, fields| append(audit, event, fields);
     if let Some((shipped, now)) = round.cut {
         eprintln!("recorderd: the audit log is {now} bytes, shorter than the {shipped} already shipped: it was cut; shipping it from its start");
         append(
@@ -234,6 +240,12 @@ fn report(round: &Round, audit: &AuditLog) {
             "upload.audit_conflict",
             json!({ "first_seq": first, "last_seq": last }),
         );
+    }
+}
+
+fn append(audit: &AuditLog, event: &str, fields: serde_json::Value) {
+    if let Err(error) = audit.append(event, fields) {
+        tracing::error!(%error, %event, "an upload event could not be audited");
     }
 }
 

@@ -616,6 +616,8 @@ fn wrong_credentials_are_one_line_in_the_log_and_the_audit_log_and_never_the_sec
     host.stop();
     let failed = host.audit_events("upload.failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
+    // The audit log's shipping fails the same way, and is said once too.
+    assert_eq!(host.audit_events("upload.audit_failed").len(), 1);
     let said = host.service_lines().join("\n");
     assert!(!said.contains(wrong) && !host.audit_log().contains(wrong));
     assert_eq!(
