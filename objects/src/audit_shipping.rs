@@ -98,7 +98,10 @@ impl AuditShipping {
                 continue;
             }
             let (bytes, last) = match self.shipped.pending {
-                Some(pending) if pending.end - self.shipped.offset <= bytes.len() as u64 => {
+                Some(pending)
+                    if pending.end > self.shipped.offset
+                        && pending.end - self.shipped.offset <= bytes.len() as u64 =>
+                {
                     let len = (pending.end - self.shipped.offset) as usize;
                     (bytes[..len].to_vec(), pending.last)
                 }

@@ -268,6 +268,15 @@ impl Read for RangeReader {
                 .map_err(|error| {
                     io::Error::other(remote.failure("read", self.key.as_ref(), &error))
                 })?;
+            if bytes.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "s3://{}/{} ended before its listed size",
+                        remote.bucket, self.key
+                    ),
+                ));
+            }
             self.fetched += bytes.len() as u64;
             self.chunk = Chunk {
                 start: self.position,

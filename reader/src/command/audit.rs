@@ -69,7 +69,7 @@ fn piece_problems(pieces: &[(u64, u64)]) -> Vec<String> {
                 (next - 1).min(last)
             ));
         }
-        next = next.max(last + 1);
+        next = next.max(last.saturating_add(1));
     }
     problems
 }

@@ -15,11 +15,11 @@
 //!
 //! The directory is scanned on while an upload is in flight, so a bucket that hangs
 //! still sees the queue grow and its bound kept. The audit log is shipped by a task of its
-//! own (`audit_shipping`). Recording never waits on any of this: the uploader reads only
-//! finished files.
+//! own (`audit_shipping`). Both run on a thread of their own, so the queue's fsyncs and the
+//! parts' checksums never hold the service's control loop. Recording never waits on any of
+//! this: the uploader reads only finished files.
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -28,9 +28,12 @@ use std::{
 use object_store::aws::AmazonS3;
 use recorder_config::UploadConfig;
 use recorder_control::UploadStatus;
-use recorder_store::{audit::AuditLog, catalog, dir, retention};
+use recorder_store::{audit::AuditLog, retention};
 use serde_json::json;
-use tokio::{sync::watch, task::JoinHandle, time::Instant};
+use tokio::{sync::watch, time::Instant};
+
+/// Finding finished segments and queueing them within the bound.
+mod scan;
 
 use crate::{
     audit_shipping::{self, AuditShipping},
@@ -49,9 +52,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub struct Uploader {
     status: Arc<Mutex<UploadStatus>>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    ship_stop: watch::Sender<bool>,
-    shipper: JoinHandle<()>,
+    /// Hears when the uploader's thread has finished its last pass.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Uploader {
@@ -81,14 +83,14 @@ impl Uploader {
         }));
         let (stop, stopped) = watch::channel(false);
         let (ship_stop, ship_stopped) = watch::channel(false);
-        let shipper = tokio::spawn(audit_shipping::run(
+        let shipper = audit_shipping::run(
             shipping,
             store.clone(),
             audit.clone(),
             status.clone(),
             config.audit_interval,
             ship_stopped,
-        ));
+        );
         let worker = Worker {
             recordings: recordings.to_owned(),
             config: config.clone(),
@@ -98,15 +100,27 @@ impl Uploader {
             audit,
             status: status.clone(),
             failures: Failures::default(),
+            failed_last: None,
         };
-        let task = tokio::spawn(worker.run(stopped));
-        Ok(Uploader {
-            status,
-            stop,
-            task,
-            ship_stop,
-            shipper,
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let (finished, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("uploader".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let shipper = tokio::spawn(shipper);
+                    worker.run(stopped).await;
+                    // The audit log last, so that it holds the uploads just made.
+                    let _ = ship_stop.send(true);
+                    let _ = shipper.await;
+                });
+                let _ = finished.send(());
+            })
+            .map_err(StartError::Runtime)?;
+        Ok(Uploader { status, stop, done })
     }
 
     pub fn status(&self) -> UploadStatus {
@@ -119,23 +133,11 @@ impl Uploader {
     /// Uploads what is finished and ships the audit log one last time, for at most
     /// `limit`; what is left stays queued for the next start.
     pub async fn finish(self, limit: Duration) {
-        let deadline = Instant::now() + limit;
         let _ = self.stop.send(true);
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout_at(deadline, self.task).await.is_err() {
-            abort.abort();
+        if tokio::time::timeout(limit, self.done).await.is_err() {
             tracing::warn!(
                 "uploads did not finish in time; the rest stays queued for the next start"
             );
-        }
-        // The audit log last, so that it holds the uploads just made.
-        let _ = self.ship_stop.send(true);
-        let abort = self.shipper.abort_handle();
-        if tokio::time::timeout_at(deadline, self.shipper)
-            .await
-            .is_err()
-        {
-            abort.abort();
         }
     }
 }
@@ -149,6 +151,8 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("[upload]: cannot start the uploader's thread: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// The failures in a row, and when the next attempt may be made.
@@ -168,6 +172,9 @@ struct Worker {
     audit: Arc<AuditLog>,
     status: Arc<Mutex<UploadStatus>>,
     failures: Failures,
+    /// The segment whose upload failed last: the next pass tries the others first, so one
+    /// segment that keeps failing (its own read error, say) does not hold the rest.
+    failed_last: Option<String>,
 }
 
 /// What became of one queued segment.
@@ -204,101 +211,6 @@ impl Worker {
         }
     }
 
-    /// Queues every finished segment not seen before; keeps the queue within its bound.
-    async fn scan(&self) {
-        let recordings = self.recordings.clone();
-        let finished = tokio::task::spawn_blocking(move || finished_segments(&recordings))
-            .await
-            .unwrap_or_default();
-        let present: HashSet<String> = finished.iter().map(|(name, _)| name.clone()).collect();
-        for (name, path) in finished {
-            if self.queue.knows(&name) {
-                continue;
-            }
-            self.consider(name, path).await;
-        }
-        self.bound();
-        if let Err(error) = self.queue.prune(&present) {
-            tracing::warn!(%error, "pruning the upload queue's markers failed");
-        }
-        self.refresh_status();
-    }
-
-    /// Queues one finished segment, or refuses it under `require_sealed`.
-    async fn consider(&self, name: String, path: PathBuf) {
-        let identified = tokio::task::spawn_blocking(move || {
-            let identity = catalog::identify(&path)?;
-            let (bytes, sha256) = transfer::hash_file(&path).ok()?;
-            Some((identity, bytes, sha256))
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some((identity, bytes, sha256)) = identified else {
-            // Not a segment this recorder can name (a writer that died before its first
-            // frame, a stray file): it is not uploaded, once said.
-            eprintln!("recorderd: not uploading {name}: it is not a readable segment");
-            self.skip(&name, "not a readable segment", "upload.refused");
-            return;
-        };
-        if self.config.require_sealed && !identity.sealed {
-            eprintln!(
-                "recorderd: not uploading segment {name}: it is not sealed and [upload] require_sealed is on"
-            );
-            self.status_mut().refused += 1;
-            self.skip(&name, "unsealed (require_sealed)", "upload.refused");
-            return;
-        }
-        let entry = Entry {
-            key: layout::segment_key(
-                &self.config.prefix,
-                &self.host,
-                &identity.recording_id,
-                identity.started_realtime_ns,
-                &name,
-            ),
-            segment: name,
-            recording_id: identity.recording_id,
-            bytes,
-            sha256,
-            queued_at: unix_secs(),
-        };
-        if let Err(error) = self.queue.push(&entry) {
-            tracing::error!(%error, segment = %entry.segment, "queueing a segment for upload failed");
-        }
-    }
-
-    /// Drops the oldest waiting segments while the queue holds more than its limit; the
-    /// one in flight is not dropped.
-    fn bound(&self) {
-        let Ok(mut entries) = self.queue.entries() else {
-            return;
-        };
-        let in_flight = self.status_mut().in_flight.clone();
-        entries.retain(|e| {
-            in_flight
-                .as_deref()
-                .is_none_or(|f| !f.starts_with(&e.segment))
-        });
-        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
-        while total > self.config.queue_limit && !entries.is_empty() {
-            let oldest = entries.remove(0);
-            total -= oldest.bytes;
-            eprintln!(
-                "recorderd: upload queue over its limit of {}: dropped segment {} ({}); its local copy stays",
-                retention::format_bytes(self.config.queue_limit),
-                oldest.segment,
-                retention::format_bytes(oldest.bytes)
-            );
-            self.status_mut().dropped += 1;
-            self.skip(
-                &oldest.segment,
-                "dropped: the upload queue was full",
-                "upload.dropped",
-            );
-        }
-    }
-
     /// Uploads the queue, oldest first, until it is empty or an upload fails; scans go on
     /// while an upload is in flight.
     async fn work(&mut self, stop: &watch::Receiver<bool>) {
@@ -307,17 +219,31 @@ impl Worker {
             if *stop.borrow() && !stopping {
                 return;
             }
-            let Some(entry) = self.queue.entries().ok().and_then(|e| e.into_iter().next()) else {
+            let entries = self.queue.entries().unwrap_or_default();
+            let failed_last = self.failed_last.as_deref();
+            let next = entries
+                .iter()
+                .find(|e| Some(e.segment.as_str()) != failed_last)
+                .or(entries.first());
+            let Some(entry) = next.cloned() else {
                 return;
             };
             self.status_mut().in_flight = Some(entry.segment.clone());
             let outcome = {
+                // Scans run beside the upload, both polled; a scan cut short when the
+                // upload ends loses nothing (what it had not queued, the next one does).
                 let upload = self.upload(&entry);
                 tokio::pin!(upload);
+                let mut ticks = tokio::time::interval(SCAN_INTERVAL);
+                ticks.tick().await;
                 loop {
+                    let scan = async {
+                        ticks.tick().await;
+                        self.scan().await
+                    };
                     tokio::select! {
                         outcome = &mut upload => break outcome,
-                        _ = tokio::time::sleep(SCAN_INTERVAL) => self.scan().await,
+                        () = scan => {}
                     }
                 }
             };
@@ -326,7 +252,12 @@ impl Worker {
                 Ok(Outcome::Uploaded {
                     parts,
                     already_there,
-                }) => self.uploaded(&entry, parts, already_there).await,
+                }) => {
+                    if self.failed_last.as_deref() == Some(entry.segment.as_str()) {
+                        self.failed_last = None;
+                    }
+                    self.uploaded(&entry, parts, already_there).await
+                }
                 Ok(Outcome::Gone) => {
                     eprintln!(
                         "recorderd: segment {} was deleted here before it was uploaded",
@@ -343,6 +274,7 @@ impl Worker {
                 // failure is: the queue waits.
                 Err(error) => {
                     self.failed(&entry, &error);
+                    self.failed_last = Some(entry.segment.clone());
                     return;
                 }
             }
@@ -381,6 +313,11 @@ impl Worker {
 
     async fn uploaded(&mut self, entry: &Entry, parts: usize, already_there: bool) {
         self.recovered();
+        // Marked done before the local copy goes: a crash between the two leaves a copy
+        // that is known to be uploaded, never a deleted one the queue would call lost.
+        if let Err(error) = self.queue.finish(&entry.segment) {
+            tracing::error!(%error, segment = %entry.segment, "marking an upload done failed");
+        }
         let mut local_copy = "kept";
         if self.config.delete_after_upload {
             local_copy = match transfer::read_back_matches(&self.store, entry).await {
@@ -416,9 +353,6 @@ impl Worker {
             }),
         );
         self.status_mut().uploaded += 1;
-        if let Err(error) = self.queue.finish(&entry.segment) {
-            tracing::error!(%error, segment = %entry.segment, "marking an upload done failed");
-        }
     }
 
     /// A failed attempt: the queue waits, and a new kind of failure is said once.
@@ -494,27 +428,6 @@ fn backoff(in_a_row: u32) -> Duration {
     Duration::from_secs(1 << in_a_row.saturating_sub(1).min(6)).min(MAX_BACKOFF)
 }
 
-/// The segment files in `dir` whose writer has let go of them, by name.
-fn finished_segments(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(files) = dir::segment_files(dir) else {
-        return Vec::new();
-    };
-    files
-        .into_iter()
-        .filter(|(path, _)| matches!(dir::is_locked(path), Ok(false)))
-        .filter_map(|(path, _)| {
-            let name = path.file_name()?.to_str()?.to_owned();
-            Some((name, path))
-        })
-        .collect()
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,21 +436,5 @@ mod tests {
     fn failures_back_off_to_a_minute() {
         let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-    }
-
-    #[test]
-    fn only_segments_no_writer_holds_are_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let output = recorder_store::OutputDir::open_or_create(dir.path()).unwrap();
-        let held = output.create_file("b-0000.rcd").unwrap();
-        std::fs::write(dir.path().join("a-0000.rcd"), b"x").unwrap();
-        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
-        let names: Vec<String> = finished_segments(dir.path())
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        assert_eq!(names, ["a-0000.rcd"]);
-        drop(held);
-        assert_eq!(finished_segments(dir.path()).len(), 2);
     }
 }
