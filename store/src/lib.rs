@@ -24,6 +24,10 @@ pub mod reader;
 pub mod dir;
 /// The recordings in a directory: their segments, summaries and states.
 pub mod catalog;
+/// Whose segment a file is, from its first frame.
+mod identity;
+/// Where a segment's bytes are read from.
+mod source;
 /// Which recordings a sweep deletes, and deleting them.
 pub mod retention;
 /// The audit log: hash-chained JSON lines of who recorded, read and deleted what.

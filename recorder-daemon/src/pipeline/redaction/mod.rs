@@ -9,12 +9,10 @@ use std::{collections::VecDeque, mem, sync::Arc};
 use rustc_hash::FxHashSet;
 
 use recorder_proto::v1::{
-    frame::Body, payload::Direction, process::Kind as ProcessKind, resource::Kind, Event, Payload,
-    Redaction, RedactionPolicy,
+    frame::Body, process::Kind as ProcessKind, Event, Payload, Redaction, RedactionPolicy,
 };
-use recorder_redact::{Boundary, CaptureMode, Policy};
+use recorder_redact::Policy;
 use recorder_syscalls::Effect;
-use rustc_hash::FxHashMap;
 
 use super::{
     effect_of,
@@ -28,12 +26,15 @@ mod argv;
 mod shard;
 /// Where the shards run: worker threads, or the pipeline's own thread.
 mod stage;
+/// Which stream each endpoint's payloads go to, and what the capture policy keeps of them.
+mod streams;
 
 pub use argv::{redact_argv, redact_command};
 
 use self::{
     shard::{Piece, Request, StreamId},
     stage::Stage,
+    streams::{Admitted, Live, Streams},
 };
 
 /// Rule name for payloads withheld because the boundary is captured as metadata only.
@@ -90,22 +91,6 @@ impl Frames {
         }
         held.payload = Decision::Masked(piece.redactions);
     }
-}
-
-/// Which stream each endpoint is in now.
-#[derive(Default)]
-struct Streams {
-    /// The live stream of each endpoint.
-    current: FxHashMap<Endpoint, Live>,
-    next_id: StreamId,
-}
-
-/// An endpoint's live stream, and when its first syscall began: a close that began before
-/// that was of an earlier descriptor with the same number (see `fdtable`).
-#[derive(Clone, Copy)]
-struct Live {
-    stream: StreamId,
-    began_ns: u64,
 }
 
 pub struct Redactor {
@@ -331,72 +316,6 @@ impl Redactor {
     /// What the recording Header says about the policy.
     pub fn header_policy(&self) -> RedactionPolicy {
         policy_summary(&self.policy)
-    }
-}
-
-/// A payload admitted to its stream.
-struct Admitted {
-    stream: StreamId,
-    /// The bytes to redact, moved out of the payload; they come back masked.
-    data: Option<Vec<u8>>,
-    /// How many bytes of the stream are missing after them.
-    gap: Option<u64>,
-}
-
-impl Streams {
-    /// Redacts what the capture policy says to; returns what goes to the payload's stream.
-    fn admit(&mut self, policy: &Policy, event: &mut Event) -> Option<Admitted> {
-        let began_ns = entered_ns(event);
-        let payload = event.payload.as_mut()?;
-        // Ciphertext left out on purpose is not a hole in the stream.
-        let missing = (payload.length - payload.omitted_bytes.min(payload.length))
-            .saturating_sub(payload.data.len() as u64);
-        if !policy.enabled() || payload.data.is_empty() && missing == 0 {
-            return None;
-        }
-        let resource = event.resource.as_ref();
-        let socket = resource.is_some_and(|r| r.kind() == Kind::Socket);
-        let boundary = if socket {
-            Boundary::Network
-        } else {
-            Boundary::File
-        };
-        if policy.capture_mode(boundary) == CaptureMode::Metadata {
-            let withheld = payload.data.len() as u32;
-            withhold(payload, METADATA_ONLY, withheld);
-            return None;
-        }
-        let file = resource.filter(|r| r.kind() == Kind::File);
-        if let Some(rule) = file.and_then(|r| policy.never_capture(&r.name)) {
-            let withheld = payload.data.len() as u32;
-            withhold(payload, rule, withheld);
-            return None;
-        }
-        let endpoint = (
-            event.pid,
-            event.fd,
-            payload.direction() == Direction::Out,
-            event.tls.is_some(),
-        );
-        let next_id = &mut self.next_id;
-        let stream = self
-            .current
-            .entry(endpoint)
-            .or_insert_with(|| {
-                *next_id += 1;
-                Live {
-                    stream: *next_id,
-                    began_ns,
-                }
-            })
-            .stream;
-        let data = (!payload.data.is_empty()).then(|| mem::take(&mut payload.data));
-        // Bytes of the stream are missing after this piece (cut short, or a payload lost
-        // whole: shed under load, unreadable). What was held before the hole is decided
-        // now, fail-closed, rather than waiting with every frame after it, and what
-        // follows is not joined across it.
-        let gap = (payload.truncated || payload.incomplete).then_some(missing.max(1));
-        Some(Admitted { stream, data, gap })
     }
 }
 

@@ -1,4 +1,4 @@
-use recorder_proto::v1::Resource;
+use recorder_proto::v1::{payload::Direction, resource::Kind, Resource};
 
 use super::*;
 
