@@ -1,4 +1,4 @@
-//! Throughput of `StreamRedactor`, pushed in pieces of a given size, on one of three
+//! Throughput of `StreamRedactor`, pushed in pieces of a given size, on one of these
 //! inputs:
 //!
 //! - `mixed` (the default, what `cargo xtask bench` runs): the false-positive corpus
@@ -6,6 +6,7 @@
 //! - `ordinary`: the false-positive corpus only;
 //! - `dense`: secret-dense traffic, a planted secret every few dozen bytes (headers,
 //!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys);
+//! - `json`: the JSON lines `recorder-bench-load` writes in the capacity table's rows;
 //! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
 //!   one request per piece whatever PIECE_BYTES says, as the server reads them.
 //!
@@ -106,13 +107,16 @@ fn main() {
             s
         }
         "ordinary" => corpus(),
+        "json" => br#"{"order":8841,"sku":"A-1177","qty":3,"price":"19.90","note":"leave at door"}
+"#
+        .repeat(64),
         "dense" => (0..64).flat_map(|i| dense_record(i).into_bytes()).collect(),
         "http" => {
             let request = http_request();
             piece = request.len();
             request
         }
-        other => panic!("MODE is mixed, ordinary, dense or http, not {other}"),
+        other => panic!("MODE is mixed, ordinary, json, dense or http, not {other}"),
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {

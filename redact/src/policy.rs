@@ -5,13 +5,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-
 use crate::config::{CaptureConfig, CaptureMode, Config, ConfigError};
 use crate::detector::{Detector, Rule, FAIL_CLOSED_NAME, FIRST_USER_RULE};
 use crate::keys::KeyMatcher;
 use crate::paths::NeverCapture;
-use crate::scan::ValueDetectors;
+use crate::scan::{KeyStems, ValueDetectors};
 use crate::stream::StreamRedactor;
 use crate::Redacted;
 
@@ -95,7 +93,7 @@ pub struct Policy {
     pii: bool,
     on: [bool; Detector::ALL.len()],
     keys: KeyMatcher,
-    kv_prefilter: Option<AhoCorasick>,
+    kv_prefilter: Option<KeyStems>,
     headers: HashSet<Vec<u8>>,
     /// Lengths and lowercase first bytes of the denied header names: most lines are
     /// ruled out by these before a name is lowercased and hashed.
@@ -173,14 +171,8 @@ impl Policy {
             header_firsts[usize::from(h[0])] = true;
         }
         let keys = KeyMatcher::new(config.pii, &config.extra_keys);
-        let kv_prefilter = on[Detector::KeyValue as usize].then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostFirst)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(keys.prefilter_words())
-                .expect("key prefilter builds")
-        });
+        let kv_prefilter =
+            on[Detector::KeyValue as usize].then(|| KeyStems::new(&keys.prefilter_words()));
         let value_detectors: Vec<Detector> = Detector::ALL
             .into_iter()
             .filter(|d| on[*d as usize])
@@ -301,7 +293,7 @@ impl Policy {
         &self.keys
     }
 
-    pub(crate) fn kv_prefilter(&self) -> Option<&AhoCorasick> {
+    pub(crate) fn kv_prefilter(&self) -> Option<&KeyStems> {
         self.kv_prefilter.as_ref()
     }
 

@@ -8,6 +8,7 @@
 use crate::detector::{Detector, Rule};
 use crate::keys::normalizes_to;
 use crate::policy::Policy;
+use crate::scan::blocks::Masks;
 use crate::scan::prefilter::key_runs;
 use crate::scan::{Cont, ContainerState, QuotedState, Span};
 
@@ -34,10 +35,11 @@ pub(crate) fn is_key_byte(b: u8) -> bool {
 }
 
 /// Key-value matches in `buf`, looking only at the key runs `prefilter::key_runs`
-/// lets through (`runs` is scratch space).
+/// lets through (`masks`: `buf`'s byte classes; `runs` is scratch space).
 pub(crate) fn scan(
     policy: &Policy,
     buf: &[u8],
+    masks: &[Masks],
     runs: &mut Vec<(usize, usize)>,
     out: &mut Vec<Span>,
     cont: &mut Cont,
@@ -45,21 +47,13 @@ pub(crate) fn scan(
     let Some(stems) = policy.kv_prefilter() else {
         return;
     };
-    key_runs(buf, runs);
-    let mut skip_until = 0;
-    let shortest = stems.min_pattern_len();
+    key_runs(buf, masks, runs);
+    let mut skip_until: usize = 0;
     for &(ks, ke) in runs.iter() {
-        if ke - ks < shortest {
-            // Too short to hold a stem.
-            continue;
-        }
         // The reference scan takes the first stem hit in the run that starts at or after
-        // `skip_until`; stems are alphanumeric, so hits never cross a run's edges and the
-        // hits inside the run are the same whether the search starts there or before.
-        let hit = stems
-            .find_iter(&buf[ks..ke])
-            .any(|m| ks + m.start() >= skip_until);
-        if hit {
+        // `skip_until`; the hits inside the run are the same whether the search starts
+        // there or before.
+        if stems.in_run(&buf[ks..ke], skip_until.saturating_sub(ks)) {
             visit(policy, buf, ks, ke, &mut skip_until, out, cont);
         }
     }

@@ -20,8 +20,11 @@ mod shape;
 mod tokens;
 mod value;
 
+pub(crate) use prefilter::KeyStems;
 pub(crate) use value::ValueDetectors;
 use value::ValueScratch;
+
+use blocks::{classify, Masks};
 
 use crate::detector::{Rule, FAIL_CLOSED};
 use crate::keys::normalize;
@@ -259,6 +262,7 @@ impl TextState {
         shrink(&mut scratch.lower, keep);
         shrink(&mut scratch.exempt, keep / 64);
         shrink(&mut scratch.key_runs, keep / 64);
+        shrink(&mut scratch.masks, keep / 64);
         scratch.values.release_spare(keep);
     }
 }
@@ -277,6 +281,8 @@ struct Scratch {
     /// The buffer in ASCII lower case, for the trigger literals' search.
     lower: Vec<u8>,
     key_runs: Vec<(usize, usize)>,
+    /// The buffer's byte classes (`blocks`), shared by the key-value and value scans.
+    masks: Vec<Masks>,
     values: ValueScratch,
 }
 
@@ -318,10 +324,19 @@ pub(crate) fn scan(
             .scan_reference(buf, line_start, &scratch.exempt, out);
         return finish(policy, buf, start, end, state, cont, found, out);
     }
-    kv::scan(policy, buf, &mut scratch.key_runs, out, &mut found);
+    classify(buf, &mut scratch.masks);
+    kv::scan(
+        policy,
+        buf,
+        &scratch.masks,
+        &mut scratch.key_runs,
+        out,
+        &mut found,
+    );
     policy.values().scan(
         buf,
         lower,
+        &scratch.masks,
         line_start,
         &scratch.exempt,
         &mut scratch.values,

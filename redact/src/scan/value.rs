@@ -11,7 +11,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
 use crate::scan::anchored::AnchoredPattern;
-use crate::scan::blocks::{classify, Masks};
+use crate::scan::blocks::Masks;
 use crate::scan::digits::long_chains;
 use crate::scan::entropy::high_entropy;
 use crate::scan::prefilter::Triggers;
@@ -231,21 +231,23 @@ impl ValueDetectors {
     }
 
     /// Pushes a span for every value-detector match in `buf` (`lower`: it in ASCII lower
-    /// case). `exempt` are ranges where the high-entropy detector must not fire (public
-    /// PEM bodies).
+    /// case; `masks`: its byte classes). `exempt` are ranges where the high-entropy
+    /// detector must not fire (public PEM bodies).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the views of one buffer, and scratch"
+    )]
     pub(crate) fn scan(
         &self,
         buf: &[u8],
         lower: &[u8],
+        masks: &[Masks],
         line_start: bool,
         exempt: &[(usize, usize)],
         scratch: &mut ValueScratch,
         out: &mut Vec<Span>,
     ) {
-        let ValueScratch { masks, hits } = scratch;
-        if self.cards || self.ssn || self.high_entropy {
-            classify(buf, masks);
-        }
+        let hits = &mut scratch.hits;
         if self.cards || self.ssn {
             long_chains(buf, masks, |start, end, digits| {
                 self.digit_chain(buf, start, end, digits, out)
@@ -412,14 +414,12 @@ impl ValueDetectors {
 /// Scratch space `ValueDetectors::scan` reuses from one buffer to the next.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ValueScratch {
-    masks: Vec<Masks>,
     hits: Vec<(usize, u32)>,
 }
 
 impl ValueScratch {
     /// See `TextState::release_spare`.
     pub(super) fn release_spare(&mut self, keep: usize) {
-        super::shrink(&mut self.masks, keep / 64);
         super::shrink(&mut self.hits, keep / 64);
     }
 }
