@@ -133,7 +133,8 @@ fn compile_anchored(pattern: &str) -> meta::Regex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::prefilter::triggers;
+    use crate::scan::prefilter::{searched_in_long_runs, triggers};
+    use crate::scan::tokens::LONG_RUN;
     use crate::scan::value::{builtin, compile};
 
     /// What the anchored search rests on: every match of an anchored pattern starts with
@@ -162,9 +163,18 @@ mod tests {
                     .literals()
                     .unwrap_or_else(|| panic!("{detector:?}: {pattern} has no leading literal"));
                 for literal in literals {
-                    let lower = literal.as_bytes().to_ascii_lowercase();
+                    let (bytes, lower) =
+                        (literal.as_bytes(), literal.as_bytes().to_ascii_lowercase());
+                    // Vendor literals are searched for as spelled; the rest in lower case.
+                    let starts = |w: &&str| {
+                        if searched_in_long_runs(detector, w) {
+                            bytes.starts_with(w.as_bytes())
+                        } else {
+                            lower.starts_with(&w.as_bytes().to_ascii_lowercase())
+                        }
+                    };
                     assert!(
-                        words.iter().any(|w| lower.starts_with(w.as_bytes())),
+                        words.iter().any(starts),
                         "{detector:?}: a match can begin {:?}, which no trigger starts",
                         String::from_utf8_lossy(literal.as_bytes())
                     );
@@ -173,6 +183,101 @@ mod tests {
             }
         }
         assert!(checked > 20, "{checked} leading literals checked");
+    }
+
+    /// What searching vendor literals only inside long token runs rests on: every
+    /// alternative of a pattern that can begin with such a literal matches only token
+    /// bytes, `LONG_RUN` of them at least. Read from the parsed pattern, so a pattern
+    /// changed to allow a `.` or a shorter token fails here.
+    #[test]
+    fn vendor_tokens_are_long_token_runs() {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        use regex_syntax::hir::{Class, Hir, HirKind};
+
+        /// Marks every byte a match of `hir` can hold.
+        fn bytes(hir: &Hir, seen: &mut [bool; 256]) {
+            match hir.kind() {
+                HirKind::Literal(l) => l.0.iter().for_each(|&b| seen[usize::from(b)] = true),
+                HirKind::Class(Class::Bytes(c)) => {
+                    for r in c.ranges() {
+                        (r.start()..=r.end()).for_each(|b| seen[usize::from(b)] = true);
+                    }
+                }
+                HirKind::Class(Class::Unicode(_)) => panic!("patterns are (?-u)"),
+                HirKind::Repetition(r) => bytes(&r.sub, seen),
+                HirKind::Capture(c) => bytes(&c.sub, seen),
+                HirKind::Concat(hs) | HirKind::Alternation(hs) => {
+                    hs.iter().for_each(|h| bytes(h, seen))
+                }
+                HirKind::Empty | HirKind::Look(_) => {}
+            }
+        }
+        /// The alternatives of `\b(?:a|b|c)\b`; a pattern of another shape is one.
+        fn branches(hir: &Hir) -> Vec<&Hir> {
+            if let HirKind::Concat(parts) = hir.kind() {
+                let inner: Vec<&Hir> = parts
+                    .iter()
+                    .filter(|h| !matches!(h.kind(), HirKind::Look(_)))
+                    .collect();
+                if let [only] = inner[..] {
+                    if let HirKind::Alternation(alternatives) = only.kind() {
+                        return alternatives.iter().collect();
+                    }
+                }
+            }
+            vec![hir]
+        }
+
+        let mut checked = 0;
+        for &detector in &Detector::ALL {
+            let Some(words) = triggers(detector) else {
+                continue;
+            };
+            let vendor: Vec<&str> = words
+                .iter()
+                .copied()
+                .filter(|w| searched_in_long_runs(detector, w))
+                .collect();
+            if vendor.is_empty() {
+                continue;
+            }
+            for &(pattern, _) in builtin(detector) {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .utf8(false)
+                    .build()
+                    .parse(pattern)
+                    .unwrap();
+                for branch in branches(&hir) {
+                    let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(branch);
+                    let begins_with_vendor = prefixes.literals().is_none_or(|ls| {
+                        ls.iter().any(|l| {
+                            vendor
+                                .iter()
+                                .any(|w| l.as_bytes().starts_with(w.as_bytes()))
+                        })
+                    });
+                    if !begins_with_vendor {
+                        continue;
+                    }
+                    let mut seen = [false; 256];
+                    bytes(branch, &mut seen);
+                    for b in (0..=255u8).filter(|&b| seen[usize::from(b)]) {
+                        assert!(
+                            b.is_ascii_alphanumeric() || b"+/_-".contains(&b),
+                            "{detector:?}: {pattern} can match {:?}, not a token byte",
+                            b as char
+                        );
+                    }
+                    let shortest = branch.properties().minimum_len().unwrap_or(0);
+                    assert!(
+                        shortest >= LONG_RUN,
+                        "{detector:?}: {pattern} matches {shortest} bytes"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 15, "{checked} alternatives checked");
     }
 
     /// The shapes `Secret::bounds` assumes, held to each anchored pattern's own group on

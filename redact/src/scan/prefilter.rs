@@ -9,6 +9,8 @@
 //! Detectors themselves (patterns, validators, key rules) stay in `value`, `anchored`,
 //! `kv` and `shape`; this module only decides where they need to look.
 
+use std::ops::Range;
+
 use aho_corasick::automaton::Automaton;
 use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind};
@@ -16,26 +18,28 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, I
 use crate::detector::Detector;
 use crate::scan::blocks::Masks;
 use crate::scan::kv::is_key_byte;
+use crate::scan::tokens::long_token_runs;
 
-/// Literals, in lower case, one of which a detector's pattern cannot match without.
-/// Patterns are matched against a lowercased copy of the buffer, so a case-sensitive
-/// prefix (`AKIA`, `eyJ`) is found in any case: a superset, which is what a filter needs.
+/// Literals one of which a detector's pattern cannot match without, spelled as the
+/// pattern spells them (in lower case where it ignores case). Most are looked for in a
+/// lowercased copy of the buffer, in lower case, so a case-sensitive prefix (`eyJ`) is
+/// found in any case: a superset, which is what a filter needs. Those of vendor tokens
+/// are looked for as spelled, inside long token runs (`searched_in_long_runs`).
 /// `None`: the detector has no such literal and always runs.
 pub(super) fn triggers(detector: Detector) -> Option<&'static [&'static str]> {
     Some(match detector {
-        Detector::Jwt => &["eyj"],
+        Detector::Jwt => &["eyJ"],
         Detector::AwsAccessKeyId => &[
-            "akia", "asia", "abia", "acca", "agpa", "aida", "aipa", "anpa", "anva", "apka", "aroa",
-            "asca",
+            "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
+            "ASCA",
         ],
         Detector::AwsSecretAccessKey => &["aws", "amazon", "akia", "asia"],
         Detector::GithubToken => &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
         Detector::SlackToken => &["xox", "xapp-", "hooks.slack.com/"],
         Detector::StripeKey => &["sk_", "rk_", "whsec_"],
-        Detector::GoogleApiKey => &["aiza", "ya29.", "gocspx-"],
+        Detector::GoogleApiKey => &["AIza", "ya29.", "GOCSPX-"],
         Detector::VendorToken => &[
-            "glpat-", "npm_", "hf_", "sk-", "sg.", "shpat_", "shpca_", "shppa_", "shpss_",
-            "dop_v1_", "pypi-", "hvs.",
+            "glpat-", "npm_", "hf_", "sk-", "SG.", "shp", "dop_v1_", "pypi-", "hvs.",
         ],
         Detector::UrlPassword => &["://"],
         Detector::Bearer => &["bearer"],
@@ -46,47 +50,125 @@ pub(super) fn triggers(detector: Detector) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Which detectors' trigger literals occur in a buffer, found in one pass.
+/// Whether `detector`'s trigger `word` is looked for only inside long token runs, as
+/// spelled: when the detector's patterns are case-sensitive and every match that starts
+/// at a trigger made of token bytes is one run of token bytes at least `LONG_RUN` long
+/// (a vendor's token). Ordinary text has few such runs, so the literals searched for over
+/// the whole buffer are few, and that search several times faster.
+pub(super) fn searched_in_long_runs(detector: Detector, word: &str) -> bool {
+    let vendor = matches!(
+        detector,
+        Detector::AwsAccessKeyId
+            | Detector::GithubToken
+            | Detector::SlackToken
+            | Detector::StripeKey
+            | Detector::GoogleApiKey
+            | Detector::VendorToken
+    );
+    vendor && word.bytes().all(is_token_byte)
+}
+
+/// Long token runs closer than this are searched for vendor literals as one stretch.
+const MERGE_GAP: usize = 128;
+
+/// Which detectors' trigger literals occur in a buffer, and where.
 pub(crate) struct Triggers {
-    /// Case-sensitive over lowercase literals, so it can use its vectorised prefilter
-    /// (an ASCII-case-insensitive automaton steps through every byte instead).
-    literals: AhoCorasick,
-    /// Detector bit of each literal.
-    bits: Vec<u32>,
+    /// Literals that may start a match anywhere, searched for over the whole buffer.
+    anywhere: Literals,
+    /// Literals of vendor tokens, searched for as spelled, only inside long token runs.
+    in_long_runs: Literals,
+    /// Those of them without a letter past `f` (`ACCA`): all that a run of hex digits (a
+    /// digest, a UUID) can hold.
+    in_hex_runs: Literals,
     /// Every detector that has literals.
     all: u32,
 }
 
-impl Triggers {
-    pub(crate) fn new(detectors: &[Detector]) -> Triggers {
-        // A literal shared by detectors (`akia`) is one pattern carrying both bits: the
-        // automaton reports a string under one pattern only.
-        let mut words: Vec<&str> = Vec::new();
-        let mut bits: Vec<u32> = Vec::new();
-        for &d in detectors {
-            for w in triggers(d).unwrap_or(&[]) {
-                match words.iter().position(|x| x == w) {
-                    Some(i) => bits[i] |= Triggers::bit(d),
-                    None => {
-                        words.push(w);
-                        bits.push(Triggers::bit(d));
-                    }
-                }
-            }
-        }
+/// A set of trigger literals and the detector bits of each.
+struct Literals {
+    /// Case-sensitive (over the lowercased buffer for lowercased literals), so it can use
+    /// its vectorised prefilter: an ASCII-case-insensitive automaton steps through every
+    /// byte instead. `None`: the set is empty.
+    searcher: Option<AhoCorasick>,
+    bits: Vec<u32>,
+}
+
+impl Literals {
+    fn new(literals: Vec<(String, u32)>) -> Literals {
+        let (words, bits): (Vec<String>, Vec<u32>) = literals.into_iter().unzip();
         // No literal is a prefix of another, so at most one matches at any position and
         // a leftmost search restarted one byte after each match's start sees them all.
         debug_assert!(words
             .iter()
             .all(|a| words.iter().all(|b| a == b || !b.starts_with(a))));
-        let literals = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&words)
-            .expect("trigger literals build");
-        let all = bits.iter().fold(0, |a, b| a | b);
+        let searcher = (!words.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(&words)
+                .expect("trigger literals build")
+        });
+        Literals { searcher, bits }
+    }
+
+    /// Pushes every occurrence in `haystack[range]` onto `hits`, in order; returns the
+    /// bits seen.
+    fn find(&self, haystack: &[u8], range: Range<usize>, hits: &mut Vec<(usize, u32)>) -> u32 {
+        let Some(searcher) = &self.searcher else {
+            return 0;
+        };
+        let mut present = 0;
+        let end = range.end;
+        let mut input = Input::new(haystack).range(range);
+        // Restarting after each match's first byte rather than its end: a literal that
+        // overlaps another (`sk-` in `desk-sk_`) counts too.
+        while let Some(m) = searcher.find(input.clone()) {
+            let bits = self.bits[m.pattern().as_usize()];
+            hits.push((m.start(), bits));
+            present |= bits;
+            if m.start() + 1 >= end {
+                break;
+            }
+            input.set_start(m.start() + 1);
+        }
+        present
+    }
+}
+
+impl Triggers {
+    pub(crate) fn new(detectors: &[Detector]) -> Triggers {
+        // A literal shared by detectors is one pattern carrying both bits: the automaton
+        // reports a string under one pattern only.
+        let mut anywhere: Vec<(String, u32)> = Vec::new();
+        let mut in_long_runs: Vec<(String, u32)> = Vec::new();
+        for &d in detectors {
+            for &w in triggers(d).unwrap_or(&[]) {
+                let (set, word) = if searched_in_long_runs(d, w) {
+                    (&mut in_long_runs, w.to_string())
+                } else {
+                    (&mut anywhere, w.to_ascii_lowercase())
+                };
+                match set.iter_mut().find(|(x, _)| *x == word) {
+                    Some((_, bits)) => *bits |= Triggers::bit(d),
+                    None => set.push((word, Triggers::bit(d))),
+                }
+            }
+        }
+        let all = anywhere
+            .iter()
+            .chain(&in_long_runs)
+            .fold(0, |a, (_, b)| a | b);
+        let in_hex_runs = in_long_runs
+            .iter()
+            .filter(|(w, _)| {
+                !w.bytes()
+                    .any(|b| b.is_ascii_alphabetic() && !b.is_ascii_hexdigit())
+            })
+            .cloned()
+            .collect();
         Triggers {
-            literals,
-            bits,
+            anywhere: Literals::new(anywhere),
+            in_long_runs: Literals::new(in_long_runs),
+            in_hex_runs: Literals::new(in_hex_runs),
             all,
         }
     }
@@ -100,29 +182,68 @@ impl Triggers {
         1 << (detector as u32)
     }
 
-    /// Every occurrence of a trigger literal in a buffer (given in ASCII lower case), as
-    /// (position, detector bits), in order, into `hits`; returns the bits of every
-    /// detector seen.
-    pub(crate) fn find(&self, lower: &[u8], hits: &mut Vec<(usize, u32)>) -> u32 {
+    /// Every occurrence of a trigger literal in `buf` (`lower`: it in ASCII lower case;
+    /// `masks`: its byte classes) that can start a match, as (position, detector bits),
+    /// in order, into `hits`; returns the bits of every detector seen.
+    pub(crate) fn find(
+        &self,
+        buf: &[u8],
+        lower: &[u8],
+        masks: &[Masks],
+        hits: &mut Vec<(usize, u32)>,
+    ) -> u32 {
         hits.clear();
         if self.all == 0 {
             return 0;
         }
-        let mut present = 0;
-        let mut input = Input::new(lower);
-        // Restarting after each match's first byte rather than its end: a literal that
-        // overlaps another (`sk-` in `desk-sk_`) counts too.
-        while let Some(m) = self.literals.find(input.clone()) {
-            let bits = self.bits[m.pattern().as_usize()];
-            hits.push((m.start(), bits));
-            present |= bits;
-            if m.start() + 1 >= lower.len() {
-                break;
+        let mut present = self.anywhere.find(lower, 0..lower.len(), hits);
+        if self.in_long_runs.searcher.is_some() {
+            let before = hits.len();
+            // Runs close together are searched as one stretch: a search's set-up costs
+            // what scanning about a hundred bytes does. A hit between them only costs an
+            // anchored attempt that fails.
+            let mut stretch: Option<(Range<usize>, bool)> = None;
+            long_token_runs(buf.len(), masks, |start, end, non_hex| match &mut stretch {
+                Some((range, any_non_hex)) if start - range.end < MERGE_GAP => {
+                    range.end = end;
+                    *any_non_hex |= non_hex;
+                }
+                _ => {
+                    if let Some(done) = stretch.replace((start..end, non_hex)) {
+                        present |= self.find_in_runs(buf, done, hits);
+                    }
+                }
+            });
+            if let Some(last) = stretch {
+                present |= self.find_in_runs(buf, last, hits);
             }
-            input.set_start(m.start() + 1);
+            if before > 0 && hits.len() > before {
+                hits.sort_unstable();
+            }
         }
         present
     }
+
+    /// The vendor literals in a stretch of long token runs; `non_hex`: one of the runs
+    /// holds a letter past `f`.
+    fn find_in_runs(
+        &self,
+        buf: &[u8],
+        (range, non_hex): (Range<usize>, bool),
+        hits: &mut Vec<(usize, u32)>,
+    ) -> u32 {
+        let literals = if non_hex {
+            &self.in_long_runs
+        } else {
+            &self.in_hex_runs
+        };
+        literals.find(buf, range, hits)
+    }
+}
+
+/// What `blocks` classes as a token byte: `[A-Za-z0-9+/_-]`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"+/_-".contains(&b)
 }
 
 /// The key-value detector's stems (`KeyMatcher::prefilter_words`, ASCII
@@ -277,6 +398,32 @@ mod tests {
         runs.sort_unstable();
         runs.dedup();
         runs
+    }
+
+    /// Each trigger literal, followed by a body of upper-case hex (so `ACCA`'s run is all
+    /// hex), at every offset from a block edge, is reported where it starts.
+    #[test]
+    fn every_trigger_is_found_at_every_offset() {
+        let all = Detector::ALL.to_vec();
+        let set = Triggers::new(&all);
+        let (mut masks, mut hits) = (Vec::new(), Vec::new());
+        for &detector in &all {
+            for &word in triggers(detector).unwrap_or(&[]) {
+                for at in 0..70 {
+                    let buf = format!("{}{word}{} x", " ".repeat(at), "ABCDEF0123456789".repeat(2));
+                    let lower = buf.to_ascii_lowercase();
+                    classify(buf.as_bytes(), &mut masks);
+                    let present = set.find(buf.as_bytes(), lower.as_bytes(), &masks, &mut hits);
+                    let bit = Triggers::bit(detector);
+                    assert!(present & bit != 0, "{word} at {at}");
+                    assert!(
+                        hits.iter().any(|&(p, bits)| p == at && bits & bit != 0),
+                        "{word} at {at}: {hits:?}"
+                    );
+                    assert!(hits.is_sorted(), "{word} at {at}: {hits:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -89,26 +89,7 @@ pub(super) fn token_runs_fast(buf: &[u8], masks: &[Masks], mut emit: impl FnMut(
 /// (most long runs in ordinary traffic) are never walked byte by byte.
 fn run(buf: &[u8], masks: &[Masks], start: usize, emit: &mut impl FnMut(usize, usize)) -> usize {
     let n = buf.len();
-    let (mut k, mut off) = (start / 64, start % 64);
-    let mut non_hex = false;
-    let i = loop {
-        let m = masks[k];
-        let ones = (m.tokens >> off).trailing_ones() as usize;
-        let bits = if ones >= 64 {
-            u64::MAX
-        } else {
-            (1 << ones) - 1
-        };
-        non_hex |= m.non_hex & (bits << off) != 0;
-        if off + ones < 64 {
-            break 64 * k + off + ones;
-        }
-        k += 1;
-        off = 0;
-        if k == masks.len() {
-            break n;
-        }
-    };
+    let (i, non_hex) = walk(masks, start, n);
     if !non_hex {
         return i;
     }
@@ -123,6 +104,75 @@ fn run(buf: &[u8], masks: &[Masks], start: usize, emit: &mut impl FnMut(usize, u
         emit(start, end);
     }
     i
+}
+
+/// Where the token run starting at `start` ends (the buffer is `len` bytes), and whether
+/// it holds a non-hex letter, from the masks alone.
+fn walk(masks: &[Masks], start: usize, len: usize) -> (usize, bool) {
+    let (mut k, mut off) = (start / 64, start % 64);
+    let mut non_hex = false;
+    loop {
+        let m = masks[k];
+        let ones = (m.tokens >> off).trailing_ones() as usize;
+        let bits = if ones >= 64 {
+            u64::MAX
+        } else {
+            (1 << ones) - 1
+        };
+        non_hex |= m.non_hex & (bits << off) != 0;
+        if off + ones < 64 {
+            return (64 * k + off + ones, non_hex);
+        }
+        k += 1;
+        off = 0;
+        if k == masks.len() {
+            return (len, non_hex);
+        }
+    }
+}
+
+/// The shortest token a vendor's pattern matches (`xoxb-` and ten more). Every match of
+/// those patterns is one run of token bytes this long or longer, so their trigger
+/// literals are looked for only inside such runs (`prefilter::Triggers`).
+pub(super) const LONG_RUN: usize = 15;
+// `long_window_starts` builds windows of 8 and then up to 16.
+const _: () = assert!(LONG_RUN > 8 && LONG_RUN <= 16);
+
+/// Bit p is set where `LONG_RUN` members start at p (`x` as in `window_starts`).
+fn long_window_starts(x: u128) -> u64 {
+    let mut y = x & (x >> 1);
+    y &= y >> 2;
+    y &= y >> 4;
+    y &= y >> (LONG_RUN - 8);
+    y as u64
+}
+
+/// Calls `emit(start, end, non_hex)` for every maximal token run of `LONG_RUN` bytes or
+/// more in a buffer of `len` bytes, in order; `non_hex`: the run holds a letter that is
+/// not a hex digit (hex digests and UUIDs do not).
+pub(super) fn long_token_runs(
+    len: usize,
+    masks: &[Masks],
+    mut emit: impl FnMut(usize, usize, bool),
+) {
+    // Everything before `done` has been walked; it never ends inside a run.
+    let mut done: usize = 0;
+    for (k, m) in masks.iter().enumerate() {
+        let at = 64 * k;
+        let next = masks.get(k + 1).map_or(0, |n| n.tokens);
+        let mut starts = long_window_starts(u128::from(m.tokens) | u128::from(next) << 64);
+        starts &= u64::MAX
+            .checked_shl(done.saturating_sub(at) as u32)
+            .unwrap_or(0);
+        while starts != 0 {
+            // The run's first byte: a window starting earlier in it was seen first.
+            let start = at + starts.trailing_zeros() as usize;
+            let non_hex;
+            (done, non_hex) = walk(masks, start, len);
+            emit(start, done, non_hex);
+            starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,8 +217,66 @@ mod tests {
         }
     }
 
+    /// Maximal token runs of `LONG_RUN` bytes or more, byte by byte.
+    fn long_reference(buf: &[u8]) -> Vec<(usize, usize, bool)> {
+        let token = |b: u8| CLASS[usize::from(b)] & TOKEN != 0;
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < buf.len() {
+            let start = i;
+            while i < buf.len() && token(buf[i]) {
+                i += 1;
+            }
+            if i - start >= LONG_RUN {
+                let non_hex = buf[start..i]
+                    .iter()
+                    .any(|b| b.is_ascii_alphabetic() && !b.is_ascii_hexdigit());
+                runs.push((start, i, non_hex));
+            }
+            i = i.max(start + 1);
+        }
+        runs
+    }
+
+    fn long_fast(buf: &[u8]) -> Vec<(usize, usize, bool)> {
+        let mut got = Vec::new();
+        let mut masks = Vec::new();
+        crate::scan::blocks::classify(buf, &mut masks);
+        long_token_runs(buf.len(), &masks, |s, e, h| got.push((s, e, h)));
+        got
+    }
+
+    #[test]
+    fn long_runs_at_every_block_offset_and_length() {
+        for len in 10..150 {
+            for at in 0..140 {
+                let mut buf = vec![b' '; at];
+                buf.extend(std::iter::repeat_n(b'k', len));
+                buf[at + len / 2] = b'0';
+                buf.extend_from_slice(b".tail-of-it-all-x");
+                assert_eq!(long_fast(&buf), long_reference(&buf), "len {len} at {at}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn same_long_runs_as_the_reference(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    4 => proptest::sample::select(vec![
+                        "ghp_Zx9Qm2LkP4", "abcdef0123", "ACCA", "x", "-", "_", "+", "/", " ", ".", "\n",
+                    ]).prop_map(|s| s.as_bytes().to_vec()),
+                    1 => proptest::collection::vec(any::<u8>(), 0..40),
+                ],
+                0..60,
+            ),
+        ) {
+            let buf = parts.concat();
+            prop_assert_eq!(long_fast(&buf), long_reference(&buf));
+        }
 
         #[test]
         fn same_runs_as_the_reference(

@@ -266,7 +266,7 @@ impl ValueDetectors {
                 }
             });
         }
-        let present = self.triggers.find(lower, hits);
+        let present = self.triggers.find(buf, lower, masks, hits);
         for entry in &self.entries {
             match (entry.trigger, &entry.anchored) {
                 (Some(bit), _) if present & bit == 0 => {}

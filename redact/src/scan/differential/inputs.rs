@@ -95,6 +95,16 @@ pub(super) fn soup() -> impl Strategy<Value = Vec<u8>> {
         "dop_v1_",
         "pypi-AgEIcHlwaS5vcmc",
         "hvs.",
+        "gho_",
+        "ghs_",
+        "rk_test_",
+        "xoxp-",
+        "shpss_",
+        "shpca_",
+        "sk-ant-api03-",
+        "AROA",
+        "ACCA",
+        "ABCDEF0123456789",
         "eyJeyJ",
         "aws",
         "Zx9Qm2LkP4vR7tW1yB3nC8dF",
@@ -249,6 +259,82 @@ pub(super) fn token_runs_and_headers() -> impl Strategy<Value = Vec<u8>> {
             let mut out = vec![b' '; pad];
             for (part, joiner) in parts {
                 out.extend(part);
+                out.extend_from_slice(joiner.as_bytes());
+            }
+            out
+        })
+}
+
+/// Vendor tokens (every prefix the detectors know, some in the wrong case) with bodies of
+/// every alphabet and of lengths around the patterns' bounds and the 15-byte long-run
+/// edge: upper-case hex (an AWS key id can be all hex), lower-case hex, base64, digits,
+/// at every offset from a 64-byte block edge, glued so runs merge and split.
+pub(super) fn vendor_tokens() -> impl Strategy<Value = Vec<u8>> {
+    const PREFIXES: &[&str] = &[
+        "AKIA",
+        "ASIA",
+        "ACCA",
+        "ABIA",
+        "AROA",
+        "akia",
+        "ghp_",
+        "gho_",
+        "ghr_",
+        "github_pat_",
+        "xoxb-",
+        "xoxp-",
+        "xapp-1-",
+        "sk_live_",
+        "rk_test_",
+        "whsec_",
+        "AIza",
+        "aiza",
+        "GOCSPX-",
+        "ya29.",
+        "glpat-",
+        "npm_",
+        "hf_",
+        "sk-",
+        "sk-proj-",
+        "sk-ant-admin01-",
+        "SG.",
+        "shpat_",
+        "shppa_",
+        "dop_v1_",
+        "pypi-AgEIcHlwaS5vcmc",
+        "hvs.",
+        "",
+    ];
+    const ALPHABETS: &[&[u8]] = &[
+        b"0123456789ABCDEF",
+        b"0123456789abcdef",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+        b"Zx9Qm2LkP4vR7tW1yB3nC8dF+/_-",
+        b"0123456789",
+    ];
+    (
+        0..70usize,
+        proptest::collection::vec(
+            (
+                pick(PREFIXES),
+                0..ALPHABETS.len(),
+                0..1000usize,
+                // The patterns' body lengths, and their neighbours, more often than not.
+                prop_oneof![
+                    2 => proptest::sample::select(vec![9, 10, 11, 15, 16, 17, 20, 22, 24, 30, 32, 35, 36, 50, 64]),
+                    1 => 6..72usize,
+                ],
+                pick(&["", " ", " ", "\n", "-", ".", "_", "=", "/", ":", "\"", "x"]),
+            ),
+            1..8,
+        ),
+    )
+        .prop_map(|(pad, parts)| {
+            let mut out = vec![b' '; pad];
+            for (prefix, alphabet, seed, n, joiner) in parts {
+                let alphabet = ALPHABETS[alphabet];
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend((0..n).map(|i| alphabet[(seed + i * 7) % alphabet.len()]));
                 out.extend_from_slice(joiner.as_bytes());
             }
             out

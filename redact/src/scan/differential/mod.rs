@@ -20,7 +20,7 @@ use generators::Item;
 
 mod inputs;
 
-use inputs::{digit_groups, key_values, soup, token_runs_and_headers};
+use inputs::{digit_groups, key_values, soup, token_runs_and_headers, vendor_tokens};
 
 const MS: u64 = 1_000_000;
 
@@ -249,6 +249,16 @@ proptest! {
     #[test]
     fn token_runs_and_headers_mask_the_same(
         input in token_runs_and_headers(),
+        steps in steps(),
+        close in any::<bool>(),
+    ) {
+        same(&input, &fixed(input.len().max(1)), true)?;
+        same(&input, &steps, close)?;
+    }
+
+    #[test]
+    fn vendor_tokens_mask_the_same(
+        input in vendor_tokens(),
         steps in steps(),
         close in any::<bool>(),
     ) {
