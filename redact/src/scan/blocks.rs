@@ -1,5 +1,5 @@
 //! One classification pass per buffer: digit, joiner (space, dash), token-run byte,
-//! non-hex letter, key-value separator, `>`, `-`/`.` and blank membership of every byte, as
+//! non-hex letter, key-value separator, `>`, `-`/`.`, blank and key-name membership of every byte, as
 //! one bit per byte in 64-byte blocks. The digit-chain (`digits`), token-run (`tokens`)
 //! and key-run (`prefilter::key_runs`) scans read these masks to skip ordinary text
 //! without a branch per byte, so the buffer is classified once for all three.
@@ -31,6 +31,8 @@ pub(crate) struct Masks {
     pub(crate) dash_dot: u64,
     /// Space, tab, NUL and line feed: what comes before a flag.
     pub(crate) blanks: u64,
+    /// `[A-Za-z0-9_.-]`: what key names are made of (`kv::is_key_byte`).
+    pub(crate) keys: u64,
 }
 
 /// Lanes where `x == byte`.
@@ -51,8 +53,9 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
         let folded = x | u8x16::splat(0x20);
         let digit = within(x, b'0', 10);
         let dash = eq(x, b'-');
-        let token =
-            within(folded, b'a', 26) | digit | eq(x, b'+') | eq(x, b'/') | eq(x, b'_') | dash;
+        let dash_dot = dash | eq(x, b'.');
+        let word = within(folded, b'a', 26) | digit | eq(x, b'_');
+        let token = word | eq(x, b'+') | eq(x, b'/') | dash;
         let space = eq(x, b' ');
         let bits = |lanes: u8x16| u64::from(lanes.to_bitmask()) << (16 * k);
         m.digits |= bits(digit);
@@ -61,8 +64,9 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
         m.non_hex |= bits(within(folded, b'g', 20));
         m.separators |= bits(eq(x, b':') | eq(x, b'=') | eq(x, b'\''));
         m.closes |= bits(eq(x, b'>'));
-        m.dash_dot |= bits(dash | eq(x, b'.'));
+        m.dash_dot |= bits(dash_dot);
         m.blanks |= bits(space | eq(x, b'\t') | eq(x, 0) | eq(x, b'\n'));
+        m.keys |= bits(word | dash_dot);
     }
     m
 }
@@ -108,6 +112,8 @@ mod tests {
                 assert_eq!(m.closes >> i & 1 == 1, b == b'>', "{b:#x}");
                 assert_eq!(m.dash_dot >> i & 1 == 1, b"-.".contains(&b), "{b:#x}");
                 assert_eq!(m.blanks >> i & 1 == 1, b" \t\0\n".contains(&b), "{b:#x}");
+                let key = b.is_ascii_alphanumeric() || b"_-.".contains(&b);
+                assert_eq!(m.keys >> i & 1 == 1, key, "{b:#x}");
             }
         }
     }
@@ -127,6 +133,7 @@ mod tests {
                 closes: 0,
                 dash_dot: 0b10000,
                 blanks: 0b00100,
+                keys: 0b11011,
             }]
         );
     }

@@ -336,9 +336,9 @@ pub(crate) fn key_runs(buf: &[u8], masks: &[Masks], runs: &mut Vec<(usize, usize
             let p = 64 * k + candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
             push(match buf[p] {
-                b'>' => run_ending_at(buf, p),
+                b'>' => key_run_ending_at(masks, p),
                 b'-' | b'.' => Some((p, run_end(buf, p))),
-                _ => run_ending_at(buf, before_separator(buf, p)),
+                _ => key_run_ending_at(masks, before_separator(buf, p)),
             });
         }
     }
@@ -356,7 +356,31 @@ fn before_separator(buf: &[u8], p: usize) -> usize {
     j
 }
 
+/// The maximal key-byte run that ends at `end`, if any, from the masks' key bits.
+fn key_run_ending_at(masks: &[Masks], end: usize) -> Option<(usize, usize)> {
+    let mut start = end;
+    // Key bits of block `k` below `off`, shifted to the top; their leading ones are the
+    // run's bytes in that block.
+    let (mut k, mut off) = (end / 64, end % 64);
+    loop {
+        if off == 0 {
+            if k == 0 {
+                break;
+            }
+            (k, off) = (k - 1, 64);
+        }
+        let ones = (masks[k].keys << (64 - off)).leading_ones() as usize;
+        start -= ones.min(off);
+        if ones < off {
+            break;
+        }
+        off = 0;
+    }
+    (start < end).then_some((start, end))
+}
+
 /// The maximal key-byte run that ends at `end`, if any.
+#[cfg(test)]
 fn run_ending_at(buf: &[u8], end: usize) -> Option<(usize, usize)> {
     let mut start = end;
     while start > 0 && is_key_byte(buf[start - 1]) {
