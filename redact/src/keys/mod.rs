@@ -9,6 +9,8 @@
 //! sensitive one are all descriptive (`token_type`, `password_file`, `secret_name`,
 //! `access_key_id`) describes a secret rather than holding one, and is not masked.
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+
 /// Matched anywhere in the normalized key.
 const CONTAINED: &[&str] = &[
     "password",
@@ -177,6 +179,8 @@ const MAX_KEY_LEN: usize = 128;
 #[derive(Debug)]
 pub(crate) struct KeyMatcher {
     contained: Vec<Vec<u8>>,
+    /// Every occurrence of a `contained` word in a normalized key, in one pass.
+    contained_search: AhoCorasick,
     component: Vec<Vec<u8>>,
 }
 
@@ -197,8 +201,13 @@ impl KeyMatcher {
                 component.push(norm);
             }
         }
+        let contained_search = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&contained)
+            .expect("key words build");
         KeyMatcher {
             contained,
+            contained_search,
             component,
         }
     }
@@ -225,23 +234,18 @@ impl KeyMatcher {
             return false;
         }
         let key = Components::of(key);
-        let (norm, comps) = (key.norm(), key.comps());
-        if comps.is_empty() {
+        let norm = key.norm();
+        if key.comps_len == 0 {
             return false;
         }
-        let mut best_end: Option<usize> = None;
-        for word in &self.contained {
-            // Keys are short: a plain window search beats building a searcher.
-            let first = word[0];
-            if let Some(pos) = norm
-                .windows(word.len())
-                .rposition(|w| w[0] == first && w == &word[..])
-            {
-                let end = pos + word.len();
-                best_end = Some(best_end.map_or(end, |b| b.max(end)));
-            }
-        }
-        for &(start, end) in comps {
+        let comps = key.comps();
+        // Where the last sensitive word in the key ends.
+        let mut best_end = self
+            .contained_search
+            .find_overlapping_iter(norm)
+            .map(|m| m.end())
+            .max();
+        for (start, end) in comps.clone() {
             if self.component.iter().any(|w| w[..] == norm[start..end]) {
                 best_end = Some(best_end.map_or(end, |b| b.max(end)));
             }
@@ -250,12 +254,12 @@ impl KeyMatcher {
             return false;
         };
         // Everything after the sensitive word: empty, or only descriptive components.
-        let mut rest = comps.iter().filter(|&&(_, e)| e > end).peekable();
+        let mut rest = comps.filter(|&(_, e)| e > end).peekable();
         if rest.peek().is_none() {
             return true;
         }
         let mut all_descriptive = true;
-        for &(s, e) in rest {
+        for (s, e) in rest {
             if s < end || !DESCRIPTIVE.iter().any(|d| d.as_bytes() == &norm[s..e]) {
                 all_descriptive = false;
                 break;
@@ -305,7 +309,8 @@ fn normalized(key: &[u8]) -> impl Iterator<Item = u8> + '_ {
 struct Components {
     norm: [u8; MAX_KEY_LEN],
     norm_len: usize,
-    comps: [(usize, usize); MAX_KEY_LEN],
+    /// (start, end) in `norm`: bytes, so the array is small to clear.
+    comps: [(u8, u8); MAX_KEY_LEN],
     comps_len: usize,
 }
 
@@ -368,7 +373,8 @@ impl Components {
     /// Closes the component `start..` if it holds anything.
     fn end_component(&mut self, start: usize) {
         if self.norm_len > start {
-            self.comps[self.comps_len] = (start, self.norm_len);
+            // Both are at most `MAX_KEY_LEN`, which fits a byte.
+            self.comps[self.comps_len] = (start as u8, self.norm_len as u8);
             self.comps_len += 1;
         }
     }
@@ -377,8 +383,10 @@ impl Components {
         &self.norm[..self.norm_len]
     }
 
-    fn comps(&self) -> &[(usize, usize)] {
-        &self.comps[..self.comps_len]
+    fn comps(&self) -> impl Iterator<Item = (usize, usize)> + Clone + '_ {
+        self.comps[..self.comps_len]
+            .iter()
+            .map(|&(s, e)| (usize::from(s), usize::from(e)))
     }
 }
 

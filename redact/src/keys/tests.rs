@@ -4,8 +4,7 @@ fn split(key: &str) -> Vec<String> {
     let key = Components::of(key.as_bytes());
     let (norm, comps) = (key.norm(), key.comps());
     comps
-        .iter()
-        .map(|&(s, e)| String::from_utf8(norm[s..e].to_vec()).unwrap())
+        .map(|(s, e)| String::from_utf8(norm[s..e].to_vec()).unwrap())
         .collect()
 }
 
