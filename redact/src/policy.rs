@@ -2,8 +2,9 @@
 //! vocabularies, compiled patterns, never-capture paths and capture modes. Built once
 //! from a [`Config`] and shared by every stream through an `Arc`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use crate::config::{CaptureConfig, CaptureMode, Config, ConfigError};
 use crate::detector::{Detector, Rule, FAIL_CLOSED_NAME, FIRST_USER_RULE};
@@ -94,7 +95,8 @@ pub struct Policy {
     on: [bool; Detector::ALL.len()],
     keys: KeyMatcher,
     kv_prefilter: Option<KeyStems>,
-    headers: HashSet<Vec<u8>>,
+    /// A fast hasher: a header line's name is looked up for every line.
+    headers: FxHashSet<Vec<u8>>,
     /// Lengths and lowercase first bytes of the denied header names: most lines are
     /// ruled out by these before a name is lowercased and hashed.
     header_lengths: u128,
@@ -146,7 +148,7 @@ impl Policy {
                 });
             }
         }
-        let mut headers: HashSet<Vec<u8>> = DENIED_HEADERS
+        let mut headers: FxHashSet<Vec<u8>> = DENIED_HEADERS
             .iter()
             .map(|h| h.as_bytes().to_vec())
             .collect();
