@@ -9,7 +9,7 @@ use crate::detector::{Detector, Rule};
 use crate::keys::normalizes_to;
 use crate::policy::Policy;
 use crate::scan::blocks::Masks;
-use crate::scan::prefilter::key_runs;
+use crate::scan::key_runs::key_runs;
 use crate::scan::{Cont, ContainerState, QuotedState, Span};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub(crate) fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// Key-value matches in `buf`, looking only at the key runs `prefilter::key_runs`
+/// Key-value matches in `buf`, looking only at the key runs `key_runs::key_runs`
 /// lets through (`masks`: `buf`'s byte classes; `runs` is scratch space).
 pub(crate) fn scan(
     policy: &Policy,

@@ -13,6 +13,7 @@ mod blocks;
 mod differential;
 mod digits;
 mod entropy;
+mod key_runs;
 mod kv;
 mod lines;
 mod prefilter;
@@ -20,7 +21,7 @@ mod shape;
 mod tokens;
 mod value;
 
-pub(crate) use prefilter::KeyStems;
+pub(crate) use key_runs::KeyStems;
 pub(crate) use value::ValueDetectors;
 use value::ValueScratch;
 

@@ -1,23 +1,19 @@
-//! The fast path's literal prefilter: one pass that says which pattern detectors can
-//! match in a buffer at all, and where the ones anchored on a literal can start; and the
-//! separator search that yields the only key runs the key-value detector can act on.
-//! Both are exact as filters: they may let through a buffer or a run that turns out to
-//! hold nothing, never skip one that holds a match (the differential test in
-//! `scan::differential` checks this against the reference scan, which runs every
-//! detector everywhere).
+//! The fast path's literal prefilter: which pattern detectors can match in a buffer at
+//! all, and where the ones anchored on a literal can start. It is exact as a filter: it
+//! may let through a place that turns out to hold nothing, never skip one that holds a
+//! match (the differential test in `scan::differential` checks this against the reference
+//! scan, which runs every detector everywhere). The key-value detector's own prefilter is
+//! `key_runs`.
 //!
 //! Detectors themselves (patterns, validators, key rules) stay in `value`, `anchored`,
 //! `kv` and `shape`; this module only decides where they need to look.
 
 use std::ops::Range;
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use crate::detector::Detector;
 use crate::scan::blocks::Masks;
-use crate::scan::kv::is_key_byte;
 use crate::scan::tokens::long_token_runs;
 
 /// Literals one of which a detector's pattern cannot match without, spelled as the
@@ -246,183 +242,10 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"+/_-".contains(&b)
 }
 
-/// The key-value detector's stems (`KeyMatcher::prefilter_words`, ASCII
-/// case-insensitively): a key can only be sensitive if it holds one.
-pub(crate) struct KeyStems {
-    /// Leftmost-first, as the reference scan meets them.
-    leftmost: AhoCorasick,
-    /// The same words as a DFA that reports every occurrence, walked byte by byte: a key
-    /// is a few bytes, too short for a search's set-up to pay for itself.
-    any: DFA,
-    shortest: usize,
-}
-
-impl KeyStems {
-    pub(crate) fn new(words: &[Vec<u8>]) -> KeyStems {
-        let leftmost = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(words)
-            .expect("key stems build");
-        let any = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(words)
-            .expect("key stems build");
-        KeyStems {
-            shortest: leftmost.min_pattern_len(),
-            leftmost,
-            any,
-        }
-    }
-
-    /// Whether the reference scan would act on a stem in `run` (a whole key run) that
-    /// starts at or after `skip`. Stems are alphanumeric, so none crosses a run's edges.
-    pub(crate) fn in_run(&self, run: &[u8], skip: usize) -> bool {
-        if run.len() < self.shortest {
-            return false;
-        }
-        if skip > 0 {
-            // The reference skips the hits of a leftmost, non-overlapping search that
-            // start before `skip`; a later stem that overlaps a skipped hit is not seen.
-            return self.leftmost.find_iter(run).any(|m| m.start() >= skip);
-        }
-        // A leftmost search finds something exactly when some stem occurs at all.
-        let Ok(mut state) = self.any.start_state(Anchored::No) else {
-            return true;
-        };
-        for &b in run {
-            state = self.any.next_state(Anchored::No, state, b);
-            if self.any.is_match(state) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Every stem hit in `haystack`, leftmost-first (the reference scan).
-    #[cfg(test)]
-    pub(crate) fn find_iter<'a>(&'a self, haystack: &'a [u8]) -> aho_corasick::FindIter<'a, 'a> {
-        self.leftmost.find_iter(haystack)
-    }
-}
-
-/// Pushes `(start, end)` of every maximal key-byte run that a key-value match could start
-/// from, sorted and without duplicates. `kv::value` finds a value only after a run that
-/// is followed (past an optional closing quote and spaces) by `:`, `=` or `'`, that sits
-/// in `<run>`, or that starts with `-` or `.` after whitespace (a flag); every other run
-/// yields nothing, so only these are looked at. `masks` are `buf`'s (`blocks::classify`):
-/// the bytes that make a run a candidate are found 64 at a time, in order.
-pub(crate) fn key_runs(buf: &[u8], masks: &[Masks], runs: &mut Vec<(usize, usize)>) {
-    runs.clear();
-    // Runs come out in the order of the bytes that make them candidates. Two different
-    // maximal runs never overlap, and each candidate's run ends before it (or, for a flag,
-    // starts at it), so that order is sorted and a duplicate follows its twin.
-    let mut push = |run: Option<(usize, usize)>| {
-        if let Some(run) = run {
-            if runs.last() != Some(&run) {
-                runs.push(run);
-            }
-        }
-    };
-    // A flag may start the buffer: as if a blank came before it.
-    let mut blank_before = 1;
-    for (k, m) in masks.iter().enumerate() {
-        let flags = m.dash_dot & ((m.blanks << 1) | blank_before);
-        blank_before = m.blanks >> 63;
-        let mut candidates = m.separators | m.closes | flags;
-        while candidates != 0 {
-            let p = 64 * k + candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            push(match buf[p] {
-                b'>' => key_run_ending_at(masks, p),
-                b'-' | b'.' => Some((p, run_end(buf, p))),
-                _ => key_run_ending_at(masks, before_separator(buf, p)),
-            });
-        }
-    }
-}
-
-/// Where the key before the separator at `p` ends: past spaces and one closing quote.
-fn before_separator(buf: &[u8], p: usize) -> usize {
-    let mut j = p;
-    while j > 0 && matches!(buf[j - 1], b' ' | b'\t') {
-        j -= 1;
-    }
-    if j > 0 && matches!(buf[j - 1], b'"' | b'\'') {
-        j -= 1;
-    }
-    j
-}
-
-/// The maximal key-byte run that ends at `end`, if any, from the masks' key bits.
-fn key_run_ending_at(masks: &[Masks], end: usize) -> Option<(usize, usize)> {
-    let mut start = end;
-    // Key bits of block `k` below `off`, shifted to the top; their leading ones are the
-    // run's bytes in that block.
-    let (mut k, mut off) = (end / 64, end % 64);
-    loop {
-        if off == 0 {
-            if k == 0 {
-                break;
-            }
-            (k, off) = (k - 1, 64);
-        }
-        let ones = (masks[k].keys << (64 - off)).leading_ones() as usize;
-        start -= ones.min(off);
-        if ones < off {
-            break;
-        }
-        off = 0;
-    }
-    (start < end).then_some((start, end))
-}
-
-/// The maximal key-byte run that ends at `end`, if any.
-#[cfg(test)]
-fn run_ending_at(buf: &[u8], end: usize) -> Option<(usize, usize)> {
-    let mut start = end;
-    while start > 0 && is_key_byte(buf[start - 1]) {
-        start -= 1;
-    }
-    (start < end).then_some((start, end))
-}
-
-/// Where the key-byte run starting at `start` ends.
-fn run_end(buf: &[u8], start: usize) -> usize {
-    buf[start..]
-        .iter()
-        .position(|&b| !is_key_byte(b))
-        .map_or(buf.len(), |e| start + e)
-}
-
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
     use crate::scan::blocks::classify;
-
-    /// The runs by their definition: every candidate byte looked for in turn, then
-    /// sorted.
-    fn reference(buf: &[u8]) -> Vec<(usize, usize)> {
-        let mut runs = Vec::new();
-        for p in memchr::memchr3_iter(b':', b'=', b'\'', buf) {
-            runs.extend(run_ending_at(buf, before_separator(buf, p)));
-        }
-        for p in memchr::memchr_iter(b'>', buf) {
-            runs.extend(run_ending_at(buf, p));
-        }
-        for p in memchr::memchr2_iter(b'-', b'.', buf) {
-            if p == 0 || matches!(buf[p - 1], b' ' | b'\t' | b'\0' | b'\n') {
-                runs.push((p, run_end(buf, p)));
-            }
-        }
-        runs.sort_unstable();
-        runs.dedup();
-        runs
-    }
 
     /// Each trigger literal, followed by a body of upper-case hex (so `ACCA`'s run is all
     /// hex), at every offset from a block edge, is reported where it starts.
@@ -447,71 +270,6 @@ mod tests {
                     assert!(hits.is_sorted(), "{word} at {at}: {hits:?}");
                 }
             }
-        }
-    }
-
-    #[test]
-    fn a_stem_is_seen_in_a_run_as_the_leftmost_search_sees_it() {
-        let stems = KeyStems::new(&[b"pass".to_vec(), b"secr".to_vec(), b"pw".to_vec()]);
-        for run in [
-            &b"PassWord"[..],
-            b"xpw",
-            b"db_secret",
-            b"name",
-            b"pa",
-            b"passecret",
-        ] {
-            for skip in 0..run.len() {
-                let want = stems.find_iter(run).any(|m| m.start() >= skip);
-                assert_eq!(stems.in_run(run, skip), want, "{run:?} from {skip}");
-            }
-        }
-    }
-
-    fn fast(buf: &[u8]) -> Vec<(usize, usize)> {
-        let (mut masks, mut runs) = (Vec::new(), Vec::new());
-        classify(buf, &mut masks);
-        key_runs(buf, &masks, &mut runs);
-        runs
-    }
-
-    #[test]
-    fn candidates_at_block_edges() {
-        for at in 58..70 {
-            for text in [
-                &b"key: v"[..],
-                b"--pw x",
-                b"<pw>x",
-                b"'pw' = 'x'",
-                b"a\0.x=1",
-            ] {
-                let mut buf = vec![b'x'; at];
-                buf[at - 1] = b' ';
-                buf.extend_from_slice(text);
-                assert_eq!(fast(&buf), reference(&buf), "at {at}");
-                assert_eq!(fast(text), reference(text));
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
-
-        #[test]
-        fn same_runs_as_the_reference(
-            parts in proptest::collection::vec(
-                prop_oneof![
-                    6 => proptest::sample::select(vec![
-                        "password", "key", "x", "-", "--", ".", ":", "=", "'", "\"", ">", "<",
-                        " ", "\t", "\0", "\n", "::", "=>", ":=", "&", "_",
-                    ]).prop_map(|s| s.as_bytes().to_vec()),
-                    1 => proptest::collection::vec(any::<u8>(), 0..70),
-                ],
-                0..60,
-            ),
-        ) {
-            let buf = parts.concat();
-            prop_assert_eq!(fast(&buf), reference(&buf));
         }
     }
 }
