@@ -137,6 +137,15 @@ mod tests {
     use crate::scan::tokens::LONG_RUN;
     use crate::scan::value::{builtin, compile};
 
+    /// A built-in pattern as the regex crate parses it (bytes, not UTF-8).
+    fn parse(pattern: &str) -> regex_syntax::hir::Hir {
+        regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .unwrap()
+    }
+
     /// What the anchored search rests on: every match of an anchored pattern starts with
     /// one of its detector's trigger literals. The pattern's leading literals are read from
     /// the parsed pattern (every way a match can begin, case variants included), so a
@@ -151,11 +160,7 @@ mod tests {
             }
             let words = triggers(detector).expect("an anchored detector has triggers");
             for &(pattern, _) in builtin(detector) {
-                let hir = regex_syntax::ParserBuilder::new()
-                    .utf8(false)
-                    .build()
-                    .parse(pattern)
-                    .unwrap();
+                let hir = parse(pattern);
                 let mut extractor = Extractor::new();
                 extractor.kind(ExtractKind::Prefix).limit_total(100_000);
                 let prefixes = extractor.extract(&hir);
@@ -242,11 +247,7 @@ mod tests {
                 continue;
             }
             for &(pattern, _) in builtin(detector) {
-                let hir = regex_syntax::ParserBuilder::new()
-                    .utf8(false)
-                    .build()
-                    .parse(pattern)
-                    .unwrap();
+                let hir = parse(pattern);
                 for branch in branches(&hir) {
                     let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(branch);
                     let begins_with_vendor = prefixes.literals().is_none_or(|ls| {
