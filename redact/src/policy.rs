@@ -95,7 +95,7 @@ pub struct Policy {
     on: [bool; Detector::ALL.len()],
     keys: KeyMatcher,
     kv_prefilter: Option<KeyStems>,
-    /// A fast hasher: a header line's name is looked up for every line.
+    /// With a fast hasher: every header name that passes the checks below is looked up.
     headers: FxHashSet<Vec<u8>>,
     /// Lengths and lowercase first bytes of the denied header names: most lines are
     /// ruled out by these before a name is lowercased and hashed.

@@ -77,6 +77,10 @@ fn ordinary_keys() {
         "secret_name",
         "AWS_ACCESS_KEY_ID",
         "private_key_id",
+        // After the longest sensitive word (`secretkey`, not `secret`), only descriptions.
+        "secretKeyId",
+        "secret_key_id",
+        "secretkey_hint",
         "bypass",
         "key",
         "id",

@@ -121,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn tail_block_is_zero_padded() {
+    fn nothing_is_set_past_the_end() {
         let mut masks = Vec::new();
         classify(b"12 a-", &mut masks);
         assert_eq!(

@@ -94,9 +94,13 @@ impl Literals {
         let (words, bits): (Vec<String>, Vec<u32>) = literals.into_iter().unzip();
         // No literal is a prefix of another, so at most one matches at any position and
         // a leftmost search restarted one byte after each match's start sees them all.
-        debug_assert!(words
-            .iter()
-            .all(|a| words.iter().all(|b| a == b || !b.starts_with(a))));
+        // Checked in every build: it runs once per policy, and `find` is wrong without it.
+        assert!(
+            words
+                .iter()
+                .all(|a| words.iter().all(|b| a == b || !b.starts_with(a.as_str()))),
+            "a trigger literal is a prefix of another"
+        );
         let searcher = (!words.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .match_kind(MatchKind::LeftmostFirst)
@@ -268,6 +272,36 @@ mod tests {
                         "{word} at {at}: {hits:?}"
                     );
                     assert!(hits.is_sorted(), "{word} at {at}: {hits:?}");
+                }
+            }
+        }
+    }
+
+    /// Long runs near each other are searched as one stretch, a hex-only run with a
+    /// non-hex one for every vendor literal: a token in either is found, at any gap.
+    #[test]
+    fn tokens_in_runs_searched_together_are_all_found() {
+        let all = Detector::ALL.to_vec();
+        let set = Triggers::new(&all);
+        let (mut masks, mut hits) = (Vec::new(), Vec::new());
+        let hex_id = "ACCA0123456789ABCDEF";
+        let github = "ghp_Zx9Qm2LkP4vR7tW1yB3nC8dFkJ8sD2fG5hQ9";
+        for gap in [1, 60, 127, 128, 129, 200] {
+            for (first, second) in [(hex_id, github), (github, hex_id), (hex_id, hex_id)] {
+                let buf = format!("x {first}{}{second} y", " ".repeat(gap));
+                let lower = buf.to_ascii_lowercase();
+                classify(buf.as_bytes(), &mut masks);
+                set.find(buf.as_bytes(), lower.as_bytes(), &masks, &mut hits);
+                for (at, token) in [(2, first), (2 + first.len() + gap, second)] {
+                    let bit = Triggers::bit(if token == hex_id {
+                        Detector::AwsAccessKeyId
+                    } else {
+                        Detector::GithubToken
+                    });
+                    assert!(
+                        hits.iter().any(|&(p, bits)| p == at && bits & bit != 0),
+                        "gap {gap}: {token} at {at} in {hits:?}"
+                    );
                 }
             }
         }

@@ -2,9 +2,11 @@
 //! high-entropy detector can accept, without a branch per byte of ordinary traffic.
 //!
 //! A run needs 20 bytes with its padding, so 18 without; token membership is computed
-//! for 64 bytes at a time as a bit mask (`blocks`, shared with the digit scan), and only blocks where an
-//! 18-byte window of members starts are looked at byte by byte. The detector's checks
-//! stay in `shape::high_entropy`; the reference walk is `shape::token_runs`.
+//! for 64 bytes at a time as a bit mask (`blocks`, shared with the other scans), and only
+//! blocks where an 18-byte window of members starts are looked at byte by byte. The
+//! detector's checks stay in `shape::high_entropy`; the reference walk is
+//! `shape::token_runs`. The long runs the trigger search looks inside are found here too
+//! (`long_token_runs`).
 
 use crate::scan::blocks::Masks;
 
@@ -132,7 +134,8 @@ fn walk(masks: &[Masks], start: usize, len: usize) -> (usize, bool) {
 }
 
 /// The shortest token a vendor's pattern matches (`xoxb-` and ten more). Every match of
-/// those patterns is one run of token bytes this long or longer, so their trigger
+/// those patterns that begins with a literal made of token bytes (not `SG.`, `ya29.`,
+/// `hvs.` or the Slack hooks URL) is one run of token bytes this long or longer, so those
 /// literals are looked for only inside such runs (`prefilter::Triggers`).
 pub(super) const LONG_RUN: usize = 15;
 // `long_window_starts` builds windows of 8 and then up to 16.

@@ -265,7 +265,7 @@ pub(super) fn token_runs_and_headers() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// Vendor tokens (every prefix the detectors know, some in the wrong case) with bodies of
+/// Vendor tokens (most prefixes the detectors know, some in the wrong case) with bodies of
 /// every alphabet and of lengths around the patterns' bounds and the 15-byte long-run
 /// edge: upper-case hex (an AWS key id can be all hex), lower-case hex, base64, digits,
 /// at every offset from a 64-byte block edge, glued so runs merge and split.
@@ -303,6 +303,21 @@ pub(super) fn vendor_tokens() -> impl Strategy<Value = Vec<u8>> {
         "dop_v1_",
         "pypi-AgEIcHlwaS5vcmc",
         "hvs.",
+        "ghu_",
+        "ghs_",
+        "xoxa-",
+        "xoxs-",
+        "sk_test_",
+        "rk_live_",
+        "AGPA",
+        "AIDA",
+        "ANPA",
+        "APKA",
+        "ASCA",
+        "shpca_",
+        "shpss_",
+        "sk-ant-api03-",
+        "hooks.slack.com/services/",
         "",
     ];
     const ALPHABETS: &[&[u8]] = &[
