@@ -73,6 +73,19 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
     m
 }
 
+/// Bit p is set where `len` (2 to 64) set bits start at p: `x` holds a block's mask in its
+/// low half and the next block's in its high half, so windows may cross into it.
+pub(crate) fn window_starts(x: u128, len: usize) -> u64 {
+    debug_assert!((2..=64).contains(&len));
+    // Each step doubles the window every set bit stands for; the last one tops it up.
+    let (mut y, mut width) = (x, 1);
+    while width * 2 <= len {
+        y &= y >> width;
+        width *= 2;
+    }
+    (y & (y >> (len - width))) as u64
+}
+
 /// The masks of every block of `buf`, into `out` (cleared first).
 pub(crate) fn classify(buf: &[u8], out: &mut Vec<Masks>) {
     out.clear();
@@ -116,6 +129,25 @@ mod tests {
                 assert_eq!(m.blanks >> i & 1 == 1, b" \t\0\n".contains(&b), "{b:#x}");
                 let key = b.is_ascii_alphanumeric() || b"_-.".contains(&b);
                 assert_eq!(m.keys >> i & 1 == 1, key, "{b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_of_every_length() {
+        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for runs in [x, x | x >> 1 | x >> 2, !0] {
+                for len in 2..=64 {
+                    let want = (0..64).fold(0u64, |w, p| {
+                        let all = (p..p + len).all(|i| runs >> i & 1 == 1);
+                        w | u64::from(all) << p
+                    });
+                    assert_eq!(window_starts(runs, len), want, "{runs:#x} len {len}");
+                }
             }
         }
     }

@@ -8,20 +8,10 @@
 //! only chains of nine or more members are walked byte by byte. What the
 //! detectors do with a chain stays in `value` and `shape`.
 
-use crate::scan::blocks::Masks;
+use crate::scan::blocks::{window_starts, Masks};
 
 /// Fewest digits a chain needs for any detector to fire (an SSN has nine, a card 13).
 const MIN_DIGITS: usize = 9;
-
-/// Bit p is set where `MIN_DIGITS` chain members start at p: `x` holds this block's
-/// members in its low half and the next block's in its high half.
-fn window_starts(x: u128) -> u64 {
-    let mut y = x & (x >> 1);
-    y &= y >> 2;
-    y &= y >> 4;
-    y &= y >> (MIN_DIGITS - 8);
-    y as u64
-}
 
 /// Chain members of block `k`: digits, and joiners with a digit on both sides.
 fn members(masks: &[Masks], k: usize) -> u64 {
@@ -52,7 +42,7 @@ pub(crate) fn long_chains(buf: &[u8], masks: &[Masks], mut chain: impl FnMut(usi
         } else {
             0
         };
-        let mut starts = window_starts(u128::from(cur) | u128::from(next) << 64);
+        let mut starts = window_starts(u128::from(cur) | u128::from(next) << 64, MIN_DIGITS);
         // Windows inside a chain already walked; what is left starts at a chain's first
         // byte (a digit), as a window one byte earlier would otherwise be set too.
         starts &= u64::MAX

@@ -13,8 +13,6 @@ use std::ops::Range;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use crate::detector::Detector;
-use crate::scan::blocks::Masks;
-use crate::scan::tokens::long_token_runs;
 
 /// Literals one of which a detector's pattern cannot match without, spelled as the
 /// pattern spells them (in lower case where it ignores case). Most are looked for in a
@@ -183,13 +181,14 @@ impl Triggers {
     }
 
     /// Every occurrence of a trigger literal in `buf` (`lower`: it in ASCII lower case;
-    /// `masks`: its byte classes) that can start a match, as (position, detector bits),
-    /// in order, into `hits`; returns the bits of every detector seen.
+    /// `long_runs`: its long token runs, `tokens::long_token_runs`) that can start a
+    /// match, as (position, detector bits), in order, into `hits`; returns the bits of
+    /// every detector seen.
     pub(crate) fn find(
         &self,
         buf: &[u8],
         lower: &[u8],
-        masks: &[Masks],
+        long_runs: &[(usize, usize, bool)],
         hits: &mut Vec<(usize, u32)>,
     ) -> u32 {
         hits.clear();
@@ -203,17 +202,19 @@ impl Triggers {
             // what scanning about a hundred bytes does. A hit between them only costs an
             // anchored attempt that fails.
             let mut stretch: Option<(Range<usize>, bool)> = None;
-            long_token_runs(buf.len(), masks, |start, end, non_hex| match &mut stretch {
-                Some((range, any_non_hex)) if start - range.end < MERGE_GAP => {
-                    range.end = end;
-                    *any_non_hex |= non_hex;
-                }
-                _ => {
-                    if let Some(done) = stretch.replace((start..end, non_hex)) {
-                        present |= self.find_in_runs(buf, done, hits);
+            for &(start, end, non_hex) in long_runs {
+                match &mut stretch {
+                    Some((range, any_non_hex)) if start - range.end < MERGE_GAP => {
+                        range.end = end;
+                        *any_non_hex |= non_hex;
+                    }
+                    _ => {
+                        if let Some(done) = stretch.replace((start..end, non_hex)) {
+                            present |= self.find_in_runs(buf, done, hits);
+                        }
                     }
                 }
-            });
+            }
             if let Some(last) = stretch {
                 present |= self.find_in_runs(buf, last, hits);
             }
@@ -250,6 +251,7 @@ fn is_token_byte(b: u8) -> bool {
 mod tests {
     use super::*;
     use crate::scan::blocks::classify;
+    use crate::scan::tokens::long_token_runs;
 
     /// Each trigger literal, followed by a body of upper-case hex (so `ACCA`'s run is all
     /// hex), at every offset from a block edge, is reported where it starts.
@@ -257,14 +259,15 @@ mod tests {
     fn every_trigger_is_found_at_every_offset() {
         let all = Detector::ALL.to_vec();
         let set = Triggers::new(&all);
-        let (mut masks, mut hits) = (Vec::new(), Vec::new());
+        let (mut masks, mut runs, mut hits) = (Vec::new(), Vec::new(), Vec::new());
         for &detector in &all {
             for &word in triggers(detector).unwrap_or(&[]) {
                 for at in 0..70 {
                     let buf = format!("{}{word}{} x", " ".repeat(at), "ABCDEF0123456789".repeat(2));
                     let lower = buf.to_ascii_lowercase();
                     classify(buf.as_bytes(), &mut masks);
-                    let present = set.find(buf.as_bytes(), lower.as_bytes(), &masks, &mut hits);
+                    long_token_runs(buf.len(), &masks, &mut runs);
+                    let present = set.find(buf.as_bytes(), lower.as_bytes(), &runs, &mut hits);
                     let bit = Triggers::bit(detector);
                     assert!(present & bit != 0, "{word} at {at}");
                     assert!(
@@ -283,7 +286,7 @@ mod tests {
     fn tokens_in_runs_searched_together_are_all_found() {
         let all = Detector::ALL.to_vec();
         let set = Triggers::new(&all);
-        let (mut masks, mut hits) = (Vec::new(), Vec::new());
+        let (mut masks, mut runs, mut hits) = (Vec::new(), Vec::new(), Vec::new());
         let hex_id = "ACCA0123456789ABCDEF";
         let github = "ghp_Zx9Qm2LkP4vR7tW1yB3nC8dFkJ8sD2fG5hQ9";
         for gap in [1, 60, 127, 128, 129, 200] {
@@ -291,7 +294,8 @@ mod tests {
                 let buf = format!("x {first}{}{second} y", " ".repeat(gap));
                 let lower = buf.to_ascii_lowercase();
                 classify(buf.as_bytes(), &mut masks);
-                set.find(buf.as_bytes(), lower.as_bytes(), &masks, &mut hits);
+                long_token_runs(buf.len(), &masks, &mut runs);
+                set.find(buf.as_bytes(), lower.as_bytes(), &runs, &mut hits);
                 for (at, token) in [(2, first), (2 + first.len() + gap, second)] {
                     let bit = Triggers::bit(if token == hex_id {
                         Detector::AwsAccessKeyId

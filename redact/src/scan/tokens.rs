@@ -1,14 +1,14 @@
 //! Finds the token runs (`[A-Za-z0-9+/_-]`, plus up to two `=` of padding) that the
 //! high-entropy detector can accept, without a branch per byte of ordinary traffic.
 //!
-//! A run needs 20 bytes with its padding, so 18 without; token membership is computed
-//! for 64 bytes at a time as a bit mask (`blocks`, shared with the other scans), and only
-//! blocks where an 18-byte window of members starts are looked at byte by byte. The
-//! detector's checks stay in `shape::high_entropy`; the reference walk is
-//! `shape::token_runs`. The long runs the trigger search looks inside are found here too
-//! (`long_token_runs`).
+//! A run needs 20 bytes with its padding, so 18 without. The buffer's long token runs
+//! (`long_token_runs`: 15 bytes or more) are found once from the token bit masks
+//! (`blocks`), 64 bytes at a time, and shared with the trigger search, which looks for
+//! vendor prefixes inside them; only those of 18 bytes or more with a letter past `f` are
+//! read byte by byte here. The detector's checks stay in `shape::high_entropy`; the
+//! reference walk is `shape::token_runs`.
 
-use crate::scan::blocks::Masks;
+use crate::scan::blocks::{window_starts, Masks};
 
 /// Byte classes gathered over a run.
 const TOKEN: u8 = 1;
@@ -52,60 +52,35 @@ const fn class_table() -> [u8; 256] {
 
 static CLASS: [u8; 256] = class_table();
 
-/// Bit p is set where `MIN_BODY` members start at p: `x` holds this block's mask in its
-/// low half and the next block's in its high half, so windows may cross into it.
-fn window_starts(x: u128) -> u64 {
-    let mut y = x & (x >> 1);
-    y &= y >> 2;
-    y &= y >> 4;
-    y &= y >> 8;
-    y &= y >> (MIN_BODY - 16);
-    y as u64
-}
-
 /// Calls `emit(start, end)` for exactly the runs `shape::token_runs` yields whose body
-/// holds every class in `MIXED`, in order.
-pub(super) fn token_runs_fast(buf: &[u8], masks: &[Masks], mut emit: impl FnMut(usize, usize)) {
-    // Everything before `done` has been walked; it never ends inside a run.
-    let mut done = 0;
-    for (k, m) in masks.iter().enumerate() {
-        let at = 64 * k;
-        let next = masks.get(k + 1).map_or(0, |n| n.tokens);
-        let mut starts = window_starts(u128::from(m.tokens) | u128::from(next) << 64);
-        if done > at {
-            // Drop windows inside the run already walked.
-            starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
-        }
-        while starts != 0 {
-            let p = at + starts.trailing_zeros() as usize;
-            // Only a window at a run's first byte is seen here: later ones are inside
-            // the run and cleared below once it is walked.
-            done = run(buf, masks, p, &mut emit);
-            starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
+/// holds every class in `MIXED`, in order, given the buffer's long token runs
+/// (`long_token_runs`): the high-entropy detector's candidates are among them.
+pub(super) fn high_entropy_runs(
+    buf: &[u8],
+    long_runs: &[(usize, usize, bool)],
+    mut emit: impl FnMut(usize, usize),
+) {
+    for &(start, end, non_hex) in long_runs {
+        // Hex digests and UUIDs (most long runs in ordinary traffic) have no letter past
+        // `f`, and are never walked byte by byte.
+        if non_hex && end - start >= MIN_BODY {
+            check(buf, start, end, &mut emit);
         }
     }
 }
 
-/// Walks the run starting at `start` (its first byte); returns where it ends. Its end
-/// and whether it holds a non-hex letter come from the masks, so hex digests and UUIDs
-/// (most long runs in ordinary traffic) are never walked byte by byte.
-fn run(buf: &[u8], masks: &[Masks], start: usize, emit: &mut impl FnMut(usize, usize)) -> usize {
-    let n = buf.len();
-    let (i, non_hex) = walk(masks, start, n);
-    if !non_hex {
-        return i;
-    }
-    let seen = buf[start..i]
+/// Emits the run `start..end` (with its `=` padding) if it holds every class in `MIXED`.
+fn check(buf: &[u8], start: usize, end: usize, emit: &mut impl FnMut(usize, usize)) {
+    let seen = buf[start..end]
         .iter()
         .fold(0, |seen, &b| seen | CLASS[usize::from(b)]);
-    let mut end = i;
-    while end < n && end - i < 2 && buf[end] == b'=' {
-        end += 1;
+    let mut padded = end;
+    while padded < buf.len() && padded - end < 2 && buf[padded] == b'=' {
+        padded += 1;
     }
-    if end - start >= 20 && seen & MIXED == MIXED {
-        emit(start, end);
+    if padded - start >= 20 && seen & MIXED == MIXED {
+        emit(start, padded);
     }
-    i
 }
 
 /// Where the token run starting at `start` ends (the buffer is `len` bytes), and whether
@@ -138,32 +113,21 @@ fn walk(masks: &[Masks], start: usize, len: usize) -> (usize, bool) {
 /// `hvs.` or the Slack hooks URL) is one run of token bytes this long or longer, so those
 /// literals are looked for only inside such runs (`prefilter::Triggers`).
 pub(super) const LONG_RUN: usize = 15;
-// `long_window_starts` builds windows of 8 and then up to 16.
-const _: () = assert!(LONG_RUN > 8 && LONG_RUN <= 16);
+// The high-entropy detector's candidates are long runs too.
+const _: () = assert!(LONG_RUN <= MIN_BODY);
 
-/// Bit p is set where `LONG_RUN` members start at p (`x` as in `window_starts`).
-fn long_window_starts(x: u128) -> u64 {
-    let mut y = x & (x >> 1);
-    y &= y >> 2;
-    y &= y >> 4;
-    y &= y >> (LONG_RUN - 8);
-    y as u64
-}
-
-/// Calls `emit(start, end, non_hex)` for every maximal token run of `LONG_RUN` bytes or
-/// more in a buffer of `len` bytes, in order; `non_hex`: the run holds a letter that is
-/// not a hex digit (hex digests and UUIDs do not).
-pub(super) fn long_token_runs(
-    len: usize,
-    masks: &[Masks],
-    mut emit: impl FnMut(usize, usize, bool),
-) {
+/// Every maximal token run of `LONG_RUN` bytes or more in a buffer of `len` bytes, in
+/// order, as (start, end, non_hex) into `runs` (cleared first); `non_hex`: the run holds
+/// a letter that is not a hex digit (hex digests and UUIDs do not). The trigger search and
+/// the high-entropy detector both look only at these.
+pub(super) fn long_token_runs(len: usize, masks: &[Masks], runs: &mut Vec<(usize, usize, bool)>) {
+    runs.clear();
     // Everything before `done` has been walked; it never ends inside a run.
     let mut done: usize = 0;
     for (k, m) in masks.iter().enumerate() {
         let at = 64 * k;
         let next = masks.get(k + 1).map_or(0, |n| n.tokens);
-        let mut starts = long_window_starts(u128::from(m.tokens) | u128::from(next) << 64);
+        let mut starts = window_starts(u128::from(m.tokens) | u128::from(next) << 64, LONG_RUN);
         starts &= u64::MAX
             .checked_shl(done.saturating_sub(at) as u32)
             .unwrap_or(0);
@@ -172,7 +136,7 @@ pub(super) fn long_token_runs(
             let start = at + starts.trailing_zeros() as usize;
             let non_hex;
             (done, non_hex) = walk(masks, start, len);
-            emit(start, done, non_hex);
+            runs.push((start, done, non_hex));
             starts &= u64::MAX.checked_shl((done - at) as u32).unwrap_or(0);
         }
     }
@@ -198,9 +162,7 @@ mod tests {
 
     fn fast(buf: &[u8]) -> Vec<(usize, usize)> {
         let mut got = Vec::new();
-        let mut masks = Vec::new();
-        crate::scan::blocks::classify(buf, &mut masks);
-        token_runs_fast(buf, &masks, |s, e| got.push((s, e)));
+        high_entropy_runs(buf, &long_fast(buf), |s, e| got.push((s, e)));
         got
     }
 
@@ -242,11 +204,10 @@ mod tests {
     }
 
     fn long_fast(buf: &[u8]) -> Vec<(usize, usize, bool)> {
-        let mut got = Vec::new();
-        let mut masks = Vec::new();
+        let (mut masks, mut runs) = (Vec::new(), Vec::new());
         crate::scan::blocks::classify(buf, &mut masks);
-        long_token_runs(buf.len(), &masks, |s, e, h| got.push((s, e, h)));
-        got
+        long_token_runs(buf.len(), &masks, &mut runs);
+        runs
     }
 
     #[test]

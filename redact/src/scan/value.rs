@@ -18,7 +18,7 @@ use crate::scan::prefilter::Triggers;
 #[cfg(test)]
 use crate::scan::shape::token_runs;
 use crate::scan::shape::{aws_secret, basic_credentials, card_numbers, ip_address, valid_ssn};
-use crate::scan::tokens::token_runs_fast;
+use crate::scan::tokens::{high_entropy_runs, long_token_runs};
 use crate::scan::Span;
 
 /// Upper bound on a compiled pattern (user rules included), so a config cannot make the
@@ -247,14 +247,15 @@ impl ValueDetectors {
         scratch: &mut ValueScratch,
         out: &mut Vec<Span>,
     ) {
-        let hits = &mut scratch.hits;
+        let ValueScratch { hits, long_runs } = scratch;
+        long_token_runs(buf.len(), masks, long_runs);
         if self.cards || self.ssn {
             long_chains(buf, masks, |start, end, digits| {
                 self.digit_chain(buf, start, end, digits, out)
             });
         }
         if self.high_entropy {
-            token_runs_fast(buf, masks, |start, end| {
+            high_entropy_runs(buf, long_runs, |start, end| {
                 if !exempt.iter().any(|&(s, e)| start < e && s < end)
                     && high_entropy(buf, start, end, line_start)
                 {
@@ -266,7 +267,7 @@ impl ValueDetectors {
                 }
             });
         }
-        let present = self.triggers.find(buf, lower, masks, hits);
+        let present = self.triggers.find(buf, lower, long_runs, hits);
         for entry in &self.entries {
             match (entry.trigger, &entry.anchored) {
                 (Some(bit), _) if present & bit == 0 => {}
@@ -415,12 +416,16 @@ impl ValueDetectors {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ValueScratch {
     hits: Vec<(usize, u32)>,
+    /// The buffer's long token runs (`tokens::long_token_runs`), found once for the
+    /// high-entropy detector and the trigger search.
+    long_runs: Vec<(usize, usize, bool)>,
 }
 
 impl ValueScratch {
     /// See `TextState::release_spare`.
     pub(super) fn release_spare(&mut self, keep: usize) {
         super::shrink(&mut self.hits, keep / 64);
+        super::shrink(&mut self.long_runs, keep / 64);
     }
 }
 
