@@ -393,7 +393,7 @@ mod tests {
             with_payload(socket_event("write", 6, 3, 2), Direction::Out, b"hi", 2),
         ];
         for event in frames {
-            connections.visit(&Body::Event(event));
+            connections.visit(&Body::Event(Box::new(event)));
         }
         let all = connections.finish();
         assert_eq!(all.len(), 2, "a write after close is another connection");
@@ -430,7 +430,7 @@ mod tests {
             socket_event("close", 60, 4, 0),
         ];
         for event in frames {
-            connections.visit(&Body::Event(event));
+            connections.visit(&Body::Event(Box::new(event)));
         }
         let all = connections.finish();
         let outs: Vec<&[u8]> = all.iter().map(|c| c.out.bytes()).collect();
@@ -458,8 +458,8 @@ mod tests {
         plaintext.tls = Some(recorder_proto::v1::Tls {
             library: "openssl".into(),
         });
-        connections.visit(&Body::Event(ciphertext));
-        connections.visit(&Body::Event(plaintext));
+        connections.visit(&Body::Event(Box::new(ciphertext)));
+        connections.visit(&Body::Event(Box::new(plaintext)));
         let all = connections.finish();
         assert_eq!(all[0].out.bytes(), b"GET /");
         assert!(all[0].out.gaps().is_empty());

@@ -88,7 +88,7 @@ fn tshark_follows_and_dissects_a_pcapng_export_of_http() {
         event("read", 9_000_000, Some((Direction::In, RESPONSE))),
         event("close", 10_000_000, None),
     ] {
-        connections.visit(&Body::Event(event));
+        connections.visit(&Body::Event(Box::new(event)));
     }
     let connections = connections.finish();
     let dir = tempfile::tempdir().expect("a temporary directory");

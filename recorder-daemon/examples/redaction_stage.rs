@@ -33,7 +33,7 @@ fn request(i: usize) -> Vec<u8> {
 
 fn event(stream: usize, data: Vec<u8>) -> Body {
     let length = data.len() as u64;
-    Body::Event(Event {
+    Body::Event(Box::new(Event {
         pid: 1000,
         fd: 10 + stream as i64,
         syscall: "write".to_owned(),
@@ -50,7 +50,7 @@ fn event(stream: usize, data: Vec<u8>) -> Body {
             ..Payload::default()
         }),
         ..Event::default()
-    })
+    }))
 }
 
 /// Seconds to push and write out `requests` round-robin over `streams`.

@@ -157,7 +157,9 @@ fn write_at(
     let mut writer =
         SegmentWriter::create_with(dir, name, header, seal.cloned(), level).expect("create");
     for event in events {
-        writer.append(&Body::Event(event)).expect("append");
+        writer
+            .append(&Body::Event(Box::new(event)))
+            .expect("append");
     }
     writer
         .finish(

@@ -140,7 +140,7 @@ pub fn summarize_from(
     };
     let mut summary = SegmentSummary {
         path: path.to_owned(),
-        header,
+        header: *header,
         trailer: None,
         state: SegmentState::Incomplete { damage: None },
         events: 0,
@@ -168,7 +168,7 @@ pub fn summarize_from(
             Ok(Some(Body::Process(_) | Body::Stack(_))) => {}
             Ok(Some(Body::Trailer(trailer))) => {
                 summary.last_mono_ns = Some(trailer.end_mono_ns);
-                summary.trailer = Some(trailer);
+                summary.trailer = Some(*trailer);
                 summary.state = SegmentState::Complete;
             }
             Ok(Some(Body::Header(_))) => {

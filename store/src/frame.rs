@@ -65,25 +65,25 @@ mod tests {
 
     #[test]
     fn every_body_encodes_as_prost_encodes_its_frame() {
-        same_as_prost(Body::Header(Header {
+        same_as_prost(Body::Header(Box::new(Header {
             recording_id: "00ff".into(),
             host: "h".into(),
             ..Header::default()
-        }));
+        })));
         same_as_prost(Body::Loss(Loss {
             from_mono_ns: 1,
             to_mono_ns: 2,
             ..Loss::default()
         }));
-        same_as_prost(Body::Trailer(Trailer::default()));
+        same_as_prost(Body::Trailer(Box::<Trailer>::default()));
         same_as_prost(Body::Process(Process {
             pid: 7,
             ..Process::default()
         }));
-        same_as_prost(Body::Event(Event::default()));
+        same_as_prost(Body::Event(Box::<Event>::default()));
         // Lengths whose varints take one, two and three bytes.
         for size in [0, 1, 100, 127, 128, 16_383, 16_384, 300_000] {
-            same_as_prost(Body::Event(Event {
+            same_as_prost(Body::Event(Box::new(Event {
                 mono_ns: u64::MAX,
                 pid: 1,
                 syscall: "write".into(),
@@ -101,7 +101,7 @@ mod tests {
                     ..Payload::default()
                 }),
                 ..Event::default()
-            }));
+            })));
         }
     }
 }

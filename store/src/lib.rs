@@ -68,7 +68,7 @@ mod tests {
         };
         let mut writer = SegmentWriter::create(dir, "s.rcd", header).unwrap();
         for i in 0..events {
-            writer.append(&Body::Event(event(i))).unwrap();
+            writer.append(&Body::Event(Box::new(event(i)))).unwrap();
         }
         if finish {
             writer
@@ -102,7 +102,7 @@ mod tests {
         end.unwrap();
         assert_eq!(bodies.len(), 102);
         assert!(matches!(&bodies[0], Body::Header(h) if h.recording_id == "ab".repeat(16)));
-        assert!(matches!(&bodies[57], Body::Event(e) if *e == event(56)));
+        assert!(matches!(&bodies[57], Body::Event(e) if *e == Box::new(event(56))));
         assert!(matches!(&bodies[101], Body::Trailer(t) if t.events == 100));
     }
 
@@ -116,13 +116,13 @@ mod tests {
             let mut writer =
                 SegmentWriter::create_with(&dir, &name, Header::default(), None, level).unwrap();
             for i in 0..20 {
-                writer.append(&Body::Event(event(i))).unwrap();
+                writer.append(&Body::Event(Box::new(event(i)))).unwrap();
             }
             let path = writer.finish(Trailer::default(), &dir).unwrap();
             let (bodies, end) = read_all(&path);
             end.unwrap();
             assert_eq!(bodies.len(), 22, "level {level}");
-            assert!(matches!(&bodies[20], Body::Event(e) if *e == event(19)));
+            assert!(matches!(&bodies[20], Body::Event(e) if *e == Box::new(event(19))));
         }
         for refused in [0, 20, 22] {
             assert!(writer::check_compression_level(refused).is_err());
@@ -195,7 +195,7 @@ mod damage_tests {
             recording_id: "cd".repeat(16),
             ..Header::default()
         };
-        let mut bodies = vec![Body::Header(header.clone())];
+        let mut bodies = vec![Body::Header(Box::new(header.clone()))];
         let mut writer = SegmentWriter::create(&dir, "s.rcd", header).unwrap();
         for (i, data) in payloads.iter().enumerate() {
             let event = Event {
@@ -208,8 +208,8 @@ mod damage_tests {
                 }),
                 ..Event::default()
             };
-            bodies.push(Body::Event(event.clone()));
-            writer.append(&Body::Event(event)).unwrap();
+            bodies.push(Body::Event(Box::new(event.clone())));
+            writer.append(&Body::Event(Box::new(event))).unwrap();
             if (i + 1) % every == 0 {
                 writer.close_frame().unwrap();
             }
@@ -218,7 +218,7 @@ mod damage_tests {
             events: payloads.len() as u64,
             ..Trailer::default()
         };
-        bodies.push(Body::Trailer(trailer.clone()));
+        bodies.push(Body::Trailer(Box::new(trailer.clone())));
         let path = writer.finish(trailer, &dir).unwrap();
         (std::fs::read(path).unwrap(), bodies)
     }

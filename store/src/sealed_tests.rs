@@ -63,12 +63,12 @@ fn write_sealed(
     finish: bool,
 ) -> (PathBuf, Vec<Body>) {
     let dir = OutputDir::open_or_create(dir).unwrap();
-    let mut bodies = vec![Body::Header(header())];
+    let mut bodies = vec![Body::Header(Box::new(header()))];
     let mut writer = SegmentWriter::create_sealed(&dir, "s.rcd", header(), seal).unwrap();
     for (i, data) in payloads.iter().enumerate() {
         let event = event(i as u64, data.clone());
-        bodies.push(Body::Event(event.clone()));
-        writer.append(&Body::Event(event)).unwrap();
+        bodies.push(Body::Event(Box::new(event.clone())));
+        writer.append(&Body::Event(Box::new(event))).unwrap();
         if (i + 1) % every == 0 {
             writer.close_frame().unwrap();
         }
@@ -85,7 +85,7 @@ fn write_sealed(
         end_reason: "test".into(),
         ..Trailer::default()
     };
-    bodies.push(Body::Trailer(trailer.clone()));
+    bodies.push(Body::Trailer(Box::new(trailer.clone())));
     (writer.finish(trailer, &dir).unwrap(), bodies)
 }
 
@@ -160,7 +160,7 @@ fn raw_bytes_hide_payloads_and_secret_header_fields() {
     let dir = OutputDir::open_or_create(&tmp.path().join("plain")).unwrap();
     let mut writer = SegmentWriter::create(&dir, "p.rcd", header()).unwrap();
     writer
-        .append(&Body::Event(event(0, secret.clone())))
+        .append(&Body::Event(Box::new(event(0, secret.clone()))))
         .unwrap();
     let plain = std::fs::read(writer.finish(Trailer::default(), &dir).unwrap()).unwrap();
 

@@ -43,7 +43,7 @@ fn each_segment_holds_the_stacks_its_events_use_once() {
             })
             .collect();
         event.stack_id = if i % 10 == 0 { 2 } else { 1 };
-        writer.append(&Body::Event(event)).unwrap();
+        writer.append(&Body::Event(Box::new(event))).unwrap();
     }
     let paths = writer.finish("test", 1).unwrap();
     assert!(paths.len() >= 3, "{} segments", paths.len());

@@ -44,12 +44,12 @@ fn write_then_fail(
         None => SegmentWriter::create(dir, "s.rcd", header()).unwrap(),
     };
     for i in 0..10 {
-        writer.append(&Body::Event(event(i))).unwrap();
+        writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     writer.close_frame().unwrap();
     let before = std::fs::read(writer.path()).unwrap();
     for i in 10..15 {
-        writer.append(&Body::Event(event(i))).unwrap();
+        writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     fault::fail_next_writes(failing);
     let error = writer.close_frame().unwrap_err();
@@ -59,7 +59,7 @@ fn write_then_fail(
         "half a frame reached the file"
     );
     assert!(matches!(
-        writer.append(&Body::Event(event(99))),
+        writer.append(&Body::Event(Box::new(event(99)))),
         Err(super::WriteError::Stopped { .. })
     ));
     let landed = writer.cut(Trailer {
@@ -159,7 +159,7 @@ fn a_full_disk_suspends_counts_and_resumes_with_a_loss_frame() {
     let dir = OutputDir::open_or_create(&dir_path).unwrap();
     let mut writer = RecordingWriter::create(dir, header(), policy(), None).unwrap();
     for i in 0..10 {
-        writer.append(&Body::Event(event(i))).unwrap();
+        writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     writer.tick(100).unwrap();
     let first = writer.paths()[0].clone();
@@ -167,14 +167,14 @@ fn a_full_disk_suspends_counts_and_resumes_with_a_loss_frame() {
 
     // Five events in the open frame when the disk fills: they are lost, and counted.
     for i in 10..15 {
-        writer.append(&Body::Event(event(i))).unwrap();
+        writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     fault::fail_next_writes(1);
     writer.tick(200).unwrap();
     assert!(writer.suspended());
     assert_eq!(writer.unwritten(), 5);
     for i in 15..22 {
-        writer.append(&Body::Event(event(i))).unwrap();
+        writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     writer
         .append(&Body::Loss(Loss {
@@ -196,7 +196,7 @@ fn a_full_disk_suspends_counts_and_resumes_with_a_loss_frame() {
     writer.expire_resume_wait();
     writer.tick(400).unwrap();
     assert!(!writer.suspended());
-    writer.append(&Body::Event(event(22))).unwrap();
+    writer.append(&Body::Event(Box::new(event(22)))).unwrap();
     let paths = writer.finish("test", 500).unwrap();
     assert_eq!(paths.len(), 2);
     assert_eq!(segment_files(&dir_path), paths);
@@ -243,9 +243,9 @@ fn without_room_for_a_trailer_the_recording_still_reads_across_the_gap() {
     let dir_path = tmp.path().join("r");
     let dir = OutputDir::open_or_create(&dir_path).unwrap();
     let mut writer = RecordingWriter::create(dir, header(), policy(), None).unwrap();
-    writer.append(&Body::Event(event(0))).unwrap();
+    writer.append(&Body::Event(Box::new(event(0)))).unwrap();
     writer.tick(100).unwrap();
-    writer.append(&Body::Event(event(1))).unwrap();
+    writer.append(&Body::Event(Box::new(event(1)))).unwrap();
     fault::fail_next_writes(2);
     writer.tick(200).unwrap();
     fault::fail_next_writes(0);
@@ -269,10 +269,10 @@ fn finishing_while_the_disk_is_still_full_keeps_what_was_written() {
     let dir_path = tmp.path().join("r");
     let dir = OutputDir::open_or_create(&dir_path).unwrap();
     let mut writer = RecordingWriter::create(dir, header(), policy(), None).unwrap();
-    writer.append(&Body::Event(event(0))).unwrap();
+    writer.append(&Body::Event(Box::new(event(0)))).unwrap();
     writer.tick(100).unwrap();
     fault::fail_next_writes(u32::MAX);
-    writer.append(&Body::Event(event(1))).unwrap();
+    writer.append(&Body::Event(Box::new(event(1)))).unwrap();
     writer.tick(200).unwrap();
     assert!(writer.suspended());
     let paths = writer.finish("test", 300).unwrap();
@@ -290,7 +290,7 @@ fn resume_attempts_back_off_to_a_minute_and_start_again_once_writing_works() {
     let dir_path = tmp.path().join("r");
     let dir = OutputDir::open_or_create(&dir_path).unwrap();
     let mut writer = RecordingWriter::create(dir, header(), policy(), None).unwrap();
-    writer.append(&Body::Event(event(0))).unwrap();
+    writer.append(&Body::Event(Box::new(event(0)))).unwrap();
     fault::fail_next_writes(1);
     writer.tick(100).unwrap();
     assert!(writer.suspended());
@@ -317,7 +317,7 @@ fn resume_attempts_back_off_to_a_minute_and_start_again_once_writing_works() {
     writer.expire_resume_wait();
     writer.tick(400).unwrap();
     assert!(!writer.suspended());
-    writer.append(&Body::Event(event(1))).unwrap();
+    writer.append(&Body::Event(Box::new(event(1)))).unwrap();
     writer.tick(500).unwrap();
     assert_eq!(writer.resume_wait(), Duration::from_secs(1));
 }

@@ -221,7 +221,7 @@ impl SegmentWriter {
             .open_encoder(file)
             .map_err(|source| writer.io_error(source))?;
         writer.encoder = Some(encoder);
-        writer.append(&Body::Header(header))?;
+        writer.append(&Body::Header(Box::new(header)))?;
         // The header is on disk before any event, so even a crash leaves a readable segment.
         writer.close_frame()?;
         Ok(writer)
@@ -304,7 +304,7 @@ impl SegmentWriter {
 
     /// `finish`, keeping the writer (and so the file, open) for `cut` should it fail.
     pub fn end(&mut self, trailer: Trailer, dir: &OutputDir) -> Result<(), WriteError> {
-        self.append(&Body::Trailer(trailer))?;
+        self.append(&Body::Trailer(Box::new(trailer)))?;
         let ended = self.end_frame().and_then(|mut file| {
             if self.seal.is_some() {
                 seal::write_end_marker(&mut file).map_err(|e| self.io_error(e))?;
@@ -353,7 +353,7 @@ impl SegmentWriter {
     /// sealed), ready to be written in one call.
     fn trailer_bytes(&self, trailer: Trailer) -> io::Result<Vec<u8>> {
         let frame = Frame {
-            body: Some(Body::Trailer(trailer)),
+            body: Some(Body::Trailer(Box::new(trailer))),
         };
         let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), self.level)?;
         encoder.include_checksum(true)?;

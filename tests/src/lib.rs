@@ -336,16 +336,16 @@ impl Recording {
         let mut recording = Recording::default();
         while let Some(body) = reader.next_body().unwrap_or_else(|e| panic!("{e}")) {
             match body {
-                Body::Header(header) => recording.header = Some(header),
+                Body::Header(header) => recording.header = Some(*header),
                 Body::Event(event) => {
                     if event.stack_id != 0 && !recording.stacks.contains_key(&event.stack_id) {
                         recording.stacks_used_before_written.push(event.stack_id);
                     }
-                    recording.events.push(event);
+                    recording.events.push(*event);
                 }
                 Body::Loss(loss) => recording.losses.push(loss),
                 Body::Process(process) => recording.processes.push(process),
-                Body::Trailer(trailer) => recording.trailer = Some(trailer),
+                Body::Trailer(trailer) => recording.trailer = Some(*trailer),
                 Body::Stack(stack) => {
                     recording.stacks.insert(stack.id, stack);
                 }

@@ -41,7 +41,7 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     while let Ok(Some(body)) = reader.next_body() {
         if let Body::Event(event) = body {
             if is_busy_write(&event) {
-                writes.push(event);
+                writes.push(*event);
             }
         }
     }

@@ -58,7 +58,7 @@ fn write_recording(dir: &Path, id: &str, payload_bytes: usize, age: Duration) ->
         }),
         ..Event::default()
     };
-    writer.append(&Body::Event(event)).unwrap();
+    writer.append(&Body::Event(Box::new(event))).unwrap();
     let path = writer.finish(Trailer::default(), &out).unwrap();
     backdate(&path, age);
     path

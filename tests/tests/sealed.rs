@@ -247,7 +247,7 @@ fn sigkill_leaves_a_readable_sealed_prefix() {
         match reader.next_body() {
             Ok(Some(Body::Event(event))) => {
                 if is_busy_write(&event) {
-                    writes.push(event);
+                    writes.push(*event);
                 }
             }
             Ok(Some(_)) => {}

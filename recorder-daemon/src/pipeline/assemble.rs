@@ -118,7 +118,7 @@ impl Assembler {
         pending
     }
 
-    pub fn syscall(&mut self, record: &SyscallRecord, aux: &[u8]) -> Event {
+    pub fn syscall(&mut self, record: &SyscallRecord, aux: &[u8]) -> Box<Event> {
         let pending = match self.pending.remove(&record.header.tid) {
             Some(pending) if pending.nr == record.nr => Some(pending),
             Some(orphan) => {

@@ -151,7 +151,7 @@ impl Pipeline {
         self.release()
     }
 
-    fn record(&mut self, mut event: Event) -> Result<(), WriteError> {
+    fn record(&mut self, mut event: Box<Event>) -> Result<(), WriteError> {
         self.fds.apply(&mut event, self.assembler.spare());
         self.tls.check_ciphertext(&mut event);
         self.processes.observe(&event);

@@ -9,7 +9,7 @@ use std::{collections::VecDeque, mem, sync::Arc};
 use rustc_hash::FxHashSet;
 
 use recorder_proto::v1::{
-    frame::Body, process::Kind as ProcessKind, Event, Payload, Redaction, RedactionPolicy,
+    frame::Body, process::Kind as ProcessKind, Payload, Redaction, RedactionPolicy,
 };
 use recorder_redact::Policy;
 use recorder_syscalls::Effect;
@@ -82,12 +82,10 @@ impl Frames {
     /// Puts a decided payload back into its frame.
     fn place(&mut self, piece: Piece) {
         let held = &mut self.queue[(piece.seq - self.front_seq) as usize];
-        if let Body::Event(Event {
-            payload: Some(payload),
-            ..
-        }) = &mut held.body
-        {
-            payload.data = piece.data;
+        if let Body::Event(event) = &mut held.body {
+            if let Some(payload) = &mut event.payload {
+                payload.data = piece.data;
+            }
         }
         held.payload = Decision::Masked(piece.redactions);
     }
@@ -135,10 +133,7 @@ impl Redactor {
         }
         let seq = self.frames.next_seq();
         let payload_len = match &body {
-            Body::Event(Event {
-                payload: Some(payload),
-                ..
-            }) => payload.data.len() as u64,
+            Body::Event(event) => event.payload.as_ref().map_or(0, |p| p.data.len() as u64),
             _ => 0,
         };
         self.frames.queue.push_back(Held {

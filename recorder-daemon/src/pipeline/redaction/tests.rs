@@ -1,4 +1,4 @@
-use recorder_proto::v1::{payload::Direction, resource::Kind, Resource};
+use recorder_proto::v1::{payload::Direction, resource::Kind, Event, Resource};
 
 use super::*;
 
@@ -7,7 +7,7 @@ fn policy() -> Arc<Policy> {
 }
 
 fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
-    Body::Event(Event {
+    Body::Event(Box::new(Event {
         pid,
         fd,
         syscall: "write".to_owned(),
@@ -24,7 +24,7 @@ fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
             ..Payload::default()
         }),
         ..Event::default()
-    })
+    }))
 }
 
 /// Every test runs with the shards on the caller's thread and on two workers.
@@ -239,14 +239,14 @@ fn close(pid: u32, fd: i64) -> Body {
 
 /// `syscall` on `fd`, returning `ret`, with no payload.
 fn fd_call(syscall: &str, pid: u32, fd: i64, ret: i64) -> Body {
-    Body::Event(Event {
+    Body::Event(Box::new(Event {
         pid,
         fd,
         ret,
         syscall: syscall.to_owned(),
         syscall_nr: recorder_syscalls::by_name(syscall).unwrap().nr as u32,
         ..Event::default()
-    })
+    }))
 }
 
 /// Everything pushed, then finished, comes out; pushes never wait for a release.
@@ -380,11 +380,11 @@ fn timed(body: Body, entered_ns: u64, ended_ns: u64) -> Body {
     let Body::Event(event) = body else {
         unreachable!("an event")
     };
-    Body::Event(Event {
+    Body::Event(Box::new(Event {
         mono_ns: ended_ns,
         duration_ns: ended_ns - entered_ns,
-        ..event
-    })
+        ..*event
+    }))
 }
 
 /// Another thread closes a socket on fd 3 from t=20 to t=40, and fd 3 is reused by an open

@@ -69,7 +69,7 @@ fn with(mut event: Event, outgoing: bool, data: &[u8], length: u64, capped: bool
 fn connections(events: Vec<Event>) -> Vec<Connection> {
     let mut connections = Connections::default();
     for event in events {
-        connections.visit(&Body::Event(event));
+        connections.visit(&Body::Event(Box::new(event)));
     }
     connections.finish()
 }
