@@ -66,6 +66,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 fn redaction(root: &Path, quick: bool) -> Result<()> {
     let mib = if quick { "2" } else { "64" };
     let mut rows = Vec::new();
+    let mut goals = Vec::new();
     let runs = ["mixed", "ordinary", "dense"]
         .into_iter()
         .flat_map(|mode| ["4096", "512", "64"].map(|piece| (mode, piece)))
@@ -96,6 +97,19 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         };
+        // The redactor's goals, on one core in 4096-byte pieces (MiB/s).
+        let goal = match (mode, piece) {
+            ("ordinary", "4096") => Some(("ordinary traffic ≥ 1 GiB/s", 1024.0)),
+            ("dense", "4096") => Some(("secret-dense traffic ≥ 300 MiB/s", 300.0)),
+            _ => None,
+        };
+        if let Some((what, target)) = goal {
+            let met = rate.parse::<f64>().is_ok_and(|r| r >= target);
+            let result = if met { "met" } else { "**not met**" };
+            goals.push(format!(
+                "| redactor on one core, {what} | {rate} MiB/s | {result} |"
+            ));
+        }
         let input = match mode {
             "http" => format!("{mib} MiB of the HTTP row's request, one per piece"),
             _ => format!("{mib} MiB {mode} corpus in {piece}-byte pieces"),
@@ -105,14 +119,18 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
         ));
     }
     rows.extend(redaction_stage(root, quick)?);
-    for row in &rows {
+    let goals = format!(
+        "| goal | figure | result |\n| --- | --- | --- |\n{}",
+        goals.join("\n")
+    );
+    for row in rows.iter().chain([&goals]) {
         println!("{row}");
     }
     if quick {
         return Ok(());
     }
     let table = format!(
-        "Command: `cargo xtask bench` — {}\n\n| what | input | throughput |\n| --- | --- | --- |\n{}\n",
+        "Command: `cargo xtask bench` — {}\n\n| what | input | throughput |\n| --- | --- | --- |\n{}\n\n{goals}\n",
         machine(),
         rows.join("\n")
     );

@@ -98,8 +98,16 @@ impl Doc {
                 _ => String::new(),
             }
         );
-        if size == 64 {
-            self.goals.zero_loss_64 = zero_loss;
+        match size {
+            64 => self.goals.zero_loss_64 = zero_loss,
+            4096 => {
+                self.goals.whole_4k = zero_loss;
+                self.goals.events_kept_4k = steps
+                    .iter()
+                    .map(|s| s.events as f64 / s.made.max(1) as f64)
+                    .reduce(f64::min);
+            }
+            _ => {}
         }
     }
 }

@@ -138,14 +138,16 @@ pub(super) fn cpu_per_m(captured: &[&Captured], untraced: bool) -> String {
     if untraced {
         return "—".into();
     }
-    show(
-        Stat::of(
-            captured
-                .iter()
-                .filter(|c| c.all_events > 0)
-                .map(|c| c.cpu_ns as f64 / 1e9 / (c.all_events as f64 / 1e6)),
-        ),
-        2,
+    show(cpu_s_per_m(captured), 2)
+}
+
+/// The recorder's CPU-seconds per million events it wrote down, over the runs.
+pub(super) fn cpu_s_per_m(captured: &[&Captured]) -> Option<Stat> {
+    Stat::of(
+        captured
+            .iter()
+            .filter(|c| c.all_events > 0)
+            .map(|c| c.cpu_ns as f64 / 1e9 / (c.all_events as f64 / 1e6)),
     )
 }
 

@@ -30,11 +30,19 @@ impl Doc {
             size,
             recorderd_kept,
             recorderd: rec,
+            recorderd_cpu,
             strace,
             floor,
             neighbour,
         } in &g.added
         {
+            if *size == 64 {
+                row(
+                    "recorderd's CPU ≤ 1.0 s per million events, redaction on (64 B)",
+                    show(*recorderd_cpu, 2),
+                    recorderd_cpu.map(|s| s.median <= 1.0),
+                );
+            }
             let size = size_name(*size);
             // A recorder that drops events looks cheaper than one that keeps them all.
             let whole = *recorderd_kept >= 1.0;
@@ -90,6 +98,21 @@ impl Doc {
                 }),
             Some(g.zero_loss_64.is_some_and(|r| r >= 95_000.0)),
         );
+        // Capacity runs only in the full bench; `--quick` leaves these unmeasured.
+        if let Some(kept) = g.events_kept_4k {
+            row(
+                "100 % of events kept at every rate tried with 4 KiB payloads",
+                format!("{:.2} % in the worst step", 100.0 * kept),
+                Some(kept >= 1.0),
+            );
+            row(
+                "4 KiB payloads kept whole up to ≥ 60k events/s",
+                g.whole_4k.map_or("loss at every rate tried".into(), |r| {
+                    format!("whole up to {r:.0}/s")
+                }),
+                Some(g.whole_4k.is_some_and(|r| r >= 57_000.0)),
+            );
+        }
         for (size, per_event) in &g.allocations {
             row(
                 &format!(

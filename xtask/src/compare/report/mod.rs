@@ -14,7 +14,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::Result;
 
 pub use capacity::Step;
-use cells::{added_ns, completeness, cpu_per_m, data_table, elapsed_ratio, lost};
+use cells::{added_ns, completeness, cpu_per_m, cpu_s_per_m, data_table, elapsed_ratio, lost};
 use stat::{show, size_name, Stat};
 
 use super::{
@@ -41,6 +41,8 @@ struct Added {
     /// The smallest share of syscalls recorderd recorded in any run.
     recorderd_kept: f64,
     recorderd: Option<Stat>,
+    /// recorderd's CPU-seconds per million events.
+    recorderd_cpu: Option<Stat>,
     strace: Option<Stat>,
     floor: Option<Stat>,
     /// The loop's time, not recorded, while recorderd records another process, over its
@@ -58,6 +60,10 @@ struct Goals {
     added: Vec<Added>,
     /// Highest achieved rate with zero loss at 64 B, and whether every step below had none.
     zero_loss_64: Option<f64>,
+    /// The same at 4 KiB: every payload kept whole.
+    whole_4k: Option<f64>,
+    /// The smallest share of 4 KiB writes kept as events at any rate tried.
+    events_kept_4k: Option<f64>,
     /// (payload size, heap allocations per event) under the counting build.
     allocations: Vec<(u64, f64)>,
 }
@@ -116,10 +122,17 @@ impl Doc {
                     .map(|s| s.captured.events as f64 / s.report.syscalls.max(1) as f64)
                     .fold(f64::INFINITY, f64::min)
             });
+        let recorderd_cpu = samples
+            .iter()
+            .find(|(t, _)| *t == Tracer::Recorderd)
+            .and_then(|(_, runs)| {
+                cpu_s_per_m(&runs.iter().map(|s| &s.captured).collect::<Vec<_>>())
+            });
         self.goals.added.push(Added {
             size,
             recorderd_kept: kept,
             recorderd: added(Tracer::Recorderd),
+            recorderd_cpu,
             strace: added(Tracer::Strace),
             floor: added(Tracer::Floor(Wakeup::NonePolled)),
             neighbour: elapsed_ratio(&samples, Tracer::Neighbour),
