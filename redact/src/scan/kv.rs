@@ -219,6 +219,22 @@ fn value(
     }
 }
 
+/// The bytes that end an unquoted value, by separator: a table lookup per byte.
+const JSON_ENDS: [bool; 256] = byte_set(b",}] \t\r\n");
+const EQUALS_ENDS: [bool; 256] = byte_set(b" \t\r\n&;\"'\0");
+const ARROW_ENDS: [bool; 256] = byte_set(b" \t\r\n,;\"'<>)]}");
+const FLAG_ENDS: [bool; 256] = byte_set(b" \t\r\n\0");
+
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
 fn unquoted(
     buf: &[u8],
     start: usize,
@@ -227,19 +243,17 @@ fn unquoted(
     out: &mut Vec<Span>,
     cont: &mut Cont,
 ) -> Option<usize> {
-    let ends: &[u8] = match sep {
-        Sep::JsonColon => b",}] \t\r\n",
-        Sep::LineColon => b"\r\n",
-        Sep::Equals => b" \t\r\n&;\"'\0",
-        Sep::Arrow => b" \t\r\n,;\"'<>)]}",
-        Sep::Flag => b" \t\r\n\0",
-        Sep::Xml => b"<",
-        Sep::Sql => b"'",
+    let rest = &buf[start..];
+    let found = match sep {
+        Sep::JsonColon => rest.iter().position(|&b| JSON_ENDS[b as usize]),
+        Sep::LineColon => memchr::memchr2(b'\r', b'\n', rest),
+        Sep::Equals => rest.iter().position(|&b| EQUALS_ENDS[b as usize]),
+        Sep::Arrow => rest.iter().position(|&b| ARROW_ENDS[b as usize]),
+        Sep::Flag => rest.iter().position(|&b| FLAG_ENDS[b as usize]),
+        Sep::Xml => memchr::memchr(b'<', rest),
+        Sep::Sql => memchr::memchr(b'\'', rest),
     };
-    let mut end = buf[start..]
-        .iter()
-        .position(|b| ends.contains(b))
-        .map_or(buf.len(), |p| start + p);
+    let mut end = found.map_or(buf.len(), |p| start + p);
     if end == buf.len() {
         match sep {
             Sep::LineColon => cont.line = Some(rule),

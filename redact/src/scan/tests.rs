@@ -455,3 +455,35 @@ fn annotations_are_relative_and_merged() {
         "Bearer tok3n-value"
     );
 }
+
+/// An unquoted value ends at the first byte of its separator's end set, and only there:
+/// every ASCII byte after `abc`, for each kind of separator.
+#[test]
+fn unquoted_values_end_exactly_at_their_end_bytes() {
+    let p = policy(false);
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("{\"password\": ", b",}] \t\r\n", "}"),
+        ("password: ", b"\r\n", "\n"),
+        ("password=", b" \t\r\n&;\"'\0", " "),
+        ("password => ", b" \t\r\n,;\"'<>)]}", " "),
+        ("--password ", b" \t\r\n\0", " "),
+    ];
+    for (key, ends, close) in cases {
+        for x in 0u8..0x80 {
+            let input = format!("{key}abc{}zz{close}", x as char);
+            let out = p.redact_buffer(input.as_bytes()).bytes;
+            let value = key.len();
+            let masked_to = if ends.contains(&x) {
+                value + 3
+            } else {
+                value + 6
+            };
+            let masked = out[value..masked_to].iter().all(|&b| b == MASK_BYTE);
+            assert!(
+                masked && out[masked_to..] == input.as_bytes()[masked_to..],
+                "{key:?} then {x:#04x}: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+}
