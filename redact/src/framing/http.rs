@@ -41,6 +41,9 @@ enum State {
 pub(crate) struct Http {
     state: State,
     line: Vec<u8>,
+    /// The current line cannot start a message (it begins with no capital letter, as
+    /// every request and status line does), so it is passed over, not captured.
+    skipping: bool,
 }
 
 impl Http {
@@ -123,15 +126,24 @@ impl Http {
                 State::Idle | State::Headers { .. } => {}
             }
             let rest = &bytes[i..];
+            if self.state == State::Idle && self.line.is_empty() && !self.skipping {
+                self.skipping = !rest[0].is_ascii_uppercase();
+            }
             match memchr::memchr(b'\n', rest) {
                 None => {
-                    self.capture(rest);
+                    if !self.skipping {
+                        self.capture(rest);
+                    }
                     i = bytes.len();
                 }
                 Some(p) => {
-                    self.capture(&rest[..p]);
+                    if self.skipping {
+                        self.skipping = false;
+                    } else {
+                        self.capture(&rest[..p]);
+                        self.line_done(compressed);
+                    }
                     i += p + 1;
-                    self.line_done(compressed);
                 }
             }
         }
@@ -198,6 +210,7 @@ impl Http {
 
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
+        self.skipping = false;
         self.state = match self.state {
             State::Body {
                 remaining,
@@ -263,6 +276,18 @@ mod tests {
             let (masks, cuts) = run(req, split);
             assert_eq!(cuts, [req.len() as u64], "split {split}");
             assert!(masks.is_empty());
+        }
+    }
+
+    #[test]
+    fn lines_around_messages_are_passed_over_wherever_pieces_split() {
+        let input = b"{\"not\":\"http\"}\n\nxGET / HTTP/1.1\r\nPOST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n  POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nz";
+        let ok = input.windows(2).position(|w| w == b"ok").unwrap() as u64;
+        for split in 1..input.len() {
+            let (masks, cuts) = run(input, split);
+            assert!(masks.is_empty(), "split {split}");
+            // The second request is cut after its body; the indented one is not a request.
+            assert_eq!(cuts, [ok + 2], "split {split}");
         }
     }
 
