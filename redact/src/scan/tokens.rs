@@ -8,7 +8,9 @@
 //! read byte by byte here. The detector's checks stay in `shape::high_entropy`; the
 //! reference walk is `shape::token_runs`.
 
+use crate::detector::Rule;
 use crate::scan::blocks::{window_starts, Masks};
+use crate::scan::Span;
 
 /// Byte classes gathered over a run.
 const TOKEN: u8 = 1;
@@ -66,6 +68,50 @@ pub(super) fn high_entropy_runs(
         if non_hex && end - start >= MIN_BODY {
             check(buf, start, end, &mut emit);
         }
+    }
+}
+
+/// The spans already found with a rule at most the high-entropy detector's, asked run by
+/// run, in order of start, whether one of them holds the run. A span for a held run would
+/// change nothing: a piece's masks are merged, and where they overlap the one that starts
+/// first names the region, or at the same start the lower rule. That holds in every piece
+/// a span is split into, so the detector's checks can be spared for such a run.
+pub(super) struct Covering<'a> {
+    /// (start, end), sorted.
+    spans: &'a [(usize, usize)],
+    next: usize,
+    /// The furthest end of the spans before `next`.
+    reach: usize,
+}
+
+impl<'a> Covering<'a> {
+    pub(super) fn new(found: &[Span], rule: Rule, scratch: &'a mut Vec<(usize, usize)>) -> Self {
+        scratch.clear();
+        scratch.extend(
+            found
+                .iter()
+                .filter(|span| span.rule <= rule)
+                .map(|span| (span.start, span.end)),
+        );
+        scratch.sort_unstable();
+        Covering {
+            spans: scratch,
+            next: 0,
+            reach: 0,
+        }
+    }
+
+    /// Whether a span starting at or before `start` ends at or after `end`. `start` must
+    /// not decrease from one call to the next.
+    pub(super) fn holds(&mut self, start: usize, end: usize) -> bool {
+        while let Some(&(s, e)) = self.spans.get(self.next) {
+            if s > start {
+                break;
+            }
+            self.reach = self.reach.max(e);
+            self.next += 1;
+        }
+        self.next > 0 && self.reach >= end
     }
 }
 
@@ -257,6 +303,32 @@ mod tests {
         ) {
             let buf = parts.concat();
             prop_assert_eq!(fast(&buf), reference(&buf));
+        }
+    }
+
+    proptest! {
+        /// `Covering::holds` against a search of every span, for runs asked in order.
+        #[test]
+        fn covering_holds_exactly_the_runs_a_span_holds(
+            spans in proptest::collection::vec((0..200usize, 0..60usize, 0..30u16), 0..12),
+            runs in proptest::collection::vec((0..200usize, 1..60usize), 0..12),
+        ) {
+            let rule = Rule(16);
+            let found: Vec<Span> = spans
+                .iter()
+                .map(|&(start, len, r)| Span { start, end: start + len, rule: Rule(r) })
+                .collect();
+            let mut runs = runs;
+            runs.sort_unstable();
+            let mut scratch = Vec::new();
+            let mut covering = Covering::new(&found, rule, &mut scratch);
+            for (start, len) in runs {
+                let end = start + len;
+                let want = found
+                    .iter()
+                    .any(|s| s.rule <= rule && s.start <= start && end <= s.end);
+                prop_assert_eq!(covering.holds(start, end), want, "{}..{}", start, end);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::scan::prefilter::Triggers;
 #[cfg(test)]
 use crate::scan::shape::token_runs;
 use crate::scan::shape::{aws_secret, basic_credentials, card_numbers, ip_address, valid_ssn};
-use crate::scan::tokens::{high_entropy_runs, long_token_runs};
+use crate::scan::tokens::{high_entropy_runs, long_token_runs, Covering};
 use crate::scan::Span;
 
 /// Upper bound on a compiled pattern (user rules included), so a config cannot make the
@@ -247,7 +247,11 @@ impl ValueDetectors {
         scratch: &mut ValueScratch,
         out: &mut Vec<Span>,
     ) {
-        let ValueScratch { hits, long_runs } = scratch;
+        let ValueScratch {
+            hits,
+            long_runs,
+            covering,
+        } = scratch;
         long_token_runs(buf.len(), masks, long_runs);
         if self.cards || self.ssn {
             long_chains(buf, masks, |start, end, digits| {
@@ -255,15 +259,14 @@ impl ValueDetectors {
             });
         }
         if self.high_entropy {
+            let rule = Detector::HighEntropy.rule();
+            let mut covering = Covering::new(out, rule, covering);
             high_entropy_runs(buf, long_runs, |start, end| {
-                if !exempt.iter().any(|&(s, e)| start < e && s < end)
+                if !covering.holds(start, end)
+                    && !exempt.iter().any(|&(s, e)| start < e && s < end)
                     && high_entropy(buf, start, end, line_start)
                 {
-                    out.push(Span {
-                        start,
-                        end,
-                        rule: Detector::HighEntropy.rule(),
-                    });
+                    out.push(Span { start, end, rule });
                 }
             });
         }
@@ -419,6 +422,8 @@ pub(crate) struct ValueScratch {
     /// The buffer's long token runs (`tokens::long_token_runs`), found once for the
     /// high-entropy detector and the trigger search.
     long_runs: Vec<(usize, usize, bool)>,
+    /// The spans found before the high-entropy detector (`tokens::Covering`).
+    covering: Vec<(usize, usize)>,
 }
 
 impl ValueScratch {
@@ -426,6 +431,7 @@ impl ValueScratch {
     pub(super) fn release_spare(&mut self, keep: usize) {
         super::shrink(&mut self.hits, keep / 64);
         super::shrink(&mut self.long_runs, keep / 64);
+        super::shrink(&mut self.covering, keep / 64);
     }
 }
 

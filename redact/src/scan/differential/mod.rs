@@ -202,6 +202,30 @@ fn whole_corpus_with_planted_secrets_masks_the_same() {
     }
 }
 
+/// The high-entropy detector skips runs that a span found before it holds
+/// (`tokens::Covering`): the same masks and names wherever a piece begins, including at the
+/// run's own start, where the covering span's lower rule must still name the region.
+#[test]
+fn runs_inside_earlier_spans_mask_the_same_at_every_split() {
+    let inputs: [&[u8]; 5] = [
+        b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\r\n",
+        b"password=Zx9QwErTyU1iOpAsDfGh2JkL&next=Qm2LkP4vR7tW1yB3nC8dFkJ8\n",
+        b"{\"token\": \"Zx9QwErTyU1iOpAsDfGh2JkLmN\", \"id\": \"Qm2LkP4vR7tW1yB3nC8dFkJ8sD\"}\n",
+        b"secret: a Zx9QwErTyU1iOpAsDfGh2JkL b\nnote: Qm2LkP4vR7tW1yB3nC8dFkJ8sD\n",
+        b"card 4111 1111 1111 1111 then Zx9QwErTyU1iOpAsDfGh2JkL and ada@example.com\n",
+    ];
+    for input in inputs {
+        for cut in 1..input.len() {
+            let steps = [fixed(cut), fixed(input.len() - cut)].concat();
+            for close in [true, false] {
+                same(input, &steps, close).unwrap_or_else(|e| {
+                    panic!("{:?} cut at {cut}: {e}", String::from_utf8_lossy(input))
+                });
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
