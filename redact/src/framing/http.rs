@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn a_gap_ends_a_passed_over_line() {
+        let mut h = Http::default();
+        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+        h.feed(b"{\"partial", 0, true, &mut masks, &mut cuts);
+        h.gap(5);
+        let request = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nok";
+        h.feed(request, 14, true, &mut masks, &mut cuts);
+        assert_eq!(cuts, [14 + request.len() as u64]);
+    }
+
+    #[test]
     fn responses_and_bodiless_requests_do_not_cut() {
         let (masks, cuts) = run(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\nHost: x\r\n\r\n",

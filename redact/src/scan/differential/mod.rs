@@ -207,12 +207,18 @@ fn whole_corpus_with_planted_secrets_masks_the_same() {
 /// run's own start, where the covering span's lower rule must still name the region.
 #[test]
 fn runs_inside_earlier_spans_mask_the_same_at_every_split() {
-    let inputs: [&[u8]; 5] = [
+    let inputs: [&[u8]; 11] = [
         b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\r\n",
         b"password=Zx9QwErTyU1iOpAsDfGh2JkL&next=Qm2LkP4vR7tW1yB3nC8dFkJ8\n",
         b"{\"token\": \"Zx9QwErTyU1iOpAsDfGh2JkLmN\", \"id\": \"Qm2LkP4vR7tW1yB3nC8dFkJ8sD\"}\n",
         b"secret: a Zx9QwErTyU1iOpAsDfGh2JkL b\nnote: Qm2LkP4vR7tW1yB3nC8dFkJ8sD\n",
-        b"card 4111 1111 1111 1111 then Zx9QwErTyU1iOpAsDfGh2JkL and ada@example.com\n",
+        b"Cookie: session=Zx9QwErTyU1iOpAsDfGh2JkLmN; o=Qm2LkP4vR7tW1yB3nC8dFkJ8sD\r\n\r\n",
+        b"{\"password\":\n  Zx9QwErTyU1iOpAsDfGh2JkLmN==}\n",
+        b"<password>Zx9QwErTyU1iOpAsDfGh2J==</password><x>Qm2LkP4vR7tW1yB3nC8dFkJ8sD</x>\n",
+        b"run --password Zx9QwErTyU1iOpAsDfGh2JkLmN --id Qm2LkP4vR7tW1yB3nC8dFkJ8sD\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 40\r\n\r\npassword=Zx9QwErTyU1iOpAsDfGh2JkLmN12345GET / HTTP/1.1\r\n\r\n",
+        b"-----BEGIN RSA PRIVATE KEY-----\nZx9QwErTyU1iOpAsDfGh2JkLmNQm2LkP4vR7tW1yB3nC8dFkJ8sD\n-----END RSA PRIVATE KEY-----\nafter Zx9QwErTyU1iOpAsDfGh2JkLmN\n",
+        b"{\"secret\": [\"Zx9QwErTyU1iOpAsDfGh2JkLmN\",\n \"Qm2LkP4vR7tW1yB3nC8dFkJ8sD\"]}\n",
     ];
     for input in inputs {
         for cut in 1..input.len() {
