@@ -10,7 +10,7 @@ use crate::keys::normalizes_to;
 use crate::policy::Policy;
 use crate::scan::blocks::Masks;
 use crate::scan::key_runs::key_runs;
-use crate::scan::{Cont, ContainerState, QuotedState, Span};
+use crate::scan::{byte_set, Cont, ContainerState, QuotedState, Span};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sep {
@@ -220,20 +220,10 @@ fn value(
 }
 
 /// The bytes that end an unquoted value, by separator: a table lookup per byte.
-const JSON_ENDS: [bool; 256] = byte_set(b",}] \t\r\n");
-const EQUALS_ENDS: [bool; 256] = byte_set(b" \t\r\n&;\"'\0");
-const ARROW_ENDS: [bool; 256] = byte_set(b" \t\r\n,;\"'<>)]}");
-const FLAG_ENDS: [bool; 256] = byte_set(b" \t\r\n\0");
-
-const fn byte_set(bytes: &[u8]) -> [bool; 256] {
-    let mut set = [false; 256];
-    let mut i = 0;
-    while i < bytes.len() {
-        set[bytes[i] as usize] = true;
-        i += 1;
-    }
-    set
-}
+static JSON_ENDS: [bool; 256] = byte_set(b",}] \t\r\n");
+static EQUALS_ENDS: [bool; 256] = byte_set(b" \t\r\n&;\"'\0");
+static ARROW_ENDS: [bool; 256] = byte_set(b" \t\r\n,;\"'<>)]}");
+static FLAG_ENDS: [bool; 256] = byte_set(b" \t\r\n\0");
 
 fn unquoted(
     buf: &[u8],

@@ -77,33 +77,42 @@ pub(super) fn high_entropy_runs(
 /// first names the region, or at the same start the lower rule. That holds in every piece
 /// a span is split into, so the detector's checks can be spared for such a run.
 pub(super) struct Covering<'a> {
-    /// (start, end), sorted.
-    spans: &'a [(usize, usize)],
+    rule: Rule,
+    /// (start, end), sorted; gathered at the first question, so a buffer without
+    /// candidate runs (most of them) costs nothing.
+    spans: &'a mut Vec<(usize, usize)>,
+    gathered: bool,
     next: usize,
     /// The furthest end of the spans before `next`.
     reach: usize,
 }
 
 impl<'a> Covering<'a> {
-    pub(super) fn new(found: &[Span], rule: Rule, scratch: &'a mut Vec<(usize, usize)>) -> Self {
-        scratch.clear();
-        scratch.extend(
-            found
-                .iter()
-                .filter(|span| span.rule <= rule)
-                .map(|span| (span.start, span.end)),
-        );
-        scratch.sort_unstable();
+    pub(super) fn new(rule: Rule, scratch: &'a mut Vec<(usize, usize)>) -> Self {
         Covering {
+            rule,
             spans: scratch,
+            gathered: false,
             next: 0,
             reach: 0,
         }
     }
 
-    /// Whether a span starting at or before `start` ends at or after `end`. `start` must
-    /// not decrease from one call to the next.
-    pub(super) fn holds(&mut self, start: usize, end: usize) -> bool {
+    /// Whether a span of `found` starting at or before `start` ends at or after `end`.
+    /// `found` is read at the first call, which must come before the detector adds to it;
+    /// `start` must not decrease from one call to the next.
+    pub(super) fn holds(&mut self, found: &[Span], start: usize, end: usize) -> bool {
+        if !self.gathered {
+            self.gathered = true;
+            self.spans.clear();
+            self.spans.extend(
+                found
+                    .iter()
+                    .filter(|span| span.rule <= self.rule)
+                    .map(|span| (span.start, span.end)),
+            );
+            self.spans.sort_unstable();
+        }
         while let Some(&(s, e)) = self.spans.get(self.next) {
             if s > start {
                 break;
@@ -321,13 +330,13 @@ mod tests {
             let mut runs = runs;
             runs.sort_unstable();
             let mut scratch = Vec::new();
-            let mut covering = Covering::new(&found, rule, &mut scratch);
+            let mut covering = Covering::new(rule, &mut scratch);
             for (start, len) in runs {
                 let end = start + len;
                 let want = found
                     .iter()
                     .any(|s| s.rule <= rule && s.start <= start && end <= s.end);
-                prop_assert_eq!(covering.holds(start, end), want, "{}..{}", start, end);
+                prop_assert_eq!(covering.holds(&found, start, end), want, "{}..{}", start, end);
             }
         }
     }

@@ -260,9 +260,9 @@ impl ValueDetectors {
         }
         if self.high_entropy {
             let rule = Detector::HighEntropy.rule();
-            let mut covering = Covering::new(out, rule, covering);
+            let mut covering = Covering::new(rule, covering);
             high_entropy_runs(buf, long_runs, |start, end| {
-                if !covering.holds(start, end)
+                if !covering.holds(out, start, end)
                     && !exempt.iter().any(|&(s, e)| start < e && s < end)
                     && high_entropy(buf, start, end, line_start)
                 {
