@@ -2,6 +2,7 @@
 
 mod bench;
 mod compare;
+mod disk;
 mod fuzz;
 mod layout;
 mod setup;
@@ -78,7 +79,15 @@ enum Task {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let outcome = run(Cli::parse().command);
+    match (outcome, disk::note_if_full(&workspace_root())) {
+        (Err(error), Some(note)) => Err(error.context(note)),
+        (outcome, _) => outcome,
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
         Task::Setup => setup::run(),
         Task::BuildEbpf => build_ebpf(ebpf::OBJECT_NAME).map(drop),
         Task::Build => build(),
@@ -175,35 +184,8 @@ fn build() -> Result<()> {
     ])
 }
 
-/// Free bytes the test build wants where `target/` lives: the debug build and the probes took
-/// 3.9 GiB on a fresh clone (target/debug 3.6, target/ebpf 0.3); this leaves a margin.
-const TEST_BUILD_BYTES: u64 = 5 << 30;
-
-/// Says so at the start when the disk has less room than the build takes, so that a
-/// "No space left on device" from the compiler minutes later has its reason on the first line.
-fn warn_if_disk_is_short() {
-    let root = workspace_root();
-    let Ok(path) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return;
-    }
-    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
-    if free < TEST_BUILD_BYTES {
-        eprintln!(
-            "test: only {} MiB free under {}; the test build needs about {} GiB, so it may fail with \"No space left on device\"",
-            free >> 20,
-            root.display(),
-            TEST_BUILD_BYTES >> 30
-        );
-    }
-}
-
 fn test() -> Result<()> {
-    warn_if_disk_is_short();
+    disk::warn_if_short(&workspace_root(), disk::TEST_RUN_BYTES);
     setup::run()?;
     build_ebpf(ebpf::OBJECT_NAME)?;
     cargo(&["fmt", "--all", "--check"])?;
