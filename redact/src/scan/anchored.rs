@@ -6,14 +6,19 @@
 //! scan to the reference, which searches every buffer whole).
 
 use regex_automata::{meta, Anchored, Input};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::detector::Detector;
 use crate::scan::prefilter::Triggers;
+use crate::scan::Span;
 
 /// A built-in pattern tried only at its trigger literals.
 pub(super) struct AnchoredPattern {
     regex: meta::Regex,
     secret: Secret,
+    /// Every byte a match can hold: a match starting at a hit ends at or before the first
+    /// byte after it that is not one of these.
+    extent: [bool; 256],
 }
 
 impl AnchoredPattern {
@@ -25,23 +30,33 @@ impl AnchoredPattern {
             AnchoredPattern {
                 regex: compile_anchored(pattern),
                 secret,
+                extent: match_bytes(pattern),
             }
         })
     }
 
     /// Calls `found` with the secret's bounds of every match in `buf`, trying the pattern
     /// at each trigger hit with detector bit `bit`, in order, and skipping hits inside the
-    /// previous match, as `find_iter` resumes after it.
+    /// previous match, as `find_iter` resumes after it. A hit is not tried when `held` says
+    /// a span already in `out` holds every match it could start (`scan::covering`): such
+    /// a secret would change nothing, and so would one from a hit inside its match, which
+    /// lies inside the same span.
     pub(super) fn find(
         &self,
         buf: &[u8],
         hits: &[(usize, u32)],
         bit: u32,
-        mut found: impl FnMut(usize, usize),
+        out: &mut Vec<Span>,
+        mut held: impl FnMut(&[Span], usize, usize) -> bool,
+        mut found: impl FnMut(&mut Vec<Span>, usize, usize),
     ) {
         let mut resume = 0;
         for &(at, bits) in hits {
             if bits & bit == 0 || at < resume {
+                continue;
+            }
+            // The cheap question first: is the hit itself inside such a span?
+            if held(out, at, at + 1) && held(out, at, self.reach(buf, at)) {
                 continue;
             }
             let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
@@ -49,9 +64,17 @@ impl AnchoredPattern {
                 continue;
             };
             let (s, e) = self.secret.bounds(&buf[at..matched.end()]);
-            found(at + s, at + e);
+            found(out, at + s, at + e);
             resume = matched.end().max(at + 1);
         }
+    }
+
+    /// The furthest a match starting at `at` can end.
+    fn reach(&self, buf: &[u8], at: usize) -> usize {
+        buf[at..]
+            .iter()
+            .position(|&b| !self.extent[usize::from(b)])
+            .map_or(buf.len(), |p| at + p)
     }
 }
 
@@ -118,6 +141,39 @@ impl Secret {
         };
         found.unwrap_or((0, matched.len()))
     }
+}
+
+/// Every byte a match of `pattern` can hold, read from the parsed pattern. Were it not
+/// parsed (built-in patterns are), every byte.
+fn match_bytes(pattern: &str) -> [bool; 256] {
+    fn mark(hir: &Hir, set: &mut [bool; 256]) {
+        match hir.kind() {
+            HirKind::Literal(literal) => literal.0.iter().for_each(|&b| set[usize::from(b)] = true),
+            HirKind::Class(Class::Bytes(class)) => {
+                for range in class.ranges() {
+                    (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
+                }
+            }
+            // Any byte of a UTF-8 encoding: patterns are `(?-u)`, so this is only caution.
+            HirKind::Class(Class::Unicode(_)) => *set = [true; 256],
+            HirKind::Repetition(repetition) => mark(&repetition.sub, set),
+            HirKind::Capture(capture) => mark(&capture.sub, set),
+            HirKind::Concat(hirs) | HirKind::Alternation(hirs) => {
+                hirs.iter().for_each(|hir| mark(hir, set))
+            }
+            HirKind::Empty | HirKind::Look(_) => {}
+        }
+    }
+    let mut set = [false; 256];
+    match regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+    {
+        Ok(hir) => mark(&hir, &mut set),
+        Err(_) => set = [true; 256],
+    }
+    set
 }
 
 /// A built-in pattern for anchored searches, with `regex::bytes`'s semantics (any byte

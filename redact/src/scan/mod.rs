@@ -9,6 +9,7 @@
 
 mod anchored;
 mod blocks;
+mod covering;
 #[cfg(test)]
 mod differential;
 mod digits;

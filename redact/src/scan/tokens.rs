@@ -8,9 +8,7 @@
 //! read byte by byte here. The detector's checks stay in `shape::high_entropy`; the
 //! reference walk is `shape::token_runs`.
 
-use crate::detector::Rule;
 use crate::scan::blocks::{window_starts, Masks};
-use crate::scan::Span;
 
 /// Byte classes gathered over a run.
 const TOKEN: u8 = 1;
@@ -68,59 +66,6 @@ pub(super) fn high_entropy_runs(
         if non_hex && end - start >= MIN_BODY {
             check(buf, start, end, &mut emit);
         }
-    }
-}
-
-/// The spans already found with a rule at most the high-entropy detector's, asked run by
-/// run, in order of start, whether one of them holds the run. A span for a held run would
-/// change nothing: a piece's masks are merged, and where they overlap the one that starts
-/// first names the region, or at the same start the lower rule. That holds in every piece
-/// a span is split into, so the detector's checks can be spared for such a run.
-pub(super) struct Covering<'a> {
-    rule: Rule,
-    /// (start, end), sorted; gathered at the first question, so a buffer without
-    /// candidate runs (most of them) costs nothing.
-    spans: &'a mut Vec<(usize, usize)>,
-    gathered: bool,
-    next: usize,
-    /// The furthest end of the spans before `next`.
-    reach: usize,
-}
-
-impl<'a> Covering<'a> {
-    pub(super) fn new(rule: Rule, scratch: &'a mut Vec<(usize, usize)>) -> Self {
-        Covering {
-            rule,
-            spans: scratch,
-            gathered: false,
-            next: 0,
-            reach: 0,
-        }
-    }
-
-    /// Whether a span of `found` starting at or before `start` ends at or after `end`.
-    /// `found` is read at the first call, which must come before the detector adds to it;
-    /// `start` must not decrease from one call to the next.
-    pub(super) fn holds(&mut self, found: &[Span], start: usize, end: usize) -> bool {
-        if !self.gathered {
-            self.gathered = true;
-            self.spans.clear();
-            self.spans.extend(
-                found
-                    .iter()
-                    .filter(|span| span.rule <= self.rule)
-                    .map(|span| (span.start, span.end)),
-            );
-            self.spans.sort_unstable();
-        }
-        while let Some(&(s, e)) = self.spans.get(self.next) {
-            if s > start {
-                break;
-            }
-            self.reach = self.reach.max(e);
-            self.next += 1;
-        }
-        self.next > 0 && self.reach >= end
     }
 }
 
@@ -312,32 +257,6 @@ mod tests {
         ) {
             let buf = parts.concat();
             prop_assert_eq!(fast(&buf), reference(&buf));
-        }
-    }
-
-    proptest! {
-        /// `Covering::holds` against a search of every span, for runs asked in order.
-        #[test]
-        fn covering_holds_exactly_the_runs_a_span_holds(
-            spans in proptest::collection::vec((0..200usize, 0..60usize, 0..30u16), 0..12),
-            runs in proptest::collection::vec((0..200usize, 1..60usize), 0..12),
-        ) {
-            let rule = Rule(16);
-            let found: Vec<Span> = spans
-                .iter()
-                .map(|&(start, len, r)| Span { start, end: start + len, rule: Rule(r) })
-                .collect();
-            let mut runs = runs;
-            runs.sort_unstable();
-            let mut scratch = Vec::new();
-            let mut covering = Covering::new(rule, &mut scratch);
-            for (start, len) in runs {
-                let end = start + len;
-                let want = found
-                    .iter()
-                    .any(|s| s.rule <= rule && s.start <= start && end <= s.end);
-                prop_assert_eq!(covering.holds(&found, start, end), want, "{}..{}", start, end);
-            }
         }
     }
 }

@@ -12,13 +12,14 @@ use crate::config::one_line;
 use crate::detector::{Detector, Rule};
 use crate::scan::anchored::AnchoredPattern;
 use crate::scan::blocks::Masks;
+use crate::scan::covering::{Covering, EarlierSpans};
 use crate::scan::digits::long_chains;
 use crate::scan::entropy::high_entropy;
 use crate::scan::prefilter::Triggers;
 #[cfg(test)]
 use crate::scan::shape::token_runs;
 use crate::scan::shape::{aws_secret, basic_credentials, card_numbers, ip_address, valid_ssn};
-use crate::scan::tokens::{high_entropy_runs, long_token_runs, Covering};
+use crate::scan::tokens::{high_entropy_runs, long_token_runs};
 use crate::scan::Span;
 
 /// Upper bound on a compiled pattern (user rules included), so a config cannot make the
@@ -250,8 +251,9 @@ impl ValueDetectors {
         let ValueScratch {
             hits,
             long_runs,
-            covering,
+            earlier,
         } = scratch;
+        let mut earlier = EarlierSpans::new(earlier);
         long_token_runs(buf.len(), masks, long_runs);
         if self.cards || self.ssn {
             long_chains(buf, masks, |start, end, digits| {
@@ -260,9 +262,9 @@ impl ValueDetectors {
         }
         if self.high_entropy {
             let rule = Detector::HighEntropy.rule();
-            let mut covering = Covering::new(rule, covering);
+            let mut covering = Covering::new(rule);
             high_entropy_runs(buf, long_runs, |start, end| {
-                if !covering.holds(out, start, end)
+                if !covering.holds(&mut earlier, out, start, end)
                     && !exempt.iter().any(|&(s, e)| start < e && s < end)
                     && high_entropy(buf, start, end, line_start)
                 {
@@ -274,9 +276,17 @@ impl ValueDetectors {
         for entry in &self.entries {
             match (entry.trigger, &entry.anchored) {
                 (Some(bit), _) if present & bit == 0 => {}
-                (Some(bit), Some(anchored)) => anchored.find(buf, hits, bit, |start, end| {
-                    self.check(entry, buf, start, end, out)
-                }),
+                (Some(bit), Some(anchored)) => {
+                    let mut covering = Covering::new(entry.rule);
+                    anchored.find(
+                        buf,
+                        hits,
+                        bit,
+                        out,
+                        |out, start, end| covering.holds(&mut earlier, out, start, end),
+                        |out, start, end| self.check(entry, buf, start, end, out),
+                    )
+                }
                 _ => self.run(entry, buf, out),
             }
         }
@@ -422,8 +432,8 @@ pub(crate) struct ValueScratch {
     /// The buffer's long token runs (`tokens::long_token_runs`), found once for the
     /// high-entropy detector and the trigger search.
     long_runs: Vec<(usize, usize, bool)>,
-    /// The spans found before the high-entropy detector (`tokens::Covering`).
-    covering: Vec<(usize, usize)>,
+    /// The spans found before the value detectors (`covering::EarlierSpans`).
+    earlier: Vec<(usize, usize, Rule)>,
 }
 
 impl ValueScratch {
@@ -431,7 +441,7 @@ impl ValueScratch {
     pub(super) fn release_spare(&mut self, keep: usize) {
         super::shrink(&mut self.hits, keep / 64);
         super::shrink(&mut self.long_runs, keep / 64);
-        super::shrink(&mut self.covering, keep / 64);
+        super::shrink(&mut self.earlier, keep / 64);
     }
 }
 

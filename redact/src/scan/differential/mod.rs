@@ -202,12 +202,18 @@ fn whole_corpus_with_planted_secrets_masks_the_same() {
     }
 }
 
-/// The high-entropy detector skips runs that a span found before it holds
-/// (`tokens::Covering`): the same masks and names wherever a piece begins, including at the
-/// run's own start, where the covering span's lower rule must still name the region.
+/// The high-entropy detector skips runs, and the anchored patterns hits, that a span found
+/// before them holds (`tokens::Covering`): the same masks and names wherever a piece
+/// begins, including at the run's own start, where the covering span's lower rule must
+/// still name the region, and where the span holds a hit but not all its match could
+/// reach (`password=Bearer <token>`: the value ends at the blank, the bearer match after it).
 #[test]
 fn runs_inside_earlier_spans_mask_the_same_at_every_split() {
-    let inputs: [&[u8]; 11] = [
+    let inputs: [&[u8]; 15] = [
+        b"password=Bearer abcd1234efgh&next=1\n",
+        b"run --token bearer abcd1234efgh --id 7\n",
+        b"{\"authorization\": \"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\", \"jwt\": \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\"}\n",
+        b"Authorization: Basic dXNlcjpwYXNzd29yZA==\r\nX-Token: ghp_Zx9QwErTyU1iOpAsDfGh2JkLmNQm2LkP4vR7\r\n\r\nBearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\n",
         b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\r\n",
         b"password=Zx9QwErTyU1iOpAsDfGh2JkL&next=Qm2LkP4vR7tW1yB3nC8dFkJ8\n",
         b"{\"token\": \"Zx9QwErTyU1iOpAsDfGh2JkLmN\", \"id\": \"Qm2LkP4vR7tW1yB3nC8dFkJ8sD\"}\n",
