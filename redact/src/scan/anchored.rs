@@ -404,4 +404,42 @@ mod tests {
         }
         assert_eq!(checked, 12, "every sample matches its pattern");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// What passing over a held hit rests on: no match of an anchored pattern ends past
+        /// `reach`, at any position of text made of the patterns' own pieces and the bytes
+        /// that end them.
+        #[test]
+        fn no_match_ends_past_its_reach(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Bearer ", "basic\t", "eyJ", "eyJhbGciOiJIUzI1NiJ9", ".", "AKIA", "ghp_",
+                    "sk_live_", "xoxb-", "AIza", "glpat-", "hooks.slack.com/services/",
+                    "identified by '", "'", "Zx9QwErTyU1iOpAsDfGh2JkL", "0123456789", "=", "~",
+                    "+/", "-", "_", " ", "\r\n", "\n", "&", ";", "\"", "<", "\u{e9}",
+                ]),
+                0..24,
+            ),
+        ) {
+            let buf = parts.concat().into_bytes();
+            for &detector in &Detector::ALL {
+                for &(pattern, group) in builtin(detector) {
+                    let Some(anchored) = AnchoredPattern::new(detector, pattern, group) else {
+                        continue;
+                    };
+                    for at in 0..buf.len() {
+                        let input = Input::new(&buf).range(at..).anchored(Anchored::Yes);
+                        if let Some(matched) = anchored.regex.search(&input) {
+                            proptest::prop_assert!(
+                                matched.end() <= anchored.reach(&buf, at),
+                                "{:?} at {} in {:?}", detector, at, String::from_utf8_lossy(&buf)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
