@@ -51,13 +51,22 @@ impl AnchoredPattern {
         mut found: impl FnMut(&mut Vec<Span>, usize, usize),
     ) {
         let mut resume = 0;
+        // The reach of the last hit it was found for. A later hit before it has the same
+        // reach, as every byte between is one a match can hold; finding it once keeps hits
+        // inside one long held value from each walking the rest of it.
+        let mut reach = 0;
         for &(at, bits) in hits {
             if bits & bit == 0 || at < resume {
                 continue;
             }
             // The cheap question first: is the hit itself inside such a span?
-            if held(out, at, at + 1) && held(out, at, self.reach(buf, at)) {
-                continue;
+            if held(out, at, at + 1) {
+                if at >= reach {
+                    reach = self.reach(buf, at);
+                }
+                if held(out, at, reach) {
+                    continue;
+                }
             }
             let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
             let Some(matched) = self.regex.search(&input) else {
@@ -146,24 +155,6 @@ impl Secret {
 /// Every byte a match of `pattern` can hold, read from the parsed pattern. Were it not
 /// parsed (built-in patterns are), every byte.
 fn match_bytes(pattern: &str) -> [bool; 256] {
-    fn mark(hir: &Hir, set: &mut [bool; 256]) {
-        match hir.kind() {
-            HirKind::Literal(literal) => literal.0.iter().for_each(|&b| set[usize::from(b)] = true),
-            HirKind::Class(Class::Bytes(class)) => {
-                for range in class.ranges() {
-                    (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
-                }
-            }
-            // Any byte of a UTF-8 encoding: patterns are `(?-u)`, so this is only caution.
-            HirKind::Class(Class::Unicode(_)) => *set = [true; 256],
-            HirKind::Repetition(repetition) => mark(&repetition.sub, set),
-            HirKind::Capture(capture) => mark(&capture.sub, set),
-            HirKind::Concat(hirs) | HirKind::Alternation(hirs) => {
-                hirs.iter().for_each(|hir| mark(hir, set))
-            }
-            HirKind::Empty | HirKind::Look(_) => {}
-        }
-    }
     let mut set = [false; 256];
     match regex_syntax::ParserBuilder::new()
         .utf8(false)
@@ -174,6 +165,27 @@ fn match_bytes(pattern: &str) -> [bool; 256] {
         Err(_) => set = [true; 256],
     }
     set
+}
+
+/// Marks in `set` every byte a match of `hir` can hold: the bytes of its literals and
+/// classes (with `(?i)`, a letter's cases are a class).
+fn mark(hir: &Hir, set: &mut [bool; 256]) {
+    match hir.kind() {
+        HirKind::Literal(literal) => literal.0.iter().for_each(|&b| set[usize::from(b)] = true),
+        HirKind::Class(Class::Bytes(class)) => {
+            for range in class.ranges() {
+                (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
+            }
+        }
+        // Any byte of a UTF-8 encoding: patterns are `(?-u)`, so this is only caution.
+        HirKind::Class(Class::Unicode(_)) => *set = [true; 256],
+        HirKind::Repetition(repetition) => mark(&repetition.sub, set),
+        HirKind::Capture(capture) => mark(&capture.sub, set),
+        HirKind::Concat(hirs) | HirKind::Alternation(hirs) => {
+            hirs.iter().for_each(|hir| mark(hir, set))
+        }
+        HirKind::Empty | HirKind::Look(_) => {}
+    }
 }
 
 /// A built-in pattern for anchored searches, with `regex::bytes`'s semantics (any byte
@@ -253,26 +265,6 @@ mod tests {
     #[test]
     fn vendor_tokens_are_long_token_runs() {
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
-        use regex_syntax::hir::{Class, Hir, HirKind};
-
-        /// Marks every byte a match of `hir` can hold.
-        fn bytes(hir: &Hir, seen: &mut [bool; 256]) {
-            match hir.kind() {
-                HirKind::Literal(l) => l.0.iter().for_each(|&b| seen[usize::from(b)] = true),
-                HirKind::Class(Class::Bytes(c)) => {
-                    for r in c.ranges() {
-                        (r.start()..=r.end()).for_each(|b| seen[usize::from(b)] = true);
-                    }
-                }
-                HirKind::Class(Class::Unicode(_)) => panic!("patterns are (?-u)"),
-                HirKind::Repetition(r) => bytes(&r.sub, seen),
-                HirKind::Capture(c) => bytes(&c.sub, seen),
-                HirKind::Concat(hs) | HirKind::Alternation(hs) => {
-                    hs.iter().for_each(|h| bytes(h, seen))
-                }
-                HirKind::Empty | HirKind::Look(_) => {}
-            }
-        }
         /// The alternatives of `\b(?:a|b|c)\b`; a pattern of another shape is one.
         fn branches(hir: &Hir) -> Vec<&Hir> {
             if let HirKind::Concat(parts) = hir.kind() {
@@ -319,7 +311,7 @@ mod tests {
                         continue;
                     }
                     let mut seen = [false; 256];
-                    bytes(branch, &mut seen);
+                    mark(branch, &mut seen);
                     for b in (0..=255u8).filter(|&b| seen[usize::from(b)]) {
                         assert!(
                             b.is_ascii_alphanumeric() || b"+/_-".contains(&b),

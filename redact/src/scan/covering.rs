@@ -7,9 +7,10 @@
 use crate::detector::Rule;
 use crate::scan::Span;
 
-/// The spans found before the value detectors, sorted by start. Gathered at the first
-/// question, so a buffer without candidates (most of them) costs nothing, and once for all
-/// the detectors that ask.
+/// The spans found before the first question, sorted by start: those of the detectors
+/// that ran before the value detectors, and the card numbers, SSNs and value patterns found
+/// before it. Gathered at the first question, so a buffer without candidates (most of them)
+/// costs nothing, and once for all the detectors that ask.
 pub(super) struct EarlierSpans<'a> {
     spans: &'a mut Vec<(usize, usize, Rule)>,
     gathered: bool,
@@ -43,10 +44,8 @@ pub(super) struct Covering {
     rule: Rule,
     /// How many of the earlier spans start at or before the last candidate asked about.
     next: usize,
-    /// The furthest end of those with a rule at most `rule`.
+    /// The furthest end of those with a rule at most `rule` (0 while there is none).
     reach: usize,
-    /// Whether there is one.
-    any: bool,
 }
 
 impl Covering {
@@ -55,13 +54,12 @@ impl Covering {
             rule,
             next: 0,
             reach: 0,
-            any: false,
         }
     }
 
     /// Whether a span of `earlier` with a rule at most the detector's starts at or before
-    /// `start` and ends at or after `end`. `start` must not decrease from one call to the
-    /// next.
+    /// `start` and ends at or after `end`, which is after `start`. `start` must not
+    /// decrease from one call to the next.
     pub(super) fn holds(
         &mut self,
         earlier: &mut EarlierSpans,
@@ -69,6 +67,7 @@ impl Covering {
         start: usize,
         end: usize,
     ) -> bool {
+        debug_assert!(start < end, "a candidate holds a byte");
         let spans = earlier.get(found);
         while let Some(&(s, e, rule)) = spans.get(self.next) {
             if s > start {
@@ -76,11 +75,10 @@ impl Covering {
             }
             if rule <= self.rule {
                 self.reach = self.reach.max(e);
-                self.any = true;
             }
             self.next += 1;
         }
-        self.any && self.reach >= end
+        self.reach >= end
     }
 }
 

@@ -432,7 +432,8 @@ pub(crate) struct ValueScratch {
     /// The buffer's long token runs (`tokens::long_token_runs`), found once for the
     /// high-entropy detector and the trigger search.
     long_runs: Vec<(usize, usize, bool)>,
-    /// The spans found before the value detectors (`covering::EarlierSpans`).
+    /// The spans found before a value detector first asks whether one holds its candidate
+    /// (`covering::EarlierSpans`).
     earlier: Vec<(usize, usize, Rule)>,
 }
 

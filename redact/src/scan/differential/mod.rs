@@ -203,7 +203,7 @@ fn whole_corpus_with_planted_secrets_masks_the_same() {
 }
 
 /// The high-entropy detector skips runs, and the anchored patterns hits, that a span found
-/// before them holds (`tokens::Covering`): the same masks and names wherever a piece
+/// before them holds (`covering::Covering`): the same masks and names wherever a piece
 /// begins, including at the run's own start, where the covering span's lower rule must
 /// still name the region, and where the span holds a hit but not all its match could
 /// reach (`password=Bearer <token>`: the value ends at the blank, the bearer match after it).
