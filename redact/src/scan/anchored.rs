@@ -156,15 +156,20 @@ impl Secret {
 /// parsed (built-in patterns are), every byte.
 fn match_bytes(pattern: &str) -> [bool; 256] {
     let mut set = [false; 256];
-    match regex_syntax::ParserBuilder::new()
+    match parse(pattern) {
+        Some(hir) => mark(&hir, &mut set),
+        None => set = [true; 256],
+    }
+    set
+}
+
+/// A pattern as the regex crate parses it (bytes, not UTF-8); `None` if it does not parse.
+fn parse(pattern: &str) -> Option<Hir> {
+    regex_syntax::ParserBuilder::new()
         .utf8(false)
         .build()
         .parse(pattern)
-    {
-        Ok(hir) => mark(&hir, &mut set),
-        Err(_) => set = [true; 256],
-    }
-    set
+        .ok()
 }
 
 /// Marks in `set` every byte a match of `hir` can hold: the bytes of its literals and
@@ -205,15 +210,6 @@ mod tests {
     use crate::scan::tokens::LONG_RUN;
     use crate::scan::value::{builtin, compile};
 
-    /// A built-in pattern as the regex crate parses it (bytes, not UTF-8).
-    fn parse(pattern: &str) -> regex_syntax::hir::Hir {
-        regex_syntax::ParserBuilder::new()
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .unwrap()
-    }
-
     /// What the anchored search rests on: every match of an anchored pattern starts with
     /// one of its detector's trigger literals. The pattern's leading literals are read from
     /// the parsed pattern (every way a match can begin, case variants included), so a
@@ -228,7 +224,7 @@ mod tests {
             }
             let words = triggers(detector).expect("an anchored detector has triggers");
             for &(pattern, _) in builtin(detector) {
-                let hir = parse(pattern);
+                let hir = parse(pattern).unwrap();
                 let mut extractor = Extractor::new();
                 extractor.kind(ExtractKind::Prefix).limit_total(100_000);
                 let prefixes = extractor.extract(&hir);
@@ -295,7 +291,7 @@ mod tests {
                 continue;
             }
             for &(pattern, _) in builtin(detector) {
-                let hir = parse(pattern);
+                let hir = parse(pattern).unwrap();
                 for branch in branches(&hir) {
                     let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(branch);
                     let begins_with_vendor = prefixes.literals().is_none_or(|ls| {
