@@ -8,7 +8,9 @@
 //!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys);
 //! - `json`: the JSON lines `recorder-bench-load` writes in the capacity table's rows;
 //! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
-//!   one request per piece whatever PIECE_BYTES says, as the server reads them.
+//!   one request per piece whatever PIECE_BYTES says, as the server reads them;
+//! - `runs`: lines of 64 KiB of `eyJ-eyJ-…`, a JWT begun at every fourth byte and never
+//!   finished, a worst case a traced program could write on purpose.
 //!
 //! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
 //!
@@ -116,7 +118,8 @@ fn main() {
             piece = request.len();
             request
         }
-        other => panic!("MODE is mixed, ordinary, json, dense or http, not {other}"),
+        "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
+        other => panic!("MODE is mixed, ordinary, json, dense, http or runs, not {other}"),
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {

@@ -19,6 +19,11 @@ pub(super) struct AnchoredPattern {
     /// Every byte a match can hold: a match starting at a hit ends at or before the first
     /// byte after it that is not one of these.
     extent: [bool; 256],
+    /// For a pattern that begins with a literal and then any number of these bytes, the
+    /// literal's own bytes among them (a JWT's `eyJ[A-Za-z0-9_-]{4,}`): when the search at
+    /// a hit fails, so does the search at every later hit in the same run of these bytes
+    /// (`fails_on_in_its_run`).
+    run: Option<[bool; 256]>,
 }
 
 impl AnchoredPattern {
@@ -31,6 +36,7 @@ impl AnchoredPattern {
                 regex: compile_anchored(pattern),
                 secret,
                 extent: match_bytes(pattern),
+                run: parse(pattern).and_then(|hir| open_run(&hir)),
             }
         })
     }
@@ -55,8 +61,12 @@ impl AnchoredPattern {
         // reach, as every byte between is one a match can hold; finding it once keeps hits
         // inside one long held value from each walking the rest of it.
         let mut reach = 0;
+        // A search failed at a hit before this offset, within the run it ends: hits up to
+        // here fail too. Without it, `eyJ-eyJ-eyJ-…` would read the rest of the run once
+        // per hit.
+        let mut failed_to = 0;
         for &(at, bits) in hits {
-            if bits & bit == 0 || at < resume {
+            if bits & bit == 0 || at < resume || at < failed_to {
                 continue;
             }
             // The cheap question first: is the hit itself inside such a span?
@@ -70,6 +80,9 @@ impl AnchoredPattern {
             }
             let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
             let Some(matched) = self.regex.search(&input) else {
+                if let Some(run) = &self.run {
+                    failed_to = run_end(buf, at, run);
+                }
                 continue;
             };
             let (s, e) = self.secret.bounds(&buf[at..matched.end()]);
@@ -80,11 +93,50 @@ impl AnchoredPattern {
 
     /// The furthest a match starting at `at` can end.
     fn reach(&self, buf: &[u8], at: usize) -> usize {
-        buf[at..]
-            .iter()
-            .position(|&b| !self.extent[usize::from(b)])
-            .map_or(buf.len(), |p| at + p)
+        run_end(buf, at, &self.extent)
     }
+}
+
+/// Where the run of `run`'s bytes from `at` ends.
+fn run_end(buf: &[u8], at: usize, run: &[bool; 256]) -> usize {
+    buf[at..]
+        .iter()
+        .position(|&b| !run[usize::from(b)])
+        .map_or(buf.len(), |p| at + p)
+}
+
+/// The bytes of `C` when `hir` is a literal `L` followed by `C{n,}` (unbounded), every byte
+/// of `L` in `C`, then anything. For such a pattern, a search that fails at a hit `h` fails
+/// at every later hit `h'` inside the run of `C` bytes from `h`: a match from `h'` is
+/// `L C{k} rest` with `k >= n`, and from `h` the same bytes read as `L C{k + h' - h} rest`
+/// (every byte between is in `C`, those of `L` at `h'` too), a match from `h`.
+fn open_run(hir: &Hir) -> Option<[bool; 256]> {
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let [first, second, ..] = &parts[..] else {
+        return None;
+    };
+    let (HirKind::Literal(literal), HirKind::Repetition(repetition)) =
+        (first.kind(), second.kind())
+    else {
+        return None;
+    };
+    let HirKind::Class(Class::Bytes(class)) = repetition.sub.kind() else {
+        return None;
+    };
+    if repetition.max.is_some() {
+        return None;
+    }
+    let mut set = [false; 256];
+    for range in class.ranges() {
+        (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
+    }
+    literal
+        .0
+        .iter()
+        .all(|&b| set[usize::from(b)])
+        .then_some(set)
 }
 
 /// Whether every match of `detector`'s patterns starts where one of its trigger literals
@@ -393,8 +445,67 @@ mod tests {
         assert_eq!(checked, 12, "every sample matches its pattern");
     }
 
+    /// The JWT is the pattern the failed-run skip is for; patterns that start with `\b`, a
+    /// bounded repetition, or a literal outside their class have no run.
+    #[test]
+    fn only_open_runs_after_their_literal_are_runs() {
+        let run = |pattern: &str| open_run(&parse(pattern).unwrap()).is_some();
+        assert!(run(builtin(Detector::Jwt)[0].0));
+        assert!(run(r"(?-u)ab[a-c]{2,}x"));
+        assert!(!run(r"(?-u)\bab[a-c]{2,}x"), "a look before the literal");
+        assert!(!run(r"(?-u)ab[a-c]{2,9}x"), "bounded");
+        assert!(!run(r"(?-u)ab[b-c]{2,}x"), "`a` is not in the class");
+        assert!(!run(builtin(Detector::Bearer)[0].0));
+        assert!(!run(builtin(Detector::GithubToken)[0].0));
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// What the failed-run skip rests on: where an anchored search with a run fails at
+        /// its literal, it fails at every later position of that run too.
+        #[test]
+        fn a_failed_search_fails_on_in_its_run(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "eyJ", "eyJhbGciOiJIUzI1NiJ9", "eyJ-", "ab", ".", "-", "_", "x", "0123",
+                    " ", "\n", "=",
+                ]),
+                0..24,
+            ),
+        ) {
+            let buf = parts.concat().into_bytes();
+            let mut with_runs = 0;
+            for &detector in &Detector::ALL {
+                for &(pattern, group) in builtin(detector) {
+                    let Some(anchored) = AnchoredPattern::new(detector, pattern, group) else {
+                        continue;
+                    };
+                    let Some(run) = &anchored.run else {
+                        continue;
+                    };
+                    with_runs += 1;
+                    let hir = parse(pattern).unwrap();
+                    let HirKind::Concat(parts) = hir.kind() else { unreachable!() };
+                    let HirKind::Literal(literal) = parts[0].kind() else { unreachable!() };
+                    let fails = |at: usize| {
+                        let input = Input::new(&buf).range(at..).anchored(Anchored::Yes);
+                        anchored.regex.search(&input).is_none()
+                    };
+                    let hits = (0..buf.len()).filter(|&at| buf[at..].starts_with(&literal.0));
+                    for at in hits.filter(|&at| fails(at)) {
+                        for later in at + 1..run_end(&buf, at, run) {
+                            proptest::prop_assert!(
+                                fails(later),
+                                "{:?} fails at {} but not at {} in {:?}",
+                                detector, at, later, String::from_utf8_lossy(&buf)
+                            );
+                        }
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(with_runs, 1, "the JWT's pattern has a run");
+        }
 
         /// What passing over a held hit rests on: no match of an anchored pattern ends past
         /// `reach`, at any position of text made of the patterns' own pieces and the bytes

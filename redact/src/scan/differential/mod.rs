@@ -238,6 +238,28 @@ fn runs_inside_earlier_spans_mask_the_same_at_every_split() {
     }
 }
 
+/// Hits after a failed JWT search are passed over only inside the run it failed in: a
+/// JWT that starts after the run ends, even one byte after, is still found.
+#[test]
+fn failed_jwt_searches_mask_the_same_at_every_split() {
+    let inputs: [&[u8]; 4] = [
+        b"eyJ-eyJ-eyJ-eyJhbGciOiJIUzI1NiJ9 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2ln\n",
+        b"eyJabcd-eyJ.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl&x=eyJ_eyJ\n",
+        b"a=eyJ_eyJ_eyJ,eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\n",
+        b"eyJeyJeyJ.eyJ eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9. eyJeyJ\n",
+    ];
+    for input in inputs {
+        for cut in 1..input.len() {
+            let steps = [fixed(cut), fixed(input.len() - cut)].concat();
+            for close in [true, false] {
+                same(input, &steps, close).unwrap_or_else(|e| {
+                    panic!("{:?} cut at {cut}: {e}", String::from_utf8_lossy(input))
+                });
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
