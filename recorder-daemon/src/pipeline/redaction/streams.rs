@@ -16,7 +16,13 @@ pub(super) struct Streams {
     /// The live stream of each endpoint.
     pub(super) current: FxHashMap<Endpoint, Live>,
     next_id: StreamId,
+    /// The never-capture rule (or none) of each file path seen lately: a program reads
+    /// the same files again and again, and a lookup costs less than the glob set's search.
+    never: FxHashMap<String, Option<Box<str>>>,
 }
+
+/// How many paths `Streams::never` remembers before it starts over.
+const NEVER_REMEMBERED: usize = 256;
 
 /// An endpoint's live stream, and when its first syscall began: a close that began before
 /// that was of an earlier descriptor with the same number (see `fdtable`).
@@ -59,7 +65,7 @@ impl Streams {
             return None;
         }
         let file = resource.filter(|r| r.kind() == Kind::File);
-        if let Some(rule) = file.and_then(|r| policy.never_capture(&r.name)) {
+        if let Some(rule) = file.and_then(|r| self.never_capture(policy, &r.name)) {
             let withheld = payload.data.len() as u32;
             withhold(payload, rule, withheld);
             return None;
@@ -89,5 +95,17 @@ impl Streams {
         // follows is not joined across it.
         let gap = (payload.truncated || payload.incomplete).then_some(missing.max(1));
         Some(Admitted { stream, data, gap })
+    }
+
+    /// `policy.never_capture(path)`, remembered.
+    fn never_capture(&mut self, policy: &Policy, path: &str) -> Option<&str> {
+        if !self.never.contains_key(path) {
+            if self.never.len() >= NEVER_REMEMBERED {
+                self.never.clear();
+            }
+            let rule = policy.never_capture(path).map(Box::from);
+            self.never.insert(path.to_owned(), rule);
+        }
+        self.never[path].as_deref()
     }
 }

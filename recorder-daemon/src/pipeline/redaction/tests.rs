@@ -190,26 +190,45 @@ fn argv_secrets_and_flag_values_are_masked() {
     assert!(event.redactions.iter().any(|r| r.field == "argv[3]"));
 }
 
+/// Also after more other paths than the daemon remembers rules for.
 #[test]
 fn never_captured_files_keep_only_their_length() {
+    let others = (0..300).map(|i| format!("/srv/data/{i}.txt"));
+    let paths: Vec<String> = ["/etc/shadow".to_owned()]
+        .into_iter()
+        .chain(others)
+        .chain(["/etc/shadow".to_owned()])
+        .collect();
     for threads in THREADS {
         let mut redactor = Redactor::new(policy(), threads);
-        let Body::Event(mut event) = write(7, 5, b"root:$6$salt$hash:19000::::::\n") else {
-            unreachable!()
-        };
-        event.resource = Some(Resource {
-            kind: Kind::File.into(),
-            name: "/etc/shadow".to_owned(),
-            ..Resource::default()
-        });
-        redactor.push(Body::Event(event), 0);
+        for (fd, path) in paths.iter().enumerate() {
+            let Body::Event(mut event) = write(7, fd as i64, b"root:$6$salt$hash:19000::::::\n")
+            else {
+                unreachable!()
+            };
+            event.resource = Some(Resource {
+                kind: Kind::File.into(),
+                name: path.clone(),
+                ..Resource::default()
+            });
+            redactor.push(Body::Event(event), 0);
+        }
+        redactor.finish();
         let out = released(&mut redactor);
-        let Body::Event(event) = &out[0] else {
-            panic!("an event")
-        };
-        let payload = event.payload.as_ref().unwrap();
-        assert!(payload.data.is_empty());
-        assert_eq!((payload.length, payload.redactions[0].length), (30, 30));
+        assert_eq!(out.len(), paths.len());
+        for body in &out {
+            let Body::Event(event) = body else {
+                panic!("an event")
+            };
+            let payload = event.payload.as_ref().unwrap();
+            let name = &event.resource.as_ref().unwrap().name;
+            if name == "/etc/shadow" {
+                assert!(payload.data.is_empty());
+                assert_eq!((payload.length, payload.redactions[0].length), (30, 30));
+            } else {
+                assert_eq!(payload.data.len(), 30, "{name}");
+            }
+        }
     }
 }
 
