@@ -189,6 +189,18 @@ impl Http {
                 content_length,
                 chunked,
                 encoded,
+            } if !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) => State::Headers {
+                // Not one of the three headers read below: most lines are not.
+                request,
+                content_length,
+                chunked,
+                encoded,
+            },
+            State::Headers {
+                request,
+                content_length,
+                chunked,
+                encoded,
             } => State::Headers {
                 request,
                 content_length: content_length.or_else(|| {
