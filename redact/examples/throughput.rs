@@ -10,7 +10,9 @@
 //! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
 //!   one request per piece whatever PIECE_BYTES says, as the server reads them;
 //! - `runs`: lines of 64 KiB of `eyJ-eyJ-…`, a JWT begun at every fourth byte and never
-//!   finished, a worst case a traced program could write on purpose.
+//!   finished, a worst case a traced program could write on purpose;
+//! - `pem`: lines of 64 KiB of `-----BEGIN PRIVATE KEY`, a PEM block begun every 22
+//!   bytes and never ended, another.
 //!
 //! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
 //!
@@ -119,7 +121,8 @@ fn main() {
             request
         }
         "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
-        other => panic!("MODE is mixed, ordinary, json, dense, http or runs, not {other}"),
+        "pem" => [b"-----BEGIN PRIVATE KEY".repeat(3 << 10), b"\n".to_vec()].concat(),
+        other => panic!("MODE is mixed, ordinary, json, dense, http, runs or pem, not {other}"),
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {

@@ -140,6 +140,9 @@ fn inline_auth(buf: &[u8], from: usize, le: usize, out: &mut Vec<Span>, cont: &m
 
 /// PEM blocks. A private key's body (between the BEGIN and END lines) is masked; a
 /// public block's body is recorded in `exempt` so the entropy detector leaves it alone.
+/// `exempt` comes out sorted and disjoint. Work is linear in the buffer however many
+/// BEGIN lines it holds: a block's body ends at the first END after it, so a block that
+/// begins inside the previous one of its kind ends where that one does, and is passed over.
 pub(crate) fn pem(
     policy: &Policy,
     buf: &[u8],
@@ -154,13 +157,16 @@ pub(crate) fn pem(
                 exempt.push((0, p));
                 *public_open = false;
             }
-            None => {
-                exempt.push((0, buf.len()));
-                return;
-            }
+            // Still inside the public block, but a private block may begin in it.
+            None => exempt.push((0, buf.len())),
         }
     }
     let private_on = policy.detector_on(Detector::PrivateKey);
+    // The first END at or after `from`, kept: many BEGIN lines without an END would
+    // otherwise each search the rest of the buffer.
+    let mut next_end: Option<(usize, Option<usize>)> = None;
+    // The end of the last private body masked here.
+    let mut masked_to = 0;
     for begin in BEGIN.find_iter(buf) {
         let label_start = begin + 11;
         let window = &buf[label_start..buf.len().min(label_start + 80)];
@@ -169,29 +175,118 @@ pub(crate) fn pem(
         };
         let label = &window[..label_len];
         let body = label_start + label_len + 5;
-        let end = END.find(&buf[body..]).map(|p| body + p);
+        let end = match next_end {
+            Some((from, end)) if from <= body && end.is_none_or(|e| e >= body) => end,
+            _ => {
+                let end = END.find(&buf[body..]).map(|p| body + p);
+                next_end = Some((body, end));
+                end
+            }
+        };
+        let stop = end.unwrap_or(buf.len());
         let private = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
         if private {
             if !private_on {
                 continue;
             }
             let rule = Detector::PrivateKey.rule();
-            let stop = end.unwrap_or(buf.len());
-            if stop > body {
+            if stop > body && stop > masked_to {
                 out.push(Span {
                     start: body,
                     end: stop,
                     rule,
                 });
+                masked_to = stop;
             }
             if end.is_none() {
                 cont.pem = Some(rule);
             }
         } else {
-            exempt.push((body, end.unwrap_or(buf.len())));
+            match exempt.last() {
+                Some(&(start, last)) if last >= stop => debug_assert!(start <= body),
+                _ => exempt.push((body, stop)),
+            }
             if end.is_none() {
                 *public_open = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn run_pem(buf: &[u8], public_open: &mut bool) -> (Vec<Span>, Cont, Vec<(usize, usize)>) {
+        let policy = Policy::new(&Config::default()).unwrap();
+        let (mut out, mut cont, mut exempt) = (Vec::new(), Cont::default(), Vec::new());
+        pem(&policy, buf, public_open, &mut out, &mut cont, &mut exempt);
+        (out, cont, exempt)
+    }
+
+    /// Blocks after one whose END is still ahead, and blocks without an END, each get the
+    /// first END after their own body, as when every block searched for its own; a block
+    /// inside another of its kind adds nothing.
+    #[test]
+    fn each_pem_block_ends_at_the_first_end_after_it() {
+        let text = "-----BEGIN A-----\nxx -----BEGIN B-----\n-----BEGIN RSA PRIVATE KEY-----\n\
+                    AAAA\n-----END RSA PRIVATE KEY-----\n-----BEGIN PUBLIC KEY-----\nBBBB\n\
+                    -----END PUBLIC KEY-----\n-----BEGIN PRIVATE KEY-----\nCCCC\n\
+                    -----BEGIN EC PRIVATE KEY-----\nDDDD\n";
+        let buf = text.as_bytes();
+        let at = |s: &str| text.find(s).unwrap();
+        let (out, cont, exempt) = run_pem(buf, &mut false);
+        let rule = Detector::PrivateKey.rule();
+        let rsa_end = at("-----END RSA");
+        let rsa_body = at("KEY-----\nAAAA") + 8;
+        let last_body = at("KEY-----\nCCCC") + 8;
+        assert_eq!(
+            out,
+            [
+                Span {
+                    start: rsa_body,
+                    end: rsa_end,
+                    rule
+                },
+                Span {
+                    start: last_body,
+                    end: buf.len(),
+                    rule
+                },
+            ]
+        );
+        let public_body = at("KEY-----\nBBBB") + 8;
+        assert_eq!(
+            exempt,
+            [
+                (at("A-----") + 6, rsa_end),
+                (public_body, at("-----END PUBLIC"))
+            ]
+        );
+        assert_eq!(cont.pem, Some(rule));
+    }
+
+    /// A private key that begins while a public block left open by an earlier buffer is
+    /// still open is masked all the same.
+    #[test]
+    fn a_private_key_inside_an_open_public_block_is_masked() {
+        let mut public_open = false;
+        let (_, _, exempt) = run_pem(b"-----BEGIN PUBLIC KEY-----\nMIIB", &mut public_open);
+        assert_eq!(exempt, [(26, 31)]);
+        assert!(public_open);
+        let text = b"xx\n-----BEGIN PRIVATE KEY-----\nsecretsecret\n";
+        let (out, cont, exempt) = run_pem(text, &mut public_open);
+        let rule = Detector::PrivateKey.rule();
+        assert_eq!(
+            out,
+            [Span {
+                start: 30,
+                end: text.len(),
+                rule
+            }]
+        );
+        assert_eq!(cont.pem, Some(rule));
+        assert_eq!(exempt, [(0, text.len())]);
     }
 }

@@ -263,9 +263,13 @@ impl ValueDetectors {
         if self.high_entropy {
             let rule = Detector::HighEntropy.rule();
             let mut covering = Covering::new(rule);
+            // Runs come in order and `exempt` is sorted and disjoint (`lines::pem`): the
+            // ranges that end before a run are passed over for good.
+            let mut exempt = exempt.iter().peekable();
             high_entropy_runs(buf, long_runs, |start, end| {
+                while exempt.next_if(|&&(_, e)| e <= start).is_some() {}
                 if !covering.holds(&mut earlier, out, start, end)
-                    && !exempt.iter().any(|&(s, e)| start < e && s < end)
+                    && exempt.peek().is_none_or(|&&(s, _)| s >= end)
                     && high_entropy(buf, start, end, line_start)
                 {
                     out.push(Span { start, end, rule });

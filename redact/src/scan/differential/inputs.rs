@@ -115,6 +115,7 @@ pub(super) fn soup() -> impl Strategy<Value = Vec<u8>> {
         "-----BEGIN PRIVATE KEY-----",
         "-----END PRIVATE KEY-----",
         "-----BEGIN CERTIFICATE-----",
+        "-----END CERTIFICATE-----",
         "Authorization: ",
         "Cookie: ",
         "AUTH ",
