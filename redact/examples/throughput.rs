@@ -12,7 +12,9 @@
 //! - `runs`: lines of 64 KiB of `eyJ-eyJ-…`, a JWT begun at every fourth byte and never
 //!   finished, a worst case a traced program could write on purpose;
 //! - `pem`: lines of 64 KiB of `-----BEGIN PRIVATE KEY`, a PEM block begun every 22
-//!   bytes and never ended, another.
+//!   bytes and never ended, another;
+//! - `h2names`: an HTTP/2 connection whose first field adds a 4000-byte name to the table,
+//!   then 1 MiB of 4-byte fields that each refer to it (run with MIB 1), a third.
 //!
 //! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
 //!
@@ -95,6 +97,23 @@ fn http_request() -> Vec<u8> {
     .into_bytes()
 }
 
+/// HEADERS frames (END_HEADERS) on streams 1, 3, 5, ...: first a field that adds a name of
+/// 4000 bytes to the table, then fields of 4 bytes, each a literal not indexed whose name is
+/// that entry (index 62) and whose value is `a`.
+fn h2_long_names() -> Vec<u8> {
+    let frame = |stream: u32, block: &[u8]| {
+        let len = (block.len() as u32).to_be_bytes();
+        [&len[1..], &[0x1, 0x4], &stream.to_be_bytes(), block].concat()
+    };
+    // Literal with indexing, new name: 4000 as a 7-bit-prefix integer is 0x7f 0xa1 0x1e.
+    let first = [&[0x40, 0x7f, 0xa1, 0x1e][..], &[b'x'; 4000], &[1, b'v']].concat();
+    let mut out = [&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..], &frame(1, &first)].concat();
+    for i in 1..=64 {
+        out.extend(frame(1 + 2 * i, &[0x0f, 0x2f, 1, b'a'].repeat(4096)));
+    }
+    out
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut piece: usize = args
@@ -121,6 +140,7 @@ fn main() {
             request
         }
         "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
+        "h2names" => h2_long_names(),
         "pem" => [b"-----BEGIN PRIVATE KEY".repeat(3 << 10), b"\n".to_vec()].concat(),
         other => panic!("MODE is mixed, ordinary, json, dense, http, runs or pem, not {other}"),
     };

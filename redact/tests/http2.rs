@@ -186,6 +186,42 @@ fn after_lost_bytes_or_joined_midway_header_blocks_are_masked_fail_closed() {
     assert!(rest.bytes.iter().all(|&b| b == b'*'), "masked whole");
 }
 
+/// A field whose name is longer than 256 bytes has its value masked fail-closed instead of
+/// scanned, whether the name is spelled out or taken from the table; a short name's value
+/// is scanned as before.
+#[test]
+fn values_under_very_long_names_are_masked_fail_closed() {
+    let long = "x".repeat(300);
+    let mut encoder = Encoder::default();
+    let mut block = Vec::new();
+    for (name, value, flags) in [
+        (long.as_str(), "first-visible", INDEXING),
+        ("x-short", "short-visible", INDEXING),
+    ] {
+        let field = (name.as_bytes().to_vec(), value.as_bytes().to_vec(), flags);
+        encoder.encode(field, &mut block).unwrap();
+    }
+    // Literal without indexing (0x0f, then 63 - 15 = 48): the long name, now entry 63
+    // (the short one, added after it, is 62); then the short name's, 62 (0x0f 0x2f).
+    block.extend([0x0f, 0x30, 12]);
+    block.extend(b"from-table-1");
+    block.extend([0x0f, 0x2f, 12]);
+    block.extend(b"from-table-2");
+    let mut stream = PREFACE.to_vec();
+    stream.extend(settings());
+    stream.extend(frame(0x1, 0x4 | 0x1, 1, &block));
+    let (out, pieces) = redact(&stream, stream.len());
+    assert!(!contains(&out, b"first-visible"));
+    assert!(!contains(&out, b"from-table-1"));
+    assert!(contains(&out, b"short-visible"));
+    assert!(contains(&out, b"from-table-2"));
+    let rules: Vec<&str> = pieces
+        .iter()
+        .flat_map(|p| p.redactions.iter().map(|r| &*r.rule))
+        .collect();
+    assert_eq!(rules, ["fail-closed", "fail-closed"]);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 

@@ -14,6 +14,11 @@ use crate::scan::{self, End, TextState};
 /// A header name or value longer than this is not decoded: the table is given up on.
 const MAX_STRING: u64 = 64 * 1024;
 
+/// A field whose name is longer than this has its value masked fail-closed, not scanned:
+/// a long name in the table, referred to by a few bytes per field, would otherwise cost
+/// a scan of the name per field, thousands of times what the sender spends.
+const MAX_SCANNED_NAME: usize = 256;
+
 /// The representation being read, per RFC 7541 section 6.
 #[derive(Debug, Default)]
 enum Field {
@@ -79,6 +84,9 @@ pub(super) struct Hpack {
     /// and its string's bytes as they came.
     indexing: bool,
     name: Vec<u8>,
+    /// The name is longer than `MAX_SCANNED_NAME`; one from the table is then copied into
+    /// `name` only if the field is added to the table.
+    long_name: bool,
     raw: Vec<u8>,
     /// The line `name: value` a decoded field is scanned as, and the scan's state.
     line: Vec<u8>,
@@ -231,6 +239,7 @@ impl Hpack {
             Kind::Literal { indexing } => {
                 self.indexing = indexing;
                 self.name.clear();
+                self.long_name = false;
                 if value == 0 {
                     self.field = Field::length(Part::Name);
                     return;
@@ -238,10 +247,13 @@ impl Hpack {
                 let name = u32::try_from(value)
                     .ok()
                     .and_then(|index| self.table.get(index))
-                    .map(|(name, _)| name.to_vec());
+                    .map(|(name, _)| name);
                 match name {
                     Some(name) => {
-                        self.name = name;
+                        self.long_name = name.len() > MAX_SCANNED_NAME;
+                        if !self.long_name || indexing {
+                            self.name.extend_from_slice(name);
+                        }
                         self.field = Field::length(Part::Value);
                     }
                     None => self.lose(),
@@ -309,6 +321,7 @@ impl Hpack {
         match of {
             Part::Name => {
                 self.name = text.to_vec();
+                self.long_name = self.name.len() > MAX_SCANNED_NAME;
                 self.field = Field::length(Part::Value);
             }
             Part::Value => {
@@ -333,6 +346,9 @@ impl Hpack {
     /// The rule that masks this value, if redaction of the line `name: value` masks any of
     /// the value.
     fn value_rule(&mut self, policy: &Policy, value: &[u8]) -> Option<Rule> {
+        if self.long_name {
+            return Some(FAIL_CLOSED);
+        }
         if policy.header_denied(&self.name) {
             return Some(Detector::HttpHeader.rule());
         }
@@ -343,7 +359,7 @@ impl Hpack {
         self.line.extend_from_slice(value);
         self.line.extend_from_slice(b"\r\n");
         self.spans.clear();
-        self.text = TextState::default();
+        self.text.reset();
         scan::scan(
             policy,
             &self.line,

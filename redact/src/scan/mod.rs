@@ -270,6 +270,17 @@ pub(crate) struct TextState {
 }
 
 impl TextState {
+    /// The state of a new stream; the scratch buffers keep their capacity.
+    pub(crate) fn reset(&mut self) {
+        let TextState {
+            cont,
+            public_pem,
+            scratch: _,
+        } = self;
+        *cont = Cont::default();
+        *public_pem = false;
+    }
+
     /// Frees what the scan's buffers keep beyond about `keep` bytes of scanned text: they
     /// grow to the largest stretch scanned (a copy of it, and a mask word per 64 bytes).
     /// Their contents are never read before the next scan refills them.
