@@ -32,11 +32,12 @@ impl AnchoredPattern {
     pub(super) fn new(detector: Detector, pattern: &str, group: usize) -> Option<AnchoredPattern> {
         let secret = Secret::of(detector, group)?;
         (starts_at_trigger(detector) && Triggers::gate(detector).is_some()).then(|| {
+            let hir = parse(pattern);
             AnchoredPattern {
                 regex: compile_anchored(pattern),
                 secret,
-                extent: match_bytes(pattern),
-                run: parse(pattern).and_then(|hir| open_run(&hir)),
+                extent: match_bytes(hir.as_ref()),
+                run: hir.as_ref().and_then(open_run),
             }
         })
     }
@@ -206,10 +207,10 @@ impl Secret {
 
 /// Every byte a match of `pattern` can hold, read from the parsed pattern. Were it not
 /// parsed (built-in patterns are), every byte.
-fn match_bytes(pattern: &str) -> [bool; 256] {
+fn match_bytes(pattern: Option<&Hir>) -> [bool; 256] {
     let mut set = [false; 256];
-    match parse(pattern) {
-        Some(hir) => mark(&hir, &mut set),
+    match pattern {
+        Some(hir) => mark(hir, &mut set),
         None => set = [true; 256],
     }
     set
