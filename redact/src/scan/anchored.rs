@@ -20,10 +20,11 @@ pub(super) struct AnchoredPattern {
     /// byte after it that is not one of these.
     extent: [bool; 256],
     /// For a pattern that begins with a literal and then any number of these bytes, the
-    /// literal's own bytes among them (a JWT's `eyJ[A-Za-z0-9_-]{4,}`): when the search at
-    /// a hit fails, so does the search at every later hit in the same run of these bytes
-    /// (`fails_on_in_its_run`).
-    run: Option<[bool; 256]>,
+    /// literal's own bytes among them (a JWT's `eyJ[A-Za-z0-9_-]{4,}`), that literal and
+    /// the bytes: when the search fails where the literal is, so does the search at every
+    /// later hit in the same run of these bytes (`open_run`). Not where a hit is not the
+    /// literal: hits are found case-blind, and `eyj` fails for its case alone.
+    run: Option<OpenRun>,
 }
 
 impl AnchoredPattern {
@@ -82,7 +83,9 @@ impl AnchoredPattern {
             let input = Input::new(buf).range(at..).anchored(Anchored::Yes);
             let Some(matched) = self.regex.search(&input) else {
                 if let Some(run) = &self.run {
-                    failed_to = run_end(buf, at, run);
+                    if buf[at..].starts_with(&run.literal) {
+                        failed_to = run_end(buf, at, &run.bytes);
+                    }
                 }
                 continue;
             };
@@ -106,12 +109,18 @@ fn run_end(buf: &[u8], at: usize, run: &[bool; 256]) -> usize {
         .map_or(buf.len(), |p| at + p)
 }
 
-/// The bytes of `C` when `hir` is a literal `L` followed by `C{n,}` (unbounded), every byte
-/// of `L` in `C`, then anything. For such a pattern, a search that fails at a hit `h` fails
+/// A pattern's leading literal, and the bytes of the open repetition after it.
+struct OpenRun {
+    literal: Vec<u8>,
+    bytes: [bool; 256],
+}
+
+/// `L` and the bytes of `C` when `hir` is a literal `L` followed by `C{n,}` (unbounded),
+/// every byte of `L` in `C`, then anything. For such a pattern, a search that fails at a hit `h` fails
 /// at every later hit `h'` inside the run of `C` bytes from `h`: a match from `h'` is
 /// `L C{k} rest` with `k >= n`, and from `h` the same bytes read as `L C{k + h' - h} rest`
 /// (every byte between is in `C`, those of `L` at `h'` too), a match from `h`.
-fn open_run(hir: &Hir) -> Option<[bool; 256]> {
+fn open_run(hir: &Hir) -> Option<OpenRun> {
     let HirKind::Concat(parts) = hir.kind() else {
         return None;
     };
@@ -137,7 +146,10 @@ fn open_run(hir: &Hir) -> Option<[bool; 256]> {
         .0
         .iter()
         .all(|&b| set[usize::from(b)])
-        .then_some(set)
+        .then(|| OpenRun {
+            literal: literal.0.to_vec(),
+            bytes: set,
+        })
 }
 
 /// Whether every match of `detector`'s patterns starts where one of its trigger literals
@@ -486,16 +498,13 @@ mod tests {
                         continue;
                     };
                     with_runs += 1;
-                    let hir = parse(pattern).unwrap();
-                    let HirKind::Concat(parts) = hir.kind() else { unreachable!() };
-                    let HirKind::Literal(literal) = parts[0].kind() else { unreachable!() };
                     let fails = |at: usize| {
                         let input = Input::new(&buf).range(at..).anchored(Anchored::Yes);
                         anchored.regex.search(&input).is_none()
                     };
-                    let hits = (0..buf.len()).filter(|&at| buf[at..].starts_with(&literal.0));
+                    let hits = (0..buf.len()).filter(|&at| buf[at..].starts_with(&run.literal));
                     for at in hits.filter(|&at| fails(at)) {
-                        for later in at + 1..run_end(&buf, at, run) {
+                        for later in at + 1..run_end(&buf, at, &run.bytes) {
                             proptest::prop_assert!(
                                 fails(later),
                                 "{:?} fails at {} but not at {} in {:?}",

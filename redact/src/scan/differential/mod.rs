@@ -242,8 +242,11 @@ fn runs_inside_earlier_spans_mask_the_same_at_every_split() {
 /// JWT that starts after the run ends, even one byte after, is still found.
 #[test]
 fn failed_jwt_searches_mask_the_same_at_every_split() {
-    let inputs: [&[u8]; 4] = [
+    let inputs: [&[u8]; 6] = [
         b"eyJ-eyJ-eyJ-eyJhbGciOiJIUzI1NiJ9 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2ln\n",
+        // Hits are found case-blind: `eyj` and `EYJ` are hits but not the JWT's literal.
+        b"eyjabcd-eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\n",
+        b"xEYJ_eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\n",
         b"eyJabcd-eyJ.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl&x=eyJ_eyJ\n",
         b"a=eyJ_eyJ_eyJ,eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl\n",
         b"eyJeyJeyJ.eyJ eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9. eyJeyJ\n",
