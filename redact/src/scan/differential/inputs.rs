@@ -106,6 +106,7 @@ pub(super) fn soup() -> impl Strategy<Value = Vec<u8>> {
         "ACCA",
         "ABCDEF0123456789",
         "eyJeyJ",
+        "eyj-",
         "aws",
         "Zx9Qm2LkP4vR7tW1yB3nC8dF",
         "kJ8sD2fG5hQ9wE1rT7yU3iO6pA4s",
