@@ -142,7 +142,9 @@ fn main() {
         "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
         "h2names" => h2_long_names(),
         "pem" => [b"-----BEGIN PRIVATE KEY".repeat(3 << 10), b"\n".to_vec()].concat(),
-        other => panic!("MODE is mixed, ordinary, json, dense, http, runs or pem, not {other}"),
+        other => {
+            panic!("MODE is mixed, ordinary, json, dense, http, runs, pem or h2names, not {other}")
+        }
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {

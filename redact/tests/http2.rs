@@ -207,6 +207,12 @@ fn values_under_very_long_names_are_masked_fail_closed() {
     block.extend(b"from-table-1");
     block.extend([0x0f, 0x2f, 12]);
     block.extend(b"from-table-2");
+    // Literal with indexing (0x7f, then 63 - 63 = 0): the long name again, added to the
+    // table as entry 62 with its value; then a field under that new entry's name.
+    block.extend([0x7f, 0x00, 12]);
+    block.extend(b"via-indexing");
+    block.extend([0x0f, 0x2f, 14]);
+    block.extend(b"from-new-entry");
     let mut stream = PREFACE.to_vec();
     stream.extend(settings());
     stream.extend(frame(0x1, 0x4 | 0x1, 1, &block));
@@ -215,11 +221,13 @@ fn values_under_very_long_names_are_masked_fail_closed() {
     assert!(!contains(&out, b"from-table-1"));
     assert!(contains(&out, b"short-visible"));
     assert!(contains(&out, b"from-table-2"));
+    assert!(!contains(&out, b"via-indexing"));
+    assert!(!contains(&out, b"from-new-entry"));
     let rules: Vec<&str> = pieces
         .iter()
         .flat_map(|p| p.redactions.iter().map(|r| &*r.rule))
         .collect();
-    assert_eq!(rules, ["fail-closed", "fail-closed"]);
+    assert_eq!(rules, ["fail-closed"; 4]);
 }
 
 proptest::proptest! {

@@ -19,6 +19,10 @@ const MAX_STRING: u64 = 64 * 1024;
 /// a scan of the name per field, thousands of times what the sender spends.
 const MAX_SCANNED_NAME: usize = 256;
 
+/// About how many bytes of scanned line the field scan's buffers keep between fields: a
+/// long value's are freed, so a quiet connection does not hold its largest.
+const SCAN_KEPT: usize = 4096;
+
 /// The representation being read, per RFC 7541 section 6.
 #[derive(Debug, Default)]
 enum Field {
@@ -369,10 +373,14 @@ impl Hpack {
             &mut self.text,
             &mut self.spans,
         );
-        self.spans
+        let rule = self
+            .spans
             .iter()
             .find(|span| span.end > value_start && span.start < value_start + value.len())
-            .map(|span| span.rule)
+            .map(|span| span.rule);
+        self.text.release_spare(SCAN_KEPT);
+        scan::shrink(&mut self.line, SCAN_KEPT);
+        rule
     }
 }
 

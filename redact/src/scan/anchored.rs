@@ -63,8 +63,8 @@ impl AnchoredPattern {
         // reach, as every byte between is one a match can hold; finding it once keeps hits
         // inside one long held value from each walking the rest of it.
         let mut reach = 0;
-        // A search failed at a hit before this offset, within the run it ends: hits up to
-        // here fail too. Without it, `eyJ-eyJ-eyJ-…` would read the rest of the run once
+        // A search failed where the pattern's literal is, at a hit before this offset within
+        // the run it ends: hits up to here fail too (`open_run`). Without it, `eyJ-eyJ-eyJ-…` would read the rest of the run once
         // per hit.
         let mut failed_to = 0;
         for &(at, bits) in hits {
@@ -116,10 +116,12 @@ struct OpenRun {
 }
 
 /// `L` and the bytes of `C` when `hir` is a literal `L` followed by `C{n,}` (unbounded),
-/// every byte of `L` in `C`, then anything. For such a pattern, a search that fails at a hit `h` fails
-/// at every later hit `h'` inside the run of `C` bytes from `h`: a match from `h'` is
-/// `L C{k} rest` with `k >= n`, and from `h` the same bytes read as `L C{k + h' - h} rest`
-/// (every byte between is in `C`, those of `L` at `h'` too), a match from `h`.
+/// every byte of `L` in `C`, then anything. For such a pattern, a search that fails at an
+/// `h` where `L` occurs fails at every later `h'` inside the run of `C` bytes from `h`: a
+/// match from `h'` is `L C{k} rest` with `k >= n`, and from `h` the same bytes read as
+/// `L C{k + h' - h} rest` (every byte between is in `C`, those of `L` at `h'` too), a match
+/// from `h`. Where `L` is not at `h`, the search fails whatever follows, so nothing is
+/// learnt.
 fn open_run(hir: &Hir) -> Option<OpenRun> {
     let HirKind::Concat(parts) = hir.kind() else {
         return None;

@@ -219,9 +219,10 @@ mod tests {
     use crate::config::Config;
 
     fn run_pem(buf: &[u8], public_open: &mut bool) -> (Vec<Span>, Cont, Vec<(usize, usize)>) {
-        let policy = Policy::new(&Config::default()).unwrap();
+        static POLICY: LazyLock<Policy> =
+            LazyLock::new(|| Policy::new(&Config::default()).unwrap());
         let (mut out, mut cont, mut exempt) = (Vec::new(), Cont::default(), Vec::new());
-        pem(&policy, buf, public_open, &mut out, &mut cont, &mut exempt);
+        pem(&POLICY, buf, public_open, &mut out, &mut cont, &mut exempt);
         (out, cont, exempt)
     }
 
@@ -288,5 +289,75 @@ mod tests {
         );
         assert_eq!(cont.pem, Some(rule));
         assert_eq!(exempt, [(0, text.len())]);
+    }
+
+    /// Each private body masked, each public body exempt, from its BEGIN to the first END
+    /// after its body (or the buffer's end), found byte by byte here: the same bytes as
+    /// `pem`'s spans and ranges, whatever mix of markers and a block left open before.
+    fn by_definition(buf: &[u8], open: bool) -> (Vec<bool>, Vec<bool>, bool, bool) {
+        let find =
+            |from: usize, what: &[u8]| (from..buf.len()).find(|&i| buf[i..].starts_with(what));
+        let (mut masked, mut exempt) = (vec![false; buf.len()], vec![false; buf.len()]);
+        let mut open_after = open && find(0, b"-----END").is_none();
+        if open {
+            let end = find(0, b"-----END").unwrap_or(buf.len());
+            exempt[..end].fill(true);
+        }
+        let mut pem_open = false;
+        let begins = (0..buf.len()).filter(|&i| buf[i..].starts_with(b"-----BEGIN "));
+        for begin in begins {
+            let label_start = begin + 11;
+            let window = &buf[label_start..buf.len().min(label_start + 80)];
+            let Some(label_len) = (0..window.len()).find(|&i| window[i..].starts_with(b"-----"))
+            else {
+                continue;
+            };
+            let label = &window[..label_len];
+            let body = label_start + label_len + 5;
+            let end = find(body, b"-----END");
+            let stop = end.unwrap_or(buf.len());
+            if label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK") {
+                masked[body..stop.max(body)].fill(true);
+                pem_open |= end.is_none();
+            } else {
+                exempt[body..stop.max(body)].fill(true);
+                open_after |= end.is_none();
+            }
+        }
+        (masked, exempt, pem_open, open_after)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        #[test]
+        fn pem_masks_and_exempts_every_block_by_definition(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "-----BEGIN ", "-----END ", "-----", "PRIVATE KEY", "RSA PRIVATE KEY",
+                    "PUBLIC KEY", "CERTIFICATE", "PGP PRIVATE KEY BLOCK", "x", "\n", " ", "-",
+                ]),
+                0..40,
+            ),
+            open in proptest::bool::ANY,
+        ) {
+            let buf = parts.concat().into_bytes();
+            let mut public_open = open;
+            let (out, cont, exempt) = run_pem(&buf, &mut public_open);
+            let (want_masked, want_exempt, want_pem, want_open) = by_definition(&buf, open);
+            let mut masked = vec![false; buf.len()];
+            for span in &out {
+                masked[span.start..span.end].fill(true);
+            }
+            let mut exempted = vec![false; buf.len()];
+            for &(start, end) in &exempt {
+                exempted[start..end].fill(true);
+            }
+            proptest::prop_assert_eq!(masked, want_masked);
+            proptest::prop_assert_eq!(exempted, want_exempt);
+            proptest::prop_assert_eq!(cont.pem.is_some(), want_pem);
+            proptest::prop_assert_eq!(public_open, want_open);
+            proptest::prop_assert!(exempt.windows(2).all(|w| w[0].1 < w[1].0), "{:?}", exempt);
+        }
     }
 }

@@ -18,11 +18,11 @@ pub(super) struct Streams {
     next_id: StreamId,
     /// The never-capture rule (or none) of each file path seen lately: a program reads
     /// the same files again and again, and a lookup costs less than the glob set's search.
-    never: FxHashMap<String, Option<Box<str>>>,
+    pub(super) never: FxHashMap<String, Option<Box<str>>>,
 }
 
 /// How many paths `Streams::never` remembers before it starts over.
-const NEVER_REMEMBERED: usize = 256;
+pub(super) const NEVER_REMEMBERED: usize = 256;
 
 /// An endpoint's live stream, and when its first syscall began: a close that began before
 /// that was of an earlier descriptor with the same number (see `fdtable`).

@@ -213,6 +213,7 @@ fn never_captured_files_keep_only_their_length() {
             });
             redactor.push(Body::Event(event), 0);
         }
+        assert!(redactor.streams.never.len() <= streams::NEVER_REMEMBERED);
         redactor.finish();
         let out = released(&mut redactor);
         assert_eq!(out.len(), paths.len());
