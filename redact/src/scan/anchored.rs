@@ -19,10 +19,10 @@ pub(super) struct AnchoredPattern {
     /// Every byte a match can hold: a match starting at a hit ends at or before the first
     /// byte after it that is not one of these.
     extent: [bool; 256],
-    /// For a pattern that begins with a literal and then any number of these bytes, the
-    /// literal's own bytes among them (a JWT's `eyJ[A-Za-z0-9_-]{4,}`), that literal and
-    /// the bytes: when the search fails where the literal is, so does the search at every
-    /// later hit in the same run of these bytes (`open_run`). Not where a hit is not the
+    /// For a pattern that begins with a literal, then any number of bytes of a class that
+    /// holds the literal's own (a JWT's `eyJ[A-Za-z0-9_-]{4,}`): the literal and the class.
+    /// When the search fails where the literal is, so does the search at every later hit in
+    /// the same run of the class (`open_run`). Not when it fails at a hit that is not the
     /// literal: hits are found case-blind, and `eyj` fails for its case alone.
     run: Option<OpenRun>,
 }
@@ -64,8 +64,8 @@ impl AnchoredPattern {
         // inside one long held value from each walking the rest of it.
         let mut reach = 0;
         // A search failed where the pattern's literal is, at a hit before this offset within
-        // the run it ends: hits up to here fail too (`open_run`). Without it, `eyJ-eyJ-eyJ-…` would read the rest of the run once
-        // per hit.
+        // the run it ends: hits up to here fail too (`open_run`). Without it, `eyJ-eyJ-…`
+        // would read the rest of the run once per hit.
         let mut failed_to = 0;
         for &(at, bits) in hits {
             if bits & bit == 0 || at < resume || at < failed_to {
