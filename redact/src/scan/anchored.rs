@@ -6,9 +6,9 @@
 //! scan to the reference, which searches every buffer whole).
 
 use regex_automata::{meta, Anchored, Input};
-use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::detector::Detector;
+use crate::scan::extent::{match_bytes, open_run, parse, run_end, OpenRun};
 use crate::scan::prefilter::Triggers;
 use crate::scan::Span;
 
@@ -101,59 +101,6 @@ impl AnchoredPattern {
     }
 }
 
-/// Where the run of `run`'s bytes from `at` ends.
-fn run_end(buf: &[u8], at: usize, run: &[bool; 256]) -> usize {
-    buf[at..]
-        .iter()
-        .position(|&b| !run[usize::from(b)])
-        .map_or(buf.len(), |p| at + p)
-}
-
-/// A pattern's leading literal, and the bytes of the open repetition after it.
-struct OpenRun {
-    literal: Vec<u8>,
-    bytes: [bool; 256],
-}
-
-/// `L` and the bytes of `C` when `hir` is a literal `L` followed by `C{n,}` (unbounded),
-/// every byte of `L` in `C`, then anything. For such a pattern, a search that fails at an
-/// `h` where `L` occurs fails at every later `h'` inside the run of `C` bytes from `h`: a
-/// match from `h'` is `L C{k} rest` with `k >= n`, and from `h` the same bytes read as
-/// `L C{k + h' - h} rest` (every byte between is in `C`, those of `L` at `h'` too), a match
-/// from `h`. Where `L` is not at `h`, the search fails whatever follows, so nothing is
-/// learnt.
-fn open_run(hir: &Hir) -> Option<OpenRun> {
-    let HirKind::Concat(parts) = hir.kind() else {
-        return None;
-    };
-    let [first, second, ..] = &parts[..] else {
-        return None;
-    };
-    let (HirKind::Literal(literal), HirKind::Repetition(repetition)) =
-        (first.kind(), second.kind())
-    else {
-        return None;
-    };
-    let HirKind::Class(Class::Bytes(class)) = repetition.sub.kind() else {
-        return None;
-    };
-    if repetition.max.is_some() {
-        return None;
-    }
-    let mut set = [false; 256];
-    for range in class.ranges() {
-        (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
-    }
-    literal
-        .0
-        .iter()
-        .all(|&b| set[usize::from(b)])
-        .then(|| OpenRun {
-            literal: literal.0.to_vec(),
-            bytes: set,
-        })
-}
-
 /// Whether every match of `detector`'s patterns starts where one of its trigger literals
 /// does (after `\b` at most). Not so for patterns whose literal sits inside the match (a
 /// URL's `://`, an email's `@`) or only somewhere near it (an AWS hint).
@@ -219,47 +166,6 @@ impl Secret {
     }
 }
 
-/// Every byte a match of `pattern` can hold, read from the parsed pattern. Were it not
-/// parsed (built-in patterns are), every byte.
-fn match_bytes(pattern: Option<&Hir>) -> [bool; 256] {
-    let mut set = [false; 256];
-    match pattern {
-        Some(hir) => mark(hir, &mut set),
-        None => set = [true; 256],
-    }
-    set
-}
-
-/// A pattern as the regex crate parses it (bytes, not UTF-8); `None` if it does not parse.
-fn parse(pattern: &str) -> Option<Hir> {
-    regex_syntax::ParserBuilder::new()
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()
-}
-
-/// Marks in `set` every byte a match of `hir` can hold: the bytes of its literals and
-/// classes (with `(?i)`, a letter's cases are a class).
-fn mark(hir: &Hir, set: &mut [bool; 256]) {
-    match hir.kind() {
-        HirKind::Literal(literal) => literal.0.iter().for_each(|&b| set[usize::from(b)] = true),
-        HirKind::Class(Class::Bytes(class)) => {
-            for range in class.ranges() {
-                (range.start()..=range.end()).for_each(|b| set[usize::from(b)] = true);
-            }
-        }
-        // Any byte of a UTF-8 encoding: patterns are `(?-u)`, so this is only caution.
-        HirKind::Class(Class::Unicode(_)) => *set = [true; 256],
-        HirKind::Repetition(repetition) => mark(&repetition.sub, set),
-        HirKind::Capture(capture) => mark(&capture.sub, set),
-        HirKind::Concat(hirs) | HirKind::Alternation(hirs) => {
-            hirs.iter().for_each(|hir| mark(hir, set))
-        }
-        HirKind::Empty | HirKind::Look(_) => {}
-    }
-}
-
 /// A built-in pattern for anchored searches, with `regex::bytes`'s semantics (any byte
 /// matched, empty matches anywhere).
 fn compile_anchored(pattern: &str) -> meta::Regex {
@@ -272,7 +178,10 @@ fn compile_anchored(pattern: &str) -> meta::Regex {
 
 #[cfg(test)]
 mod tests {
+    use regex_syntax::hir::{Hir, HirKind};
+
     use super::*;
+    use crate::scan::extent::mark;
     use crate::scan::prefilter::{searched_in_long_runs, triggers};
     use crate::scan::tokens::LONG_RUN;
     use crate::scan::value::{builtin, compile};
@@ -458,20 +367,6 @@ mod tests {
             }
         }
         assert_eq!(checked, 12, "every sample matches its pattern");
-    }
-
-    /// The JWT is the pattern the failed-run skip is for; patterns that start with `\b`, a
-    /// bounded repetition, or a literal outside their class have no run.
-    #[test]
-    fn only_open_runs_after_their_literal_are_runs() {
-        let run = |pattern: &str| open_run(&parse(pattern).unwrap()).is_some();
-        assert!(run(builtin(Detector::Jwt)[0].0));
-        assert!(run(r"(?-u)ab[a-c]{2,}x"));
-        assert!(!run(r"(?-u)\bab[a-c]{2,}x"), "a look before the literal");
-        assert!(!run(r"(?-u)ab[a-c]{2,9}x"), "bounded");
-        assert!(!run(r"(?-u)ab[b-c]{2,}x"), "`a` is not in the class");
-        assert!(!run(builtin(Detector::Bearer)[0].0));
-        assert!(!run(builtin(Detector::GithubToken)[0].0));
     }
 
     proptest::proptest! {

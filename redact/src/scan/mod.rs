@@ -14,6 +14,7 @@ mod covering;
 mod differential;
 mod digits;
 mod entropy;
+mod extent;
 mod key_runs;
 mod kv;
 mod lines;
