@@ -164,22 +164,29 @@ impl Resp {
                 State::BulkCr if b == b'\r' => State::BulkLf,
                 State::BulkLf if b == b'\n' => self.finish_arg(at + 1, cuts),
                 State::Resync { mask } => {
-                    if mask && b != b'\n' && b != b'\r' {
-                        masks.push(Mask {
-                            start: at,
-                            end: at + 1,
-                            rule,
-                        });
+                    // The rest of the line at once: a traced program can send lines of
+                    // any length here, and a mask per byte cost a redaction record each.
+                    let from = i - 1;
+                    let line_end =
+                        memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |p| from + p);
+                    if mask {
+                        mask_line(&bytes[from..line_end], at, masks);
                     }
-                    if b == b'\n' {
+                    i = (line_end + 1).min(bytes.len());
+                    if line_end < bytes.len() {
                         State::Star
                     } else {
                         State::Resync { mask }
                     }
                 }
-                _ => State::Resync {
-                    mask: b != b'\n' && self.masks_next(),
-                },
+                _ if b == b'\n' => State::Resync { mask: false },
+                _ => {
+                    // Resync from this byte, which may be the secret's first.
+                    i -= 1;
+                    State::Resync {
+                        mask: self.masks_next(),
+                    }
+                }
             };
         }
     }
@@ -277,6 +284,23 @@ impl Resp {
     }
 }
 
+/// Masks `line` (which starts at stream offset `at`) but its carriage returns, one mask
+/// per stretch between them.
+fn mask_line(line: &[u8], at: u64, masks: &mut Vec<Mask>) {
+    let rule = Detector::RedisAuth.rule();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\r', line).chain([line.len()]) {
+        if start < end {
+            masks.push(Mask {
+                start: at + start as u64,
+                end: at + end as u64,
+                rule,
+            });
+        }
+        start = end + 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +390,31 @@ mod tests {
         ] {
             assert!(out.contains(kept), "{kept} missing from {out}");
         }
+    }
+
+    #[test]
+    fn a_secret_that_breaks_the_framing_is_masked_whole() {
+        // The password should have come as `$7\r\nhunter2\r\n`; it came bare, then a
+        // broken length, then a line with a carriage return inside.
+        let s = b"*2\r\n$4\r\nAUTH\r\nhunter2\r\n*2\r\n$4\r\nAUTH\r\n$x-pw\rmore\r\n*1\r\n$4\r\nPING\r\n";
+        let want = b"*2\r\n$4\r\nAUTH\r\n*******\r\n*2\r\n$4\r\nAUTH\r\n$****\r****\r\n*1\r\n$4\r\nPING\r\n";
+        for split in [1, 2, 5, s.len()] {
+            assert_eq!(
+                String::from_utf8_lossy(&masked_text(s, split)),
+                String::from_utf8_lossy(want),
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_line_is_masked_in_stretches_not_bytes() {
+        let line = [&b"*2\r\n$4\r\nAUTH\r\n"[..], &[b'x'; 1000], b"\ryy\r\n"].concat();
+        let mut r = Resp::default();
+        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+        r.feed(&line, 0, &mut masks, &mut cuts);
+        let spans: Vec<_> = masks.iter().map(|m| (m.start, m.end)).collect();
+        assert_eq!(spans, [(14, 1014), (1015, 1017)]);
     }
 
     #[test]
