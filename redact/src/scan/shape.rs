@@ -36,11 +36,19 @@ pub(super) fn card_numbers(
         }
     }
     groups.push((g, end));
-    let digits = |range: &[(usize, usize)]| -> Vec<u8> {
-        range
-            .iter()
-            .flat_map(|&(s, e)| buf[s..e].iter().map(|d| d - b'0'))
-            .collect()
+    // Whether groups make a card, their digits gathered on the stack: a chain as long as
+    // the line has a candidate at every group, and this ran for each.
+    let mut scratch = [0u8; 19];
+    let mut is_card = |range: &[(usize, usize)]| -> bool {
+        let mut n = 0;
+        for d in range.iter().flat_map(|&(s, e)| &buf[s..e]) {
+            let Some(slot) = scratch.get_mut(n) else {
+                return false;
+            };
+            *slot = d - b'0';
+            n += 1;
+        }
+        card_digits_ok(&scratch[..n])
     };
     let mut i = 0;
     while i < groups.len() {
@@ -56,7 +64,7 @@ pub(super) fn card_numbers(
                     break;
                 }
                 total += len;
-                if (13..=19).contains(&total) && card_digits_ok(&digits(&groups[i..=j])) {
+                if (13..=19).contains(&total) && is_card(&groups[i..=j]) {
                     found = Some(j);
                 }
                 if total >= 19 {
@@ -65,7 +73,7 @@ pub(super) fn card_numbers(
             }
         }
         match found {
-            Some(j) if card_digits_ok(&digits(&groups[i..=j])) => {
+            Some(j) if is_card(&groups[i..=j]) => {
                 emit(groups[i].0, groups[j].1);
                 i = j + 1;
             }
