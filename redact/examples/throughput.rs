@@ -14,7 +14,11 @@
 //! - `pem`: lines of 64 KiB of `-----BEGIN PRIVATE KEY`, a PEM block begun every 22
 //!   bytes and never ended, another;
 //! - `h2names`: an HTTP/2 connection whose first field adds a 4000-byte name to the table,
-//!   then 1 MiB of 4-byte fields that each refer to it (run with MIB 1), a third.
+//!   then 1 MiB of 4-byte fields that each refer to it (run with MIB 1), a third;
+//! - `resync`: a Redis stream of `AUTH` commands whose argument breaks the framing, so
+//!   the tracker masks the rest of each 4000-byte line;
+//! - `digits`: lines of 64 KiB of `4111 `, one digit chain as long as the line, every
+//!   stretch of which the card-number detector tries.
 //!
 //! `cargo run --release -p recorder-redact --example throughput [-- PIECE_BYTES [MIB [MODE]]]`
 //!
@@ -142,9 +146,12 @@ fn main() {
         "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
         "h2names" => h2_long_names(),
         "pem" => [b"-----BEGIN PRIVATE KEY".repeat(3 << 10), b"\n".to_vec()].concat(),
-        other => {
-            panic!("MODE is mixed, ordinary, json, dense, http, runs, pem or h2names, not {other}")
-        }
+        "resync" => [&b"*2\r\n$4\r\nAUTH\r\n"[..], &[b'x'; 4000], b"\n"].concat(),
+        "digits" => [b"4111 ".repeat(13107), b"\n".to_vec()].concat(),
+        other => panic!(
+            "MODE is mixed, ordinary, json, dense, http, runs, pem, h2names, resync or digits, \
+             not {other}"
+        ),
     };
     let mut data = Vec::with_capacity(mib << 20);
     while data.len() < mib << 20 {
