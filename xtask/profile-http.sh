@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Profiles recorderd recording nginx under wrk, as the HTTP row of `cargo xtask bench` runs
 # them (docs/BENCHMARKS.md, "Where the daemon's CPU goes"). Root; release binaries built by
-# `cargo xtask build`; nginx and wrk installed (`cargo xtask setup`).
+# `cargo xtask build`; nginx (`cargo xtask setup`), wrk and perf (`cargo xtask bench`) installed.
 #
 #   xtask/profile-http.sh OUT
 #
@@ -12,6 +12,14 @@
 # CPU 1, as the bench's pinned row does. Prints wrk's rate and recorderd's CPU during the
 # run, and leaves perf.data and recorderd.log in OUT.
 set -euo pipefail
+tools="nginx wrk"
+[ "${PERF:-1}" = 0 ] || tools="$tools perf"
+for tool in $tools; do
+    command -v "$tool" > /dev/null || {
+        echo "profile-http.sh: $tool is not installed; cargo xtask bench installs it (or apt-get install nginx wrk linux-perf)" >&2
+        exit 1
+    }
+done
 out=$(realpath -m "$1")
 bin=${BIN:-target/release}
 rm -rf "$out"; mkdir -p "$out/tmp"
