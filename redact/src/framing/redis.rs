@@ -179,7 +179,11 @@ impl Resp {
                         State::Resync { mask }
                     }
                 }
-                _ if b == b'\n' => State::Resync { mask: false },
+                // A bare line feed ends the line the framing broke on: the secret due, if
+                // any, is on the next (a client that ends lines with `\n` alone).
+                _ if b == b'\n' => State::Resync {
+                    mask: self.masks_next(),
+                },
                 _ => {
                     // Resync from this byte, which may be the secret's first.
                     i -= 1;
@@ -399,6 +403,19 @@ mod tests {
         let s = b"*2\r\n$4\r\nAUTH\r\nhunter2\r\n*2\r\n$4\r\nAUTH\r\n$x-pw\rmore\r\n*1\r\n$4\r\nPING\r\n";
         let want = b"*2\r\n$4\r\nAUTH\r\n*******\r\n*2\r\n$4\r\nAUTH\r\n$****\r****\r\n*1\r\n$4\r\nPING\r\n";
         for split in [1, 2, 5, s.len()] {
+            assert_eq!(
+                String::from_utf8_lossy(&masked_text(s, split)),
+                String::from_utf8_lossy(want),
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_after_a_bare_line_feed_is_masked() {
+        let s = b"*2\r\n$4\r\nAUTH\r\n$7\nhunter2\r\n*2\r\n$4\r\nAUTH\r\n\nhunter2\r\n*1\r\n$4\r\nPING\r\n";
+        let want = b"*2\r\n$4\r\nAUTH\r\n$7\n*******\r\n*2\r\n$4\r\nAUTH\r\n\n*******\r\n*1\r\n$4\r\nPING\r\n";
+        for split in [1, 3, s.len()] {
             assert_eq!(
                 String::from_utf8_lossy(&masked_text(s, split)),
                 String::from_utf8_lossy(want),
