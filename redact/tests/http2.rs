@@ -230,6 +230,86 @@ fn values_under_very_long_names_are_masked_fail_closed() {
     assert_eq!(rules, ["fail-closed"; 4]);
 }
 
+/// `gets` fields `:method GET` (one byte each, from the static table), then an
+/// `authorization` field, literal with a new name, whose value is `value`.
+fn bearer_block(gets: usize, value: &[u8]) -> Vec<u8> {
+    let mut block = vec![0x82; gets];
+    block.extend([0x00, 13]);
+    block.extend(b"authorization");
+    block.push(0x80 | value.len() as u8);
+    block.extend(value);
+    block
+}
+
+/// Pushes `stream` in pieces of every size from 1 to its length; asserts the bearer
+/// token, Huffman-coded, is never in the output.
+fn bearer_never_survives(stream: &[u8]) {
+    for piece in 1..=stream.len() {
+        let (out, _) = redact(stream, piece);
+        assert!(!contains(&out, &huffman(BEARER)), "piece {piece}");
+    }
+}
+
+/// CONTINUATION defines no PADDED flag: a frame that sets it anyway (receivers ignore
+/// undefined flags) carries no pad length, and its fields are followed as any others.
+#[test]
+fn a_continuation_frame_with_the_padded_bit_is_not_padded() {
+    for gets in [1, 110] {
+        let mut stream = PREFACE.to_vec();
+        stream.extend(settings());
+        stream.extend(frame(0x1, 0x0, 1, &[]));
+        stream.extend(frame(
+            0x9,
+            0x4 | 0x8,
+            1,
+            &bearer_block(gets, &huffman(BEARER)),
+        ));
+        bearer_never_survives(&stream);
+    }
+}
+
+/// A pad length past the frame's end is malformed; the fragment before it is masked, and
+/// everything after it.
+#[test]
+fn padding_longer_than_its_frame_masks_the_frame() {
+    let mut payload = vec![250];
+    payload.extend(bearer_block(1, &huffman(BEARER)));
+    let mut stream = PREFACE.to_vec();
+    stream.extend(settings());
+    stream.extend(frame(0x1, 0x4 | 0x8, 1, &payload));
+    bearer_never_survives(&stream);
+}
+
+/// A Huffman-coded value that does not decode (here: padding longer than 7 bits) cannot be
+/// judged, so it is masked.
+#[test]
+fn a_value_that_does_not_decode_is_masked() {
+    let mut value = huffman(BEARER);
+    value.push(0xff);
+    let mut stream = PREFACE.to_vec();
+    stream.extend(settings());
+    stream.extend(frame(0x1, 0x4 | 0x1, 1, &bearer_block(1, &value)));
+    bearer_never_survives(&stream);
+}
+
+/// Bytes lost inside the client preface: the stream is still HTTP/2, and what follows the
+/// hole is masked.
+#[test]
+fn a_hole_in_the_preface_masks_what_follows() {
+    let mut rest = PREFACE[12..].to_vec();
+    rest.extend(settings());
+    rest.extend(frame(0x1, 0x4 | 0x1, 1, &bearer_block(1, &huffman(BEARER))));
+    let mut redactor = StreamRedactor::new(policy());
+    let first = redactor.push(&PREFACE[..10], 0);
+    redactor.gap(2, 0);
+    let rest = redactor.push(&rest, 0);
+    redactor.close();
+    assert!(redactor.take(first).is_some());
+    let rest = redactor.take(rest).unwrap();
+    assert!(!contains(&rest.bytes, &huffman(BEARER)));
+    assert!(rest.bytes.iter().all(|&b| b == b'*'), "masked whole");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 

@@ -315,6 +315,14 @@ impl Hpack {
         let mut decoded = Vec::new();
         let text = if huffman {
             if httlib_huffman::decode(&self.raw, &mut decoded, DecoderSpeed::FourBits).is_err() {
+                // Undecodable, so unjudged: a whole value was not masked as it arrived.
+                if of == Part::Value && whole {
+                    masks.push(Mask {
+                        start,
+                        end: start + self.raw.len() as u64,
+                        rule: FAIL_CLOSED,
+                    });
+                }
                 self.lose();
                 return;
             }

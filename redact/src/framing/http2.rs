@@ -145,6 +145,10 @@ impl Http2 {
     /// `len` bytes of the stream were lost.
     pub(crate) fn gap(&mut self, _len: u64) {
         self.mode = match self.mode {
+            // What was seen began the client preface: HTTP/2 whose preface was cut.
+            Mode::Detecting if !self.seen.is_empty() && PREFACE.starts_with(&self.seen) => {
+                Mode::Lost
+            }
             Mode::Detecting | Mode::Off => Mode::Off,
             _ => Mode::Lost,
         };
@@ -232,12 +236,16 @@ impl Http2 {
                         let prefix = prefix_len(*kind, *flags);
                         let padding = u32::from(pad.unwrap_or(0));
                         let Some(fragment) = payload.checked_sub(prefix + padding) else {
-                            self.hpack.lost = true;
-                            self.frame = Frame::Skip {
-                                left: *payload - prefix,
-                                cut: true,
-                            };
-                            continue;
+                            // Malformed (a server closes the connection on it), yet the
+                            // fragment may still hold header fields: nothing after it is
+                            // followed, all of it is masked.
+                            self.mode = Mode::Lost;
+                            masks.push(Mask {
+                                start: base + i as u64,
+                                end: base + bytes.len() as u64,
+                                rule: FAIL_CLOSED,
+                            });
+                            return;
                         };
                         self.frame = Frame::Fragment {
                             flags: *flags,
@@ -282,6 +290,13 @@ impl Http2 {
     /// Starts the frame whose header is `header`; false if it cannot be HTTP/2.
     fn start_frame(&mut self, header: &[u8; FRAME_HEADER]) -> bool {
         let (len, kind, flags, _) = parse_header(header);
+        // A receiver ignores the flags a frame's type does not define (RFC 9113, 4.1):
+        // a CONTINUATION frame with the PADDED bit set has no pad length.
+        let flags = if kind == CONTINUATION {
+            flags & END_HEADERS
+        } else {
+            flags
+        };
         if len > MAX_FRAME {
             return false;
         }
