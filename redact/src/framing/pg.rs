@@ -41,6 +41,9 @@ pub(crate) struct Pg {
     state: State,
     /// A message other than `p` was sent after startup: authentication is over.
     authenticated: bool,
+    /// An SSL or GSS request was sent: if the stream goes on in the clear, it was refused
+    /// and the startup comes next.
+    encryption_asked: bool,
 }
 
 impl Default for Pg {
@@ -48,6 +51,7 @@ impl Default for Pg {
         Pg {
             state: State::Sniff { head: [0; 8], n: 0 },
             authenticated: false,
+            encryption_asked: false,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Pg {
                         let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
                         self.state = if len == 8 && (code == SSL_REQUEST || code == GSSENC_REQUEST)
                         {
+                            self.encryption_asked = true;
                             State::Sniff { head: [0; 8], n: 0 }
                         } else if (code >> 16 == 3 && (8..=MAX_STARTUP_LEN).contains(&len))
                             || (code == CANCEL_REQUEST && len == 16)
@@ -172,7 +177,11 @@ impl Pg {
     pub(crate) fn gap(&mut self, len: u64) {
         match &mut self.state {
             State::Off | State::MaskAll => {}
-            State::Sniff { .. } => self.state = State::Off,
+            // Bytes lost at the very start: nothing says this is PostgreSQL.
+            State::Sniff { n: 0, .. } if !self.encryption_asked => self.state = State::Off,
+            // Lost inside the first packet, or before the startup that follows a refused
+            // SSL/GSS request: the startup and the password may both be in what follows.
+            State::Sniff { .. } => self.desync(),
             State::Startup { remaining } | State::Body { remaining, .. } => {
                 if len <= u64::from(*remaining) {
                     *remaining -= len as u32;
