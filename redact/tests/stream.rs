@@ -344,6 +344,69 @@ fn a_postgres_reply_is_decided_at_its_last_message_however_long_the_next_one_tak
     assert!(taken.redactions.is_empty(), "{:?}", taken.redactions);
 }
 
+/// `before` pushed, `hole` bytes lost, then `after` in pieces of every size from 1 to its
+/// length: what came out after the hole, one output per piece size.
+fn outputs_after_a_hole(before: &[&[u8]], hole: u64, after: &[u8]) -> Vec<Vec<u8>> {
+    (1..=after.len())
+        .map(|piece| {
+            let mut s = StreamRedactor::new(policy());
+            for p in before {
+                s.push(p, 0);
+            }
+            s.gap(hole, 0);
+            let tickets: Vec<Ticket> = after.chunks(piece).map(|p| s.push(p, 0)).collect();
+            s.close();
+            tickets
+                .into_iter()
+                .flat_map(|t| s.take(t).expect("decided once closed").bytes)
+                .collect()
+        })
+        .collect()
+}
+
+/// Bytes lost before the startup is understood (inside its first eight bytes, or inside
+/// the startup that follows a refused SSL request): the password may follow, so
+/// everything after the hole is masked.
+#[test]
+fn a_hole_before_the_postgres_startup_masks_what_follows() {
+    let body = b"user\0alice\0database\0app\0\0";
+    let mut startup = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196_608u32.to_be_bytes());
+    startup.extend_from_slice(body);
+    let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let rest = [
+        &startup[6..],
+        &pg_message(b'p', b"hunter2pw\0")[..],
+        &pg_message(b'Q', b"select 1\0")[..],
+    ]
+    .concat();
+    for before in [vec![&ssl_request[..], &startup[..2]], vec![&startup[..4]]] {
+        let hole = 6 - before.last().unwrap().len() as u64;
+        for out in outputs_after_a_hole(&before, hole, &rest) {
+            assert!(
+                !contains(&out, "hunter2pw"),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+}
+
+/// Bytes lost inside the headers of a response whose body is encoded: where the body
+/// starts is no longer known, so the rest of the stream is masked.
+#[test]
+fn a_hole_in_the_headers_of_an_encoded_body_masks_what_follows() {
+    let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 30\r\nX-Pad: ";
+    let rest = b"\r\n\r\n\x1f\x8b\x08\x00GZIPSECRETPAYLOADVISIBLE\x00\x01";
+    for out in outputs_after_a_hole(&[head], 4, rest) {
+        assert!(
+            !contains(&out, "GZIPSECRET"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
+
 #[test]
 fn finish_fails_closed_but_close_does_not() {
     let mut a = StreamRedactor::new(policy());
