@@ -8,11 +8,10 @@
 //! - A body with a `Content-Encoding` other than identity (gzip, br, zstd, ...) is opaque
 //!   to every detector, yet anyone can decompress it from a recording, so it is masked
 //!   whole: N bytes with a `Content-Length`, up to the last chunk when chunked, to the end
-//!   of the stream otherwise. Responses are followed by their lines, not their lengths:
-//!   a response to HEAD has a length but no body, which the other direction's request
-//!   says. The tracker then masks that many bytes of the next response's headers and
-//!   misses its body (docs/REDACTION.md, "Known gaps"); statuses 1xx, 204 and 304 are
-//!   known to have no body.
+//!   of the stream otherwise. Responses are followed by their lines, not their lengths
+//!   (a response to HEAD has a length but no body, which only the other direction's
+//!   request says): a masked response body whose first line is a status line is the next
+//!   response, and statuses 1xx, 204 and 304 have no body.
 
 use crate::detector::Detector;
 use crate::framing::Mask;
@@ -36,6 +35,9 @@ enum State {
         remaining: u64,
         mask: bool,
         cut: bool,
+        /// A masked response body whose first line is still being read: a response to
+        /// HEAD has a length but no body, so what follows may be the next response.
+        probe: bool,
     },
     /// Masking a chunked encoded body until its last chunk (`0\r\n\r\n`).
     MaskChunked { window: u64 },
@@ -77,6 +79,7 @@ impl Http {
                     remaining,
                     mask,
                     cut,
+                    probe,
                 } => {
                     let take = (remaining as usize).min(bytes.len() - i);
                     if mask {
@@ -86,14 +89,26 @@ impl Http {
                             rule,
                         });
                     }
+                    let probe = match probe.then(|| self.probe(&bytes[i..i + take])) {
+                        Some(Probe::Status(after)) => {
+                            // What was taken for a body is the next response: its headers
+                            // are read from here (the bytes already masked stay masked).
+                            i += after;
+                            continue;
+                        }
+                        Some(Probe::More) => true,
+                        Some(Probe::NotStatus) | None => false,
+                    };
                     i += take;
                     let remaining = remaining - take as u64;
                     self.state = State::Body {
                         remaining,
                         mask,
                         cut,
+                        probe,
                     };
                     if remaining == 0 {
+                        self.line.clear();
                         if cut {
                             cuts.push(base + i as u64);
                         }
@@ -178,6 +193,29 @@ impl Http {
         self.line.extend_from_slice(&part[..room.min(part.len())]);
     }
 
+    /// Reads `part`, the next bytes of a probed body, into the line; at the line's end, a
+    /// status line becomes the state.
+    fn probe(&mut self, part: &[u8]) -> Probe {
+        if self.line.is_empty() && part.first() != Some(&b'H') {
+            return Probe::NotStatus;
+        }
+        let Some(p) = memchr::memchr(b'\n', part) else {
+            self.capture(part);
+            return Probe::More;
+        };
+        self.capture(&part[..p]);
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let next = is_status_line(line).then(|| message_start(line)).flatten();
+        self.line.clear();
+        match next {
+            Some(headers) => {
+                self.state = headers;
+                Probe::Status(p + 1)
+            }
+            None => Probe::NotStatus,
+        }
+    }
+
     /// Keeps the end of `part`, the latest bytes of the current line, in `tail`.
     fn keep_tail(&mut self, part: &[u8]) {
         self.tail
@@ -211,12 +249,14 @@ impl Http {
                     remaining: n,
                     mask: true,
                     cut: request,
+                    probe: !request,
                 },
                 (true, false, None) => State::MaskRest,
                 (false, false, Some(n)) if request && n > 0 => State::Body {
                     remaining: n,
                     mask: false,
                     cut: true,
+                    probe: false,
                 },
                 _ => State::Idle,
             },
@@ -264,10 +304,12 @@ impl Http {
                 remaining,
                 mask,
                 cut,
+                ..
             } if len < remaining => State::Body {
                 remaining: remaining - len,
                 mask,
                 cut,
+                probe: false,
             },
             State::MaskChunked { .. } | State::MaskRest => self.state,
             // An encoded body is on its way, and the hole may have held the blank line
@@ -276,6 +318,15 @@ impl Http {
             _ => State::Idle,
         };
     }
+}
+
+/// What the first line of a probed body turned out to be.
+enum Probe {
+    /// Not ended yet.
+    More,
+    /// A status line, ending this many bytes into the part read.
+    Status(usize),
+    NotStatus,
 }
 
 /// The headers that follow `line`, if it is a request or status line. A response with
@@ -317,134 +368,4 @@ fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(input: &[u8], split: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
-        let mut h = Http::default();
-        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
-        for (i, c) in input.chunks(split).enumerate() {
-            h.feed(c, (i * split) as u64, true, &mut masks, &mut cuts);
-        }
-        // Merge adjacent masks for comparison.
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for m in masks {
-            match merged.last_mut() {
-                Some(last) if last.1 == m.start => last.1 = m.end,
-                _ => merged.push((m.start, m.end)),
-            }
-        }
-        (merged, cuts)
-    }
-
-    /// A gzip response after `first` on one connection: its 30-byte body is masked
-    /// exactly, at every split.
-    fn gzip_body_after(first: &[u8]) {
-        let second = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 30\r\n\r\n";
-        let body = b"\x1f\x8b\x08\x00GZIPSECRETPAYLOADVISIBLE\x00\x01";
-        let input = [first, second, body].concat();
-        let at = (first.len() + second.len()) as u64;
-        for split in 1..=input.len() {
-            let (masks, _) = run(&input, split);
-            assert_eq!(masks, [(at, at + 30)], "split {split}");
-        }
-    }
-
-    #[test]
-    fn a_status_line_after_a_body_without_a_line_break_is_seen() {
-        gzip_body_after(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
-        gzip_body_after(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
-    }
-
-    #[test]
-    fn responses_without_a_body_mask_none() {
-        for status in ["304 Not Modified", "204 No Content", "100 Continue"] {
-            let first = format!(
-                "HTTP/1.1 {status}\r\nContent-Encoding: gzip\r\nContent-Length: 74\r\n\r\n"
-            );
-            gzip_body_after(first.as_bytes());
-        }
-    }
-
-    #[test]
-    fn cuts_at_the_end_of_a_request_body() {
-        let req = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nuser=a&pw=b";
-        for split in [1, 5, req.len()] {
-            let (masks, cuts) = run(req, split);
-            assert_eq!(cuts, [req.len() as u64], "split {split}");
-            assert!(masks.is_empty());
-        }
-    }
-
-    #[test]
-    fn lines_around_messages_are_passed_over_wherever_pieces_split() {
-        let input = b"{\"not\":\"http\"}\n\nxGET / HTTP/1.1\r\nPOST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n  POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nz";
-        let ok = input.windows(2).position(|w| w == b"ok").unwrap() as u64;
-        for split in 1..input.len() {
-            let (masks, cuts) = run(input, split);
-            assert!(masks.is_empty(), "split {split}");
-            // The second request is cut after its body; the indented one is not a request.
-            assert_eq!(cuts, [ok + 2], "split {split}");
-        }
-    }
-
-    #[test]
-    fn a_gap_ends_a_passed_over_line() {
-        let mut h = Http::default();
-        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
-        h.feed(b"{\"partial", 0, true, &mut masks, &mut cuts);
-        h.gap(5);
-        let request = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nok";
-        h.feed(request, 14, true, &mut masks, &mut cuts);
-        assert_eq!(cuts, [14 + request.len() as u64]);
-    }
-
-    #[test]
-    fn responses_and_bodiless_requests_do_not_cut() {
-        let (masks, cuts) = run(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            3,
-        );
-        assert!(cuts.is_empty() && masks.is_empty());
-    }
-
-    #[test]
-    fn encoded_bodies_are_masked_whole() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 6\r\n\r\n";
-        let mut input = head.to_vec();
-        input.extend_from_slice(b"\x1f\x8b\n\x00ab");
-        input.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
-        for split in [1, 4, 100] {
-            let (masks, _) = run(&input, split);
-            assert_eq!(
-                masks,
-                [(head.len() as u64, head.len() as u64 + 6)],
-                "split {split}"
-            );
-        }
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: br\r\n\r\n4\r\nab\ncd\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n";
-        let body_start = chunked.windows(4).position(|w| w == b"\r\n\r\n").unwrap() as u64 + 4;
-        let body_end = chunked
-            .windows(7)
-            .position(|w| w == b"0\r\n\r\nHT")
-            .unwrap() as u64
-            + 5;
-        for split in [1, 3, 200] {
-            assert_eq!(
-                run(chunked, split).0,
-                [(body_start, body_end)],
-                "split {split}"
-            );
-        }
-        let until_close = b"HTTP/1.0 200 OK\r\nContent-Encoding: zstd\r\n\r\nanything at all";
-        let body = until_close
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap() as u64
-            + 4;
-        assert_eq!(run(until_close, 5).0, [(body, until_close.len() as u64)]);
-        let identity =
-            b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok";
-        assert!(run(identity, 2).0.is_empty());
-    }
-}
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+
+fn run(input: &[u8], split: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
+    let mut h = Http::default();
+    let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+    for (i, c) in input.chunks(split).enumerate() {
+        h.feed(c, (i * split) as u64, true, &mut masks, &mut cuts);
+    }
+    // Merge adjacent masks for comparison.
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for m in masks {
+        match merged.last_mut() {
+            Some(last) if last.1 == m.start => last.1 = m.end,
+            _ => merged.push((m.start, m.end)),
+        }
+    }
+    (merged, cuts)
+}
+
+/// A gzip response after `first` on one connection: its 30-byte body is masked
+/// exactly, at every split.
+fn gzip_body_after(first: &[u8]) {
+    let second = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 30\r\n\r\n";
+    let body = b"\x1f\x8b\x08\x00GZIPSECRETPAYLOADVISIBLE\x00\x01";
+    let input = [first, second, body].concat();
+    let at = (first.len() + second.len()) as u64;
+    for split in 1..=input.len() {
+        let (masks, _) = run(&input, split);
+        assert_eq!(masks, [(at, at + 30)], "split {split}");
+    }
+}
+
+#[test]
+fn a_status_line_after_a_body_without_a_line_break_is_seen() {
+    gzip_body_after(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+    gzip_body_after(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+}
+
+/// A response to HEAD has a length and no body: the next response, taken for its body
+/// and masked, is still followed, and its own body is masked whole.
+#[test]
+fn the_response_after_a_response_to_head_is_followed() {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 74\r\n\r\n";
+    let body = b"GZIPSECRETPAYLOADVISIBLE-0123456789-0123456789-0123456789-0123456789-01234";
+    assert_eq!(body.len(), 74);
+    let input = [&head[..], head, body, b"HTTP/1.1 200 OK\r\n"].concat();
+    let at = (2 * head.len()) as u64;
+    for split in 1..=input.len() {
+        let (masks, _) = run(&input, split);
+        let covered = |b: u64| masks.iter().any(|&(s, e)| s <= b && b < e);
+        assert!((at..at + 74).all(covered), "split {split}: {masks:?}");
+        // The body's end is known: what follows it is not masked.
+        assert!(!covered(at + 74), "split {split}: {masks:?}");
+    }
+}
+
+#[test]
+fn responses_without_a_body_mask_none() {
+    for status in ["304 Not Modified", "204 No Content", "100 Continue"] {
+        let first =
+            format!("HTTP/1.1 {status}\r\nContent-Encoding: gzip\r\nContent-Length: 74\r\n\r\n");
+        gzip_body_after(first.as_bytes());
+    }
+}
+
+#[test]
+fn cuts_at_the_end_of_a_request_body() {
+    let req = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nuser=a&pw=b";
+    for split in [1, 5, req.len()] {
+        let (masks, cuts) = run(req, split);
+        assert_eq!(cuts, [req.len() as u64], "split {split}");
+        assert!(masks.is_empty());
+    }
+}
+
+#[test]
+fn lines_around_messages_are_passed_over_wherever_pieces_split() {
+    let input = b"{\"not\":\"http\"}\n\nxGET / HTTP/1.1\r\nPOST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n  POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nz";
+    let ok = input.windows(2).position(|w| w == b"ok").unwrap() as u64;
+    for split in 1..input.len() {
+        let (masks, cuts) = run(input, split);
+        assert!(masks.is_empty(), "split {split}");
+        // The second request is cut after its body; the indented one is not a request.
+        assert_eq!(cuts, [ok + 2], "split {split}");
+    }
+}
+
+#[test]
+fn a_gap_ends_a_passed_over_line() {
+    let mut h = Http::default();
+    let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+    h.feed(b"{\"partial", 0, true, &mut masks, &mut cuts);
+    h.gap(5);
+    let request = b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nok";
+    h.feed(request, 14, true, &mut masks, &mut cuts);
+    assert_eq!(cuts, [14 + request.len() as u64]);
+}
+
+#[test]
+fn responses_and_bodiless_requests_do_not_cut() {
+    let (masks, cuts) = run(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        3,
+    );
+    assert!(cuts.is_empty() && masks.is_empty());
+}
+
+#[test]
+fn encoded_bodies_are_masked_whole() {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 6\r\n\r\n";
+    let mut input = head.to_vec();
+    input.extend_from_slice(b"\x1f\x8b\n\x00ab");
+    input.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+    for split in [1, 4, 100] {
+        let (masks, _) = run(&input, split);
+        assert_eq!(
+            masks,
+            [(head.len() as u64, head.len() as u64 + 6)],
+            "split {split}"
+        );
+    }
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: br\r\n\r\n4\r\nab\ncd\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n";
+    let body_start = chunked.windows(4).position(|w| w == b"\r\n\r\n").unwrap() as u64 + 4;
+    let body_end = chunked
+        .windows(7)
+        .position(|w| w == b"0\r\n\r\nHT")
+        .unwrap() as u64
+        + 5;
+    for split in [1, 3, 200] {
+        assert_eq!(
+            run(chunked, split).0,
+            [(body_start, body_end)],
+            "split {split}"
+        );
+    }
+    let until_close = b"HTTP/1.0 200 OK\r\nContent-Encoding: zstd\r\n\r\nanything at all";
+    let body = until_close
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap() as u64
+        + 4;
+    assert_eq!(run(until_close, 5).0, [(body, until_close.len() as u64)]);
+    let identity = b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok";
+    assert!(run(identity, 2).0.is_empty());
+}
