@@ -54,9 +54,11 @@ pub(crate) struct Http {
     skipping: bool,
     /// Encoded bodies are masked (the policy's, as of the last bytes fed).
     compressed: bool,
-    /// The last bytes of the current line between messages (`TAIL` at most): a response
-    /// body that does not end with a line break runs into the next status line, and
-    /// responses are not followed by their length.
+    /// A response's headers ended and its body is not followed by its length: until the
+    /// next message starts, a line may end with the next response's status line (a body
+    /// without a final line break runs into it).
+    after_response: bool,
+    /// The last bytes of the current line while `after_response` (`TAIL` at most).
     tail: Vec<u8>,
 }
 
@@ -155,12 +157,13 @@ impl Http {
             }
             let rest = &bytes[i..];
             let idle = self.state == State::Idle;
+            let watch = idle && self.after_response;
             if idle && self.line.is_empty() && !self.skipping {
                 self.skipping = !rest[0].is_ascii_uppercase();
             }
             match memchr::memchr(b'\n', rest) {
                 None => {
-                    if idle {
+                    if watch {
                         self.keep_tail(rest);
                     }
                     if !self.skipping {
@@ -169,17 +172,14 @@ impl Http {
                     i = bytes.len();
                 }
                 Some(p) => {
-                    if idle {
-                        self.keep_tail(&rest[..p]);
-                    }
                     if self.skipping {
                         self.skipping = false;
                     } else {
                         self.capture(&rest[..p]);
                         self.line_done(compressed);
                     }
-                    if idle && self.state == State::Idle {
-                        self.status_in_tail();
+                    if watch && self.state == State::Idle {
+                        self.status_in_tail(&rest[..p]);
                     }
                     self.tail.clear();
                     i += p + 1;
@@ -226,15 +226,27 @@ impl Http {
 
     /// A line between messages that is not a message's first line may end with one: a
     /// response body without a final line break, then the next response's status line.
-    fn status_in_tail(&mut self) {
-        let tail = self.tail.strip_suffix(b"\r").unwrap_or(&self.tail);
-        if let Some(at) = memchr::memmem::rfind(tail, b"HTTP/1.") {
-            self.state = message_start(&tail[at..]).unwrap_or(State::Idle);
+    /// `last` is the line's part in this push; `tail` holds the end of its earlier parts.
+    fn status_in_tail(&mut self, last: &[u8]) {
+        let end = if self.tail.is_empty() {
+            &last[last.len().saturating_sub(TAIL)..]
+        } else {
+            self.keep_tail(last);
+            &self.tail[..]
+        };
+        let end = end.strip_suffix(b"\r").unwrap_or(end);
+        // At the end of every body line: a capital `H` is rare, a searcher's set-up is not.
+        let status = memchr::memrchr_iter(b'H', end).find(|&at| end[at..].starts_with(b"HTTP/1."));
+        if let Some(at) = status {
+            self.state = message_start(&end[at..]).unwrap_or(State::Idle);
         }
     }
 
     fn line_done(&mut self, compressed: bool) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        if let State::Headers { request, .. } = self.state {
+            self.after_response = !request && line.is_empty();
+        }
         self.state = match self.state {
             State::Idle => message_start(line).unwrap_or(State::Idle),
             State::Headers {
