@@ -208,12 +208,7 @@ impl Http2 {
                     if *have == FRAME_HEADER {
                         let header = *header;
                         if !self.start_frame(&header) {
-                            self.mode = Mode::Lost;
-                            masks.push(Mask {
-                                start: base + i as u64,
-                                end: base + bytes.len() as u64,
-                                rule: FAIL_CLOSED,
-                            });
+                            self.lose(base + i as u64, base + bytes.len() as u64, masks);
                             return;
                         }
                         self.end_if_empty(base + i as u64, cuts);
@@ -237,14 +232,8 @@ impl Http2 {
                         let padding = u32::from(pad.unwrap_or(0));
                         let Some(fragment) = payload.checked_sub(prefix + padding) else {
                             // Malformed (a server closes the connection on it), yet the
-                            // fragment may still hold header fields: nothing after it is
-                            // followed, all of it is masked.
-                            self.mode = Mode::Lost;
-                            masks.push(Mask {
-                                start: base + i as u64,
-                                end: base + bytes.len() as u64,
-                                rule: FAIL_CLOSED,
-                            });
+                            // fragment may still hold header fields.
+                            self.lose(base + i as u64, base + bytes.len() as u64, masks);
                             return;
                         };
                         self.frame = Frame::Fragment {
@@ -285,6 +274,17 @@ impl Http2 {
                 }
             }
         }
+    }
+
+    /// The frames cannot be followed from `start`: the rest of this push (to `end`) is
+    /// masked, and everything after it.
+    fn lose(&mut self, start: u64, end: u64, masks: &mut Vec<Mask>) {
+        self.mode = Mode::Lost;
+        masks.push(Mask {
+            start,
+            end,
+            rule: FAIL_CLOSED,
+        });
     }
 
     /// Starts the frame whose header is `header`; false if it cannot be HTTP/2.
