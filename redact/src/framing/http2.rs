@@ -145,8 +145,9 @@ impl Http2 {
     /// `len` bytes of the stream were lost.
     pub(crate) fn gap(&mut self, _len: u64) {
         self.mode = match self.mode {
-            // What was seen began the client preface: HTTP/2 whose preface was cut.
-            Mode::Detecting if !self.seen.is_empty() && PREFACE.starts_with(&self.seen) => {
+            // What was seen began the client preface (`PRI`, which no HTTP/1 method
+            // starts with): HTTP/2 whose preface was cut.
+            Mode::Detecting if self.seen.len() >= 3 && PREFACE.starts_with(&self.seen) => {
                 Mode::Lost
             }
             Mode::Detecting | Mode::Off => Mode::Off,

@@ -9,9 +9,9 @@
 //!   to every detector, yet anyone can decompress it from a recording, so it is masked
 //!   whole: N bytes with a `Content-Length`, up to the last chunk when chunked, to the end
 //!   of the stream otherwise. Responses are followed by their lines, not their lengths
-//!   (a response to HEAD has a length but no body, which only the other direction's
-//!   request says): a masked response body whose first line is a status line is the next
-//!   response, and statuses 1xx, 204 and 304 have no body.
+//!   (a response to HEAD, a 304, has a length but no body, which only the other
+//!   direction's request or the status says): a masked response body whose first line is
+//!   a status line is the next response.
 
 use crate::detector::Detector;
 use crate::framing::Mask;
@@ -110,7 +110,12 @@ impl Http {
                         probe,
                     };
                     if remaining == 0 {
-                        self.line.clear();
+                        // A first line still being probed goes on between messages: a
+                        // response to HEAD with a short length ends inside the next
+                        // status line.
+                        if !probe {
+                            self.line.clear();
+                        }
                         if cut {
                             cuts.push(base + i as u64);
                         }
@@ -246,6 +251,14 @@ impl Http {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         if let State::Headers { request, .. } = self.state {
             self.after_response = !request && line.is_empty();
+            if let Some(start) = message_start(line) {
+                // A message's first line among another's headers, whose blank line was
+                // never seen (what looked like a status line at a body line's end was
+                // text): the message starts here.
+                self.state = start;
+                self.line.clear();
+                return;
+            }
         }
         self.state = match self.state {
             State::Idle => message_start(line).unwrap_or(State::Idle),
@@ -310,6 +323,7 @@ impl Http {
 
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
+        self.tail.clear();
         self.skipping = false;
         self.state = match self.state {
             State::Body {
@@ -341,18 +355,12 @@ enum Probe {
     NotStatus,
 }
 
-/// The headers that follow `line`, if it is a request or status line. A response with
-/// status 1xx, 204 or 304 has no body, whatever its headers say.
+/// The headers that follow `line`, if it is a request or status line.
 fn message_start(line: &[u8]) -> Option<State> {
     let request = is_request_line(line);
-    if !request && !is_status_line(line) {
-        return None;
-    }
-    let bodiless =
-        !request && (line[9] == b'1' || &line[9..12] == b"204" || &line[9..12] == b"304");
-    Some(State::Headers {
+    (request || is_status_line(line)).then_some(State::Headers {
         request,
-        content_length: bodiless.then_some(0),
+        content_length: None,
         chunked: false,
         encoded: false,
     })
