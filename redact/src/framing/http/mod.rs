@@ -249,13 +249,28 @@ impl Http {
 
     fn line_done(&mut self, compressed: bool) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        if let State::Headers { request, .. } = self.state {
+        if let State::Headers {
+            request, encoded, ..
+        } = self.state
+        {
             self.after_response = !request && line.is_empty();
-            if let Some(start) = message_start(line) {
+            if let Some(State::Headers {
+                request,
+                content_length,
+                chunked,
+                ..
+            }) = message_start(line)
+            {
                 // A message's first line among another's headers, whose blank line was
                 // never seen (what looked like a status line at a body line's end was
-                // text): the message starts here.
-                self.state = start;
+                // text): the message starts here. An encoding already seen still counts,
+                // so this never masks less.
+                self.state = State::Headers {
+                    request,
+                    content_length,
+                    chunked,
+                    encoded,
+                };
                 self.line.clear();
                 return;
             }

@@ -51,6 +51,22 @@ fn a_status_line_in_body_text_does_not_hide_the_next_response() {
     gzip_body_after(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nsaw HTTP/1.1 200\r\n");
 }
 
+/// A status line among headers starts a message, but an encoding seen before it still
+/// counts: what was masked before is masked.
+#[test]
+fn an_encoding_before_a_restart_still_masks() {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+    let input = [&head[..], b"SECR"].concat();
+    for split in 1..=input.len() {
+        let (masks, _) = run(&input, split);
+        assert_eq!(
+            masks,
+            [(head.len() as u64, input.len() as u64)],
+            "split {split}"
+        );
+    }
+}
+
 /// A response to HEAD whose length ends inside the next status line.
 #[test]
 fn a_short_length_after_head_still_finds_the_next_response() {
