@@ -60,6 +60,9 @@ pub(crate) struct Http {
     after_response: bool,
     /// The last bytes of the current line while `after_response` (`TAIL` at most).
     tail: Vec<u8>,
+    /// The headers being read follow a status line found at a body line's end, which
+    /// may have been body text: a message's first line among them starts that message.
+    tentative: bool,
 }
 
 impl Http {
@@ -244,6 +247,7 @@ impl Http {
         let status = memchr::memrchr_iter(b'H', end).find(|&at| end[at..].starts_with(b"HTTP/1."));
         if let Some(at) = status {
             self.state = message_start(&end[at..]).unwrap_or(State::Idle);
+            self.tentative = self.state != State::Idle;
         }
     }
 
@@ -259,12 +263,12 @@ impl Http {
                 content_length,
                 chunked,
                 ..
-            }) = message_start(line)
+            }) = message_start(line).filter(|_| self.tentative)
             {
-                // A message's first line among another's headers, whose blank line was
-                // never seen (what looked like a status line at a body line's end was
-                // text): the message starts here. An encoding already seen still counts,
-                // so this never masks less.
+                // The status line found at a body line's end was text, and this line
+                // starts the message, as it would have between messages. An encoding
+                // already seen still counts: this masks more, never less.
+                self.tentative = false;
                 self.state = State::Headers {
                     request,
                     content_length,
@@ -274,6 +278,9 @@ impl Http {
                 self.line.clear();
                 return;
             }
+        }
+        if line.is_empty() {
+            self.tentative = false;
         }
         self.state = match self.state {
             State::Idle => message_start(line).unwrap_or(State::Idle),
@@ -339,6 +346,7 @@ impl Http {
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
         self.tail.clear();
+        self.tentative = false;
         self.skipping = false;
         self.state = match self.state {
             State::Body {
