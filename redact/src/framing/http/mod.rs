@@ -63,6 +63,9 @@ pub(crate) struct Http {
     /// The headers being read follow a status line found at a body line's end, which
     /// may have been body text: a message's first line among them starts that message.
     tentative: bool,
+    /// The masked body being read is a tentative message's: every line of it is probed
+    /// for a message's first line, not only its first, as its length may be text too.
+    probe_all: bool,
 }
 
 impl Http {
@@ -201,26 +204,32 @@ impl Http {
         self.line.extend_from_slice(&part[..room.min(part.len())]);
     }
 
-    /// Reads `part`, the next bytes of a probed body, into the line; at the line's end, a
-    /// status line becomes the state.
+    /// Reads `part`, the next bytes of a probed body, into the line. At the line's end, a
+    /// status line becomes the state: a response to HEAD has a length but no body. With
+    /// `probe_all`, so does any message's first line on any line of the body.
     fn probe(&mut self, part: &[u8]) -> Probe {
-        if self.line.is_empty() && part.first() != Some(&b'H') {
-            return Probe::NotStatus;
-        }
-        let Some(p) = memchr::memchr(b'\n', part) else {
-            self.capture(part);
-            return Probe::More;
-        };
-        self.capture(&part[..p]);
-        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        let next = is_status_line(line).then(|| message_start(line)).flatten();
-        self.line.clear();
-        match next {
-            Some(headers) => {
-                self.state = headers;
-                Probe::Status(p + 1)
+        let mut from = 0;
+        loop {
+            let rest = &part[from..];
+            if !self.probe_all && self.line.is_empty() && rest.first() != Some(&b'H') {
+                return Probe::NotStatus;
             }
-            None => Probe::NotStatus,
+            let Some(p) = memchr::memchr(b'\n', rest) else {
+                self.capture(rest);
+                return Probe::More;
+            };
+            self.capture(&rest[..p]);
+            let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+            let next = message_start(line).filter(|_| self.probe_all || is_status_line(line));
+            self.line.clear();
+            if let Some(headers) = next {
+                self.state = headers;
+                return Probe::Status(from + p + 1);
+            }
+            if !self.probe_all {
+                return Probe::NotStatus;
+            }
+            from += p + 1;
         }
     }
 
@@ -280,6 +289,7 @@ impl Http {
             }
         }
         if line.is_empty() {
+            self.probe_all = self.tentative;
             self.tentative = false;
         }
         self.state = match self.state {
@@ -369,11 +379,11 @@ impl Http {
     }
 }
 
-/// What the first line of a probed body turned out to be.
+/// What a probed body's line turned out to be.
 enum Probe {
-    /// Not ended yet.
+    /// Not ended yet (or, with `probe_all`, no message's first line so far).
     More,
-    /// A status line, ending this many bytes into the part read.
+    /// A message's first line, ending this many bytes into the part read.
     Status(usize),
     NotStatus,
 }

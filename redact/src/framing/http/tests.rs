@@ -67,6 +67,23 @@ fn a_status_line_among_headers_is_a_header_line() {
     }
 }
 
+/// Garbage that ends like a status line, with header lines and a short length after it:
+/// that "body" ends inside the real next status line, which is still found.
+#[test]
+fn a_length_after_a_status_line_found_in_text_does_not_hide_the_next() {
+    let first = b"HTTP/1.1 204 No Content\r\n\r\nxHTTP/1.1 200\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n";
+    let next = b"\r\nHTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nSECRET";
+    let input = [&first[..], next].concat();
+    for split in 1..=input.len() {
+        let (masks, _) = run(&input, split);
+        let covered = |b: usize| masks.iter().any(|&(s, e)| s <= b as u64 && (b as u64) < e);
+        assert!(
+            (input.len() - 6..input.len()).all(covered),
+            "split {split}: {masks:?}"
+        );
+    }
+}
+
 /// A response to HEAD whose length ends inside the next status line.
 #[test]
 fn a_short_length_after_head_still_finds_the_next_response() {
