@@ -60,12 +60,12 @@ pub(crate) struct Http {
     after_response: bool,
     /// The last bytes of the current line while `after_response` (`TAIL` at most).
     tail: Vec<u8>,
-    /// The headers being read follow a status line found at a body line's end, which
-    /// may have been body text: a message's first line among them starts that message.
-    tentative: bool,
-    /// The masked body being read is a tentative message's: every line of it is probed
-    /// for a message's first line, not only its first, as its length may be text too.
-    probe_all: bool,
+    /// The response a status line found at a body line's end starts, followed by a
+    /// tracker of its own until it is over. That line may have been body text, so it
+    /// only adds masks (never cuts), and this tracker goes on as if it were text.
+    shadow: Option<Box<Http>>,
+    /// This is a shadow: it looks for no shadow of its own.
+    is_shadow: bool,
 }
 
 impl Http {
@@ -78,6 +78,12 @@ impl Http {
         cuts: &mut Vec<u64>,
     ) {
         self.compressed = compressed;
+        if let Some(shadow) = &mut self.shadow {
+            shadow.feed(bytes, base, compressed, masks, &mut Vec::new());
+            if shadow.state == State::Idle {
+                self.shadow = None;
+            }
+        }
         let rule = Detector::CompressedBody.rule();
         let mut i = 0;
         while i < bytes.len() {
@@ -168,7 +174,12 @@ impl Http {
             }
             let rest = &bytes[i..];
             let idle = self.state == State::Idle;
-            let watch = idle && self.after_response;
+            // A shadow still reading headers may be text's; one in a body is kept.
+            let shadow_free = self
+                .shadow
+                .as_ref()
+                .is_none_or(|shadow| matches!(shadow.state, State::Headers { .. }));
+            let watch = idle && self.after_response && !self.is_shadow && shadow_free;
             if idle && self.line.is_empty() && !self.skipping {
                 self.skipping = !rest[0].is_ascii_uppercase();
             }
@@ -190,7 +201,13 @@ impl Http {
                         self.line_done(compressed);
                     }
                     if watch && self.state == State::Idle {
-                        self.status_in_tail(&rest[..p]);
+                        let after = (i + p + 1).min(bytes.len());
+                        self.shadow_from_tail(
+                            &rest[..p],
+                            &bytes[after..],
+                            base + after as u64,
+                            masks,
+                        );
                     }
                     self.tail.clear();
                     i += p + 1;
@@ -204,32 +221,26 @@ impl Http {
         self.line.extend_from_slice(&part[..room.min(part.len())]);
     }
 
-    /// Reads `part`, the next bytes of a probed body, into the line. At the line's end, a
-    /// status line becomes the state: a response to HEAD has a length but no body. With
-    /// `probe_all`, so does any message's first line on any line of the body.
+    /// Reads `part`, the next bytes of a probed body, into the line; at the line's end, a
+    /// status line becomes the state (a response to HEAD has a length but no body).
     fn probe(&mut self, part: &[u8]) -> Probe {
-        let mut from = 0;
-        loop {
-            let rest = &part[from..];
-            if !self.probe_all && self.line.is_empty() && rest.first() != Some(&b'H') {
-                return Probe::NotStatus;
-            }
-            let Some(p) = memchr::memchr(b'\n', rest) else {
-                self.capture(rest);
-                return Probe::More;
-            };
-            self.capture(&rest[..p]);
-            let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-            let next = message_start(line).filter(|_| self.probe_all || is_status_line(line));
-            self.line.clear();
-            if let Some(headers) = next {
+        if self.line.is_empty() && part.first() != Some(&b'H') {
+            return Probe::NotStatus;
+        }
+        let Some(p) = memchr::memchr(b'\n', part) else {
+            self.capture(part);
+            return Probe::More;
+        };
+        self.capture(&part[..p]);
+        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let next = is_status_line(line).then(|| message_start(line)).flatten();
+        self.line.clear();
+        match next {
+            Some(headers) => {
                 self.state = headers;
-                return Probe::Status(from + p + 1);
+                Probe::Status(p + 1)
             }
-            if !self.probe_all {
-                return Probe::NotStatus;
-            }
-            from += p + 1;
+            None => Probe::NotStatus,
         }
     }
 
@@ -243,8 +254,9 @@ impl Http {
 
     /// A line between messages that is not a message's first line may end with one: a
     /// response body without a final line break, then the next response's status line.
-    /// `last` is the line's part in this push; `tail` holds the end of its earlier parts.
-    fn status_in_tail(&mut self, last: &[u8]) {
+    /// `last` is the line's part in this push (`tail` holds the end of its earlier parts);
+    /// `rest` (at stream offset `base`) is what follows it in this push.
+    fn shadow_from_tail(&mut self, last: &[u8], rest: &[u8], base: u64, masks: &mut Vec<Mask>) {
         let end = if self.tail.is_empty() {
             &last[last.len().saturating_sub(TAIL)..]
         } else {
@@ -254,43 +266,25 @@ impl Http {
         let end = end.strip_suffix(b"\r").unwrap_or(end);
         // At the end of every body line: a capital `H` is rare, a searcher's set-up is not.
         let status = memchr::memrchr_iter(b'H', end).find(|&at| end[at..].starts_with(b"HTTP/1."));
-        if let Some(at) = status {
-            self.state = message_start(&end[at..]).unwrap_or(State::Idle);
-            self.tentative = self.state != State::Idle;
+        let Some(start) = status.and_then(|at| message_start(&end[at..])) else {
+            return;
+        };
+        let mut shadow = Box::new(Http {
+            state: start,
+            compressed: self.compressed,
+            is_shadow: true,
+            ..Http::default()
+        });
+        shadow.feed(rest, base, self.compressed, masks, &mut Vec::new());
+        if shadow.state != State::Idle {
+            self.shadow = Some(shadow);
         }
     }
 
     fn line_done(&mut self, compressed: bool) {
         let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        if let State::Headers {
-            request, encoded, ..
-        } = self.state
-        {
+        if let State::Headers { request, .. } = self.state {
             self.after_response = !request && line.is_empty();
-            if let Some(State::Headers {
-                request,
-                content_length,
-                chunked,
-                ..
-            }) = message_start(line).filter(|_| self.tentative)
-            {
-                // The status line found at a body line's end was text, and this line
-                // starts the message, as it would have between messages. An encoding
-                // already seen still counts: this masks more, never less.
-                self.tentative = false;
-                self.state = State::Headers {
-                    request,
-                    content_length,
-                    chunked,
-                    encoded,
-                };
-                self.line.clear();
-                return;
-            }
-        }
-        if line.is_empty() {
-            self.probe_all = self.tentative;
-            self.tentative = false;
         }
         self.state = match self.state {
             State::Idle => message_start(line).unwrap_or(State::Idle),
@@ -356,7 +350,12 @@ impl Http {
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
         self.tail.clear();
-        self.tentative = false;
+        if let Some(shadow) = &mut self.shadow {
+            shadow.gap(len);
+            if shadow.state == State::Idle {
+                self.shadow = None;
+            }
+        }
         self.skipping = false;
         self.state = match self.state {
             State::Body {
@@ -379,11 +378,11 @@ impl Http {
     }
 }
 
-/// What a probed body's line turned out to be.
+/// What a probed body's first line turned out to be.
 enum Probe {
-    /// Not ended yet (or, with `probe_all`, no message's first line so far).
+    /// Not ended yet.
     More,
-    /// A message's first line, ending this many bytes into the part read.
+    /// A status line, ending this many bytes into the part read.
     Status(usize),
     NotStatus,
 }

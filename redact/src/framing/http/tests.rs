@@ -6,11 +6,12 @@ fn run(input: &[u8], split: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
     for (i, c) in input.chunks(split).enumerate() {
         h.feed(c, (i * split) as u64, true, &mut masks, &mut cuts);
     }
-    // Merge adjacent masks for comparison.
+    // The masked bytes as runs, for comparison (a shadow may mask what the tracker does).
+    masks.sort_by_key(|m| m.start);
     let mut merged: Vec<(u64, u64)> = Vec::new();
     for m in masks {
         match merged.last_mut() {
-            Some(last) if last.1 == m.start => last.1 = m.end,
+            Some(last) if last.1 >= m.start => last.1 = last.1.max(m.end),
             _ => merged.push((m.start, m.end)),
         }
     }
