@@ -10,8 +10,10 @@
 //!   whole: N bytes with a `Content-Length`, up to the last chunk when chunked, to the end
 //!   of the stream otherwise. Responses are followed by their lines, not their lengths
 //!   (a response to HEAD, a 304, has a length but no body, which only the other
-//!   direction's request or the status says): a masked response body whose first line is
-//!   a status line is the next response.
+//!   direction's request or the status says). Where the next response may begin inside
+//!   what was taken for a body (a masked body whose first line is a status line), or at
+//!   the end of a body line (a body without a final line break), a shadow tracker follows
+//!   it and only adds masks, while this one goes on as if it were text.
 
 use crate::detector::Detector;
 use crate::framing::Mask;
@@ -80,7 +82,7 @@ impl Http {
         self.compressed = compressed;
         if let Some(shadow) = &mut self.shadow {
             shadow.feed(bytes, base, compressed, masks, &mut Vec::new());
-            if shadow.state == State::Idle {
+            if shadow.over() {
                 self.shadow = None;
             }
         }
@@ -104,11 +106,25 @@ impl Http {
                         });
                     }
                     let probe = match probe.then(|| self.probe(&bytes[i..i + take])) {
-                        Some(Probe::Status(after)) => {
-                            // What was taken for a body is the next response: its headers
-                            // are read from here (the bytes already masked stay masked).
+                        Some(Probe::Status(headers, after)) if self.is_shadow => {
+                            // A shadow follows the next response itself.
+                            self.state = headers;
                             i += after;
                             continue;
+                        }
+                        Some(Probe::Status(headers, after)) => {
+                            // What was taken for a body may be the next response (a
+                            // response to HEAD has a length but no body): a shadow follows
+                            // it, and this body is masked to its length as before.
+                            let from = i + after;
+                            self.start_shadow(
+                                headers,
+                                &[],
+                                &bytes[from..],
+                                base + from as u64,
+                                masks,
+                            );
+                            false
                         }
                         Some(Probe::More) => true,
                         Some(Probe::NotStatus) | None => false,
@@ -122,11 +138,20 @@ impl Http {
                         probe,
                     };
                     if remaining == 0 {
-                        // A first line still being probed goes on between messages: a
-                        // response to HEAD with a short length ends inside the next
-                        // status line.
+                        // A first line still being probed goes on past the body (a
+                        // response to HEAD whose length ends inside the next status
+                        // line): in a shadow of its own, or a shadow's between messages.
                         if !probe {
                             self.line.clear();
+                        } else if !self.is_shadow {
+                            let line = std::mem::take(&mut self.line);
+                            self.start_shadow(
+                                State::Idle,
+                                &line,
+                                &bytes[i..],
+                                base + i as u64,
+                                masks,
+                            );
                         }
                         if cut {
                             cuts.push(base + i as u64);
@@ -174,12 +199,7 @@ impl Http {
             }
             let rest = &bytes[i..];
             let idle = self.state == State::Idle;
-            // A shadow still reading headers may be text's; one in a body is kept.
-            let shadow_free = self
-                .shadow
-                .as_ref()
-                .is_none_or(|shadow| matches!(shadow.state, State::Headers { .. }));
-            let watch = idle && self.after_response && !self.is_shadow && shadow_free;
+            let watch = idle && self.after_response && !self.is_shadow;
             if idle && self.line.is_empty() && !self.skipping {
                 self.skipping = !rest[0].is_ascii_uppercase();
             }
@@ -221,8 +241,7 @@ impl Http {
         self.line.extend_from_slice(&part[..room.min(part.len())]);
     }
 
-    /// Reads `part`, the next bytes of a probed body, into the line; at the line's end, a
-    /// status line becomes the state (a response to HEAD has a length but no body).
+    /// Reads `part`, the next bytes of a probed body, into the line, to its end.
     fn probe(&mut self, part: &[u8]) -> Probe {
         if self.line.is_empty() && part.first() != Some(&b'H') {
             return Probe::NotStatus;
@@ -236,10 +255,7 @@ impl Http {
         let next = is_status_line(line).then(|| message_start(line)).flatten();
         self.line.clear();
         match next {
-            Some(headers) => {
-                self.state = headers;
-                Probe::Status(p + 1)
-            }
+            Some(headers) => Probe::Status(headers, p + 1),
             None => Probe::NotStatus,
         }
     }
@@ -266,19 +282,41 @@ impl Http {
         let end = end.strip_suffix(b"\r").unwrap_or(end);
         // At the end of every body line: a capital `H` is rare, a searcher's set-up is not.
         let status = memchr::memrchr_iter(b'H', end).find(|&at| end[at..].starts_with(b"HTTP/1."));
-        let Some(start) = status.and_then(|at| message_start(&end[at..])) else {
-            return;
-        };
+        if let Some(start) = status.and_then(|at| message_start(&end[at..])) {
+            self.start_shadow(start, &[], rest, base, masks);
+        }
+    }
+
+    /// Follows what may be a message in a shadow, starting in `state` with `line` read, and
+    /// feeds it `rest` (at stream offset `base`). One at a time: a shadow still reading
+    /// headers may have been started by text and gives way; one in a body is kept.
+    fn start_shadow(
+        &mut self,
+        state: State,
+        line: &[u8],
+        rest: &[u8],
+        base: u64,
+        masks: &mut Vec<Mask>,
+    ) {
+        if let Some(shadow) = &self.shadow {
+            if !matches!(shadow.state, State::Headers { .. }) {
+                return;
+            }
+        }
         let mut shadow = Box::new(Http {
-            state: start,
+            state,
+            line: line.to_vec(),
             compressed: self.compressed,
             is_shadow: true,
             ..Http::default()
         });
         shadow.feed(rest, base, self.compressed, masks, &mut Vec::new());
-        if shadow.state != State::Idle {
-            self.shadow = Some(shadow);
-        }
+        self.shadow = (!shadow.over()).then_some(shadow);
+    }
+
+    /// Nothing of a message is being read.
+    fn over(&self) -> bool {
+        self.state == State::Idle && self.line.is_empty()
     }
 
     fn line_done(&mut self, compressed: bool) {
@@ -352,7 +390,7 @@ impl Http {
         self.tail.clear();
         if let Some(shadow) = &mut self.shadow {
             shadow.gap(len);
-            if shadow.state == State::Idle {
+            if shadow.over() {
                 self.shadow = None;
             }
         }
@@ -382,8 +420,8 @@ impl Http {
 enum Probe {
     /// Not ended yet.
     More,
-    /// A status line, ending this many bytes into the part read.
-    Status(usize),
+    /// A status line, whose headers follow, ending this many bytes into the part read.
+    Status(State, usize),
     NotStatus,
 }
 
