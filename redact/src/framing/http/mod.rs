@@ -65,7 +65,11 @@ pub(crate) struct Http {
     /// The response a status line found at a body line's end starts, followed by a
     /// tracker of its own until it is over. That line may have been body text, so it
     /// only adds masks (never cuts), and this tracker goes on as if it were text.
+    /// Kept between messages (its buffers too): a keep-alive connection whose bodies
+    /// end without a line break starts one per response.
     shadow: Option<Box<Http>>,
+    /// The shadow is following a message.
+    shadowing: bool,
     /// This is a shadow: it looks for no shadow of its own.
     is_shadow: bool,
 }
@@ -80,11 +84,9 @@ impl Http {
         cuts: &mut Vec<u64>,
     ) {
         self.compressed = compressed;
-        if let Some(shadow) = &mut self.shadow {
+        if let Some(shadow) = self.shadow.as_mut().filter(|_| self.shadowing) {
             shadow.feed(bytes, base, compressed, masks, &mut Vec::new());
-            if shadow.over() {
-                self.shadow = None;
-            }
+            self.shadowing = !shadow.over();
         }
         let rule = Detector::CompressedBody.rule();
         let mut i = 0;
@@ -298,20 +300,17 @@ impl Http {
         base: u64,
         masks: &mut Vec<Mask>,
     ) {
-        if let Some(shadow) = &self.shadow {
-            if !matches!(shadow.state, State::Headers { .. }) {
-                return;
-            }
+        let shadow = self.shadow.get_or_insert_with(Box::default);
+        if self.shadowing && !matches!(shadow.state, State::Headers { .. }) {
+            return;
         }
-        let mut shadow = Box::new(Http {
-            state,
-            line: line.to_vec(),
-            compressed: self.compressed,
-            is_shadow: true,
-            ..Http::default()
-        });
+        shadow.state = state;
+        shadow.line.clear();
+        shadow.line.extend_from_slice(line);
+        shadow.skipping = false;
+        shadow.is_shadow = true;
         shadow.feed(rest, base, self.compressed, masks, &mut Vec::new());
-        self.shadow = (!shadow.over()).then_some(shadow);
+        self.shadowing = !shadow.over();
     }
 
     /// Nothing of a message is being read.
@@ -388,11 +387,9 @@ impl Http {
     pub(crate) fn gap(&mut self, len: u64) {
         self.line.clear();
         self.tail.clear();
-        if let Some(shadow) = &mut self.shadow {
+        if let Some(shadow) = self.shadow.as_mut().filter(|_| self.shadowing) {
             shadow.gap(len);
-            if shadow.over() {
-                self.shadow = None;
-            }
+            self.shadowing = !shadow.over();
         }
         self.skipping = false;
         self.state = match self.state {
