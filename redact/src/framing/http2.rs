@@ -98,6 +98,11 @@ pub(crate) struct Http2 {
 }
 
 impl Http2 {
+    /// Gave up on the stream for good: it is not HTTP/2.
+    pub(crate) fn off(&self) -> bool {
+        matches!(self.mode, Mode::Off)
+    }
+
     pub(crate) fn feed(
         &mut self,
         policy: &Policy,

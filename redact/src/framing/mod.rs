@@ -25,12 +25,21 @@ pub(crate) struct Mask {
 
 #[derive(Debug, Default)]
 pub(crate) struct Framing {
+    /// The trackers that have given up on this stream (`OFF_*` bits), read before their
+    /// own state: most streams are none of these protocols, and a tracker that is off
+    /// then costs a bit test, not a call that loads its state.
+    off: u8,
     pg: pg::Pg,
     pg_backend: pg_backend::Backend,
     redis: redis::Resp,
     http: http::Http,
     http2: http2::Http2,
 }
+
+const OFF_PG: u8 = 1;
+const OFF_PG_BACKEND: u8 = 2;
+const OFF_REDIS: u8 = 4;
+const OFF_HTTP2: u8 = 8;
 
 impl Framing {
     /// Follows `bytes`, which start at stream offset `base`.
@@ -42,18 +51,21 @@ impl Framing {
         masks: &mut Vec<Mask>,
         cuts: &mut Vec<u64>,
     ) {
-        if policy.detector_on(Detector::PostgresPassword) {
+        if self.off & OFF_PG == 0 && policy.detector_on(Detector::PostgresPassword) {
             self.pg.feed(bytes, base, masks, cuts);
         }
-        self.pg_backend.feed(bytes, base, cuts);
-        if policy.detector_on(Detector::RedisAuth) {
+        if self.off & OFF_PG_BACKEND == 0 {
+            self.pg_backend.feed(bytes, base, cuts);
+        }
+        if self.off & OFF_REDIS == 0 && policy.detector_on(Detector::RedisAuth) {
             self.redis.feed(bytes, base, masks, cuts);
         }
         let compressed = policy.detector_on(Detector::CompressedBody);
         self.http.feed(bytes, base, compressed, masks, cuts);
-        if policy.detector_on(Detector::HttpHeader) {
+        if self.off & OFF_HTTP2 == 0 && policy.detector_on(Detector::HttpHeader) {
             self.http2.feed(policy, bytes, base, masks, cuts);
         }
+        self.note_off();
     }
 
     /// `len` bytes of the stream were lost.
@@ -63,5 +75,124 @@ impl Framing {
         self.redis.gap(len);
         self.http.gap(len);
         self.http2.gap(len);
+        self.note_off();
+    }
+
+    /// Sets the bit of each tracker that is off; none comes back on.
+    fn note_off(&mut self) {
+        for (bit, off) in [
+            (OFF_PG, self.pg.off()),
+            (OFF_PG_BACKEND, self.pg_backend.off()),
+            (OFF_REDIS, self.redis.off()),
+            (OFF_HTTP2, self.http2.off()),
+        ] {
+            if off {
+                self.off |= bit;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::Config;
+
+    static POLICY: LazyLock<Policy> =
+        LazyLock::new(|| Policy::new(&Config::default()).expect("default policy"));
+
+    #[test]
+    fn a_stream_of_none_of_these_protocols_turns_every_tracker_but_http_off() {
+        let mut framing = Framing::default();
+        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+        let line = br#"{"order":8841,"sku":"A-1177","qty":3}"#;
+        framing.feed(&POLICY, line, 0, &mut masks, &mut cuts);
+        assert_eq!(framing.off, OFF_PG | OFF_PG_BACKEND | OFF_REDIS | OFF_HTTP2);
+        assert!(masks.is_empty() && cuts.is_empty());
+    }
+
+    /// What a tracker does with one piece of a stream.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Bytes(Vec<u8>),
+        Gap(u64),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let bytes = proptest::collection::vec(
+            prop_oneof![
+                3 => proptest::sample::select(b"*$\r\n0123PRI HTTP/2.0SM\x00\x04\x08R".to_vec()),
+                1 => any::<u8>(),
+            ],
+            0..40,
+        );
+        proptest::collection::vec(
+            prop_oneof![
+                6 => bytes.prop_map(Step::Bytes),
+                1 => (1..20u64).prop_map(Step::Gap),
+            ],
+            0..12,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// `Framing` stops feeding a tracker once it is off, which is right only if off is
+        /// for good: a tracker that is off stays off and masks and cuts nothing more,
+        /// whatever bytes and gaps follow.
+        #[test]
+        fn a_tracker_that_is_off_stays_off_and_does_nothing(steps in steps()) {
+            let policy = &*POLICY;
+            let mut framing = Framing::default();
+            let mut base = 0;
+            for step in steps {
+                let before = [
+                    framing.pg.off(),
+                    framing.pg_backend.off(),
+                    framing.redis.off(),
+                    framing.http2.off(),
+                ];
+                let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+                // Each tracker on its own, so what an off one does is seen.
+                let mut did = [false; 4];
+                match &step {
+                    Step::Bytes(bytes) => {
+                        framing.pg.feed(bytes, base, &mut masks, &mut cuts);
+                        did[0] = !masks.is_empty() || !cuts.is_empty();
+                        cuts.clear();
+                        framing.pg_backend.feed(bytes, base, &mut cuts);
+                        did[1] = !cuts.is_empty();
+                        (masks.clear(), cuts.clear());
+                        framing.redis.feed(bytes, base, &mut masks, &mut cuts);
+                        did[2] = !masks.is_empty() || !cuts.is_empty();
+                        (masks.clear(), cuts.clear());
+                        framing.http2.feed(policy, bytes, base, &mut masks, &mut cuts);
+                        did[3] = !masks.is_empty() || !cuts.is_empty();
+                        base += bytes.len() as u64;
+                    }
+                    Step::Gap(len) => {
+                        framing.gap(*len);
+                        base += len;
+                    }
+                }
+                let after = [
+                    framing.pg.off(),
+                    framing.pg_backend.off(),
+                    framing.redis.off(),
+                    framing.http2.off(),
+                ];
+                for t in 0..4 {
+                    if before[t] {
+                        prop_assert!(after[t], "tracker {} came back on", t);
+                        prop_assert!(!did[t], "tracker {} acted while off", t);
+                    }
+                }
+            }
+        }
     }
 }

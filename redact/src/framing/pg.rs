@@ -57,6 +57,11 @@ impl Default for Pg {
 }
 
 impl Pg {
+    /// Gave up on the stream for good: it is not PostgreSQL's frontend side.
+    pub(crate) fn off(&self) -> bool {
+        matches!(self.state, State::Off)
+    }
+
     pub(crate) fn feed(
         &mut self,
         bytes: &[u8],

@@ -50,6 +50,11 @@ impl Default for Backend {
 }
 
 impl Backend {
+    /// Gave up on the stream for good.
+    pub(crate) fn off(&self) -> bool {
+        matches!(self.state, State::Off)
+    }
+
     /// Follows `bytes`, which start at stream offset `base`, pushing a cut at the end of
     /// every complete message.
     pub(crate) fn feed(&mut self, bytes: &[u8], base: u64, cuts: &mut Vec<u64>) {

@@ -88,6 +88,11 @@ impl Default for Resp {
 }
 
 impl Resp {
+    /// Gave up on the stream for good: it is not RESP.
+    pub(crate) fn off(&self) -> bool {
+        matches!(self.state, State::Off)
+    }
+
     pub(crate) fn feed(
         &mut self,
         bytes: &[u8],
