@@ -7,8 +7,9 @@
 //! - `dense`: secret-dense traffic, a planted secret every few dozen bytes (headers,
 //!   JSON and form passwords, vendor tokens, JWTs, AWS keys, cards, private keys);
 //! - `json`: the JSON lines `recorder-bench-load` writes in the capacity table's rows;
-//! - `loop`: what `recorder-bench-load syscalls` writes in each call, the first PIECE_BYTES
-//!   of a JSON line (`json`'s), in every piece: no piece ends a line;
+//! - `syscalls`: what `recorder-bench-load syscalls` writes in each call, in every piece:
+//!   PIECE_BYTES of `json`'s line from its start, cycled; below the line's 77 bytes (the
+//!   64-byte loop) no piece ends a line;
 //! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
 //!   one request per piece whatever PIECE_BYTES says, as the server reads them;
 //! - `runs`: lines of 64 KiB of `eyJ-eyJ-…`, a JWT begun at every fourth byte and never
@@ -139,7 +140,7 @@ fn main() {
         "json" => br#"{"order":8841,"sku":"A-1177","qty":3,"price":"19.90","note":"leave at door"}
 "#
         .repeat(64),
-        "loop" => {
+        "syscalls" => {
             let line = br#"{"order":8841,"sku":"A-1177","qty":3,"price":"19.90","note":"leave at door"}
 "#;
             line.iter().copied().cycle().take(piece).collect()
@@ -156,7 +157,7 @@ fn main() {
         "resync" => [&b"*2\r\n$4\r\nAUTH\r\n"[..], &[b'x'; 4000], b"\n"].concat(),
         "digits" => [b"4111 ".repeat(13107), b"\n".to_vec()].concat(),
         other => panic!(
-            "MODE is mixed, ordinary, json, loop, dense, http, runs, pem, h2names, resync or digits, \
+            "MODE is mixed, ordinary, json, syscalls, dense, http, runs, pem, h2names, resync or digits, \
              not {other}"
         ),
     };

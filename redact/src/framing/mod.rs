@@ -53,42 +53,49 @@ impl Framing {
     ) {
         if self.off & OFF_PG == 0 && policy.detector_on(Detector::PostgresPassword) {
             self.pg.feed(bytes, base, masks, cuts);
+            self.set_off(OFF_PG, self.pg.off());
         }
         if self.off & OFF_PG_BACKEND == 0 {
             self.pg_backend.feed(bytes, base, cuts);
+            self.set_off(OFF_PG_BACKEND, self.pg_backend.off());
         }
         if self.off & OFF_REDIS == 0 && policy.detector_on(Detector::RedisAuth) {
             self.redis.feed(bytes, base, masks, cuts);
+            self.set_off(OFF_REDIS, self.redis.off());
         }
         let compressed = policy.detector_on(Detector::CompressedBody);
         self.http.feed(bytes, base, compressed, masks, cuts);
         if self.off & OFF_HTTP2 == 0 && policy.detector_on(Detector::HttpHeader) {
             self.http2.feed(policy, bytes, base, masks, cuts);
+            self.set_off(OFF_HTTP2, self.http2.off());
         }
-        self.note_off();
     }
 
     /// `len` bytes of the stream were lost.
     pub(crate) fn gap(&mut self, len: u64) {
-        self.pg.gap(len);
-        self.pg_backend.gap(len);
-        self.redis.gap(len);
+        if self.off & OFF_PG == 0 {
+            self.pg.gap(len);
+            self.set_off(OFF_PG, self.pg.off());
+        }
+        if self.off & OFF_PG_BACKEND == 0 {
+            self.pg_backend.gap(len);
+            self.set_off(OFF_PG_BACKEND, self.pg_backend.off());
+        }
+        if self.off & OFF_REDIS == 0 {
+            self.redis.gap(len);
+            self.set_off(OFF_REDIS, self.redis.off());
+        }
         self.http.gap(len);
-        self.http2.gap(len);
-        self.note_off();
+        if self.off & OFF_HTTP2 == 0 {
+            self.http2.gap(len);
+            self.set_off(OFF_HTTP2, self.http2.off());
+        }
     }
 
-    /// Sets the bit of each tracker that is off; none comes back on.
-    fn note_off(&mut self) {
-        for (bit, off) in [
-            (OFF_PG, self.pg.off()),
-            (OFF_PG_BACKEND, self.pg_backend.off()),
-            (OFF_REDIS, self.redis.off()),
-            (OFF_HTTP2, self.http2.off()),
-        ] {
-            if off {
-                self.off |= bit;
-            }
+    /// A tracker that is off stays off (each one's `off`), so its bit is never cleared.
+    fn set_off(&mut self, bit: u8, off: bool) {
+        if off {
+            self.off |= bit;
         }
     }
 }
@@ -157,22 +164,25 @@ mod tests {
                     framing.redis.off(),
                     framing.http2.off(),
                 ];
-                let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+                let (mut masks, mut cuts) = (Vec::<Mask>::new(), Vec::new());
                 // Each tracker on its own, so what an off one does is seen.
                 let mut did = [false; 4];
                 match &step {
                     Step::Bytes(bytes) => {
+                        let mut acted = |masks: &mut Vec<Mask>, cuts: &mut Vec<u64>| {
+                            let acted = !masks.is_empty() || !cuts.is_empty();
+                            masks.clear();
+                            cuts.clear();
+                            acted
+                        };
                         framing.pg.feed(bytes, base, &mut masks, &mut cuts);
-                        did[0] = !masks.is_empty() || !cuts.is_empty();
-                        cuts.clear();
+                        did[0] = acted(&mut masks, &mut cuts);
                         framing.pg_backend.feed(bytes, base, &mut cuts);
-                        did[1] = !cuts.is_empty();
-                        (masks.clear(), cuts.clear());
+                        did[1] = acted(&mut masks, &mut cuts);
                         framing.redis.feed(bytes, base, &mut masks, &mut cuts);
-                        did[2] = !masks.is_empty() || !cuts.is_empty();
-                        (masks.clear(), cuts.clear());
+                        did[2] = acted(&mut masks, &mut cuts);
                         framing.http2.feed(policy, bytes, base, &mut masks, &mut cuts);
-                        did[3] = !masks.is_empty() || !cuts.is_empty();
+                        did[3] = acted(&mut masks, &mut cuts);
                         base += bytes.len() as u64;
                     }
                     Step::Gap(len) => {

@@ -22,9 +22,13 @@ pub(crate) struct KeyStems {
     /// Bit `b` of `pairs[a]` is set when a stem begins with bytes of classes `a`, `b`
     /// (`PAIR_CLASS`): a run without such a pair holds no stem, and most keys are
     /// passed over on this alone, a table lookup per byte where the DFA takes several.
-    /// `None` when a stem is shorter than two bytes or not alphanumeric.
-    pairs: Option<[u64; 64]>,
+    /// `None` when a stem is shorter than two bytes or not alphanumeric (a one-letter
+    /// `extra_keys` entry): every run is then walked, as the table cannot rule one out.
+    pairs: Option<[u64; PAIR_CLASSES]>,
 }
+
+/// Classes of `PAIR_CLASS`: 0, the ten digits and the 26 letters.
+const PAIR_CLASSES: usize = 37;
 
 /// ASCII letters (either case) and digits numbered from 1; every other byte is 0, which
 /// begins no pair.
@@ -44,9 +48,11 @@ static PAIR_CLASS: [u8; 256] = {
     class
 };
 
-/// The stems' first two bytes as pair classes, or `None` if some stem has no such pair.
-fn first_pairs(words: &[Vec<u8>]) -> Option<[u64; 64]> {
-    let mut pairs = [0u64; 64];
+/// The stems' first two bytes as pair classes, or `None` if some stem has no such pair
+/// (stems are alphanumeric words of two bytes or more; anything else is not trusted to
+/// the table).
+fn first_pairs(words: &[Vec<u8>]) -> Option<[u64; PAIR_CLASSES]> {
+    let mut pairs = [0u64; PAIR_CLASSES];
     for word in words {
         let (a, b) = match word[..] {
             [a, b, ..] => (PAIR_CLASS[usize::from(a)], PAIR_CLASS[usize::from(b)]),
