@@ -169,7 +169,7 @@ mod tests {
                 let mut did = [false; 4];
                 match &step {
                     Step::Bytes(bytes) => {
-                        let mut acted = |masks: &mut Vec<Mask>, cuts: &mut Vec<u64>| {
+                        let acted = |masks: &mut Vec<Mask>, cuts: &mut Vec<u64>| {
                             let acted = !masks.is_empty() || !cuts.is_empty();
                             masks.clear();
                             cuts.clear();

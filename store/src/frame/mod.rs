@@ -5,7 +5,10 @@
 //! Frame walks an Event's fields three times (the frame's length, the event's length, the
 //! event itself), and its payload's four. Here the body's message is written first, after
 //! room for the two prefixes, and the prefixes (the frame's length; the body's key and
-//! length) are then put in front of it: one walk, plus one for each nested message.
+//! length) are then put in front of it: one walk, plus one for each nested message. An
+//! Event, written once per syscall, is encoded by hand (`event`), as prost would.
+
+mod event;
 
 use prost::{
     encoding::{encode_key, encode_varint, encoded_len_varint, WireType},
@@ -21,7 +24,7 @@ const PREFIX_ROOM: usize = 24;
 pub fn encode(body: &Body, buf: &mut Vec<u8>) -> usize {
     match body {
         Body::Header(message) => encode_field(1, message, buf),
-        Body::Event(message) => encode_field(2, message, buf),
+        Body::Event(message) => encode_with(2, buf, |buf| event::encode(message, buf)),
         Body::Loss(message) => encode_field(3, message, buf),
         Body::Trailer(message) => encode_field(4, message, buf),
         Body::Process(message) => encode_field(5, message, buf),
@@ -30,9 +33,14 @@ pub fn encode(body: &Body, buf: &mut Vec<u8>) -> usize {
 }
 
 fn encode_field(tag: u32, message: &impl Message, buf: &mut Vec<u8>) -> usize {
+    encode_with(tag, buf, |buf| message.encode_raw(buf))
+}
+
+/// Frames the message that `fields` appends to `buf`.
+fn encode_with(tag: u32, buf: &mut Vec<u8>, fields: impl FnOnce(&mut Vec<u8>)) -> usize {
     buf.clear();
     buf.resize(PREFIX_ROOM, 0);
-    message.encode_raw(buf);
+    fields(buf);
     let message_len = (buf.len() - PREFIX_ROOM) as u64;
     let mut head = [0u8; PREFIX_ROOM];
     let mut cursor = &mut head[..];
