@@ -44,6 +44,13 @@ pub fn check_compression_level(level: i32) -> Result<i32, String> {
 const MAX_OPEN_FRAME_BYTES: u64 = 1024 * 1024;
 /// ...or after this long, whichever comes first.
 const MAX_OPEN_FRAME_AGE: Duration = Duration::from_secs(1);
+/// Frames smaller than this are handed to zstd together, once they reach `HAND_OVER_BYTES`:
+/// each call into it costs about as much as compressing a 64-byte event's frame, and zstd
+/// holds what it is given until a block or the zstd frame ends anyway, so nothing reaches
+/// the disk later than before. Larger frames go to it as they are (copying them first cost
+/// more than the call saved, measured with `xtask/count-pipeline.sh 4096`).
+const SMALL_FRAME_BYTES: usize = 1024;
+const HAND_OVER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -129,6 +136,8 @@ pub struct SegmentWriter {
     /// `None` only between closing one zstd frame and opening the next.
     encoder: Option<zstd::stream::write::Encoder<'static, Sink>>,
     frame_buf: Vec<u8>,
+    /// Frames encoded and not yet handed to the encoder (`HAND_OVER_BYTES`).
+    pending: Vec<u8>,
     open_frame_bytes: u64,
     open_since: Instant,
     seal: Option<Seal>,
@@ -211,6 +220,7 @@ impl SegmentWriter {
             frames_closed: 0,
             failed: false,
             frame_buf: Vec::with_capacity(4096),
+            pending: Vec::with_capacity(HAND_OVER_BYTES),
             open_frame_bytes: 0,
             open_since: Instant::now(),
             seal,
@@ -256,18 +266,39 @@ impl SegmentWriter {
     pub fn append(&mut self, body: &Body) -> Result<(), WriteError> {
         self.ensure_writable()?;
         let start = frame::encode(body, &mut self.frame_buf);
-        let encoded = &self.frame_buf[start..];
-        let encoder = self
-            .encoder
-            .as_mut()
-            .expect("encoder is open between frames");
-        let written = encoder.write_all(encoded);
-        self.check(written.map_err(|e| self.io_error(e)))?;
-        self.open_frame_bytes += (self.frame_buf.len() - start) as u64;
+        let len = self.frame_buf.len() - start;
+        if self.pending.len() + len > HAND_OVER_BYTES || len >= SMALL_FRAME_BYTES {
+            self.hand_over()?;
+        }
+        if len >= SMALL_FRAME_BYTES {
+            let encoder = self
+                .encoder
+                .as_mut()
+                .expect("encoder is open between frames");
+            let written = encoder.write_all(&self.frame_buf[start..]);
+            self.check(written.map_err(|e| self.io_error(e)))?;
+        } else {
+            self.pending.extend_from_slice(&self.frame_buf[start..]);
+        }
+        self.open_frame_bytes += len as u64;
         if self.open_frame_bytes >= MAX_OPEN_FRAME_BYTES {
             self.close_frame()?;
         }
         Ok(())
+    }
+
+    /// Gives the frames encoded so far to the encoder.
+    fn hand_over(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let encoder = self
+            .encoder
+            .as_mut()
+            .expect("encoder is open between frames");
+        let written = encoder.write_all(&self.pending);
+        self.pending.clear();
+        self.check(written.map_err(|e| self.io_error(e)))
     }
 
     /// Closes the zstd frame if it has been open for a second; call this periodically.
@@ -326,6 +357,7 @@ impl SegmentWriter {
         self.failed = true;
         // Whatever the encoder holds belongs to the frame that failed: drop it unwritten.
         self.encoder = None;
+        self.pending.clear();
         self.open_frame_bytes = 0;
         if let Err(error) = self.truncate() {
             tracing::warn!(%error, "Cannot cut a failed segment back to its last complete frame.");
@@ -372,6 +404,7 @@ impl SegmentWriter {
 
     /// Finishes the zstd frame and, in a sealed segment, writes its block; returns the file.
     fn end_frame(&mut self) -> Result<CountingFile, WriteError> {
+        self.hand_over()?;
         let encoder = self.encoder.take().expect("encoder is open between frames");
         let mut sink = encoder.finish().map_err(|e| self.io_error(e))?;
         if let Some(block) = sink.block.take() {
