@@ -4,21 +4,21 @@
 //! fd table, redaction, protobuf and zstd, without the kernel, the ring or other load.
 //!
 //! `cargo run --release -p recorder-daemon --example pipeline_replay [-- SIZE ITERS]`
-//! (defaults: 64 bytes, 100000 iterations of six syscalls). Prints the time per event. Under
-//! `valgrind --tool=callgrind`, two ITERS give the instructions per event exactly (their
-//! difference over the difference in events), which a syscall loop under recorderd, timed
-//! by its CPU ticks, varies too much between runs to show.
+//! (defaults: 64 bytes, 100000 iterations of six syscalls). Prints the time per event.
+//! `xtask/count-pipeline.sh` runs it under callgrind (`--toggle-collect=pipeline_replay::replay*`)
+//! at two ITERS: their difference gives the instructions per event exactly, which a syscall
+//! loop under recorderd, timed by its CPU ticks, varies too much between runs to show.
 
 use std::{
     fs::File,
     io::pipe,
-    mem::size_of,
+    mem::{offset_of, size_of},
     os::{fd::AsRawFd, unix::net::UnixStream},
     path::PathBuf,
     time::Instant,
 };
 
-use recorder_common::{kind, DataRecord, EventHeader, SyscallRecord};
+use recorder_common::{kind, record::flags, DataRecord, EventHeader, SyscallRecord, CHUNK_BYTES};
 use recorder_daemon::pipeline::{
     fdtable::FdTable, processes::Processes, redaction::Redactor, Pipeline, PipelineStats,
 };
@@ -27,6 +27,8 @@ use recorder_redact::{Config, Policy};
 use recorder_store::{OutputDir, RecordingWriter, SegmentPolicy, SegmentReader, WriteError};
 use recorder_syscalls::Syscall;
 
+/// recorderd's default payload cap (`--max-payload`).
+const MAX_PAYLOAD_BYTES: usize = recorder_config::defaults::MAX_PAYLOAD_BYTES as usize;
 /// Records per call of `end_batch`: about what the drain hands over per millisecond in the
 /// syscall loop under recorderd.
 const BATCH_RECORDS: usize = 512;
@@ -54,22 +56,27 @@ impl Records {
         self
     }
 
-    /// One payload chunk: the whole payload, at offset 0.
-    fn data(&mut self, nr: u32, ns: u64, pid: u32, payload: &[u8]) -> &[u8] {
-        let len = size_of::<DataRecord>() + payload.len();
+    /// One payload chunk: `chunk`, at `offset` in its syscall's payload.
+    fn data(&mut self, nr: u32, ns: u64, pid: u32, offset: usize, chunk: &[u8]) -> &[u8] {
+        let len = size_of::<DataRecord>() + chunk.len();
         self.start(kind::DATA, len, ns, pid)
             .u32(nr)
-            .u32(payload.len() as u32)
-            .u64(0);
-        self.0.extend_from_slice(payload);
+            .u32(chunk.len() as u32)
+            .u64(offset as u64);
+        self.0.extend_from_slice(chunk);
         &self.0
     }
 
     fn syscall(&mut self, row: &Syscall, args: [u64; 6], ret: i64, ns: u64, pid: u32) -> &[u8] {
         let len = size_of::<SyscallRecord>();
+        let truncated = ret > MAX_PAYLOAD_BYTES as i64;
         self.start(kind::SYSCALL, len, ns, pid)
             .u32(row.nr as u32)
-            .u32(0);
+            .u32(if truncated {
+                flags::PAYLOAD_TRUNCATED
+            } else {
+                0
+            });
         for arg in args {
             self.u64(arg);
         }
@@ -101,7 +108,12 @@ fn replay(
     for _ in 0..iters {
         for &(row, args) in body {
             ns += SYSCALL_NS;
-            pipeline.handle(records.data(row.nr as u32, ns, pid, payload))?;
+            // As the probes copy it: up to the cap, in chunks.
+            let kept = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
+            for (i, chunk) in kept.chunks(CHUNK_BYTES).enumerate() {
+                let offset = i * CHUNK_BYTES;
+                pipeline.handle(records.data(row.nr as u32, ns, pid, offset, chunk))?;
+            }
             let ret = payload.len() as i64;
             pipeline.handle(records.syscall(row, args, ret, ns, pid))?;
             in_batch += 2;
@@ -122,8 +134,24 @@ fn replay(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The offsets `Records` writes each field at.
     assert_eq!(size_of::<EventHeader>(), 24, "the record layout changed");
+    assert_eq!(
+        offset_of!(DataRecord, offset),
+        32,
+        "the record layout changed"
+    );
     assert_eq!(size_of::<DataRecord>(), 40, "the record layout changed");
+    assert_eq!(
+        offset_of!(SyscallRecord, args),
+        32,
+        "the record layout changed"
+    );
+    assert_eq!(
+        offset_of!(SyscallRecord, aux_len),
+        96,
+        "the record layout changed"
+    );
     assert_eq!(size_of::<SyscallRecord>(), 104, "the record layout changed");
     let mut args = std::env::args().skip(1);
     let size: usize = args.next().map_or(Ok(64), |a| a.parse())?;
@@ -167,35 +195,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut fds = FdTable::default();
     fds.seed(pid);
     let redactor = Redactor::new(policy, 0);
-    let pipeline = Pipeline::new(1 << 20, fds, Processes::new([pid]), redactor, writer);
+    let pipeline = Pipeline::new(
+        MAX_PAYLOAD_BYTES as u32,
+        fds,
+        Processes::new([pid]),
+        redactor,
+        writer,
+    );
 
     let started = Instant::now();
     let (stats, paths, unwritten) = replay(pipeline, &loop_body, &payload, iters, pid)?;
     let secs = started.elapsed().as_secs_f64();
 
-    // The records were made right: every one decoded, and every syscall is an event with
-    // its whole payload in the recording.
+    // The records were made right: every one decoded, every syscall is an event, and its
+    // payload came whole from its chunks (up to the cap), not only its length from the
+    // syscall's result.
     assert_eq!(
         stats.decode_errors, 0,
         "records the pipeline could not decode"
     );
     assert_eq!(unwritten, 0, "frames not written");
-    let (mut events, mut payload_bytes) = (0u64, 0u64);
+    let kept = len.min(MAX_PAYLOAD_BYTES as u64);
+    let mut events = 0u64;
     for path in &paths {
         let mut reader = SegmentReader::open(path)?;
         while let Some(body) = reader.next_body()? {
             if let recorder_proto::v1::frame::Body::Event(event) = body {
                 events += 1;
-                payload_bytes += event.payload.map_or(0, |p| p.length);
+                let payload = event.payload.ok_or("an event without its payload")?;
+                assert_eq!(payload.length, len, "payload length");
+                assert_eq!(payload.data.len() as u64, kept, "payload bytes recorded");
+                assert!(
+                    !payload.incomplete && payload.lost_bytes == 0,
+                    "a chunk was lost"
+                );
+                assert_eq!(payload.truncated, len > kept, "payload cut at the cap");
             }
         }
     }
     assert_eq!(events, 6 * iters, "events in the recording");
-    assert_eq!(
-        payload_bytes,
-        6 * iters * len,
-        "payload bytes in the recording"
-    );
     println!(
         "{events} events of {size} B: {secs:.3} s, {:.0} ns per event",
         secs * 1e9 / events as f64

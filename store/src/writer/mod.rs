@@ -45,10 +45,11 @@ const MAX_OPEN_FRAME_BYTES: u64 = 1024 * 1024;
 /// ...or after this long, whichever comes first.
 const MAX_OPEN_FRAME_AGE: Duration = Duration::from_secs(1);
 /// Frames smaller than this are handed to zstd together, once they reach `HAND_OVER_BYTES`:
-/// each call into it costs about as much as compressing a 64-byte event's frame, and zstd
-/// holds what it is given until a block or the zstd frame ends anyway, so nothing reaches
-/// the disk later than before. Larger frames go to it as they are (copying them first cost
-/// more than the call saved, measured with `xtask/count-pipeline.sh 4096`).
+/// each call into it costs about as much as compressing a 64-byte event's frame. zstd holds
+/// its input until a block or the zstd frame ends anyway, and the frames wait at most until
+/// the zstd frame they belong to closes, so no zstd frame (what a reader recovers after a
+/// crash) closes later than before. Larger frames go to it as they are: copying them first
+/// cost more than the call saved (`xtask/count-pipeline.sh 4096`).
 const SMALL_FRAME_BYTES: usize = 1024;
 const HAND_OVER_BYTES: usize = 16 * 1024;
 
@@ -136,7 +137,7 @@ pub struct SegmentWriter {
     /// `None` only between closing one zstd frame and opening the next.
     encoder: Option<zstd::stream::write::Encoder<'static, Sink>>,
     frame_buf: Vec<u8>,
-    /// Frames encoded and not yet handed to the encoder (`HAND_OVER_BYTES`).
+    /// Small frames encoded and not yet handed to the encoder (`SMALL_FRAME_BYTES`).
     pending: Vec<u8>,
     open_frame_bytes: u64,
     open_since: Instant,
@@ -267,18 +268,19 @@ impl SegmentWriter {
         self.ensure_writable()?;
         let start = frame::encode(body, &mut self.frame_buf);
         let len = self.frame_buf.len() - start;
-        if self.pending.len() + len > HAND_OVER_BYTES || len >= SMALL_FRAME_BYTES {
+        if len < SMALL_FRAME_BYTES {
+            if self.pending.len() + len > HAND_OVER_BYTES {
+                self.hand_over()?;
+            }
+            self.pending.extend_from_slice(&self.frame_buf[start..]);
+        } else {
             self.hand_over()?;
-        }
-        if len >= SMALL_FRAME_BYTES {
             let encoder = self
                 .encoder
                 .as_mut()
                 .expect("encoder is open between frames");
             let written = encoder.write_all(&self.frame_buf[start..]);
             self.check(written.map_err(|e| self.io_error(e)))?;
-        } else {
-            self.pending.extend_from_slice(&self.frame_buf[start..]);
         }
         self.open_frame_bytes += len as u64;
         if self.open_frame_bytes >= MAX_OPEN_FRAME_BYTES {
@@ -297,6 +299,8 @@ impl SegmentWriter {
             .as_mut()
             .expect("encoder is open between frames");
         let written = encoder.write_all(&self.pending);
+        // Cleared even when the write failed: the writer is then failed, and `cut` drops
+        // everything after the last complete zstd frame.
         self.pending.clear();
         self.check(written.map_err(|e| self.io_error(e)))
     }
