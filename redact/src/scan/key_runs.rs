@@ -107,6 +107,8 @@ impl KeyStems {
                     hit
                 });
                 match first {
+                    // Never the run's first byte: `prev` starts as class 0, whose row
+                    // of the table is empty.
                     Some(second_byte) => second_byte - 1,
                     None => return false,
                 }
