@@ -176,7 +176,10 @@ pub struct Stash {
     pub enter_ns: u64,
     /// [`flags`] bits already known at enter (payload truncated or lost).
     pub flags: u32,
-    pub _pad: u32,
+    /// 1 from a syscall's enter to its exit; 0 once the exit has used it. A thread keeps
+    /// its entry from one syscall to the next (it is removed when the thread exits), so
+    /// this, not the entry's presence, says whether a syscall is in flight.
+    pub live: u32,
 }
 
 const _: () = assert!(size_of::<EventHeader>() == 24);

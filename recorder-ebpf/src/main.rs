@@ -49,9 +49,15 @@ static CLASSES: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 #[map]
 static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(recorder_common::loss::COUNT, 0);
 
-// LRU: a thread killed inside a syscall never reaches sys_exit, and its entry must not leak.
+/// tid → its syscall in flight (`Stash::live`). A thread's entry is made at its first
+/// boundary syscall, written in place at each enter after that, and removed when the thread
+/// exits (`process::try_exit`, which also covers a thread killed inside a syscall). An insert
+/// and a delete per syscall, in an LRU map as before, were a tenth of a traced 64-byte
+/// syscall's time (docs/BENCHMARKS.md, "One stash per thread"). Not LRU: with more threads
+/// than entries, an insert fails and is counted (`loss::STASH`) instead of silently evicting
+/// a thread whose syscall is in flight.
 #[map]
-static STASH: LruHashMap<u32, Stash> = LruHashMap::with_max_entries(16384, 0);
+static STASH: HashMap<u32, Stash> = HashMap::with_max_entries(16384, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -68,7 +68,7 @@ fn try_fork(child: impl Fn() -> Option<i32>) -> Option<()> {
     // The parent is inside clone/clone3/fork/vfork; its stashed arguments say whether the
     // new task is a thread.
     // SAFETY: the value is copied out at once.
-    let clone_flags = match unsafe { STASH.get(&tid) } {
+    let clone_flags = match unsafe { STASH.get(&tid) }.filter(|stash| stash.live != 0) {
         Some(stash) if stash.class == class::CLONE as u32 => stash.args[0],
         Some(stash) if stash.class == class::CLONE3 as u32 => {
             // SAFETY: `flags` is the first field of the caller's struct clone_args.
@@ -119,7 +119,7 @@ fn try_exec(old_pid: impl Fn() -> Option<i32>) -> Option<()> {
             // A non-leader thread exec'd and took the leader's id: its stashed execve must
             // follow it, or sys_exit would not find it.
             // SAFETY: the value is copied out at once.
-            if let Some(stash) = unsafe { STASH.get(&old) }.copied() {
+            if let Some(stash) = unsafe { STASH.get(&old) }.filter(|s| s.live != 0).copied() {
                 let _ = STASH.insert(&tid, &stash, 0);
                 let _ = STASH.remove(&old);
             }
@@ -166,7 +166,7 @@ fn try_prepare_exec() -> Option<()> {
     // SAFETY: the entry belongs to this thread, which is running this program.
     let stash = unsafe { &mut *stash };
     let exec = stash.class == class::EXEC as u32 || stash.class == class::EXECAT as u32;
-    if exec && stash.flags & flags::PAYLOAD_FAULT != 0 {
+    if stash.live != 0 && exec && stash.flags & flags::PAYLOAD_FAULT != 0 {
         stash.flags = (stash.flags & !flags::PAYLOAD_FAULT) | copy_exec_args(pid_tgid, stash);
     }
     Some(())

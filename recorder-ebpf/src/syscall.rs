@@ -250,8 +250,15 @@ fn try_syscall_enter(ctx: &impl Syscall) -> Option<()> {
         } else {
             0
         };
-    if STASH.insert(&(pid_tgid as u32), &stash, 0).is_err() {
-        count_loss(loss::STASH);
+    stash.live = 1;
+    match STASH.get_ptr_mut(&origin.tid) {
+        // SAFETY: the entry is this thread's: no other program writes it while it runs.
+        Some(slot) => unsafe { *slot = stash },
+        None => {
+            if STASH.insert(&origin.tid, &stash, 0).is_err() {
+                count_loss(loss::STASH);
+            }
+        }
     }
     Some(())
 }
@@ -285,13 +292,16 @@ fn try_syscall_exit(ctx: &impl Syscall) -> Option<()> {
     let nr = ctx.nr()?;
     boundary_class(nr)?;
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    // SAFETY: the entry is this thread's, and it is removed only after the last use.
-    let stash = unsafe { STASH.get(&tid) }?;
+    // SAFETY: the entry is this thread's: only this thread writes it, and it is removed
+    // only when the thread exits.
+    let stash = unsafe { &mut *STASH.get_ptr_mut(&(pid_tgid as u32))? };
+    if stash.live == 0 {
+        return None;
+    }
     // Read in place rather than copied: a copy's 72 bytes on the stack counted against the
     // 512 that kernels before 6.13 allow a program and its calls together.
     finish_syscall(ctx, pid_tgid, stash);
-    let _ = STASH.remove(&tid);
+    stash.live = 0;
     Some(())
 }
 
@@ -370,14 +380,17 @@ fn finish_syscall(ctx: &impl Syscall, pid_tgid: u64, stash: &Stash) -> Option<()
 /// succeeded: with 0, and without a stack.
 #[inline(always)]
 pub fn finish_exec_into_compat(pid_tgid: u64) {
-    let tid = pid_tgid as u32;
-    // SAFETY: the entry is this thread's, and it is removed only after the last use.
-    let Some(stash) = (unsafe { STASH.get(&tid) }) else {
+    // SAFETY: the entry is this thread's, as in `try_syscall_exit`.
+    let Some(stash) = STASH
+        .get_ptr_mut(&(pid_tgid as u32))
+        .map(|p| unsafe { &mut *p })
+    else {
         return;
     };
-    if stash.class == class::EXEC as u32 || stash.class == class::EXECAT as u32 {
+    let exec = stash.class == class::EXEC as u32 || stash.class == class::EXECAT as u32;
+    if stash.live != 0 && exec {
         emit_syscall(pid_tgid, stash, 0, stash.flags, Aux::None);
-        let _ = STASH.remove(&tid);
+        stash.live = 0;
     }
 }
 

@@ -217,7 +217,7 @@ fn try_return(ctx: &RetProbeContext) -> Option<()> {
         args: [call.fd as u64, call.buf, call.num, call.conn, 0, 0],
         enter_ns: call.enter_ns,
         flags: 0,
-        _pad: 0,
+        live: 0,
     };
     emit_syscall(pid_tgid, &stash, moved, record_flags, Aux::None);
     Some(())
