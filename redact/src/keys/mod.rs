@@ -391,4 +391,6 @@ impl Components {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
