@@ -9,7 +9,10 @@
 //! sensitive one are all descriptive (`token_type`, `password_file`, `secret_name`,
 //! `access_key_id`) describes a secret rather than holding one, and is not masked.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
+use rustc_hash::FxHashSet;
 
 /// Matched anywhere in the normalized key.
 const CONTAINED: &[&str] = &[
@@ -179,9 +182,10 @@ const MAX_KEY_LEN: usize = 128;
 #[derive(Debug)]
 pub(crate) struct KeyMatcher {
     contained: Vec<Vec<u8>>,
-    /// Every occurrence of a `contained` word in a normalized key, in one pass.
-    contained_search: AhoCorasick,
+    contained_ends: WordEnds,
     component: Vec<Vec<u8>>,
+    component_set: WordSet,
+    descriptive: WordSet,
 }
 
 impl KeyMatcher {
@@ -201,13 +205,11 @@ impl KeyMatcher {
                 component.push(norm);
             }
         }
-        let contained_search = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&contained)
-            .expect("key words build");
         KeyMatcher {
+            contained_ends: WordEnds::new(&contained),
+            component_set: WordSet::new(component.iter().map(Vec::as_slice)),
+            descriptive: WordSet::new(DESCRIPTIVE.iter().map(|w| w.as_bytes())),
             contained,
-            contained_search,
             component,
         }
     }
@@ -233,40 +235,113 @@ impl KeyMatcher {
         if key.len() > MAX_KEY_LEN {
             return false;
         }
+        // A key that ends in a contained word is sensitive whatever its components are:
+        // nothing follows the word. That is most sensitive keys (`Authorization`,
+        // `api_key`), so they are answered without splitting the key.
+        let (contained_end, norm_len) = self.contained_ends.last(key);
+        if contained_end == Some(norm_len) {
+            return true;
+        }
         let key = Components::of(key);
-        let norm = key.norm();
-        if key.comps_len == 0 {
-            return false;
-        }
-        let comps = key.comps();
-        // Where the last sensitive word in the key ends.
-        let mut best_end = self
-            .contained_search
-            .find_overlapping_iter(norm)
-            .map(|m| m.end())
-            .max();
-        for (start, end) in comps.clone() {
-            if self.component.iter().any(|w| w[..] == norm[start..end]) {
-                best_end = Some(best_end.map_or(end, |b| b.max(end)));
-            }
-        }
-        let Some(end) = best_end else {
+        // Most keys the prefilter lets through hold no sensitive word at all.
+        let Some(end) = contained_end.max(self.last_component_word_end(&key)) else {
             return false;
         };
-        // Everything after the sensitive word: empty, or only descriptive components.
-        let mut rest = comps.filter(|&(_, e)| e > end).peekable();
+        self.holds_value_after(&key, end)
+    }
+
+    /// Where the last component that is a component word ends.
+    fn last_component_word_end(&self, key: &Components) -> Option<usize> {
+        let norm = key.norm();
+        key.comps()
+            .filter(|&(s, e)| self.component_set.contains(&norm[s..e]))
+            .map(|(_, e)| e)
+            .last()
+    }
+
+    /// Whether the key holds a secret, given its last sensitive word ends at `end`:
+    /// nothing follows the word, or something other than descriptive components does
+    /// (`token_type` describes a token; `token_value` holds one).
+    fn holds_value_after(&self, key: &Components, end: usize) -> bool {
+        let norm = key.norm();
+        let mut rest = key.comps().filter(|&(_, e)| e > end).peekable();
         if rest.peek().is_none() {
             return true;
         }
-        let mut all_descriptive = true;
-        for (s, e) in rest {
-            if s < end || !DESCRIPTIVE.iter().any(|d| d.as_bytes() == &norm[s..e]) {
-                all_descriptive = false;
-                break;
+        // A component the word ends inside is not descriptive either.
+        rest.any(|(s, e)| s < end || !self.descriptive.contains(&norm[s..e]))
+    }
+}
+
+/// Where words end in a key read as normalized, overlaps included: an Aho-Corasick DFA
+/// walked a byte at a time. Only the last end matters, and a search iterator costs more
+/// to set up than walking a key of a few bytes.
+#[derive(Debug)]
+struct WordEnds {
+    dfa: DFA,
+    start: StateID,
+}
+
+impl WordEnds {
+    /// `words` are normalized: lower case letters and digits.
+    fn new(words: &[Vec<u8>]) -> WordEnds {
+        // Standard semantics: a state is a match state whenever some word ends there,
+        // overlapping or not. No prefilter: keys are too short to skip through.
+        let dfa = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .prefilter(false)
+            .build(words)
+            .expect("key words build");
+        let start = dfa.start_state(Anchored::No).expect("built unanchored");
+        WordEnds { dfa, start }
+    }
+
+    /// Where the last word ends in `key` normalized, and the normalized key's length.
+    fn last(&self, key: &[u8]) -> (Option<usize>, usize) {
+        let mut sid = self.start;
+        // 0 for none: no word is empty.
+        let (mut len, mut last) = (0, 0);
+        for &b in key {
+            // Normalizing drops everything but letters and digits.
+            if class(b) == Class::Separator {
+                continue;
+            }
+            len += 1;
+            // Letters' lower case differs only in bit 0x20, which digits already have.
+            sid = self.dfa.next_state(Anchored::No, sid, b | 0x20);
+            // Unanchored, with standard semantics, the DFA has no dead state to stop at.
+            if self.dfa.is_match(sid) {
+                last = len;
             }
         }
-        !all_descriptive
+        ((last > 0).then_some(last), len)
     }
+}
+
+/// Whole words to look components up in. Most components have a length no word has,
+/// so a bit per length turns them away before any hashing.
+#[derive(Debug)]
+struct WordSet {
+    words: FxHashSet<Vec<u8>>,
+    /// Bit `n` set: some word is `n` bytes long (bit 63: 63 or more).
+    lengths: u64,
+}
+
+impl WordSet {
+    fn new<'a>(words: impl Iterator<Item = &'a [u8]>) -> WordSet {
+        let words: FxHashSet<Vec<u8>> = words.map(<[u8]>::to_vec).collect();
+        let lengths = words.iter().fold(0, |bits, w| bits | length_bit(w.len()));
+        WordSet { words, lengths }
+    }
+
+    fn contains(&self, word: &[u8]) -> bool {
+        self.lengths & length_bit(word.len()) != 0 && self.words.contains(word)
+    }
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// The leading letters of a normalized word that any spelling of it starts with.
@@ -302,93 +377,127 @@ fn normalized(key: &[u8]) -> impl Iterator<Item = u8> + '_ {
         .map(|b| b.to_ascii_lowercase())
 }
 
-/// A key of at most `MAX_KEY_LEN` bytes, normalized, and its components as ranges into
-/// that. Components break at separators, lower→upper (`clientSecret`), acronym ends
-/// (`APIKey` → API|Key) and letter↔digit changes. On the stack: it is built for every
-/// candidate key the scan meets.
+/// A key of at most `MAX_KEY_LEN` bytes, normalized, and where its components start.
+/// Components break at separators, lower→upper (`clientSecret`), acronym ends (`APIKey`
+/// → API|Key) and letter↔digit changes. On the stack: it is built for every candidate
+/// key the scan meets.
 struct Components {
     norm: [u8; MAX_KEY_LEN],
     norm_len: usize,
-    /// (start, end) in `norm`: bytes, so the array is small to clear.
-    comps: [(u8, u8); MAX_KEY_LEN],
-    comps_len: usize,
+    /// Bit `i` set: a component starts at `norm[i]`. It runs to the next start, or to the
+    /// end. One word instead of a list of ranges that would need clearing per key.
+    starts: u128,
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum Class {
+    Separator,
+    Lower,
+    Upper,
+    Digit,
+}
+
+/// Each byte's class, looked up rather than tested range by range: every byte of every
+/// candidate key is classified.
+static CLASSES: [Class; 256] = {
+    let mut classes = [Class::Separator; 256];
+    let mut b = 0;
+    while b < 256 {
+        classes[b] = match b as u8 {
+            b'a'..=b'z' => Class::Lower,
+            b'A'..=b'Z' => Class::Upper,
+            b'0'..=b'9' => Class::Digit,
+            _ => Class::Separator,
+        };
+        b += 1;
+    }
+    classes
+};
+
+fn class(b: u8) -> Class {
+    CLASSES[usize::from(b)]
+}
+
+/// Whether an alphanumeric byte of class `cur` after one of class `prev` begins a
+/// component; `next` gives the class of the byte after it, asked for only by capitals.
+fn starts_component(prev: Class, cur: Class, next: impl FnOnce() -> Class) -> bool {
+    if prev == cur {
+        // Within a run of one class only an acronym's last capital starts a word: `APIKey`.
+        cur == Class::Upper && next() == Class::Lower
+    } else {
+        // Any other change of class does, but for a capital's own lower case: `Key`.
+        !(prev == Class::Upper && cur == Class::Lower)
+    }
 }
 
 impl Components {
     /// `key` is at most `MAX_KEY_LEN` bytes long (`is_sensitive` checks).
     fn of(key: &[u8]) -> Components {
-        #[derive(PartialEq, Clone, Copy)]
-        enum C {
-            Lower,
-            Upper,
-            Digit,
-        }
-        let class = |b: u8| {
-            if b.is_ascii_lowercase() {
-                Some(C::Lower)
-            } else if b.is_ascii_uppercase() {
-                Some(C::Upper)
-            } else if b.is_ascii_digit() {
-                Some(C::Digit)
-            } else {
-                None
-            }
-        };
         let mut out = Components {
             norm: [0; MAX_KEY_LEN],
             norm_len: 0,
-            comps: [(0, 0); MAX_KEY_LEN],
-            comps_len: 0,
+            starts: 0,
         };
-        let mut start = 0;
-        let mut prev: Option<C> = None;
-        for (i, &b) in key.iter().enumerate().take(MAX_KEY_LEN) {
-            let Some(cur) = class(b) else {
-                out.end_component(start);
-                start = out.norm_len;
-                prev = None;
+        // Kept in locals, stored once: cheaper than updating fields per byte.
+        let (mut len, mut starts) = (0, 0u128);
+        let mut prev = Class::Separator;
+        let mut i = 0;
+        while i < key.len() {
+            let b = key[i];
+            let cur = class(b);
+            i += 1;
+            if cur == Class::Separator {
+                prev = cur;
                 continue;
-            };
-            let next = key.get(i + 1).copied().and_then(class);
-            let boundary = match (prev, cur) {
-                (Some(C::Lower), C::Upper) => true,
-                (Some(C::Upper), C::Upper) => next == Some(C::Lower),
-                (Some(C::Digit), C::Lower | C::Upper) | (Some(C::Lower | C::Upper), C::Digit) => {
-                    true
-                }
-                _ => false,
-            };
-            if boundary {
-                out.end_component(start);
-                start = out.norm_len;
             }
-            out.norm[out.norm_len] = b.to_ascii_lowercase();
-            out.norm_len += 1;
-            prev = Some(cur);
+            // Few bytes start a component; a branch is cheaper than a 128-bit shift each.
+            let next = || key.get(i).map_or(Class::Separator, |&n| class(n));
+            if starts_component(prev, cur, next) {
+                starts |= 1 << len;
+            }
+            // Letters' lower case differs only in bit 0x20, which digits already have.
+            out.norm[len] = b | 0x20;
+            len += 1;
+            prev = cur;
+            // Lower case after a letter starts nothing: most of most keys is such runs,
+            // copied here without the rules above.
+            if cur != Class::Digit {
+                while let Some(&b @ b'a'..=b'z') = key.get(i) {
+                    out.norm[len] = b;
+                    len += 1;
+                    i += 1;
+                    prev = Class::Lower;
+                }
+            }
         }
-        out.end_component(start);
+        out.norm_len = len;
+        out.starts = starts;
         out
-    }
-
-    /// Closes the component `start..` if it holds anything.
-    fn end_component(&mut self, start: usize) {
-        if self.norm_len > start {
-            // Both are at most `MAX_KEY_LEN`, which fits a byte.
-            self.comps[self.comps_len] = (start as u8, self.norm_len as u8);
-            self.comps_len += 1;
-        }
     }
 
     fn norm(&self) -> &[u8] {
         &self.norm[..self.norm_len]
     }
 
-    fn comps(&self) -> impl Iterator<Item = (usize, usize)> + Clone + '_ {
-        self.comps[..self.comps_len]
-            .iter()
-            .map(|&(s, e)| (usize::from(s), usize::from(e)))
+    /// Each component as `(start, end)` in `norm`, in order.
+    fn comps(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut starts = self.starts;
+        std::iter::from_fn(move || {
+            if starts == 0 {
+                return None;
+            }
+            let start = starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            let end = match starts {
+                0 => self.norm_len,
+                next => next.trailing_zeros() as usize,
+            };
+            Some((start, end))
+        })
     }
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
