@@ -50,12 +50,13 @@ static CLASSES: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(recorder_common::loss::COUNT, 0);
 
 /// tid → its syscall in flight (`Stash::live`). A thread's entry is made at its first
-/// boundary syscall, written in place at each enter after that, and removed when the thread
-/// exits (`process::try_exit`, which also covers a thread killed inside a syscall). An insert
-/// and a delete per syscall, in an LRU map as before, were a tenth of a traced 64-byte
-/// syscall's time (docs/BENCHMARKS.md, "One stash per thread"). Not LRU: with more threads
-/// than entries, an insert fails and is counted (`loss::STASH`) instead of silently evicting
-/// a thread whose syscall is in flight.
+/// boundary syscall, written in place at each enter after that, and removed when any task
+/// exits (`process::try_exit`, which also covers a thread killed inside a syscall) or
+/// leaves its id by exec (`process::follow_exec`). An insert and a delete per syscall, in an
+/// LRU map as before, were a tenth of a traced 64-byte syscall's time (docs/BENCHMARKS.md,
+/// "One stash per thread"). Not LRU: past 16384 live recorded threads an insert fails and
+/// is counted (`loss::STASH`) instead of silently evicting a thread whose syscall is in
+/// flight.
 #[map]
 static STASH: HashMap<u32, Stash> = HashMap::with_max_entries(16384, 0);
 

@@ -23,11 +23,11 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use recorder_common::{class, record::flags, record::process_op};
+use recorder_common::{class, loss, record::flags, record::process_op};
 
 use crate::{
     compat_syscall,
-    emit::emit_process,
+    emit::{count_loss, emit_process},
     global, stack,
     syscall::{self, copy_exec_args},
     targeted, COMM, EXEC_OLD_PID_OFFSET, EXIT_GROUP_DEAD_OFFSET, FOLLOW, FORK_CHILD_OFFSET,
@@ -112,23 +112,23 @@ pub fn process_exec_btf(ctx: BtfTracePointContext) -> i32 {
 fn try_exec(old_pid: impl Fn() -> Option<i32>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Set when a non-leader thread exec'd: it has taken the leader's id.
+    let moved_from = old_pid().map(|old| old as u32).filter(|&old| old != tid);
     if targeted(tgid) {
         stack::new_address_space(tgid);
-        let old = old_pid()? as u32;
-        if old != tid {
-            // A non-leader thread exec'd and took the leader's id: its stashed execve must
-            // follow it, or sys_exit would not find it.
-            // SAFETY: the value is copied out at once.
-            if let Some(stash) = unsafe { STASH.get(&old) }.filter(|s| s.live != 0).copied() {
-                let _ = STASH.insert(&tid, &stash, 0);
-                let _ = STASH.remove(&old);
-            }
+        if let Some(old) = moved_from {
+            follow_exec(old, tid);
             emit_process(tgid, tid, process_op::EXEC, old, 0, 0);
         }
         if compat_syscall() {
             syscall::finish_exec_into_compat(pid_tgid);
         }
         return Some(());
+    }
+    if let Some(old) = moved_from {
+        // No thread will exit under the old id again (the process may have stopped being
+        // recorded while one of its threads exec'd): its entry would never be removed.
+        let _ = STASH.remove(&old);
     }
     let wanted = global(&COMM);
     if wanted[0] == 0 || bpf_get_current_comm().ok()? != wanted {
@@ -139,6 +139,22 @@ fn try_exec(old_pid: impl Fn() -> Option<i32>) -> Option<()> {
         emit_process(tgid, tid, process_op::COMM_MATCH, 0, 0, 0);
     }
     Some(())
+}
+
+/// A non-leader thread exec'd and took the leader's id (`tid`): its stashed execve moves
+/// with it, or sys_exit would not find it, and nothing is left under the old id, under
+/// which no thread will exit again.
+#[inline(always)]
+fn follow_exec(old: u32, tid: u32) {
+    // SAFETY: the value is copied out at once.
+    let stash = unsafe { STASH.get(&old) }.filter(|s| s.live != 0).copied();
+    // Removed first: in a full map, that frees the element the insert takes.
+    let _ = STASH.remove(&old);
+    if let Some(stash) = stash {
+        if STASH.insert(&tid, &stash, 0).is_err() {
+            count_loss(loss::STASH);
+        }
+    }
 }
 
 /// `sched_prepare_exec` fires once the kernel has copied the new program's arguments out of
@@ -198,6 +214,10 @@ pub fn process_exit_btf(ctx: BtfTracePointContext) -> i32 {
 fn try_exit(group_dead: impl Fn(u32) -> Option<bool>) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Whether or not the process is still recorded: a thread may outlive its process's
+    // entry in TARGETS (killed by the leader's exit_group on a kernel without group_dead,
+    // or moved out of the recorded cgroup), and its entry would never be removed.
+    let _ = STASH.remove(&tid);
     if !targeted(tgid) {
         return None;
     }
@@ -208,7 +228,6 @@ fn try_exit(group_dead: impl Fn(u32) -> Option<bool>) -> Option<()> {
     } else {
         group_dead(offset)?
     };
-    let _ = STASH.remove(&tid);
     emit_process(tgid, tid, process_op::EXIT, tid, group_dead as u32, 0);
     if group_dead {
         let _ = TARGETS.remove(&tgid);

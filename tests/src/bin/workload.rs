@@ -295,9 +295,13 @@ fn tree(dir: &Path, address: &str) -> std::io::Result<()> {
         .map(|arg| arg.as_ptr())
         .chain([std::ptr::null()])
         .collect();
+    // Before the fork: a thread's closure cannot hold a raw pointer.
+    let argv_address = argv.as_ptr() as usize;
     // SAFETY: between fork and _exit/exec the children only make raw syscalls on memory
-    // prepared before the fork.
-    let (child, exec_child, killed_child) = unsafe {
+    // prepared before the fork, but the last, which starts a thread: this process has one
+    // thread when it forks (the other was joined), so the child's allocator is in a sane
+    // state.
+    let (child, exec_child, killed_child, thread_exec_child) = unsafe {
         let child = check(libc::fork() as isize)? as i32;
         if child == 0 {
             let fd = libc::open(
@@ -318,9 +322,24 @@ fn tree(dir: &Path, address: &str) -> std::io::Result<()> {
             libc::kill(libc::getpid(), libc::SIGKILL);
             libc::_exit(1);
         }
-        (child, exec_child, killed_child)
+        // A child whose second thread execs: it takes the leader's id, which the kernel
+        // gives it once the leader has been made to exit.
+        let thread_exec_child = check(libc::fork() as isize)? as i32;
+        if thread_exec_child == 0 {
+            std::thread::spawn(move || {
+                libc::execv(
+                    c"/bin/true".as_ptr(),
+                    argv_address as *const *const libc::c_char,
+                );
+                libc::_exit(127);
+            });
+            loop {
+                libc::pause();
+            }
+        }
+        (child, exec_child, killed_child, thread_exec_child)
     };
-    for pid in [child, exec_child, killed_child] {
+    for pid in [child, exec_child, killed_child, thread_exec_child] {
         let mut status = 0;
         // SAFETY: waits for our own child.
         check(unsafe { libc::waitpid(pid, &mut status, 0) } as isize)?;
@@ -336,6 +355,7 @@ fn tree(dir: &Path, address: &str) -> std::io::Result<()> {
     writeln!(out, "child_path={}", child_path.display())?;
     writeln!(out, "exec_pid={exec_child}")?;
     writeln!(out, "killed_pid={killed_child}")?;
+    writeln!(out, "thread_exec_pid={thread_exec_child}")?;
     out.flush()
 }
 
