@@ -54,7 +54,7 @@ static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(recorder_common:
 /// exits (`process::try_exit`, which also covers a thread killed inside a syscall) or
 /// leaves its id by exec (`process::follow_exec`). An insert and a delete per syscall, in an
 /// LRU map as before, were a tenth of a traced 64-byte syscall's time (docs/BENCHMARKS.md,
-/// "One stash per thread"). Not LRU: past 16384 live recorded threads an insert fails and
+/// "The probes' own time"). Not LRU: past 16384 live recorded threads an insert fails and
 /// is counted (`loss::STASH`) instead of silently evicting a thread whose syscall is in
 /// flight.
 #[map]
