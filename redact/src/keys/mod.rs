@@ -16,7 +16,9 @@ use rustc_hash::FxHashSet;
 
 mod words;
 
-use words::{COMPONENT, CONTAINED, DESCRIPTIVE, PII_COMPONENT, PII_CONTAINED};
+use words::{vocabulary, DESCRIPTIVE};
+#[cfg(test)]
+use words::{COMPONENT, CONTAINED, PII_COMPONENT, PII_CONTAINED};
 
 /// Keys longer than this are not considered.
 const MAX_KEY_LEN: usize = 128;
@@ -33,21 +35,7 @@ pub(crate) struct KeyMatcher {
 
 impl KeyMatcher {
     pub(crate) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
-        let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
-        let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
-        let mut component: Vec<Vec<u8>> = bytes(COMPONENT);
-        if pii {
-            contained.extend(bytes(PII_CONTAINED));
-            component.extend(bytes(PII_COMPONENT));
-        }
-        for key in extra {
-            let norm = normalize(key.as_bytes());
-            if norm.len() >= 5 {
-                contained.push(norm);
-            } else if !norm.is_empty() {
-                component.push(norm);
-            }
-        }
+        let (contained, component) = vocabulary(pii, extra);
         KeyMatcher {
             contained_ends: WordEnds::new(&contained),
             component_set: WordSet::new(component.iter().map(Vec::as_slice)),

@@ -5,9 +5,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
-use super::{
-    normalize, COMPONENT, CONTAINED, DESCRIPTIVE, MAX_KEY_LEN, PII_COMPONENT, PII_CONTAINED,
-};
+use super::{vocabulary, DESCRIPTIVE, MAX_KEY_LEN};
 
 /// The compiled key vocabulary.
 #[derive(Debug)]
@@ -19,21 +17,7 @@ pub(super) struct KeyMatcher {
 
 impl KeyMatcher {
     pub(super) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
-        let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
-        let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
-        let mut component: Vec<Vec<u8>> = bytes(COMPONENT);
-        if pii {
-            contained.extend(bytes(PII_CONTAINED));
-            component.extend(bytes(PII_COMPONENT));
-        }
-        for key in extra {
-            let norm = normalize(key.as_bytes());
-            if norm.len() >= 5 {
-                contained.push(norm);
-            } else if !norm.is_empty() {
-                component.push(norm);
-            }
-        }
+        let (contained, component) = vocabulary(pii, extra);
         let contained_search = AhoCorasick::builder()
             .kind(Some(AhoCorasickKind::DFA))
             .build(&contained)

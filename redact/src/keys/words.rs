@@ -1,6 +1,30 @@
 //! The key vocabulary: which words make a key name sensitive, and which words after them
 //! make it a description of a secret instead.
 
+use super::normalize;
+
+/// The words matched anywhere in a key and those matched as a whole component, normalized:
+/// the lists, PII's with `pii`, and the configured `extra` keys (long ones anywhere, short
+/// ones as components).
+pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
+    let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
+    let mut component: Vec<Vec<u8>> = bytes(COMPONENT);
+    if pii {
+        contained.extend(bytes(PII_CONTAINED));
+        component.extend(bytes(PII_COMPONENT));
+    }
+    for key in extra {
+        let norm = normalize(key.as_bytes());
+        if norm.len() >= 5 {
+            contained.push(norm);
+        } else if !norm.is_empty() {
+            component.push(norm);
+        }
+    }
+    (contained, component)
+}
+
 /// Matched anywhere in the normalized key.
 pub(super) const CONTAINED: &[&str] = &[
     "password",
