@@ -163,6 +163,7 @@ pub extern "C" fn recorder_copy_chunks(
         tid: pid_tgid as u32,
         nr: nr as u32,
     };
+    let ktime_ns = unsafe { bpf_ktime_get_ns() };
     let len = if len > MAX_PAYLOAD_LIMIT as u64 {
         MAX_PAYLOAD_LIMIT as u64
     } else {
@@ -191,7 +192,7 @@ pub extern "C" fn recorder_copy_chunks(
             header: EventHeader {
                 kind: kind::DATA,
                 len: (DATA_HEADER + n) as u32,
-                ktime_ns: 0,
+                ktime_ns,
                 tgid: origin.tgid,
                 tid: origin.tid,
             },
@@ -230,6 +231,7 @@ pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u6
     let Some(buf) = scratch() else {
         return flags::PAYLOAD_LOST;
     };
+    let ktime_ns = unsafe { bpf_ktime_get_ns() };
     let mut offset = 0u64;
     let mut result = 0;
     for i in 0..=MAX_ARGV {
@@ -268,7 +270,7 @@ pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u6
             header: EventHeader {
                 kind: kind::DATA,
                 len: (DATA_HEADER + n) as u32,
-                ktime_ns: 0,
+                ktime_ns,
                 tgid: (pid_tgid >> 32) as u32,
                 tid: pid_tgid as u32,
             },
