@@ -7,11 +7,11 @@ use memchr::memmem::Finder;
 
 use crate::detector::Detector;
 use crate::policy::Policy;
+use crate::scan::blocks::{set_bits, window_starts, Masks};
 use crate::scan::{Cont, Span};
 
-/// PEM markers, searched for in every buffer: built once, as building a searcher costs
+/// PEM markers, searched for after a BEGIN line: built once, as building a searcher costs
 /// more than searching a short buffer.
-static BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN "));
 pub(crate) static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END"));
 static DASHES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----"));
 
@@ -49,9 +49,11 @@ static TOKEN: [bool; 256] = token_table();
 /// Longest header name looked at; `header` rejects longer ones.
 const MAX_NAME: usize = 64;
 
+/// `masks` are `buf`'s (`blocks::classify`).
 pub(crate) fn scan(
     policy: &Policy,
     buf: &[u8],
+    masks: &[Masks],
     line_start: bool,
     out: &mut Vec<Span>,
     cont: &mut Cont,
@@ -61,15 +63,18 @@ pub(crate) fn scan(
     if !headers && !redis {
         return;
     }
-    // One pass over the line ends: each gives the end of one line and the start of the
-    // next.
+    // One pass over the line ends, read from the masks: each gives the end of one line
+    // and the start of the next.
     let mut ls = if line_start { Some(0) } else { None };
-    let ends = memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len()));
-    for le in ends {
+    let ends = masks
+        .iter()
+        .enumerate()
+        .flat_map(|(k, m)| set_bits(m.newlines).map(move |bit| 64 * k + bit));
+    for le in ends.chain(std::iter::once(buf.len())) {
         if let Some(ls) = ls.filter(|&ls| ls < le && buf[ls].is_ascii_alphabetic()) {
             let line = &buf[ls..le];
             if headers {
-                header(policy, buf, ls, le, out, cont);
+                header(policy, buf, masks, ls, le, out, cont);
             }
             if redis
                 && line.len() > 5
@@ -83,14 +88,32 @@ pub(crate) fn scan(
     }
 }
 
-fn header(policy: &Policy, buf: &[u8], ls: usize, le: usize, out: &mut Vec<Span>, cont: &mut Cont) {
-    // A name longer than `MAX_NAME` is rejected wherever it ends, so the search stops
-    // one byte past it.
-    let limit = le.min(ls + MAX_NAME + 1);
-    let name_end = buf[ls..limit]
-        .iter()
-        .position(|&b| !TOKEN[usize::from(b)])
-        .map_or(limit, |p| ls + p);
+fn header(
+    policy: &Policy,
+    buf: &[u8],
+    masks: &[Masks],
+    ls: usize,
+    le: usize,
+    out: &mut Vec<Span>,
+    cont: &mut Cont,
+) {
+    // Key-name bytes are token bytes, so a name made of them alone (most are) is read
+    // from the masks; only a name with another token byte is read byte by byte.
+    let run = key_bytes_from(masks, ls);
+    let name_end = match buf.get(ls + run) {
+        _ if run > MAX_NAME => return,
+        Some(b':') => ls + run,
+        Some(&b) if TOKEN[usize::from(b)] => {
+            // A name longer than `MAX_NAME` is rejected wherever it ends, so the search
+            // stops one byte past it.
+            let limit = le.min(ls + MAX_NAME + 1);
+            buf[ls..limit]
+                .iter()
+                .position(|&b| !TOKEN[usize::from(b)])
+                .map_or(limit, |p| ls + p)
+        }
+        _ => return,
+    };
     if name_end >= le || buf[name_end] != b':' || name_end - ls > MAX_NAME {
         return;
     }
@@ -112,6 +135,34 @@ fn header(policy: &Policy, buf: &[u8], ls: usize, le: usize, out: &mut Vec<Span>
     if le == buf.len() {
         cont.line = Some(rule);
     }
+}
+
+/// How many key-name bytes (`Masks::keys`) follow `at`; past `MAX_NAME`, any count above
+/// it.
+fn key_bytes_from(masks: &[Masks], at: usize) -> usize {
+    let (k, off) = (at / 64, at % 64);
+    let run = (masks[k].keys >> off).trailing_ones() as usize;
+    if run < 64 - off {
+        return run;
+    }
+    // The run reaches the next block: 64 - off + 64 > MAX_NAME bytes are looked at.
+    run + masks
+        .get(k + 1)
+        .map_or(0, |m| m.keys.trailing_ones() as usize)
+}
+
+/// Where `-----BEGIN ` occurs in `buf`, in order: five dashes in a row (`-`/`.` runs of
+/// the masks, which may cross into the next block), then the rest compared.
+fn begins<'a>(buf: &'a [u8], masks: &'a [Masks]) -> impl Iterator<Item = usize> + 'a {
+    masks
+        .iter()
+        .enumerate()
+        .flat_map(move |(k, m)| {
+            let next = masks.get(k + 1).map_or(0, |n| n.dash_dot);
+            let runs = u128::from(m.dash_dot) | u128::from(next) << 64;
+            set_bits(window_starts(runs, 5)).map(move |bit| 64 * k + bit)
+        })
+        .filter(move |&at| buf[at..].starts_with(b"-----BEGIN "))
 }
 
 /// `AUTH password` / `AUTH user password` as a Redis inline command: one or two words.
@@ -146,6 +197,7 @@ fn inline_auth(buf: &[u8], from: usize, le: usize, out: &mut Vec<Span>, cont: &m
 pub(crate) fn pem(
     policy: &Policy,
     buf: &[u8],
+    masks: &[Masks],
     public_open: &mut bool,
     out: &mut Vec<Span>,
     cont: &mut Cont,
@@ -167,7 +219,7 @@ pub(crate) fn pem(
     let mut next_end: Option<(usize, Option<usize>)> = None;
     // The end of the last private body masked here.
     let mut masked_to = 0;
-    for begin in BEGIN.find_iter(buf) {
+    for begin in begins(buf, masks) {
         let label_start = begin + 11;
         let window = &buf[label_start..buf.len().min(label_start + 80)];
         let Some(label_len) = DASHES.find(window) else {
@@ -217,12 +269,23 @@ pub(crate) fn pem(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::scan::blocks::classify;
 
     fn run_pem(buf: &[u8], public_open: &mut bool) -> (Vec<Span>, Cont, Vec<(usize, usize)>) {
         static POLICY: LazyLock<Policy> =
             LazyLock::new(|| Policy::new(&Config::default()).unwrap());
         let (mut out, mut cont, mut exempt) = (Vec::new(), Cont::default(), Vec::new());
-        pem(&POLICY, buf, public_open, &mut out, &mut cont, &mut exempt);
+        let mut masks = Vec::new();
+        classify(buf, &mut masks);
+        pem(
+            &POLICY,
+            buf,
+            &masks,
+            public_open,
+            &mut out,
+            &mut cont,
+            &mut exempt,
+        );
         (out, cont, exempt)
     }
 
@@ -327,8 +390,73 @@ mod tests {
         (masked, exempt, pem_open, open_after)
     }
 
+    /// `scan`'s spans and continuation by their definition: each line split at `\n` byte by
+    /// byte, its header name read as the longest run of token bytes.
+    fn lines_by_definition(policy: &Policy, buf: &[u8], line_start: bool) -> (Vec<Span>, Cont) {
+        let (mut out, mut cont) = (Vec::new(), Cont::default());
+        let rule = Detector::HttpHeader.rule();
+        let ends = (0..buf.len()).filter(|&i| buf[i] == b'\n');
+        let mut ls = line_start.then_some(0);
+        for le in ends.chain(std::iter::once(buf.len())) {
+            if let Some(ls) = ls.filter(|&ls| ls < le && buf[ls].is_ascii_alphabetic()) {
+                let line = &buf[ls..le];
+                let name = line.iter().take_while(|&&b| TOKEN[usize::from(b)]).count();
+                if name <= MAX_NAME
+                    && line.get(name) == Some(&b':')
+                    && policy.header_denied(&line[..name])
+                {
+                    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+                    let start =
+                        ls + name + 1 + line[name + 1..].iter().take_while(|b| blank(b)).count();
+                    let trailing = line.iter().rev().take_while(|b| blank(b) || **b == b'\r');
+                    let end = (le - trailing.count()).max(start);
+                    if end > start {
+                        out.push(Span { start, end, rule });
+                    }
+                    if le == buf.len() {
+                        cont.line = Some(rule);
+                    }
+                }
+                if line.len() > 5
+                    && line[..4].eq_ignore_ascii_case(b"auth")
+                    && matches!(line[4], b' ' | b'\t')
+                {
+                    inline_auth(buf, ls + 5, le, &mut out, &mut cont);
+                }
+            }
+            ls = Some(le + 1);
+        }
+        (out, cont)
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Lines and header names read from the masks find what reading the bytes does,
+        /// names crossing 64-byte blocks and past `MAX_NAME` included.
+        #[test]
+        fn header_lines_by_definition(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Authorization", "authorization", "Cookie", "X-Api-Key", "Host", "x",
+                    "X!Y", "Set~Cookie", "X_Y.Z-1", ":", ": ", " ", "\t", "\r", "\n", "\r\n",
+                    "secret", "AUTH ", "auth\t", "=", "/", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                ]),
+                0..60,
+            ),
+            line_start in proptest::bool::ANY,
+        ) {
+            static POLICY: LazyLock<Policy> =
+                LazyLock::new(|| Policy::new(&Config::default()).unwrap());
+            let buf = parts.concat().into_bytes();
+            let mut masks = Vec::new();
+            classify(&buf, &mut masks);
+            let (mut out, mut cont) = (Vec::new(), Cont::default());
+            scan(&POLICY, &buf, &masks, line_start, &mut out, &mut cont);
+            let (want_out, want_cont) = lines_by_definition(&POLICY, &buf, line_start);
+            proptest::prop_assert_eq!(out, want_out);
+            proptest::prop_assert_eq!(cont, want_cont);
+        }
 
         #[test]
         fn pem_masks_and_exempts_every_block_by_definition(

@@ -331,15 +331,17 @@ pub(crate) fn scan(
     let mut found = Cont::default();
     let scratch = &mut state.scratch;
     scratch.exempt.clear();
+    classify(buf, &mut scratch.masks);
     lines::pem(
         policy,
         buf,
+        &scratch.masks,
         &mut state.public_pem,
         out,
         &mut found,
         &mut scratch.exempt,
     );
-    lines::scan(policy, buf, line_start, out, &mut found);
+    lines::scan(policy, buf, &scratch.masks, line_start, out, &mut found);
     let lower = &mut scratch.lower;
     lower.clear();
     lower.extend_from_slice(buf);
@@ -352,7 +354,6 @@ pub(crate) fn scan(
             .scan_reference(buf, line_start, &scratch.exempt, out);
         return finish(policy, buf, start, end, state, cont, found, out);
     }
-    classify(buf, &mut scratch.masks);
     kv::scan(
         policy,
         buf,

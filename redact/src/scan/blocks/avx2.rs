@@ -36,7 +36,7 @@ fn bits(lanes: __m256i) -> u32 {
 
 /// The masks of 32 bytes, in `Masks`' field order.
 #[target_feature(enable = "avx2")]
-fn half_masks(lanes: &[u8]) -> [u32; 9] {
+fn half_masks(lanes: &[u8]) -> [u32; 10] {
     assert!(lanes.len() >= 32);
     // SAFETY: `lanes` has 32 readable bytes (asserted), and an unaligned load needs no
     // alignment.
@@ -58,6 +58,7 @@ fn half_masks(lanes: &[u8]) -> [u32; 9] {
         bits(dash_dot),
         bits(or(or(space, eq(x, b'\t')), or(eq(x, 0), eq(x, b'\n')))),
         bits(or(word, dash_dot)),
+        bits(eq(x, b'\n')),
     ]
 }
 
@@ -78,5 +79,6 @@ pub(super) fn block_masks(block: &[u8; 64]) -> Masks {
         dash_dot: both(6),
         blanks: both(7),
         keys: both(8),
+        newlines: both(9),
     }
 }

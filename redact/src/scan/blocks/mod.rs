@@ -1,9 +1,9 @@
 //! One classification pass per buffer: digit, joiner (space, dash), token-run byte,
-//! non-hex letter, key-value separator, `>`, `-`/`.`, blank and key-name membership of
-//! every byte, as one bit per byte in 64-byte blocks. The digit-chain (`digits`),
-//! token-run (`tokens`) and key-run (`key_runs`) scans and the trigger search's long runs
-//! (`prefilter`) read these masks to skip ordinary text without a branch per byte, so the
-//! buffer is classified once for all of them.
+//! non-hex letter, key-value separator, `>`, `-`/`.`, blank, key-name byte and line feed
+//! membership of every byte, as one bit per byte in 64-byte blocks. The digit-chain
+//! (`digits`), token-run (`tokens`), key-run (`key_runs`) and line (`lines`) scans and the
+//! trigger search's long runs (`prefilter`) read these masks to skip ordinary text without
+//! a branch per byte, so the buffer is classified once for all of them.
 //!
 //! Each class is computed for 16 bytes at once with `wide`'s vector compares, and its
 //! mask is the compare's top bits (one `pmovmskb` on x86-64); on a CPU with AVX2 the same
@@ -40,6 +40,8 @@ pub(crate) struct Masks {
     pub(crate) blanks: u64,
     /// `[A-Za-z0-9_.-]`: what key names are made of (`kv::is_key_byte`).
     pub(crate) keys: u64,
+    /// Line feeds: where lines end (`lines`).
+    pub(crate) newlines: u64,
 }
 
 /// Lanes where `x == byte`.
@@ -74,6 +76,7 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
         m.dash_dot |= bits(dash_dot);
         m.blanks |= bits(space | eq(x, b'\t') | eq(x, 0) | eq(x, b'\n'));
         m.keys |= bits(word | dash_dot);
+        m.newlines |= bits(eq(x, b'\n'));
     }
     m
 }
@@ -89,6 +92,15 @@ pub(crate) fn window_starts(x: u128, len: usize) -> u64 {
         width *= 2;
     }
     (y & (y >> (len - width))) as u64
+}
+
+/// The positions of `mask`'s set bits, lowest first.
+pub(crate) fn set_bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let bit = (mask != 0).then(|| mask.trailing_zeros() as usize)?;
+        mask &= mask - 1;
+        Some(bit)
+    })
 }
 
 /// The masks of every block of `buf`, into `out` (cleared first).
@@ -185,6 +197,7 @@ mod tests {
                 );
                 let key = b.is_ascii_alphanumeric() || b"_-.".contains(&b);
                 assert_eq!(m.keys >> i & 1 == 1, key, "{name} {b:#x}");
+                assert_eq!(m.newlines >> i & 1 == 1, b == b'\n', "{name} {b:#x}");
             }
         }
     }
@@ -224,6 +237,7 @@ mod tests {
                 dash_dot: 0b10000,
                 blanks: 0b00100,
                 keys: 0b11011,
+                newlines: 0,
             }]
         );
     }
