@@ -45,8 +45,9 @@ impl AnchoredPattern {
 
     /// Calls `found` with the secret's bounds of every match in `buf`, trying the pattern
     /// at each trigger hit with detector bit `bit`, in order, and skipping hits inside the
-    /// previous match, as `find_iter` resumes after it. A hit is not tried when `held` says
-    /// a span already in `out` holds every match it could start (`scan::covering`): such
+    /// previous match, as `find_iter` resumes after it. A hit is not tried when a span already in
+    /// `out` holds every match it could start (`held_to` says how far the spans that hold
+    /// a hit reach, `scan::covering`): such
     /// a secret would change nothing, and so would one from a hit inside its match, which
     /// lies inside the same span.
     pub(super) fn find(
@@ -55,7 +56,7 @@ impl AnchoredPattern {
         hits: &[(usize, u32)],
         bit: u32,
         out: &mut Vec<Span>,
-        mut held: impl FnMut(&[Span], usize, usize) -> bool,
+        mut held_to: impl FnMut(&[Span], usize) -> usize,
         mut found: impl FnMut(&mut Vec<Span>, usize, usize),
     ) {
         let mut resume = 0;
@@ -72,11 +73,15 @@ impl AnchoredPattern {
                 continue;
             }
             // The cheap question first: is the hit itself inside such a span?
-            if held(out, at, at + 1) {
-                if at >= reach {
+            let held = held_to(out, at);
+            if held > at {
+                // Where the span ends, a byte no match can hold (or the buffer's end) stops
+                // every match from the hit before it: no need to find the match's reach.
+                let stopped = buf.get(held).is_none_or(|&b| !self.extent[usize::from(b)]);
+                if !stopped && at >= reach {
                     reach = self.reach(buf, at);
                 }
-                if held(out, at, reach) {
+                if stopped || held >= reach {
                     continue;
                 }
             }

@@ -68,6 +68,18 @@ impl Covering {
         end: usize,
     ) -> bool {
         debug_assert!(start < end, "a candidate holds a byte");
+        self.held_to(earlier, found, start) >= end
+    }
+
+    /// Where the spans of `earlier` with a rule at most the detector's that start at or
+    /// before `start` end, the furthest (0 if none): they hold `start..end` for every `end`
+    /// up to it. `start` must not decrease from one call to the next.
+    pub(super) fn held_to(
+        &mut self,
+        earlier: &mut EarlierSpans,
+        found: &[Span],
+        start: usize,
+    ) -> usize {
         let spans = earlier.get(found);
         while let Some(&(s, e, rule)) = spans.get(self.next) {
             if s > start {
@@ -78,7 +90,7 @@ impl Covering {
             }
             self.next += 1;
         }
-        self.reach >= end
+        self.reach
     }
 }
 

@@ -287,7 +287,7 @@ impl ValueDetectors {
                         hits,
                         bit,
                         out,
-                        |out, start, end| covering.holds(&mut earlier, out, start, end),
+                        |out, at| covering.held_to(&mut earlier, out, at),
                         |out, start, end| self.check(entry, buf, start, end, out),
                     )
                 }
