@@ -1,0 +1,243 @@
+//! The key-value detector's prefilter: the key-byte runs a key-value match could start
+//! from, found from the buffer's byte classes, and whether a run holds the stem of a
+//! sensitive key. Exact as a filter, like `prefilter`: the differential test holds the
+//! scan that uses it to the reference scan, which looks at every stem hit in the buffer.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+
+use crate::scan::blocks::Masks;
+use crate::scan::kv::is_key_byte;
+
+/// The key-value detector's stems (`KeyMatcher::prefilter_words`, ASCII
+/// case-insensitively): a key can only be sensitive if it holds one.
+pub(crate) struct KeyStems {
+    /// Leftmost-first, as the reference scan meets them.
+    leftmost: AhoCorasick,
+    any: AnyStem,
+    shortest: usize,
+}
+
+/// The stems as a DFA that stops at the first one a run holds, walked byte by byte: a
+/// key is a few bytes, too short for a search's set-up to pay for itself. One table step
+/// per byte and nothing else: no check of where a stem could begin, no match bookkeeping.
+struct AnyStem {
+    /// The column of each byte: one per byte some stem holds (both cases of a letter
+    /// share one), and 0 for every other byte.
+    column: [u8; 256],
+    /// The state after state `s` reads a byte of column `c`: `next[s + c]`, states
+    /// numbered by their row's start; `FOUND` once a stem has been read.
+    next: Box<[u32]>,
+}
+
+/// Where [`AnyStem`] goes once a run holds a stem.
+const FOUND: u32 = u32::MAX;
+
+impl AnyStem {
+    /// Aho-Corasick's automaton over the stems' columns: a trie, then each missing step
+    /// taken from the longest proper suffix of the state's bytes that is a trie state.
+    fn new(words: &[Vec<u8>]) -> AnyStem {
+        let mut column = [0u8; 256];
+        let mut columns = 1;
+        for &b in words.iter().flatten() {
+            let lower = usize::from(b.to_ascii_lowercase());
+            if column[lower] == 0 {
+                // At most 230 case-folded bytes, so the columns fit a byte.
+                column[lower] = columns;
+                column[usize::from(b.to_ascii_uppercase())] = columns;
+                columns += 1;
+            }
+        }
+        let width = usize::from(columns);
+        // The trie: `child[s * width + c]` (0 where there is none: the root is no
+        // child), and whether a stem ends at each state.
+        let (mut child, mut ends) = (vec![0usize; width], vec![false]);
+        for word in words {
+            let mut state = 0;
+            for &b in word {
+                let at = state * width + usize::from(column[usize::from(b)]);
+                if child[at] == 0 {
+                    child[at] = ends.len();
+                    child.resize(child.len() + width, 0);
+                    ends.push(false);
+                }
+                state = child[at];
+            }
+            ends[state] = true;
+        }
+        // Breadth first, so a state's suffix state is complete before the state is.
+        let mut step = vec![0usize; child.len()];
+        let mut suffix = vec![0usize; ends.len()];
+        let mut queue = std::collections::VecDeque::from([0]);
+        while let Some(state) = queue.pop_front() {
+            for c in 0..width {
+                let (at, to) = (state * width + c, child[state * width + c]);
+                let fallback = if state == 0 {
+                    0
+                } else {
+                    step[suffix[state] * width + c]
+                };
+                if to == 0 {
+                    step[at] = fallback;
+                } else {
+                    step[at] = to;
+                    suffix[to] = fallback;
+                    ends[to] |= ends[fallback];
+                    queue.push_back(to);
+                }
+            }
+        }
+        let next = step
+            .iter()
+            .map(|&to| match ends[to] {
+                true => FOUND,
+                false => u32::try_from(to * width).expect("a table under 4 GiB"),
+            })
+            .collect();
+        AnyStem { column, next }
+    }
+
+    fn in_run(&self, run: &[u8]) -> bool {
+        let mut state = 0;
+        run.iter().any(|&b| {
+            state = self.next[state as usize + usize::from(self.column[usize::from(b)])];
+            state == FOUND
+        })
+    }
+}
+
+impl KeyStems {
+    pub(crate) fn new(words: &[Vec<u8>]) -> KeyStems {
+        let leftmost = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .expect("key stems build");
+        KeyStems {
+            shortest: leftmost.min_pattern_len(),
+            leftmost,
+            any: AnyStem::new(words),
+        }
+    }
+
+    /// Whether the reference scan would act on a stem in `run` (a whole key run) that
+    /// starts at or after `skip`. Stems are alphanumeric, so none crosses a run's edges.
+    pub(crate) fn in_run(&self, run: &[u8], skip: usize) -> bool {
+        if run.len() < self.shortest {
+            return false;
+        }
+        if skip > 0 {
+            return self.in_run_after(run, skip);
+        }
+        // A leftmost search finds something exactly when some stem occurs at all.
+        self.any.in_run(run)
+    }
+
+    /// [`in_run`](Self::in_run) when hits before `skip` are passed over: the reference
+    /// skips the hits of a leftmost, non-overlapping search that start before `skip`, so
+    /// a later stem that overlaps a skipped hit is not seen. Rare (a key run that a
+    /// masked value ran into), so kept out of the common path.
+    #[cold]
+    #[inline(never)]
+    fn in_run_after(&self, run: &[u8], skip: usize) -> bool {
+        self.leftmost.find_iter(run).any(|m| m.start() >= skip)
+    }
+
+    /// Every stem hit in `haystack`, leftmost-first (the reference scan).
+    #[cfg(test)]
+    pub(crate) fn find_iter<'a>(&'a self, haystack: &'a [u8]) -> aho_corasick::FindIter<'a, 'a> {
+        self.leftmost.find_iter(haystack)
+    }
+}
+
+/// Pushes `(start, end)` of every maximal key-byte run that a key-value match could start
+/// from, sorted and without duplicates. `kv::value` finds a value only after a run that
+/// is followed (past an optional closing quote and spaces) by `:`, `=` or `'`, that sits
+/// in `<run>`, or that starts with `-` or `.` after whitespace (a flag); every other run
+/// yields nothing, so only these are looked at. `masks` are `buf`'s (`blocks::classify`):
+/// the bytes that make a run a candidate are found 64 at a time, in order.
+pub(crate) fn key_runs(buf: &[u8], masks: &[Masks], runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    // Runs come out in the order of the bytes that make them candidates. Two different
+    // maximal runs never overlap, and each candidate's run ends before it (or, for a flag,
+    // starts at it), so that order is sorted and a duplicate follows its twin.
+    let mut push = |run: Option<(usize, usize)>| {
+        if let Some(run) = run {
+            if runs.last() != Some(&run) {
+                runs.push(run);
+            }
+        }
+    };
+    // A flag may start the buffer: as if a blank came before it.
+    let mut blank_before = 1;
+    for (k, m) in masks.iter().enumerate() {
+        let flags = m.dash_dot & ((m.blanks << 1) | blank_before);
+        blank_before = m.blanks >> 63;
+        let mut candidates = m.separators | m.closes | flags;
+        while candidates != 0 {
+            let p = 64 * k + candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            push(match buf[p] {
+                b'>' => key_run_ending_at(masks, p),
+                b'-' | b'.' => Some((p, run_end(buf, p))),
+                _ => key_run_ending_at(masks, before_separator(buf, p)),
+            });
+        }
+    }
+}
+
+/// Where the key before the separator at `p` ends: past spaces and one closing quote.
+fn before_separator(buf: &[u8], p: usize) -> usize {
+    let mut j = p;
+    while j > 0 && matches!(buf[j - 1], b' ' | b'\t') {
+        j -= 1;
+    }
+    if j > 0 && matches!(buf[j - 1], b'"' | b'\'') {
+        j -= 1;
+    }
+    j
+}
+
+/// The maximal key-byte run that ends at `end`, if any, from the masks' key bits.
+fn key_run_ending_at(masks: &[Masks], end: usize) -> Option<(usize, usize)> {
+    let mut start = end;
+    // Key bits of block `k` below `off`, shifted to the top; their leading ones are the
+    // run's bytes in that block.
+    let (mut k, mut off) = (end / 64, end % 64);
+    loop {
+        if off == 0 {
+            if k == 0 {
+                break;
+            }
+            (k, off) = (k - 1, 64);
+        }
+        let ones = (masks[k].keys << (64 - off)).leading_ones() as usize;
+        start -= ones.min(off);
+        if ones < off {
+            break;
+        }
+        off = 0;
+    }
+    (start < end).then_some((start, end))
+}
+
+/// The maximal key-byte run that ends at `end`, if any.
+#[cfg(test)]
+fn run_ending_at(buf: &[u8], end: usize) -> Option<(usize, usize)> {
+    let mut start = end;
+    while start > 0 && is_key_byte(buf[start - 1]) {
+        start -= 1;
+    }
+    (start < end).then_some((start, end))
+}
+
+/// Where the key-byte run starting at `start` ends.
+fn run_end(buf: &[u8], start: usize) -> usize {
+    buf[start..]
+        .iter()
+        .position(|&b| !is_key_byte(b))
+        .map_or(buf.len(), |e| start + e)
+}
+
+#[cfg(test)]
+mod tests;
