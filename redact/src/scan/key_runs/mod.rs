@@ -17,20 +17,21 @@ pub(crate) struct KeyStems {
     shortest: usize,
 }
 
-/// The stems as a DFA that stops at the first one a run holds, walked byte by byte: a
-/// key is a few bytes, too short for a search's set-up to pay for itself. One table step
-/// per byte and nothing else: no check of where a stem could begin, no match bookkeeping.
+/// The stems as a DFA walked byte by byte, which stays in its state `found` once it has
+/// read a stem: a key is a few bytes, too short for a search's set-up to pay for itself.
+/// One table step per byte and nothing else: no check of where a stem could begin, and
+/// none for a match before the run's end (most runs hold no stem, and a key that does is
+/// short).
 struct AnyStem {
     /// The column of each byte: one per byte some stem holds (both cases of a letter
     /// share one), and 0 for every other byte.
     column: [u8; 256],
     /// The state after state `s` reads a byte of column `c`: `next[s + c]`, states
-    /// numbered by their row's start; `FOUND` once a stem has been read.
+    /// numbered by their row's start.
     next: Box<[u32]>,
+    /// The state a walk stays in once it has read a stem.
+    found: usize,
 }
-
-/// Where [`AnyStem`] goes once a run holds a stem.
-const FOUND: u32 = u32::MAX;
 
 impl AnyStem {
     /// Aho-Corasick's automaton over the stems' columns: a trie, then each missing step
@@ -86,22 +87,32 @@ impl AnyStem {
                 }
             }
         }
+        // Every state where a stem ends is merged into one more, which never leaves.
+        let found = ends.len();
+        step.resize(step.len() + width, found);
         let next = step
             .iter()
-            .map(|&to| match ends[to] {
-                true => FOUND,
-                false => u32::try_from(to * width).expect("a table under 4 GiB"),
+            .map(|&to| {
+                let to = if ends.get(to) == Some(&true) {
+                    found
+                } else {
+                    to
+                };
+                u32::try_from(to * width).expect("a table under 4 GiB")
             })
             .collect();
-        AnyStem { column, next }
+        AnyStem {
+            column,
+            next,
+            found: found * width,
+        }
     }
 
     fn in_run(&self, run: &[u8]) -> bool {
-        let mut state = 0;
-        run.iter().any(|&b| {
-            state = self.next[state as usize + usize::from(self.column[usize::from(b)])];
-            state == FOUND
-        })
+        let end = run.iter().fold(0, |state, &b| {
+            self.next[state + usize::from(self.column[usize::from(b)])] as usize
+        });
+        end == self.found
     }
 }
 
