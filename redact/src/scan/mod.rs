@@ -8,6 +8,7 @@
 //! key block that has started but not ended, so its remainder is masked when it arrives.
 
 mod anchored;
+mod aws;
 mod blocks;
 mod covering;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use crate::config::one_line;
 use crate::detector::{Detector, Rule};
 use crate::scan::anchored::AnchoredPattern;
+use crate::scan::aws;
 use crate::scan::blocks::Masks;
 use crate::scan::covering::{Covering, EarlierSpans};
 use crate::scan::digits::long_chains;
@@ -290,6 +291,11 @@ impl ValueDetectors {
                         |out, at| covering.held_to(&mut earlier, out, at),
                         |out, start, end| self.check(entry, buf, start, end, out),
                     )
+                }
+                _ if entry.detector == Some(Detector::AwsSecretAccessKey) => {
+                    aws::keys(buf, long_runs, |start, end| {
+                        self.check(entry, buf, start, end, out)
+                    })
                 }
                 _ => self.run(entry, buf, out),
             }
