@@ -145,10 +145,14 @@ pub(super) fn aws_secret(buf: &[u8], start: usize, end: usize) -> bool {
         return false;
     }
     let window = &buf[start.saturating_sub(256)..start];
-    let lower_window: Vec<u8> = window.iter().map(u8::to_ascii_lowercase).collect();
+    // Lowercased on the stack: no allocation per candidate.
+    let mut lower = [0u8; 256];
+    let lower = &mut lower[..window.len()];
+    lower.copy_from_slice(window);
+    lower.make_ascii_lowercase();
     [&b"aws"[..], b"amazon", b"akia", b"asia"]
         .iter()
-        .any(|hint| memchr::memmem::find(&lower_window, hint).is_some())
+        .any(|hint| memchr::memmem::find(lower, hint).is_some())
 }
 
 /// `Basic` credentials decode to `user:password`.
