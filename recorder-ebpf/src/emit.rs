@@ -143,6 +143,21 @@ pub fn copy_payload(origin: Origin, source: Source, limit: u64) -> u32 {
     result
 }
 
+/// The length of the next chunk when `remaining` (at least 1) payload bytes are left: at most
+/// CHUNK_BYTES, and bounded by a mask every verifier follows, on a value the compiler cannot
+/// see through (so it cannot drop the mask as redundant). The clamp alone is not enough: laid
+/// out differently (once DATA chunks stopped reading the clock), it lost Linux 6.1's verifier
+/// the length's lower bound at the read ("R2 min value is negative").
+#[inline(always)]
+fn chunk_len(remaining: u64) -> usize {
+    let n = if remaining > CHUNK_BYTES as u64 {
+        CHUNK_BYTES
+    } else {
+        remaining as usize
+    };
+    (core::hint::black_box(n).wrapping_sub(1) & (CHUNK_BYTES - 1)) + 1
+}
+
 /// Copies `len` bytes at user address `src` as DATA chunks numbered from payload byte
 /// `start`; returns flags for what went wrong, 0 if nothing did.
 ///
@@ -163,7 +178,6 @@ pub extern "C" fn recorder_copy_chunks(
         tid: pid_tgid as u32,
         nr: nr as u32,
     };
-    let ktime_ns = unsafe { bpf_ktime_get_ns() };
     let len = if len > MAX_PAYLOAD_LIMIT as u64 {
         MAX_PAYLOAD_LIMIT as u64
     } else {
@@ -174,15 +188,15 @@ pub extern "C" fn recorder_copy_chunks(
     };
     for i in 0..MAX_CHUNKS as u64 {
         let offset = i * CHUNK_BYTES as u64;
+        // Read afresh, so that `remaining` comes from the value this test bounds. Kept as a
+        // counter of its own, it did not, and the verifier followed it below zero after the
+        // last chunk through every later iteration: past 6.1's million-instruction limit.
+        let len = core::hint::black_box(len);
         if offset >= len {
             break;
         }
         let remaining = len - offset;
-        let n = if remaining > CHUNK_BYTES as u64 {
-            CHUNK_BYTES
-        } else {
-            remaining as usize
-        };
+        let n = chunk_len(remaining);
         let in_ring = waiting();
         if past_high_water(in_ring, DATA_HEADER + n) {
             count_loss(loss::SHED);
@@ -192,7 +206,7 @@ pub extern "C" fn recorder_copy_chunks(
             header: EventHeader {
                 kind: kind::DATA,
                 len: (DATA_HEADER + n) as u32,
-                ktime_ns,
+                ktime_ns: 0,
                 tgid: origin.tgid,
                 tid: origin.tid,
             },
@@ -231,7 +245,6 @@ pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u6
     let Some(buf) = scratch() else {
         return flags::PAYLOAD_LOST;
     };
-    let ktime_ns = unsafe { bpf_ktime_get_ns() };
     let mut offset = 0u64;
     let mut result = 0;
     for i in 0..=MAX_ARGV {
@@ -270,7 +283,7 @@ pub extern "C" fn recorder_copy_argv(pid_tgid: u64, nr: u64, path: u64, argv: u6
             header: EventHeader {
                 kind: kind::DATA,
                 len: (DATA_HEADER + n) as u32,
-                ktime_ns,
+                ktime_ns: 0,
                 tgid: (pid_tgid >> 32) as u32,
                 tid: pid_tgid as u32,
             },
