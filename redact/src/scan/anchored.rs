@@ -45,11 +45,10 @@ impl AnchoredPattern {
 
     /// Calls `found` with the secret's bounds of every match in `buf`, trying the pattern
     /// at each trigger hit with detector bit `bit`, in order, and skipping hits inside the
-    /// previous match, as `find_iter` resumes after it. A hit is not tried when a span already in
-    /// `out` holds every match it could start (`held_to` says how far the spans that hold
-    /// a hit reach, `scan::covering`): such
-    /// a secret would change nothing, and so would one from a hit inside its match, which
-    /// lies inside the same span.
+    /// previous match, as `find_iter` resumes after it. A hit is not tried when a span
+    /// already in `out` holds every match it could start (`held_to` says how far the spans
+    /// that hold a hit reach, `scan::covering`): such a secret would change nothing, and so
+    /// would one from a hit inside its match, which lies inside the same span.
     pub(super) fn find(
         &self,
         buf: &[u8],

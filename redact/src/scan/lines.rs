@@ -10,8 +10,8 @@ use crate::policy::Policy;
 use crate::scan::blocks::{set_bits, window_starts, Masks};
 use crate::scan::{Cont, Span};
 
-/// PEM markers, searched for after a BEGIN line: built once, as building a searcher costs
-/// more than searching a short buffer.
+/// PEM markers other than BEGIN (`begins` finds those from the masks): built once, as
+/// building a searcher costs more than searching a short buffer.
 pub(crate) static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END"));
 static DASHES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----"));
 
