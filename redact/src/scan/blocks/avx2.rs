@@ -36,10 +36,8 @@ fn bits(lanes: __m256i) -> u32 {
 
 /// The masks of 32 bytes, in `Masks`' field order.
 #[target_feature(enable = "avx2")]
-fn half_masks(lanes: &[u8]) -> [u32; 10] {
-    assert!(lanes.len() >= 32);
-    // SAFETY: `lanes` has 32 readable bytes (asserted), and an unaligned load needs no
-    // alignment.
+fn half_masks(lanes: &[u8; 32]) -> [u32; 10] {
+    // SAFETY: `lanes` is 32 readable bytes, and an unaligned load needs no alignment.
     let x = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
     let folded = _mm256_or_si256(x, _mm256_set1_epi8(0x20));
     let digit = within(x, b'0', 10);
@@ -67,7 +65,9 @@ fn half_masks(lanes: &[u8]) -> [u32; 10] {
 #[inline(never)]
 #[target_feature(enable = "avx2")]
 pub(super) fn block_masks(block: &[u8; 64]) -> Masks {
-    let (low, high) = (half_masks(&block[..32]), half_masks(&block[32..]));
+    let (low, high) = block.split_at(32);
+    let half = |lanes: &[u8]| half_masks(lanes.try_into().expect("32 bytes"));
+    let (low, high) = (half(low), half(high));
     let both = |i: usize| u64::from(low[i]) | u64::from(high[i]) << 32;
     Masks {
         digits: both(0),
