@@ -60,6 +60,11 @@ enum Task {
         /// those named with --test.
         #[arg(long)]
         systemd: bool,
+        /// Run this shell script in the guest, from the workspace, instead of the tests
+        /// (a measurement on another kernel: xtask/attach-cost.sh); its exit status is the
+        /// result.
+        #[arg(long, conflicts_with_all = ["tests", "systemd"])]
+        script: Option<PathBuf>,
     },
     /// Record a mixed workload with the service for N minutes and fail on growth in
     /// recorderd's memory, descriptors or CPU, unaccounted loss, or a leaked secret (root).
@@ -97,8 +102,15 @@ fn run(task: Task) -> Result<()> {
         Task::VmTest {
             kernel,
             accel,
+            script: Some(script),
+            ..
+        } => vm::run_script(&workspace_root(), &kernel, accel, &script),
+        Task::VmTest {
+            kernel,
+            accel,
             tests,
             systemd,
+            script: None,
         } => vm::run(&workspace_root(), &kernel, accel, &tests, systemd),
         Task::Fuzz { time, targets } => fuzz::run(&workspace_root(), time, &targets),
         Task::Soak { minutes } => soak(minutes),

@@ -11,6 +11,10 @@
 //!   socketpair, and a file (pwrite64/pread64 at offset 0): 6 syscalls per iteration.
 //! - `copy SRC DST BUF`: copies SRC to DST with read/write of BUF bytes.
 //! - `paced SIZE RATE MILLIS`: SIZE-byte writes to /dev/null at RATE a second for MILLIS ms.
+//! - `calls CALL ITERS`: ITERS times one call, `write` (64 bytes to /dev/null), `getppid`
+//!   (not a boundary syscall) or `stat` (of `/`); also reports `cpu_ns`, the loop's own CPU
+//!   time (user and system, so time spent waiting for a core is left out). What a process
+//!   pays per syscall for a tracer's attachments, recorded or not (xtask/attach-cost.sh).
 
 use std::{
     ffi::CString,
@@ -32,6 +36,7 @@ fn main() {
         "syscalls" if args.len() == 5 => syscalls(Path::new(arg(2)), number(3), number(4)),
         "copy" if args.len() == 5 => copy(Path::new(arg(2)), Path::new(arg(3)), number(4)),
         "paced" if args.len() == 5 => paced(number(2), number(3), number(4)),
+        "calls" if args.len() == 4 => calls(arg(2), number(3)),
         _ => usage("unknown mode"),
     };
     if let Err(error) = result {
@@ -42,7 +47,7 @@ fn main() {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "recorder-bench-load: {problem}\nusage: recorder-bench-load syscalls DIR SIZE ITERS | copy SRC DST BUF | paced SIZE RATE MILLIS"
+        "recorder-bench-load: {problem}\nusage: recorder-bench-load syscalls DIR SIZE ITERS | copy SRC DST BUF | paced SIZE RATE MILLIS | calls write|getppid|stat ITERS"
     );
     std::process::exit(2);
 }
@@ -190,4 +195,46 @@ fn paced(size: u64, rate: u64, millis: u64) -> std::io::Result<()> {
     }
     let elapsed = started.elapsed();
     report(done, done * size, elapsed)
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: fills the timespec it is given; this clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+fn calls(call: &str, iters: u64) -> std::io::Result<()> {
+    if !["write", "getppid", "stat"].contains(&call) {
+        usage("calls: CALL is write, getppid or stat");
+    }
+    let out = payload(64);
+    let null = move_fd(open(Path::new("/dev/null"), libc::O_WRONLY)?, 100)?;
+    let root = CString::new("/")?;
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut status: libc::stat = unsafe { std::mem::zeroed() };
+    let mut one = || -> std::io::Result<()> {
+        // SAFETY: a live 64-byte buffer, a NUL-terminated path and a stat to fill.
+        match call {
+            "write" => check(unsafe { libc::write(null, out.as_ptr().cast(), out.len()) })?,
+            "getppid" => check(unsafe { libc::getppid() } as isize)?,
+            _ => check(unsafe { libc::stat(root.as_ptr(), &mut status) } as isize)?,
+        };
+        Ok(())
+    };
+    ready()?;
+    let (started, cpu) = (Instant::now(), thread_cpu());
+    for _ in 0..iters {
+        one()?;
+    }
+    let (elapsed, cpu) = (started.elapsed(), thread_cpu() - cpu);
+    let payload_bytes = if call == "write" { iters * 64 } else { 0 };
+    report(iters, payload_bytes, elapsed)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cpu_ns={}", cpu.as_nanos())?;
+    out.flush()
 }

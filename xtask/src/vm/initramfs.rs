@@ -21,6 +21,9 @@ pub enum Stage2<'a> {
     /// The host's root, these test executables in it, and the factor for their failure
     /// deadlines (`RECORDER_TEST_TIME_SCALE`).
     Tests(&'a [PathBuf], u32),
+    /// The host's root, and this shell script run in it from the workspace instead of the
+    /// tests: its exit status is the result.
+    Script(&'a Path),
     /// This Debian root (a directory on the host) with systemd as PID 1, and the check of
     /// the service under it.
     Systemd(&'a Path),
@@ -48,6 +51,11 @@ pub fn write(run_dir: &Path, kernel: &Kernel, root: &Path, stage2: Stage2) -> Re
                 &staging.join("tests.sh"),
                 &tests_script(root, executables, time_scale),
             )?;
+            String::new()
+        }
+        Stage2::Script(script) => {
+            write_executable(&staging.join("guest.sh"), include_str!("../../vm/guest.sh"))?;
+            write_executable(&staging.join("tests.sh"), &script_runner(root, script))?;
             String::new()
         }
         Stage2::Systemd(rootfs) => {
@@ -128,6 +136,16 @@ fn tests_script(root: &Path, executables: &[PathBuf], time_scale: u32) -> String
     }
     script.push_str("exit $failed\n");
     script
+}
+
+/// Runs `script` with sh from the workspace and exits with its status.
+fn script_runner(root: &Path, script: &Path) -> String {
+    format!(
+        "cd '{}' || {{ echo 'vm-test: the guest cannot enter the workspace'; exit 255; }}\n\
+         sh '{}'\n",
+        root.display(),
+        script.display()
+    )
 }
 
 /// The `.ko` files of BOOT_MODULES and everything they depend on, dependencies first.
@@ -218,6 +236,24 @@ mod tests {
         );
         assert!(module_dependencies(b"depends=\0").is_empty());
         assert!(module_dependencies(b"no modinfo here").is_empty());
+    }
+
+    #[test]
+    fn runs_the_script_from_the_workspace_and_gives_its_status() {
+        let dir = std::env::temp_dir().join(format!("vm-script-{}", std::process::id()));
+        let workspace = dir.join("work space");
+        fs::create_dir_all(&workspace).unwrap();
+        let script = dir.join("measure.sh");
+        fs::write(&script, "pwd > where; exit 3\n").unwrap();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script_runner(&workspace, &script))
+            .status()
+            .unwrap();
+        let ran_in = fs::read_to_string(workspace.join("where")).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(ran_in.trim_end(), workspace.to_str().unwrap());
     }
 
     #[test]

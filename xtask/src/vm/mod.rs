@@ -60,14 +60,8 @@ pub enum Accel {
 /// systemd as PID 1 and checks the service there. The Debian root is made while the tests
 /// run, so asking for both costs little more than the longer of the two.
 pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String], systemd: bool) -> Result<()> {
-    if !setup::is_root() {
-        bail!("vm-test shares the host's root with the guest and runs the privileged tests: run `sudo -E cargo xtask vm-test`");
-    }
-    setup::ensure_apt_packages(VM_PACKAGES)?;
+    let (kernel, accel, run_dir) = prepare(root, kernel, accel)?;
     let vm_dir = root.join("target/vm");
-    let kernel = kernel::resolve(&vm_dir, kernel)?;
-    let accel = choose_accel(accel)?;
-    let run_dir = vm_dir.join("run");
     let rootfs = systemd.then(|| {
         let vm_dir = vm_dir.clone();
         std::thread::spawn(move || rootfs::ensure(&vm_dir))
@@ -97,6 +91,35 @@ pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String], systemd: b
     }
 }
 
+/// Boots `kernel` and runs `script` in it with sh, from the workspace, instead of the tests
+/// (`vm-test --script`): a measurement on another kernel, say. The binaries the tests use
+/// are built first; the script finds the rest of the workspace as the host left it.
+pub fn run_script(root: &Path, kernel: &str, accel: Accel, script: &Path) -> Result<()> {
+    let script = fs::canonicalize(script)
+        .with_context(|| format!("--script {}: no such file", script.display()))?;
+    let (kernel, accel, run_dir) = prepare(root, kernel, accel)?;
+    build_binaries(root)?;
+    let guest = Guest {
+        kernel: &kernel,
+        accel: &accel,
+        run_dir: &run_dir,
+        root,
+    };
+    guest.boot(Stage2::Script(&script))
+}
+
+/// What every run needs before it boots: root, qemu, the kernel and the accelerator.
+fn prepare(root: &Path, kernel: &str, accel: Accel) -> Result<(Kernel, Chosen, PathBuf)> {
+    if !setup::is_root() {
+        bail!("vm-test shares the host's root with the guest and runs the privileged tests: run `sudo -E cargo xtask vm-test`");
+    }
+    setup::ensure_apt_packages(VM_PACKAGES)?;
+    let vm_dir = root.join("target/vm");
+    let kernel = kernel::resolve(&vm_dir, kernel)?;
+    let accel = choose_accel(accel)?;
+    Ok((kernel, accel, vm_dir.join("run")))
+}
+
 /// What every boot of one run shares.
 struct Guest<'a> {
     kernel: &'a Kernel,
@@ -108,10 +131,16 @@ struct Guest<'a> {
 impl Guest<'_> {
     /// Writes the initramfs for `stage2`, says what boots, and boots it.
     fn boot(&self, stage2: Stage2) -> Result<()> {
+        let passed = match stage2 {
+            Stage2::Tests(..) => "every test passed",
+            Stage2::Script(_) => "the script exited with 0",
+            Stage2::Systemd(_) => "the service's check under systemd passed",
+        };
         let (what, systemd) = match &stage2 {
             Stage2::Tests(executables, _) => {
                 (format!("{} test executables", executables.len()), false)
             }
+            Stage2::Script(script) => (format!("the script {}", script.display()), false),
             Stage2::Systemd(rootfs) => (format!("systemd as PID 1 in {}", rootfs.display()), true),
         };
         println!(
@@ -121,7 +150,7 @@ impl Guest<'_> {
             self.accel.name()
         );
         let initramfs = initramfs::write(self.run_dir, self.kernel, self.root, stage2)?;
-        boot(self.kernel, self.accel, &initramfs, systemd)
+        boot(self.kernel, self.accel, &initramfs, systemd, passed)
     }
 }
 
@@ -263,7 +292,14 @@ fn json_string(line: &str, key: &str) -> Option<String> {
 
 /// Boots the guest and relays its console, each line prefixed with its release; fails when
 /// it does not come up, stops without a result, or reports failed tests.
-fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path, systemd: bool) -> Result<()> {
+/// `passed` is what a result of 0 means, said on success.
+fn boot(
+    kernel: &Kernel,
+    chosen: &Chosen,
+    initramfs: &Path,
+    systemd: bool,
+    passed: &str,
+) -> Result<()> {
     // systemd would start a login prompt on the serial console the host reads.
     let cmdline = if systemd {
         "console=ttyS0 quiet panic=-1 systemd.mask=serial-getty@ttyS0.service"
@@ -350,12 +386,7 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path, systemd: bool) -> Re
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     match result {
         Some(0) => {
-            let what = if systemd {
-                "the service's check under systemd passed"
-            } else {
-                "every test passed"
-            };
-            println!("vm-test: {what} on {} ({minutes:.1} min)", kernel.release);
+            println!("vm-test: {passed} on {} ({minutes:.1} min)", kernel.release);
             Ok(())
         }
         Some(255) => bail!(
@@ -363,7 +394,7 @@ fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path, systemd: bool) -> Re
             kernel.release
         ),
         Some(failed) => bail!(
-            "vm-test: {failed} test executable(s) failed on {} (lines above start with [{}])",
+            "vm-test: {failed} test executable(s) failed (or the script's exit status) on {} (lines above start with [{}])",
             kernel.release,
             kernel.release
         ),
