@@ -85,7 +85,7 @@ attach() {
             bpftrace "$work/program.bt" > "$work/tracer" 2>&1 &
             tracer=$!
             # BEGIN fires even when a probe after it failed to attach.
-            await "$work/tracer" attached "$tracer" && ! grep -q -e "^ERROR" -e "could not attach" "$work/tracer" ||
+            await "$work/tracer" attached "$tracer" && ! grep -q -e "Error attaching" -e "could not attach" "$work/tracer" ||
                 refused "$1" ;;
     esac
     echo "$1 $(($(now_ms) - started))" >> "$work/attach"
@@ -165,3 +165,10 @@ for mechanism in $mechanisms begin; do
 done
 echo
 echo "bpftrace's kprobe support here: $(bpftrace --info 2>&1 | grep -E 'kprobe_multi|kfunc' | tr -s ' \n' ' ')"
+# Whether fentry programs of different functions can share one program by tail calls.
+floor=${FLOOR:-$(dirname "$bin")/ebpf/bpfel-unknown-none/release/recorder-floor}
+if [ -f "$floor" ]; then
+    RUST_BACKTRACE=0 "$bin/recorder-bench-floor" --object "$floor" --tail-call-check 2>&1 || true
+else
+    echo "no floor object at $floor (cargo xtask bench builds it): the tail-call check did not run"
+fi

@@ -13,6 +13,10 @@
 //! are in the object recorderd embeds. It shares `runtime` (globals, panic handler, license)
 //! with recorderd's root, `main.rs`.
 //!
+//! `floor_shared` and `floor_stub` are not part of the floor: they are
+//! `recorder-bench-floor --tail-call-check`, whether a fentry program can jump to one
+//! verified for another kernel function.
+//!
 //! `FLOOR_WAKEUP` is the flags word passed to the ring-buffer output, so the benchmark can
 //! compare the kernel's adaptive wake-ups (0) with BPF_RB_NO_WAKEUP (1) and
 //! BPF_RB_FORCE_WAKEUP (2) without touching recorderd's probes.
@@ -24,9 +28,9 @@ mod runtime;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated as gen},
-    macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    macros::{fentry, map, tracepoint},
+    maps::{HashMap, PerCpuArray, ProgramArray, RingBuf},
+    programs::{FEntryContext, TracePointContext},
 };
 
 use runtime::global;
@@ -161,4 +165,35 @@ fn copy(pid_tgid: u64, src: u64, count: u64) {
             unsafe { *counter += 1 };
         }
     }
+}
+
+/// The tail-call check's one slot: the shared program (`recorder-bench-floor
+/// --tail-call-check`).
+#[map]
+static FLOOR_SHARED: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// How often the shared program ran, per CPU.
+#[map]
+static FLOOR_SHARED_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The tail-call check's shared program: verified for `pwrite64`, never attached; it runs
+/// only when `floor_stub` jumps to it. Whether a kernel allows that is what the check asks:
+/// fentry programs are verified per kernel function, so recorderd on fentry would need its
+/// two syscall programs shared by small per-function stubs (docs/BENCHMARKS.md, "The
+/// alternatives, on a kernel that has them").
+#[fentry(function = "__x64_sys_pwrite64")]
+pub fn floor_shared(_ctx: FEntryContext) -> u32 {
+    if let Some(runs) = FLOOR_SHARED_RUNS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, and fentry programs do not nest on one CPU.
+        unsafe { *runs += 1 };
+    }
+    0
+}
+
+/// The tail-call check's stub, on `pread64`: only the jump to the shared program.
+#[fentry(function = "__x64_sys_pread64")]
+pub fn floor_stub(ctx: FEntryContext) -> u32 {
+    // SAFETY: the context is this program's own; on success control does not come back.
+    unsafe { FLOOR_SHARED.tail_call(&ctx, 0) };
+    0
 }

@@ -8,6 +8,12 @@
 //! `--wakeup` is the flags word the probe passes to the ring-buffer output: `adaptive` (0,
 //! what recorderd's probes use), `force` (BPF_RB_FORCE_WAKEUP: a wake-up per record), or
 //! `none` (BPF_RB_NO_WAKEUP: epoll never fires, so this consumer polls every millisecond).
+//!
+//! `recorder-bench-floor --object FILE --tail-call-check`: whether this kernel lets a fentry
+//! program jump (`bpf_tail_call`) to one verified for another function. Loads the floor
+//! object's `floor_shared` for `pwrite64` without attaching it, attaches `floor_stub` to
+//! `pread64`, makes 1000 `pread64` calls and says how often the shared program ran; exits 1
+//! when it did not run for each of them, or when the kernel refused a step (which it names).
 
 use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -16,9 +22,9 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    maps::{PerCpuArray, RingBuf},
-    programs::TracePoint,
-    EbpfLoader,
+    maps::{PerCpuArray, ProgramArray, RingBuf},
+    programs::{FEntry, TracePoint},
+    Btf, EbpfLoader,
 };
 use recorder_capture::preflight;
 
@@ -31,6 +37,11 @@ const ATTACH: &[(&str, &[&str])] = &[
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|arg| arg == "--tail-call-check") {
+        let object = value(&args, "--object")
+            .context("usage: recorder-bench-floor --object FILE --tail-call-check")?;
+        return tail_call_check(Path::new(object));
+    }
     let (Some(object), Some(pid), Some(wakeup)) = (
         value(&args, "--object"),
         value(&args, "--pid"),
@@ -113,6 +124,56 @@ fn main() -> Result<()> {
     }
     let lost: u64 = losses.get(&0, 0)?.iter().sum();
     println!("records={records}\nbytes={bytes}\nlosses={lost}");
+    Ok(())
+}
+
+const TAIL_CALL_CALLS: u64 = 1000;
+
+fn tail_call_check(object: &Path) -> Result<()> {
+    preflight::raise_memlock();
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let mut ebpf = EbpfLoader::new()
+        .load_file(object)
+        .with_context(|| format!("loading {}", object.display()))?;
+    let shared: &mut FEntry = ebpf
+        .program_mut("floor_shared")
+        .context("no program floor_shared")?
+        .try_into()?;
+    shared
+        .load("__x64_sys_pwrite64", &btf)
+        .context("loading floor_shared (fentry on pwrite64)")?;
+    let shared = shared.fd()?.try_clone()?;
+    let stub: &mut FEntry = ebpf
+        .program_mut("floor_stub")
+        .context("no program floor_stub")?
+        .try_into()?;
+    stub.load("__x64_sys_pread64", &btf)
+        .context("loading floor_stub (fentry on pread64)")?;
+    ProgramArray::try_from(ebpf.map_mut("FLOOR_SHARED").context("no FLOOR_SHARED")?)?
+        .set(0, &shared, 0)
+        .context("putting floor_shared in the program array")?;
+    let stub: &mut FEntry = ebpf
+        .program_mut("floor_stub")
+        .context("no floor_stub")?
+        .try_into()?;
+    stub.attach().context("attaching floor_stub to pread64")?;
+
+    let zero = std::fs::File::open("/dev/zero")?;
+    let mut byte = [0u8; 1];
+    for _ in 0..TAIL_CALL_CALLS {
+        std::os::unix::fs::FileExt::read_at(&zero, &mut byte, 0)?;
+    }
+    let runs: PerCpuArray<_, u64> = PerCpuArray::try_from(
+        ebpf.map("FLOOR_SHARED_RUNS")
+            .context("no FLOOR_SHARED_RUNS")?,
+    )?;
+    let ran: u64 = runs.get(&0, 0)?.iter().sum();
+    println!(
+        "tail-call check: the program verified for pwrite64 ran {ran} times for {TAIL_CALL_CALLS} pread64 calls"
+    );
+    if ran < TAIL_CALL_CALLS {
+        bail!("the stub's tail call did not reach the shared program every time");
+    }
     Ok(())
 }
 
