@@ -131,17 +131,16 @@ struct Guest<'a> {
 impl Guest<'_> {
     /// Writes the initramfs for `stage2`, says what boots, and boots it.
     fn boot(&self, stage2: Stage2) -> Result<()> {
-        let passed = match stage2 {
-            Stage2::Tests(..) => "every test passed",
-            Stage2::Script(_) => "the script exited with 0",
-            Stage2::Systemd(_) => "the service's check under systemd passed",
-        };
-        let (what, systemd) = match &stage2 {
-            Stage2::Tests(executables, _) => {
-                (format!("{} test executables", executables.len()), false)
-            }
-            Stage2::Script(script) => (format!("the script {}", script.display()), false),
-            Stage2::Systemd(rootfs) => (format!("systemd as PID 1 in {}", rootfs.display()), true),
+        let (what, run) = match &stage2 {
+            Stage2::Tests(executables, _) => (
+                format!("{} test executables", executables.len()),
+                Run::Tests,
+            ),
+            Stage2::Script(script) => (format!("the script {}", script.display()), Run::Script),
+            Stage2::Systemd(rootfs) => (
+                format!("systemd as PID 1 in {}", rootfs.display()),
+                Run::Systemd,
+            ),
         };
         println!(
             "vm-test: booting {} ({}) with {what} under {}",
@@ -150,7 +149,32 @@ impl Guest<'_> {
             self.accel.name()
         );
         let initramfs = initramfs::write(self.run_dir, self.kernel, self.root, stage2)?;
-        boot(self.kernel, self.accel, &initramfs, systemd, passed)
+        boot(self.kernel, self.accel, &initramfs, run)
+    }
+}
+
+/// What a boot runs, for what its result means.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    Tests,
+    Script,
+    Systemd,
+}
+
+impl Run {
+    fn passed(self) -> &'static str {
+        match self {
+            Run::Tests => "every test passed",
+            Run::Script => "the script exited with 0",
+            Run::Systemd => "the service's check under systemd passed",
+        }
+    }
+
+    fn failed(self, result: u32) -> String {
+        match self {
+            Run::Script => format!("the script exited with {result}"),
+            Run::Tests | Run::Systemd => format!("{result} test executable(s) failed"),
+        }
     }
 }
 
@@ -292,14 +316,8 @@ fn json_string(line: &str, key: &str) -> Option<String> {
 
 /// Boots the guest and relays its console, each line prefixed with its release; fails when
 /// it does not come up, stops without a result, or reports failed tests.
-/// `passed` is what a result of 0 means, said on success.
-fn boot(
-    kernel: &Kernel,
-    chosen: &Chosen,
-    initramfs: &Path,
-    systemd: bool,
-    passed: &str,
-) -> Result<()> {
+fn boot(kernel: &Kernel, chosen: &Chosen, initramfs: &Path, run: Run) -> Result<()> {
+    let systemd = run == Run::Systemd;
     // systemd would start a login prompt on the serial console the host reads.
     let cmdline = if systemd {
         "console=ttyS0 quiet panic=-1 systemd.mask=serial-getty@ttyS0.service"
@@ -386,15 +404,20 @@ fn boot(
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     match result {
         Some(0) => {
-            println!("vm-test: {passed} on {} ({minutes:.1} min)", kernel.release);
+            println!(
+                "vm-test: {} on {} ({minutes:.1} min)",
+                run.passed(),
+                kernel.release
+            );
             Ok(())
         }
-        Some(255) => bail!(
+        Some(255) if run != Run::Script => bail!(
             "vm-test: the guest ({}) could not run the tests: see its last lines above",
             kernel.release
         ),
         Some(failed) => bail!(
-            "vm-test: {failed} test executable(s) failed (or the script's exit status) on {} (lines above start with [{}])",
+            "vm-test: {} on {} (lines above start with [{}])",
+            run.failed(failed),
             kernel.release,
             kernel.release
         ),
