@@ -60,8 +60,8 @@ pub enum Accel {
 /// systemd as PID 1 and checks the service there. The Debian root is made while the tests
 /// run, so asking for both costs little more than the longer of the two.
 pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String], systemd: bool) -> Result<()> {
-    let (kernel, accel, run_dir) = prepare(root, kernel, accel)?;
-    let vm_dir = root.join("target/vm");
+    let (kernel, accel, vm_dir) = prepare(root, kernel, accel)?;
+    let run_dir = vm_dir.join("run");
     let rootfs = systemd.then(|| {
         let vm_dir = vm_dir.clone();
         std::thread::spawn(move || rootfs::ensure(&vm_dir))
@@ -97,18 +97,19 @@ pub fn run(root: &Path, kernel: &str, accel: Accel, tests: &[String], systemd: b
 pub fn run_script(root: &Path, kernel: &str, accel: Accel, script: &Path) -> Result<()> {
     let script = fs::canonicalize(script)
         .with_context(|| format!("--script {}: no such file", script.display()))?;
-    let (kernel, accel, run_dir) = prepare(root, kernel, accel)?;
+    let (kernel, accel, vm_dir) = prepare(root, kernel, accel)?;
     build_binaries(root)?;
     let guest = Guest {
         kernel: &kernel,
         accel: &accel,
-        run_dir: &run_dir,
+        run_dir: &vm_dir.join("run"),
         root,
     };
     guest.boot(Stage2::Script(&script))
 }
 
-/// What every run needs before it boots: root, qemu, the kernel and the accelerator.
+/// What every run needs before it boots: root, qemu, the kernel and the accelerator; and
+/// where vm-test keeps its kernels and runs (`target/vm`).
 fn prepare(root: &Path, kernel: &str, accel: Accel) -> Result<(Kernel, Chosen, PathBuf)> {
     if !setup::is_root() {
         bail!("vm-test shares the host's root with the guest and runs the privileged tests: run `sudo -E cargo xtask vm-test`");
@@ -117,7 +118,7 @@ fn prepare(root: &Path, kernel: &str, accel: Accel) -> Result<(Kernel, Chosen, P
     let vm_dir = root.join("target/vm");
     let kernel = kernel::resolve(&vm_dir, kernel)?;
     let accel = choose_accel(accel)?;
-    Ok((kernel, accel, vm_dir.join("run")))
+    Ok((kernel, accel, vm_dir))
 }
 
 /// What every boot of one run shares.
