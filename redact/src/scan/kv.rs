@@ -9,7 +9,7 @@ use crate::detector::{Detector, Rule};
 use crate::keys::normalizes_to;
 use crate::policy::Policy;
 use crate::scan::blocks::Masks;
-use crate::scan::key_runs::key_runs;
+use crate::scan::key_runs::{for_each_key_run, SeenRuns};
 use crate::scan::{byte_set, Cont, ContainerState, QuotedState, Span};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,29 +34,28 @@ pub(crate) fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// Key-value matches in `buf`, looking only at the key runs `key_runs::key_runs`
-/// lets through (`masks`: `buf`'s byte classes; `runs` is scratch space).
+/// Key-value matches in `buf`, looking only at the key runs `for_each_key_run` gives
+/// (`masks`: `buf`'s byte classes; `seen`: the stream's verdicts on short runs).
 pub(crate) fn scan(
     policy: &Policy,
     buf: &[u8],
     masks: &[Masks],
-    runs: &mut Vec<(usize, usize)>,
+    seen: &mut SeenRuns,
     out: &mut Vec<Span>,
     cont: &mut Cont,
 ) {
     let Some(stems) = policy.kv_prefilter() else {
         return;
     };
-    key_runs(buf, masks, runs);
     let mut skip_until: usize = 0;
-    for &(ks, ke) in runs.iter() {
+    for_each_key_run(buf, masks, |ks, ke| {
         // The reference scan takes the first stem hit in the run that starts at or after
         // `skip_until`; the hits inside the run are the same whether the search starts
         // there or before.
-        if stems.in_run(&buf[ks..ke], skip_until.saturating_sub(ks)) {
+        if stems.in_key_run(buf, ks, ke, skip_until.saturating_sub(ks), seen) {
             visit(policy, buf, ks, ke, &mut skip_until, out, cont);
         }
-    }
+    });
 }
 
 /// The reference: every stem hit in the whole buffer. A run `key_runs` leaves out has no

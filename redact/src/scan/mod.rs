@@ -25,6 +25,7 @@ mod tokens;
 mod value;
 
 pub(crate) use key_runs::KeyStems;
+use key_runs::SeenRuns;
 pub(crate) use value::ValueDetectors;
 use value::ValueScratch;
 
@@ -290,7 +291,6 @@ impl TextState {
         let scratch = &mut self.scratch;
         shrink(&mut scratch.lower, keep);
         shrink(&mut scratch.exempt, keep / 64);
-        shrink(&mut scratch.key_runs, keep / 64);
         shrink(&mut scratch.masks, keep / 64);
         scratch.values.release_spare(keep);
     }
@@ -309,9 +309,10 @@ struct Scratch {
     exempt: Vec<(usize, usize)>,
     /// The buffer in ASCII lower case, for the trigger literals' search.
     lower: Vec<u8>,
-    key_runs: Vec<(usize, usize)>,
     /// The buffer's byte classes (`blocks`), shared by the key-value and value scans.
     masks: Vec<Masks>,
+    /// The key-value scan's verdicts on the short key runs it met last.
+    seen_runs: SeenRuns,
     values: ValueScratch,
 }
 
@@ -359,7 +360,7 @@ pub(crate) fn scan(
         policy,
         buf,
         &scratch.masks,
-        &mut scratch.key_runs,
+        &mut scratch.seen_runs,
         out,
         &mut found,
     );

@@ -59,7 +59,7 @@ fn a_stem_is_seen_in_a_run_as_the_leftmost_search_sees_it() {
 fn fast(buf: &[u8]) -> Vec<(usize, usize)> {
     let (mut masks, mut runs) = (Vec::new(), Vec::new());
     classify(buf, &mut masks);
-    key_runs(buf, &masks, &mut runs);
+    for_each_key_run(buf, &masks, |start, end| runs.push((start, end)));
     runs
 }
 
@@ -130,6 +130,34 @@ proptest! {
         for skip in 0..=run.len() {
             let want = stems.find_iter(&run).any(|m| m.start() >= skip);
             prop_assert_eq!(stems.in_run(&run, skip), want, "{:?} from {}", run, skip);
+        }
+    }
+
+    /// The remembered verdicts are the walk's: runs of every length around the 8-byte
+    /// words (and a buffer start too close to read one), met again after other runs
+    /// have taken their slots, and runs that differ in one byte or in case only.
+    #[test]
+    fn remembered_runs_answer_as_the_walk(
+        runs in proptest::collection::vec(
+            proptest::collection::vec(proptest::sample::select(b"pwPWasx_1-.".to_vec()), 1..12),
+            1..200,
+        ),
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 1..400),
+        lead in 0..10usize,
+    ) {
+        let stems = KeyStems::new(&[b"pass".to_vec(), b"pw".to_vec(), b"ssx".to_vec()]);
+        let mut seen = SeenRuns::default();
+        for index in order {
+            let run = index.get(&runs);
+            let mut buf = vec![b' '; lead];
+            buf.extend_from_slice(run);
+            buf.push(b':');
+            let (start, end) = (lead, lead + run.len());
+            prop_assert_eq!(
+                stems.in_key_run(&buf, start, end, 0, &mut seen),
+                stems.in_run(run, 0),
+                "{:?} after {} blanks", run, lead
+            );
         }
     }
 
