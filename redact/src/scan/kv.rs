@@ -9,7 +9,7 @@ use crate::detector::{Detector, Rule};
 use crate::keys::normalizes_to;
 use crate::policy::Policy;
 use crate::scan::blocks::Masks;
-use crate::scan::key_runs::{for_each_key_run, SeenRuns};
+use crate::scan::key_runs::{for_each_key_run, KeyMemory};
 use crate::scan::{byte_set, Cont, ContainerState, QuotedState, Span};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,24 +35,25 @@ pub(crate) fn is_key_byte(b: u8) -> bool {
 }
 
 /// Key-value matches in `buf`, looking only at the key runs `for_each_key_run` gives
-/// (`masks`: `buf`'s byte classes; `seen`: the stream's verdicts on short runs).
+/// (`masks`: `buf`'s byte classes; `memory`: the stream's memory of the keys it met).
 pub(crate) fn scan(
     policy: &Policy,
     buf: &[u8],
     masks: &[Masks],
-    seen: &mut SeenRuns,
+    memory: &mut KeyMemory,
     out: &mut Vec<Span>,
     cont: &mut Cont,
 ) {
     let Some(stems) = policy.kv_prefilter() else {
         return;
     };
+    let KeyMemory { before, runs } = memory;
     let mut skip_until: usize = 0;
-    for_each_key_run(buf, masks, |ks, ke| {
+    for_each_key_run(buf, masks, before, |ks, ke| {
         // The reference scan takes the first stem hit in the run that starts at or after
         // `skip_until`; the hits inside the run are the same whether the search starts
         // there or before.
-        if stems.in_key_run(buf, ks, ke, skip_until.saturating_sub(ks), seen) {
+        if stems.in_key_run(buf, ks, ke, skip_until.saturating_sub(ks), runs) {
             visit(policy, buf, ks, ke, &mut skip_until, out, cont);
         }
     });

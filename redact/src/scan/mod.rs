@@ -24,8 +24,8 @@ mod shape;
 mod tokens;
 mod value;
 
+use key_runs::KeyMemory;
 pub(crate) use key_runs::KeyStems;
-use key_runs::SeenRuns;
 pub(crate) use value::ValueDetectors;
 use value::ValueScratch;
 
@@ -286,12 +286,14 @@ impl TextState {
 
     /// Frees what the scan's buffers keep beyond about `keep` bytes of scanned text: they
     /// grow to the largest stretch scanned (a copy of it, and a mask word per 64 bytes).
-    /// Their contents are never read before the next scan refills them.
+    /// Their contents are never read before the next scan refills them. The memory of
+    /// keys goes too: it only saves work, and is made again at the next scan.
     pub(crate) fn release_spare(&mut self, keep: usize) {
         let scratch = &mut self.scratch;
         shrink(&mut scratch.lower, keep);
         shrink(&mut scratch.exempt, keep / 64);
         shrink(&mut scratch.masks, keep / 64);
+        scratch.keys = None;
         scratch.values.release_spare(keep);
     }
 }
@@ -311,8 +313,8 @@ struct Scratch {
     lower: Vec<u8>,
     /// The buffer's byte classes (`blocks`), shared by the key-value and value scans.
     masks: Vec<Masks>,
-    /// The key-value scan's verdicts on the short key runs it met last.
-    seen_runs: SeenRuns,
+    /// The key-value scan's memory of the keys it met last.
+    keys: Option<Box<KeyMemory>>,
     values: ValueScratch,
 }
 
@@ -360,7 +362,7 @@ pub(crate) fn scan(
         policy,
         buf,
         &scratch.masks,
-        &mut scratch.seen_runs,
+        scratch.keys.get_or_insert_with(Box::default),
         out,
         &mut found,
     );

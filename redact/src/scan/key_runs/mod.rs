@@ -218,8 +218,14 @@ impl Default for SeenRuns {
 /// `=` or `'`, that sits in `<run>`, or that starts with `-` or `.` after whitespace (a
 /// flag); every other run yields nothing, so only these are looked at. `masks` are
 /// `buf`'s (`blocks::classify`): the bytes that make a run a candidate are found 64 at a
-/// time, in order. Each run goes to `visit` as it is found, with nothing stored between.
-pub(crate) fn for_each_key_run(buf: &[u8], masks: &[Masks], mut visit: impl FnMut(usize, usize)) {
+/// time, in order. Each run goes to `visit` as it is found, with nothing stored between;
+/// `seen` is the stream's memory of the keys before its separators.
+pub(crate) fn for_each_key_run(
+    buf: &[u8],
+    masks: &[Masks],
+    seen: &mut SeenKeys,
+    mut visit: impl FnMut(usize, usize),
+) {
     // Runs come out in the order of the bytes that make them candidates. Two different
     // maximal runs never overlap, and each candidate's run ends before it (or, for a flag,
     // starts at it), so that order is sorted and a duplicate follows its twin.
@@ -236,7 +242,7 @@ pub(crate) fn for_each_key_run(buf: &[u8], masks: &[Masks], mut visit: impl FnMu
             let run = match buf[p] {
                 b'>' => key_run_ending_at(masks, p),
                 b'-' | b'.' => Some((p, run_end(buf, p))),
-                _ => key_run_ending_at(masks, before_separator(buf, p)),
+                _ => seen.key_before(buf, masks, p),
             };
             if let Some((start, end)) = run {
                 if last != run {
@@ -245,6 +251,62 @@ pub(crate) fn for_each_key_run(buf: &[u8], masks: &[Masks], mut visit: impl FnMu
                 }
             }
         }
+    }
+}
+
+/// What the key-value scan of one stream remembers of the keys it met last, so that a
+/// key seen again costs a word compared or two: where its run is, back from its
+/// separator, and whether the run holds a stem. Boxed, and made at a stream's first
+/// scan, so a quiet stream gives it back (`TextState::release_spare`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyMemory {
+    pub(crate) before: SeenKeys,
+    pub(crate) runs: SeenRuns,
+}
+
+/// The key runs found before separators last, by the 8 bytes before the separator: where
+/// the key starts and ends, back from it. A stream's keys come in the same spelling again
+/// and again (`"id":`, `&page=`), and one word compared costs less than finding the run
+/// (spaces and a quote passed over, then the key bytes counted back from the masks). 64
+/// slots, each window in the one its word hashes to.
+#[derive(Clone, Debug)]
+pub(crate) struct SeenKeys {
+    /// The 8 bytes before a separator, as one little-endian word.
+    windows: [u64; 64],
+    /// How far back from the separator the key run starts and ends; `(0, 0)` in an
+    /// empty slot (a run is never empty).
+    back: [(u8, u8); 64],
+}
+
+impl Default for SeenKeys {
+    fn default() -> Self {
+        SeenKeys {
+            windows: [0; 64],
+            back: [(0, 0); 64],
+        }
+    }
+}
+
+impl SeenKeys {
+    /// The key run before the separator at `p`: `key_run_ending_at(masks,
+    /// before_separator(buf, p))`. Remembered when the byte before the run is among the 8
+    /// before `p`: then those 8 bytes are all that finding it reads.
+    fn key_before(&mut self, buf: &[u8], masks: &[Masks], p: usize) -> Option<(usize, usize)> {
+        if p < 8 {
+            return key_run_ending_at(masks, before_separator(buf, p));
+        }
+        let window = u64::from_le_bytes(buf[p - 8..p].try_into().expect("8 bytes"));
+        let slot = (window.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let (start, end) = self.back[slot];
+        if self.windows[slot] == window && start != 0 {
+            return Some((p - usize::from(start), p - usize::from(end)));
+        }
+        let run = key_run_ending_at(masks, before_separator(buf, p));
+        if let Some((start, end)) = run.filter(|&(start, _)| start > p - 8) {
+            self.windows[slot] = window;
+            self.back[slot] = ((p - start) as u8, (p - end) as u8);
+        }
+        run
     }
 }
 

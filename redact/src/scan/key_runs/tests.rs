@@ -59,7 +59,9 @@ fn a_stem_is_seen_in_a_run_as_the_leftmost_search_sees_it() {
 fn fast(buf: &[u8]) -> Vec<(usize, usize)> {
     let (mut masks, mut runs) = (Vec::new(), Vec::new());
     classify(buf, &mut masks);
-    for_each_key_run(buf, &masks, |start, end| runs.push((start, end)));
+    for_each_key_run(buf, &masks, &mut SeenKeys::default(), |start, end| {
+        runs.push((start, end))
+    });
     runs
 }
 
@@ -130,6 +132,34 @@ proptest! {
         for skip in 0..=run.len() {
             let want = stems.find_iter(&run).any(|m| m.start() >= skip);
             prop_assert_eq!(stems.in_run(&run, skip), want, "{:?} from {}", run, skip);
+        }
+    }
+
+    /// Runs found with the keys remembered from earlier buffers (the same parts in other
+    /// orders and at other offsets, so windows repeat with other bytes around them) are
+    /// the runs by their definition.
+    #[test]
+    fn remembered_keys_give_the_runs_by_definition(
+        parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "password", "key", "x", "-", ".", ":", "=", "'", "\"", ">", " ", "\t",
+                "\n", "=>", "&", "_", "ab", "{\"id\":", "?q=", "  : ",
+            ]).prop_map(|s| s.as_bytes().to_vec()),
+            1..40,
+        ),
+        orders in proptest::collection::vec(
+            proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+            1..6,
+        ),
+    ) {
+        let mut seen = SeenKeys::default();
+        for order in orders {
+            let buf: Vec<u8> = order.iter().flat_map(|i| i.get(&parts).clone()).collect();
+            let mut masks = Vec::new();
+            classify(&buf, &mut masks);
+            let mut runs = Vec::new();
+            for_each_key_run(&buf, &masks, &mut seen, |start, end| runs.push((start, end)));
+            prop_assert_eq!(&runs, &reference(&buf), "{:?}", String::from_utf8_lossy(&buf));
         }
     }
 
