@@ -165,7 +165,7 @@ impl KeyStems {
         // are never zero, so every run of up to 8 bytes has a word of its own.
         let tail: [u8; 8] = buf[end - 8..end].try_into().expect("8 bytes");
         let word = u64::from_le_bytes(tail) >> (8 * (8 - len));
-        let slot = (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let slot = slot_of(word);
         if seen.words[slot] == word {
             return seen.held >> slot & 1 == 1;
         }
@@ -190,6 +190,12 @@ impl KeyStems {
     pub(crate) fn find_iter<'a>(&'a self, haystack: &'a [u8]) -> aho_corasick::FindIter<'a, 'a> {
         self.leftmost.find_iter(haystack)
     }
+}
+
+/// Which of a memory's 64 slots holds `word`: the top 6 bits of the word times 2^64/φ
+/// (Fibonacci hashing), which spreads words that differ in any byte.
+fn slot_of(word: u64) -> usize {
+    (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize
 }
 
 /// Key runs of up to 8 bytes met last, by their bytes, and whether each holds a stem:
@@ -296,7 +302,7 @@ impl SeenKeys {
             return key_run_ending_at(masks, before_separator(buf, p));
         }
         let window = u64::from_le_bytes(buf[p - 8..p].try_into().expect("8 bytes"));
-        let slot = (window.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let slot = slot_of(window);
         let (start, end) = self.back[slot];
         if self.windows[slot] == window && start != 0 {
             return Some((p - usize::from(start), p - usize::from(end)));
