@@ -200,7 +200,7 @@ impl Connections {
     pub fn visit(&mut self, body: &Body) {
         match body {
             Body::Event(event) => self.event(event),
-            Body::Loss(loss) => self.losses.push(*loss),
+            Body::Loss(loss) => self.losses.push(**loss),
             Body::Process(process) => {
                 if process.kind() == recorder_proto::v1::process::Kind::Exit {
                     self.close_all_of(process.pid, process.mono_ns);
@@ -353,7 +353,7 @@ mod tests {
             syscall: syscall.into(),
             fd,
             ret,
-            resource: Some(Resource {
+            resource: Some(Box::new(Resource {
                 kind: Kind::Socket.into(),
                 socket_family: libc::AF_INET as u32,
                 socket_type: libc::SOCK_STREAM as u32,
@@ -364,7 +364,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Resource::default()
-            }),
+            })),
             ..Event::default()
         }
     }

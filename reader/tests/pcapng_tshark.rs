@@ -42,14 +42,14 @@ fn event(syscall: &str, mono_ns: u64, payload: Option<(Direction, &[u8])>) -> Ev
         tid: 43,
         syscall: syscall.into(),
         fd: 5,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             socket_family: libc::AF_INET as u32,
             socket_type: libc::SOCK_STREAM as u32,
             local: Some(address([192, 168, 1, 10], 51234)),
             peer: Some(address([93, 184, 216, 34], 80)),
             ..Resource::default()
-        }),
+        })),
         payload: payload.map(|(direction, data)| Payload {
             direction: direction.into(),
             data: data.to_vec(),

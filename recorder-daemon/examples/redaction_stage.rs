@@ -39,10 +39,10 @@ fn event(stream: usize, data: Vec<u8>) -> Body {
         syscall: "write".to_owned(),
         syscall_nr: recorder_syscalls::by_name("write").expect("write").nr as u32,
         ret: length as i64,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             ..Resource::default()
-        }),
+        })),
         payload: Some(Payload {
             direction: Direction::Out.into(),
             data,

@@ -81,7 +81,7 @@ fn event(rng: &mut StdRng, i: u64) -> Event {
         args: vec![7, 0x7ffd_1234_0000 + i, data.len() as u64, 0, 0, 0],
         ret: data.len() as i64,
         fd: 7,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             name: "socket".into(),
             peer: Some(SocketAddress {
@@ -93,7 +93,7 @@ fn event(rng: &mut StdRng, i: u64) -> Event {
             socket_family: 2,
             socket_type: 1,
             ..Resource::default()
-        }),
+        })),
         payload: Some(Payload {
             direction: direction.into(),
             length: data.len() as u64,

@@ -173,7 +173,7 @@ impl RecordingWriter {
         let Some(stack) = self.stacks.get(&id) else {
             return;
         };
-        let body = Body::Stack(stack.clone());
+        let body = Body::Stack(Box::new(stack.clone()));
         if self.append_frame(&body).is_ok() && self.suspension.is_none() {
             self.stacks_in_segment.insert(id);
         }
@@ -378,7 +378,7 @@ impl RecordingWriter {
         let mut loss = self.suspension.take().expect("suspended").loss;
         loss.to_mono_ns = now_mono_ns;
         let unwritten_frames = loss.unwritten_frames;
-        self.append(&Body::Loss(loss))
+        self.append(&Body::Loss(Box::new(loss)))
             .expect("append suspends instead of failing");
         // A warning, like the stop: it reports how much was lost.
         if self.suspension.is_none() {

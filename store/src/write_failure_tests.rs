@@ -177,10 +177,10 @@ fn a_full_disk_suspends_counts_and_resumes_with_a_loss_frame() {
         writer.append(&Body::Event(Box::new(event(i)))).unwrap();
     }
     writer
-        .append(&Body::Loss(Loss {
+        .append(&Body::Loss(Box::new(Loss {
             syscalls: 3,
             ..Loss::default()
-        }))
+        })))
         .unwrap();
     assert_eq!(writer.unwritten(), 12);
 

@@ -343,11 +343,11 @@ impl Recording {
                     }
                     recording.events.push(*event);
                 }
-                Body::Loss(loss) => recording.losses.push(loss),
-                Body::Process(process) => recording.processes.push(process),
+                Body::Loss(loss) => recording.losses.push(*loss),
+                Body::Process(process) => recording.processes.push(*process),
                 Body::Trailer(trailer) => recording.trailer = Some(*trailer),
                 Body::Stack(stack) => {
-                    recording.stacks.insert(stack.id, stack);
+                    recording.stacks.insert(stack.id, *stack);
                 }
             }
         }

@@ -33,16 +33,16 @@ fn main() {
             }),
             ..Event::default()
         };
-        writer.append(&Body::Event(event)).expect("append");
+        writer.append(&Body::Event(Box::new(event))).expect("append");
         if i == 3 {
             writer.close_frame().expect("a first block");
         }
     }
     writer
-        .append(&Body::Loss(Loss {
+        .append(&Body::Loss(Box::new(Loss {
             syscalls: 2,
             ..Loss::default()
-        }))
+        })))
         .expect("append");
     let trailer = Trailer {
         events: 8,

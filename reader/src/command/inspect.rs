@@ -120,7 +120,7 @@ pub fn run(
                         symbols.name(frame, 0, index > 0);
                     }
                 }
-                stacks.insert(stack.id, stack);
+                stacks.insert(stack.id, *stack);
             }
             Body::Event(_) => {}
             Body::Loss(loss) => writeln!(out, "{}", timeline::loss(&clock, loss))?,
@@ -149,10 +149,10 @@ mod tests {
             pid: 7,
             fd: 4,
             syscall: "write".into(),
-            resource: Some(Resource {
+            resource: Some(Box::new(Resource {
                 kind: Kind::Socket.into(),
                 ..Resource::default()
-            }),
+            })),
             payload: Some(Payload {
                 data: b"GET /health HTTP/1.1".to_vec(),
                 ..Payload::default()

@@ -30,11 +30,11 @@ fn renders_an_open_and_a_write() {
         syscall: "write".into(),
         fd: 3,
         ret: 6,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::File.into(),
             name: "/tmp/a".into(),
             ..Resource::default()
-        }),
+        })),
         payload: Some(Payload {
             direction: Direction::Out.into(),
             data: b"hi\n\x00\"!".to_vec(),
@@ -88,14 +88,14 @@ fn paths_socket_types_and_chosen_ports_are_shown() {
         syscall: "bind".into(),
         fd: 3,
         address: Some(any_port.clone()),
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             local: Some(recorder_proto::v1::SocketAddress {
                 port: 41234,
                 ..any_port
             }),
             ..Resource::default()
-        }),
+        })),
         ..Event::default()
     };
     assert!(event(&Clock::default(), &bind)

@@ -194,7 +194,7 @@ impl Pipeline {
             _ => {}
         }
         match self.processes.apply(record) {
-            Some(frame) => self.write(Body::Process(frame), record.header.ktime_ns),
+            Some(frame) => self.write(Body::Process(Box::new(frame)), record.header.ktime_ns),
             None => Ok(()),
         }
     }
@@ -227,7 +227,7 @@ impl Pipeline {
         {
             return Ok(());
         }
-        self.write(Body::Loss(frame), to_mono_ns)
+        self.write(Body::Loss(Box::new(frame)), to_mono_ns)
     }
 
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {

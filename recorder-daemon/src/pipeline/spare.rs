@@ -2,9 +2,7 @@
 //! heap allocation: their strings, argument lists, payload buffers and resources keep their
 //! capacity. What is kept is bounded in count and size.
 
-#[cfg(test)]
-use recorder_proto::v1::Redaction;
-use recorder_proto::v1::{frame::Body, Event, Payload, Resource, SocketAddress};
+use recorder_proto::v1::{frame::Body, Event, Payload, Redaction, Resource, SocketAddress};
 
 /// At most this many of each part are kept. What the redactor releases together comes back
 /// together, so this is sized to what it holds back at once in steady state: its 64 KiB
@@ -23,8 +21,14 @@ pub struct Spare {
         reason = "frames carry their events boxed, so a kept event goes back into a frame without a new allocation"
     )]
     events: Vec<Box<Event>>,
-    payloads: Vec<Payload>,
-    resources: Vec<Resource>,
+    /// Emptied redaction lists of payloads (only those that held any: an empty list has
+    /// nothing to keep, and each entry written here is memory the next events touch).
+    redaction_lists: Vec<Vec<Redaction>>,
+    #[expect(
+        clippy::vec_box,
+        reason = "events carry their resource boxed: a kept one goes back into an event as a pointer, not 152 bytes copied"
+    )]
+    resources: Vec<Box<Resource>>,
     buffers: Vec<Vec<u8>>,
     /// The capacity of `buffers`, in bytes.
     buffered: usize,
@@ -45,8 +49,8 @@ impl Spare {
                     self.rule_names.push(redaction.rule);
                 }
             }
-            if self.payloads.len() < KEEP {
-                self.payloads.push(payload);
+            if payload.redactions.capacity() > 0 && self.redaction_lists.len() < KEEP {
+                self.redaction_lists.push(payload.redactions);
             }
         }
         if let Some(resource) = event.resource.take() {
@@ -67,25 +71,20 @@ impl Spare {
 
     /// A payload with every field at its default and no data buffer.
     pub fn payload(&mut self) -> Payload {
-        self.payloads
-            .pop()
-            .map_or_else(Payload::default, |mut payload| {
-                let redactions = std::mem::take(&mut payload.redactions);
-                Payload {
-                    redactions,
-                    ..Payload::default()
-                }
-            })
+        Payload {
+            redactions: self.redaction_lists.pop().unwrap_or_default(),
+            ..Payload::default()
+        }
     }
 
-    /// `source`, copied into a kept resource's buffers.
-    pub fn resource(&mut self, source: &Resource) -> Resource {
+    /// `source`, copied into a kept resource and its buffers.
+    pub fn resource(&mut self, source: &Resource) -> Box<Resource> {
         match self.resources.pop() {
             Some(mut resource) => {
                 copy_resource(&mut resource, source);
                 resource
             }
-            None => source.clone(),
+            None => Box::new(source.clone()),
         }
     }
 
@@ -207,14 +206,14 @@ mod tests {
             args: vec![1, 2, 3],
             ret: 5,
             fd: 6,
-            resource: Some(Resource {
+            resource: Some(Box::new(Resource {
                 name: "/tmp/x".into(),
                 peer: Some(SocketAddress {
                     ip: vec![127, 0, 0, 1],
                     ..SocketAddress::default()
                 }),
                 ..Resource::default()
-            }),
+            })),
             path: "/p".into(),
             path_truncated: true,
             stack_id: 7,
@@ -258,7 +257,16 @@ mod tests {
     fn a_redactions_rule_name_is_built_in_a_kept_string() {
         let mut spare = Spare::default();
         spare.keep(Body::Event(Box::new(full_event())));
-        assert_eq!(spare.payload().redactions, []);
+        let redactions = spare.payload().redactions;
+        assert!(
+            redactions.is_empty() && redactions.capacity() >= 1,
+            "the kept list"
+        );
+        assert_eq!(
+            spare.payload().redactions.capacity(),
+            0,
+            "one list was kept"
+        );
         let name = spare.rule_name("jwt");
         assert_eq!(name, "jwt");
         assert!(name.capacity() >= "http-header".len(), "the kept string");
@@ -278,7 +286,7 @@ mod tests {
             socket_family: 2,
             ..Resource::default()
         };
-        assert_eq!(spare.resource(&source), source);
+        assert_eq!(*spare.resource(&source), source);
     }
 
     #[test]

@@ -171,10 +171,10 @@ mod tests {
         Event {
             pid,
             fd,
-            resource: Some(Resource {
+            resource: Some(Box::new(Resource {
                 kind: Kind::Socket.into(),
                 ..Resource::default()
-            }),
+            })),
             payload: Some(Payload {
                 data: data.to_vec(),
                 length: data.len() as u64,

@@ -278,7 +278,7 @@ mod tests {
         ))
     }
 
-    fn resource() -> impl Strategy<Value = Option<Resource>> {
+    fn resource() -> impl Strategy<Value = Option<Box<Resource>>> {
         proptest::option::of(
             (
                 any::<i32>(),
@@ -288,13 +288,15 @@ mod tests {
                 number(),
                 number(),
             )
-                .prop_map(|(kind, name, peer, local, family, kind_of)| Resource {
-                    kind,
-                    name,
-                    peer,
-                    local,
-                    socket_family: family as u32,
-                    socket_type: kind_of as u32,
+                .prop_map(|(kind, name, peer, local, family, kind_of)| {
+                    Box::new(Resource {
+                        kind,
+                        name,
+                        peer,
+                        local,
+                        socket_family: family as u32,
+                        socket_type: kind_of as u32,
+                    })
                 }),
         )
     }

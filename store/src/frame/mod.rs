@@ -78,16 +78,16 @@ mod tests {
             host: "h".into(),
             ..Header::default()
         })));
-        same_as_prost(Body::Loss(Loss {
+        same_as_prost(Body::Loss(Box::new(Loss {
             from_mono_ns: 1,
             to_mono_ns: 2,
             ..Loss::default()
-        }));
+        })));
         same_as_prost(Body::Trailer(Box::<Trailer>::default()));
-        same_as_prost(Body::Process(Process {
+        same_as_prost(Body::Process(Box::new(Process {
             pid: 7,
             ..Process::default()
-        }));
+        })));
         same_as_prost(Body::Event(Box::<Event>::default()));
         // Lengths whose varints take one, two and three bytes.
         for size in [0, 1, 100, 127, 128, 16_383, 16_384, 300_000] {
@@ -98,10 +98,10 @@ mod tests {
                 args: vec![1, u64::MAX, 3],
                 ret: -11,
                 fd: 3,
-                resource: Some(Resource {
+                resource: Some(Box::new(Resource {
                     name: "/tmp/x".into(),
                     ..Resource::default()
-                }),
+                })),
                 payload: Some(Payload {
                     direction: Direction::Out.into(),
                     data: vec![b'x'; size],

@@ -13,10 +13,10 @@ fn write(pid: u32, fd: i64, data: &[u8]) -> Body {
         syscall: "write".to_owned(),
         syscall_nr: recorder_syscalls::by_name("write").unwrap().nr as u32,
         ret: data.len() as i64,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             ..Resource::default()
-        }),
+        })),
         payload: Some(Payload {
             direction: Direction::Out.into(),
             data: data.to_vec(),
@@ -156,7 +156,7 @@ fn a_reused_pid_and_fd_start_a_new_stream() {
             kind: ProcessKind::Exit.into(),
             ..Process::default()
         };
-        redactor.push(Body::Process(exit), 1);
+        redactor.push(Body::Process(Box::new(exit)), 1);
         // A new process got pid 7 while the old one's frames were still held.
         redactor.push(write(7, 3, b"ter2 is not a secret here\n"), 2);
         redactor.finish();
@@ -206,11 +206,11 @@ fn never_captured_files_keep_only_their_length() {
             else {
                 unreachable!()
             };
-            event.resource = Some(Resource {
+            event.resource = Some(Box::new(Resource {
                 kind: Kind::File.into(),
                 name: path.clone(),
                 ..Resource::default()
-            });
+            }));
             redactor.push(Body::Event(event), 0);
         }
         assert!(redactor.streams.never.len() <= streams::NEVER_REMEMBERED);

@@ -31,14 +31,14 @@ fn event(syscall: &str, mono_ns: u64, fd: i64, family: i32, socket_type: i32) ->
         syscall: syscall.into(),
         fd,
         ret: 0,
-        resource: Some(Resource {
+        resource: Some(Box::new(Resource {
             kind: Kind::Socket.into(),
             socket_family: family as u32,
             socket_type: socket_type as u32,
             local: inet.then(|| v4([10, 0, 0, 1], 5555)),
             peer: inet.then(|| v4([10, 0, 0, 2], 80)),
             ..Resource::default()
-        }),
+        })),
         ..Event::default()
     }
 }
