@@ -175,7 +175,7 @@ impl FdTable {
             _ => {}
         }
         let Some(descriptor) = fds.get_mut(&event.fd) else {
-            event.resource = Some(Box::new(unknown()));
+            event.resource = Some(spare.resource(&unknown()));
             return;
         };
         // What a syscall makes is named by what it made, whenever it began.
