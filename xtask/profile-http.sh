@@ -25,6 +25,13 @@ bin=${BIN:-target/release}
 rm -rf "$out"; mkdir -p "$out/tmp"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Waits until file $1 says $2, while process $3 lives; fails, with the file, if it ends first.
+await() {
+    until grep -q "$2" "$1"; do
+        kill -0 "$3" 2> /dev/null || { echo "profile-http.sh: $1 never said '$2':" >&2; cat "$1" >&2; exit 1; }
+        sleep 0.05
+    done
+}
 
 cat > "$out/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $out/nginx.pid;
@@ -52,12 +59,16 @@ server_cpus=0-1 client_cpus=0-1
 [ "${PINNED:-0}" = 0 ] || { server_cpus=1; client_cpus=0; }
 taskset -c "$server_cpus" nginx -c "$out/nginx.conf" -p "$out" 2> "$out/nginx.stderr" &
 server=$!
-until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do sleep 0.05; done
+trap 'kill -QUIT "$server" 2> /dev/null || true' EXIT # also when a step below fails
+until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do
+    kill -0 "$server" 2> /dev/null || { echo "profile-http.sh: nginx exited:" >&2; cat "$out/nginx.stderr" >&2; exit 1; }
+    sleep 0.05
+done
 
 # shellcheck disable=SC2086 # ARGS is split into flags on purpose
 taskset -c "$server_cpus" "$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB ${ARGS:-} 2> "$out/recorderd.log" &
 rec=$!
-until grep -q 'recorderd: recording ' "$out/recorderd.log"; do sleep 0.05; done
+await "$out/recorderd.log" 'recorderd: recording ' "$rec"
 
 perf=
 if [ "${PERF:-1}" != 0 ]; then
