@@ -162,7 +162,9 @@ pub fn summarize_from(
                 summary.last_mono_ns = Some(event.mono_ns);
             }
             Ok(Some(Body::Loss(loss))) => {
-                summary.losses += crate::loss::total(&loss);
+                // Saturating, as every sum of a recording's counts: a damaged file's
+                // numbers can be anything.
+                summary.losses = summary.losses.saturating_add(crate::loss::total(&loss));
                 summary.payload.add_lost_records(&loss);
             }
             Ok(Some(Body::Process(_) | Body::Stack(_))) => {}
@@ -276,7 +278,10 @@ impl RecordingSummary {
     }
 
     pub fn losses(&self) -> u64 {
-        self.segments.iter().map(|s| s.losses).sum()
+        self.segments
+            .iter()
+            .map(|s| s.losses)
+            .fold(0, u64::saturating_add)
     }
 
     pub fn payload(&self) -> PayloadTally {

@@ -6,26 +6,36 @@ use recorder_proto::v1::{Loss, Payload};
 
 /// Every record `loss` counts as lost, of every kind. Shed payloads are not in it: their
 /// events were kept (see `Loss::payloads_shed`).
+///
+/// Sums here saturate: the counts may come from a damaged recording, where they can be
+/// anything, and reading one must not panic.
 pub fn total(loss: &Loss) -> u64 {
-    loss.syscalls
-        + loss.payload_chunks
-        + loss.stash_failures
-        + loss.process_events
-        + loss.unwritten_frames
+    [
+        loss.payload_chunks,
+        loss.stash_failures,
+        loss.process_events,
+        loss.unwritten_frames,
+    ]
+    .into_iter()
+    .fold(loss.syscalls, u64::saturating_add)
 }
 
 /// Adds `loss`'s counts to `sum`.
 pub fn add(sum: &mut Loss, loss: &Loss) {
-    sum.syscalls += loss.syscalls;
-    sum.payload_chunks += loss.payload_chunks;
-    sum.stash_failures += loss.stash_failures;
-    sum.process_events += loss.process_events;
-    sum.unwritten_frames += loss.unwritten_frames;
-    sum.payloads_shed += loss.payloads_shed;
-    sum.lost_syscall_payload_bytes += loss.lost_syscall_payload_bytes;
-    sum.stacks_lost += loss.stacks_lost;
-    sum.holds_forced += loss.holds_forced;
-    sum.compat_syscalls += loss.compat_syscalls;
+    let add = |sum: &mut u64, count: u64| *sum = sum.saturating_add(count);
+    add(&mut sum.syscalls, loss.syscalls);
+    add(&mut sum.payload_chunks, loss.payload_chunks);
+    add(&mut sum.stash_failures, loss.stash_failures);
+    add(&mut sum.process_events, loss.process_events);
+    add(&mut sum.unwritten_frames, loss.unwritten_frames);
+    add(&mut sum.payloads_shed, loss.payloads_shed);
+    add(
+        &mut sum.lost_syscall_payload_bytes,
+        loss.lost_syscall_payload_bytes,
+    );
+    add(&mut sum.stacks_lost, loss.stacks_lost);
+    add(&mut sum.holds_forced, loss.holds_forced);
+    add(&mut sum.compat_syscalls, loss.compat_syscalls);
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the
@@ -66,26 +76,32 @@ pub struct PayloadTally {
 
 impl PayloadTally {
     pub fn add_event(&mut self, payload: &Payload) {
-        let missing = payload.lost_bytes + payload.capped_bytes + payload.omitted_bytes;
-        self.moved += payload.length;
-        self.kept += payload.length.saturating_sub(missing);
-        self.lost += payload.lost_bytes;
-        self.capped += payload.capped_bytes;
-        self.omitted += payload.omitted_bytes;
+        let missing = payload
+            .lost_bytes
+            .saturating_add(payload.capped_bytes)
+            .saturating_add(payload.omitted_bytes);
+        self.moved = self.moved.saturating_add(payload.length);
+        self.kept = self
+            .kept
+            .saturating_add(payload.length.saturating_sub(missing));
+        self.lost = self.lost.saturating_add(payload.lost_bytes);
+        self.capped = self.capped.saturating_add(payload.capped_bytes);
+        self.omitted = self.omitted.saturating_add(payload.omitted_bytes);
     }
 
     /// The bytes of syscalls whose records were lost: moved, none of them kept.
     pub fn add_lost_records(&mut self, loss: &Loss) {
-        self.moved += loss.lost_syscall_payload_bytes;
-        self.lost += loss.lost_syscall_payload_bytes;
+        let bytes = loss.lost_syscall_payload_bytes;
+        self.moved = self.moved.saturating_add(bytes);
+        self.lost = self.lost.saturating_add(bytes);
     }
 
     pub fn add(&mut self, other: &PayloadTally) {
-        self.moved += other.moved;
-        self.kept += other.kept;
-        self.lost += other.lost;
-        self.capped += other.capped;
-        self.omitted += other.omitted;
+        self.moved = self.moved.saturating_add(other.moved);
+        self.kept = self.kept.saturating_add(other.kept);
+        self.lost = self.lost.saturating_add(other.lost);
+        self.capped = self.capped.saturating_add(other.capped);
+        self.omitted = self.omitted.saturating_add(other.omitted);
     }
 }
 
@@ -114,6 +130,44 @@ mod tests {
         assert_eq!(
             (delta.syscalls, delta.unwritten_frames, total(&delta)),
             (3, 4, 7)
+        );
+    }
+
+    #[test]
+    fn counts_from_a_damaged_recording_saturate_rather_than_panic() {
+        let huge = Loss {
+            syscalls: u64::MAX,
+            payload_chunks: u64::MAX,
+            lost_syscall_payload_bytes: u64::MAX,
+            ..Loss::default()
+        };
+        assert_eq!(total(&huge), u64::MAX);
+        let mut sum = huge;
+        add(&mut sum, &huge);
+        assert_eq!((sum.syscalls, sum.payload_chunks), (u64::MAX, u64::MAX));
+
+        let payload = Payload {
+            length: u64::MAX,
+            lost_bytes: u64::MAX,
+            capped_bytes: u64::MAX,
+            omitted_bytes: 1,
+            ..Payload::default()
+        };
+        let mut tally = PayloadTally::default();
+        tally.add_event(&payload);
+        tally.add_event(&payload);
+        tally.add_lost_records(&huge);
+        let once = tally;
+        tally.add(&once);
+        assert_eq!(
+            (
+                tally.moved,
+                tally.kept,
+                tally.lost,
+                tally.capped,
+                tally.omitted
+            ),
+            (u64::MAX, 0, u64::MAX, u64::MAX, 4)
         );
     }
 }
