@@ -157,8 +157,9 @@ impl Connection {
             self.moves
                 .iter()
                 .filter(|m| m.outgoing == outgoing)
-                .map(|m| m.captured as u64 + m.missing)
-                .sum()
+                // Saturating: a damaged recording's counts can be anything.
+                .map(|m| (m.captured as u64).saturating_add(m.missing))
+                .fold(0, u64::saturating_add)
         };
         (moved(true), moved(false))
     }
@@ -316,7 +317,7 @@ fn add_payload(connection: &mut Connection, event: &Event, payload: &Payload) {
     };
     let missing = payload
         .length
-        .saturating_sub(payload.data.len() as u64 + payload.omitted_bytes);
+        .saturating_sub((payload.data.len() as u64).saturating_add(payload.omitted_bytes));
     if missing > 0 || payload.incomplete {
         let reason = if withheld > 0 && payload.lost_bytes == 0 {
             GapReason::Withheld
@@ -408,6 +409,34 @@ mod tests {
         assert_eq!(first.close_ns, Some(5));
         assert_eq!(first.bytes(), (5, 9));
         assert_eq!(all[1].opened, Opened::Existing);
+    }
+
+    /// A damaged recording's payload counts can be anything; reading them saturates.
+    #[test]
+    fn counts_from_a_damaged_recording_saturate_rather_than_panic() {
+        let mut connections = Connections::default();
+        for mono_ns in [1, 2] {
+            let mut event = socket_event("write", mono_ns, 3, 2);
+            event.payload = Some(Payload {
+                direction: Direction::Out.into(),
+                data: b"hi".to_vec(),
+                length: u64::MAX,
+                omitted_bytes: u64::MAX,
+                lost_bytes: u64::MAX,
+                ..Payload::default()
+            });
+            connections.visit(&Body::Event(Box::new(event)));
+            let mut lost = socket_event("write", mono_ns, 3, 2);
+            lost.payload = Some(Payload {
+                direction: Direction::Out.into(),
+                length: u64::MAX,
+                lost_bytes: u64::MAX,
+                ..Payload::default()
+            });
+            connections.visit(&Body::Event(Box::new(lost)));
+        }
+        let all = connections.finish();
+        assert_eq!(all[0].bytes(), (u64::MAX, 0));
     }
 
     /// Another thread's close of fd 3 runs from t=20 to t=40; fd 3 is made again at t=30 and

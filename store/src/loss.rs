@@ -22,20 +22,20 @@ pub fn total(loss: &Loss) -> u64 {
 
 /// Adds `loss`'s counts to `sum`.
 pub fn add(sum: &mut Loss, loss: &Loss) {
-    let add = |sum: &mut u64, count: u64| *sum = sum.saturating_add(count);
-    add(&mut sum.syscalls, loss.syscalls);
-    add(&mut sum.payload_chunks, loss.payload_chunks);
-    add(&mut sum.stash_failures, loss.stash_failures);
-    add(&mut sum.process_events, loss.process_events);
-    add(&mut sum.unwritten_frames, loss.unwritten_frames);
-    add(&mut sum.payloads_shed, loss.payloads_shed);
-    add(
+    let plus = |sum: &mut u64, count: u64| *sum = sum.saturating_add(count);
+    plus(&mut sum.syscalls, loss.syscalls);
+    plus(&mut sum.payload_chunks, loss.payload_chunks);
+    plus(&mut sum.stash_failures, loss.stash_failures);
+    plus(&mut sum.process_events, loss.process_events);
+    plus(&mut sum.unwritten_frames, loss.unwritten_frames);
+    plus(&mut sum.payloads_shed, loss.payloads_shed);
+    plus(
         &mut sum.lost_syscall_payload_bytes,
         loss.lost_syscall_payload_bytes,
     );
-    add(&mut sum.stacks_lost, loss.stacks_lost);
-    add(&mut sum.holds_forced, loss.holds_forced);
-    add(&mut sum.compat_syscalls, loss.compat_syscalls);
+    plus(&mut sum.stacks_lost, loss.stacks_lost);
+    plus(&mut sum.holds_forced, loss.holds_forced);
+    plus(&mut sum.compat_syscalls, loss.compat_syscalls);
 }
 
 /// `now - then`, count by count (`then` is an earlier value of the same running total); the

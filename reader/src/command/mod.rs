@@ -148,7 +148,12 @@ pub fn connections_of(
         connections.visit(body);
         Ok(())
     })?;
-    let lost_syscalls = connections.losses.iter().map(|l| l.syscalls).sum();
+    // Saturating: a damaged recording's counts can be anything.
+    let lost_syscalls = connections
+        .losses
+        .iter()
+        .map(|l| l.syscalls)
+        .fold(0, u64::saturating_add);
     let unplaced_tls_events = connections.unplaced_tls_events;
     Ok(Reassembled {
         code,

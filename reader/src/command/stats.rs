@@ -115,8 +115,8 @@ impl Stats {
             } else {
                 (&mut process.file_read, &mut file.read)
             };
-            *total += payload.length;
-            *per_file += payload.length;
+            *total = total.saturating_add(payload.length);
+            *per_file = per_file.saturating_add(payload.length);
         } else if is_socket && (event.tls.is_some() || !payload.tls_ciphertext) {
             // Application bytes: plaintext of TLS calls, not the ciphertext under them.
             let total = if out {
@@ -124,7 +124,7 @@ impl Stats {
             } else {
                 &mut process.net_in
             };
-            *total += payload.length;
+            *total = total.saturating_add(payload.length);
         }
     }
 
@@ -135,8 +135,9 @@ impl Stats {
         }
         let peer = self.peers.entry(address(&connection.peer)).or_default();
         peer.connections += 1;
-        peer.bytes_out += sent;
-        peer.bytes_in += received;
+        // Saturating, as every sum of a recording's counts: a damaged file's can be anything.
+        peer.bytes_out = peer.bytes_out.saturating_add(sent);
+        peer.bytes_in = peer.bytes_in.saturating_add(received);
         let conversation = analyse(connection);
         for exchange in &conversation.exchanges {
             let stats = self
@@ -160,7 +161,7 @@ impl Stats {
 
     fn top_files(&self) -> Vec<(&String, &FileStats)> {
         let mut files: Vec<_> = self.files.iter().collect();
-        files.sort_by_key(|(name, f)| (std::cmp::Reverse(f.read + f.written), *name));
+        files.sort_by_key(|(name, f)| (std::cmp::Reverse(f.read.saturating_add(f.written)), *name));
         files.truncate(TOP_FILES);
         files
     }
@@ -303,4 +304,41 @@ fn to_json(stats: &Stats) -> Value {
         })
         .collect();
     json!({ "processes": processes, "peers": peers, "top_files": files, "protocols": protocols })
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_proto::v1::{Payload, Resource};
+
+    use super::*;
+
+    /// A damaged recording's payload counts can be anything; `recorder stats` saturates.
+    #[test]
+    fn counts_from_a_damaged_recording_saturate_rather_than_panic() {
+        let mut stats = Stats::default();
+        for kind in [Kind::File, Kind::File, Kind::Socket, Kind::Socket] {
+            stats.event(&Event {
+                pid: 7,
+                syscall: "write".into(),
+                resource: Some(Box::new(Resource {
+                    kind: kind.into(),
+                    name: "/f".into(),
+                    ..Resource::default()
+                })),
+                payload: Some(Payload {
+                    direction: Direction::Out.into(),
+                    length: u64::MAX,
+                    ..Payload::default()
+                }),
+                ..Event::default()
+            });
+        }
+        let process = &stats.processes[&7];
+        assert_eq!(
+            (process.file_written, process.net_out),
+            (u64::MAX, u64::MAX)
+        );
+        stats.files.get_mut("/f").unwrap().read = u64::MAX;
+        assert_eq!(stats.top_files().len(), 1);
+    }
 }
