@@ -10,14 +10,11 @@ use recorder_proto::v1::{Loss, Payload};
 /// Sums here saturate: the counts may come from a damaged recording, where they can be
 /// anything, and reading one must not panic.
 pub fn total(loss: &Loss) -> u64 {
-    [
-        loss.payload_chunks,
-        loss.stash_failures,
-        loss.process_events,
-        loss.unwritten_frames,
-    ]
-    .into_iter()
-    .fold(loss.syscalls, u64::saturating_add)
+    loss.syscalls
+        .saturating_add(loss.payload_chunks)
+        .saturating_add(loss.stash_failures)
+        .saturating_add(loss.process_events)
+        .saturating_add(loss.unwritten_frames)
 }
 
 /// Adds `loss`'s counts to `sum`.
