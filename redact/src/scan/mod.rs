@@ -9,7 +9,7 @@
 
 mod anchored;
 mod aws;
-mod blocks;
+pub(crate) mod blocks;
 mod covering;
 #[cfg(test)]
 mod differential;

@@ -15,8 +15,11 @@
 //!   the end of a body line (a body without a final line break), a shadow tracker follows
 //!   it and only adds masks, while this one goes on as if it were text.
 
+use wide::u8x16;
+
 use crate::detector::Detector;
 use crate::framing::Mask;
+use crate::scan::blocks::eq;
 
 const LINE_CAPTURE: usize = 256;
 /// How much of a line's end is kept between messages, to find a status line run on from
@@ -204,6 +207,19 @@ impl Http {
             let watch = idle && self.after_response && !self.is_shadow;
             if idle && self.line.is_empty() && !self.skipping {
                 self.skipping = !rest[0].is_ascii_uppercase();
+            }
+            if self.skipping && !watch {
+                // Every line up to the next one that may start a message is passed over
+                // in one search, not one line at a time: JSON lines, logs and bodies.
+                match after_passed_over_lines(rest) {
+                    Some(p) => {
+                        self.skipping = false;
+                        self.tail.clear();
+                        i += p;
+                    }
+                    None => i = bytes.len(),
+                }
+                continue;
             }
             match memchr::memchr(b'\n', rest) {
                 None => {
@@ -423,6 +439,29 @@ enum Probe {
 }
 
 /// The headers that follow `line`, if it is a request or status line.
+/// Just past the first line feed in `rest` that is followed by a capital letter or ends
+/// `rest`: where the next line that may start a message begins (a request or status line
+/// begins with a capital), or where the next piece's first byte decides. Line feeds are
+/// found sixteen bytes at a time, the last bytes one at a time.
+fn after_passed_over_lines(rest: &[u8]) -> Option<usize> {
+    let next_line = |p: usize| rest.get(p + 1).is_none_or(u8::is_ascii_uppercase);
+    let mut chunks = rest.chunks_exact(16);
+    for (k, chunk) in (&mut chunks).enumerate() {
+        let mut feeds = eq(u8x16::new(chunk.try_into().expect("16 bytes")), b'\n').to_bitmask();
+        while feeds != 0 {
+            let p = 16 * k + feeds.trailing_zeros() as usize;
+            if next_line(p) {
+                return Some(p + 1);
+            }
+            feeds &= feeds - 1;
+        }
+    }
+    let tail = rest.len() - chunks.remainder().len();
+    (tail..rest.len())
+        .find(|&p| rest[p] == b'\n' && next_line(p))
+        .map(|p| p + 1)
+}
+
 fn message_start(line: &[u8]) -> Option<State> {
     let request = is_request_line(line);
     (request || is_status_line(line)).then_some(State::Headers {

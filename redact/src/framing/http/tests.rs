@@ -206,3 +206,68 @@ fn encoded_bodies_are_masked_whole() {
     let identity = b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\nok";
     assert!(run(identity, 2).0.is_empty());
 }
+
+/// Fed in pieces of any sizes, the tracker masks and cuts what it does fed one byte at a
+/// time, where a piece holds at most one line feed and lines are passed over one by one.
+mod pieces {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Masked runs and cuts of `input` fed in pieces of the sizes in `splits`, cycled.
+    fn run_split(input: &[u8], splits: &[usize]) -> (Vec<(u64, u64)>, Vec<u64>) {
+        let mut h = Http::default();
+        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
+        let (mut at, mut k) = (0, 0);
+        while at < input.len() {
+            let len = splits[k % splits.len()].min(input.len() - at);
+            h.feed(&input[at..at + len], at as u64, true, &mut masks, &mut cuts);
+            at += len;
+            k += 1;
+        }
+        masks.sort_by_key(|m| m.start);
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for m in masks {
+            match merged.last_mut() {
+                Some(last) if last.1 >= m.start => last.1 = last.1.max(m.end),
+                _ => merged.push((m.start, m.end)),
+            }
+        }
+        (merged, cuts)
+    }
+
+    fn parts() -> impl Strategy<Value = Vec<&'static str>> {
+        proptest::collection::vec(
+            proptest::sample::select(vec![
+                "POST /a HTTP/1.1\r\n",
+                "GET / HTTP/1.1\r\n",
+                "HTTP/1.1 200 OK\r\n",
+                "Content-Length: 3\r\n",
+                "Content-Encoding: gzip\r\n",
+                "Host: x\r\n",
+                "\r\n",
+                "\n",
+                "abc",
+                "Abc",
+                "{\"order\":8841,\"sku\":\"A-1177\",\"qty\":3}\n",
+                "a line of body text longer than sixteen bytes\n",
+                "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\nP",
+                " POST /b HTTP/1.1\r\n",
+            ]),
+            0..24,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_pieces_frame_as_single_bytes_do(
+            parts in parts(),
+            splits in proptest::collection::vec(1..80usize, 1..6),
+        ) {
+            let input = parts.concat().into_bytes();
+            prop_assert_eq!(run_split(&input, &splits), run_split(&input, &[1]));
+        }
+    }
+}

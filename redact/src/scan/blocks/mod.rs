@@ -45,7 +45,7 @@ pub(crate) struct Masks {
 }
 
 /// Lanes where `x == byte`.
-fn eq(x: u8x16, byte: u8) -> u8x16 {
+pub(crate) fn eq(x: u8x16, byte: u8) -> u8x16 {
     x.simd_eq(u8x16::splat(byte))
 }
 
