@@ -85,6 +85,18 @@ pub(crate) fn block_masks(block: &[u8; 64]) -> Masks {
 /// low half and the next block's in its high half, so windows may cross into it.
 pub(crate) fn window_starts(x: u128, len: usize) -> u64 {
     debug_assert!((2..=64).contains(&len));
+    // A window starting in the low half lies inside it, where a run of min(len, 8) starts
+    // too, or runs through bit 63. Most blocks have neither, and the word-wide steps that
+    // show it are cheaper than the double-word ones below.
+    let low = x as u64;
+    let (mut inside, mut width) = (low, 1);
+    while width * 2 <= len.min(8) {
+        inside &= inside >> width;
+        width *= 2;
+    }
+    if inside == 0 && low >> 63 == 0 {
+        return 0;
+    }
     // Each step doubles the window every set bit stands for; the last one tops it up.
     let (mut y, mut width) = (x, 1);
     while width * 2 <= len {
@@ -211,6 +223,22 @@ mod tests {
             x ^= x << 17;
             for runs in [x, x | x >> 1 | x >> 2, !0] {
                 for len in 2..=64 {
+                    let want = (0..64).fold(0u64, |w, p| {
+                        let all = (p..p + len).all(|i| runs >> i & 1 == 1);
+                        w | u64::from(all) << p
+                    });
+                    assert_eq!(window_starts(runs, len), want, "{runs:#x} len {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn single_runs_of_about_the_window_anywhere() {
+        for len in 2..=64 {
+            for run in [len - 1, len, len + 1] {
+                for at in 0..128 {
+                    let runs = (u128::MAX >> (128 - run)).checked_shl(at).unwrap_or(0);
                     let want = (0..64).fold(0u64, |w, p| {
                         let all = (p..p + len).all(|i| runs >> i & 1 == 1);
                         w | u64::from(all) << p
