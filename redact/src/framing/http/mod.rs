@@ -54,8 +54,8 @@ enum State {
 pub(crate) struct Http {
     state: State,
     line: Vec<u8>,
-    /// The current line cannot start a message (it begins with no capital letter, as
-    /// every request and status line does), so it is passed over, not captured.
+    /// The current line cannot start a message (its first bytes are not those of a
+    /// request or status line, `may_start_message`), so it is passed over, not captured.
     skipping: bool,
     /// Encoded bodies are masked (the policy's, as of the last bytes fed).
     compressed: bool,
@@ -75,6 +75,10 @@ pub(crate) struct Http {
     shadowing: bool,
     /// This is a shadow: it looks for no shadow of its own.
     is_shadow: bool,
+    /// Lines are read one at a time, each decided by its first byte, as before lines were
+    /// passed over in one search: the tests' reference.
+    #[cfg(test)]
+    line_by_line: bool,
 }
 
 impl Http {
@@ -206,9 +210,14 @@ impl Http {
             let idle = self.state == State::Idle;
             let watch = idle && self.after_response && !self.is_shadow;
             if idle && self.line.is_empty() && !self.skipping {
-                self.skipping = !rest[0].is_ascii_uppercase();
+                // A shadow is not over while it holds part of a line (`over`), whatever
+                // the line turns out to be, so it goes on deciding by the first byte.
+                self.skipping = match self.is_shadow || self.line_by_line() {
+                    true => !rest[0].is_ascii_uppercase(),
+                    false => !may_start_message(&rest[..rest.len().min(11)]),
+                };
             }
-            if self.skipping && !watch {
+            if self.skipping && !watch && !self.line_by_line() {
                 // Every line up to the next one that may start a message is passed over
                 // in one search, not one line at a time: JSON lines, logs and bodies.
                 match after_passed_over_lines(rest) {
@@ -252,6 +261,13 @@ impl Http {
                 }
             }
         }
+    }
+
+    fn line_by_line(&self) -> bool {
+        #[cfg(test)]
+        return self.line_by_line;
+        #[cfg(not(test))]
+        false
     }
 
     fn capture(&mut self, part: &[u8]) {
@@ -325,6 +341,10 @@ impl Http {
         shadow.line.extend_from_slice(line);
         shadow.skipping = false;
         shadow.is_shadow = true;
+        #[cfg(test)]
+        {
+            shadow.line_by_line = self.line_by_line;
+        }
         shadow.feed(rest, base, self.compressed, masks, &mut Vec::new());
         self.shadowing = !shadow.over();
     }
@@ -438,7 +458,20 @@ enum Probe {
     NotStatus,
 }
 
-/// The headers that follow `line`, if it is a request or status line.
+/// Whether a line that begins with `prefix` (its first bytes, up to 11, or fewer where
+/// the piece ends) may be a request or status line. Both are at least 12 bytes long, so
+/// the prefix never runs past such a line's end; a false here spares capturing a line
+/// `message_start` would turn away ("Author: x", "Date: y").
+fn may_start_message(prefix: &[u8]) -> bool {
+    let status = b"HTTP/1.".starts_with(&prefix[..prefix.len().min(7)]);
+    let method = prefix.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    let request = match prefix.get(method) {
+        None => method <= 10,
+        Some(&b) => (3..=10).contains(&method) && b == b' ',
+    };
+    status || request
+}
+
 /// Just past the first line feed in `rest` that is followed by a capital letter or ends
 /// `rest`: where the next line that may start a message begins (a request or status line
 /// begins with a capital), or where the next piece's first byte decides. Line feeds are
@@ -462,6 +495,7 @@ fn after_passed_over_lines(rest: &[u8]) -> Option<usize> {
         .map(|p| p + 1)
 }
 
+/// The headers that follow `line`, if it is a request or status line.
 fn message_start(line: &[u8]) -> Option<State> {
     let request = is_request_line(line);
     (request || is_status_line(line)).then_some(State::Headers {
