@@ -210,9 +210,7 @@ impl Http {
             let idle = self.state == State::Idle;
             let watch = idle && self.after_response && !self.is_shadow;
             if idle && self.line.is_empty() && !self.skipping {
-                // A shadow is not over while it holds part of a line (`over`), whatever
-                // the line turns out to be, so it goes on deciding by the first byte.
-                self.skipping = match self.is_shadow || self.line_by_line() {
+                self.skipping = match self.line_by_line() {
                     true => !rest[0].is_ascii_uppercase(),
                     false => !may_start_message(&rest[..rest.len().min(11)]),
                 };
@@ -323,7 +321,10 @@ impl Http {
 
     /// Follows what may be a message in a shadow, starting in `state` with `line` read, and
     /// feeds it `rest` (at stream offset `base`). One at a time: a shadow still reading
-    /// headers may have been started by text and gives way; one in a body is kept.
+    /// headers may have been started by text and gives way; one in a body is kept; one
+    /// between messages gives way even while it holds part of a line (it was fed this
+    /// whole piece first, so it may have read past the end of its message and into the
+    /// text where this status line was found).
     fn start_shadow(
         &mut self,
         state: State,
@@ -333,7 +334,7 @@ impl Http {
         masks: &mut Vec<Mask>,
     ) {
         let shadow = self.shadow.get_or_insert_with(Box::default);
-        if self.shadowing && !matches!(shadow.state, State::Headers { .. }) {
+        if self.shadowing && !matches!(shadow.state, State::Headers { .. } | State::Idle) {
             return;
         }
         shadow.state = state;
