@@ -1,12 +1,26 @@
 use super::*;
 
 fn run(input: &[u8], split: usize) -> (Vec<(u64, u64)>, Vec<u64>) {
-    let mut h = Http::default();
+    run_in_pieces(Http::default(), input, &[split])
+}
+
+/// Masks and cuts of `input` fed to `h` in pieces of the sizes in `splits`, cycled.
+fn feed_in_pieces(mut h: Http, input: &[u8], splits: &[usize]) -> (Vec<Mask>, Vec<u64>) {
     let (mut masks, mut cuts) = (Vec::new(), Vec::new());
-    for (i, c) in input.chunks(split).enumerate() {
-        h.feed(c, (i * split) as u64, true, &mut masks, &mut cuts);
+    let (mut at, mut k) = (0, 0);
+    while at < input.len() {
+        let len = splits[k % splits.len()].min(input.len() - at);
+        h.feed(&input[at..at + len], at as u64, true, &mut masks, &mut cuts);
+        at += len;
+        k += 1;
     }
-    // The masked bytes as runs, for comparison (a shadow may mask what the tracker does).
+    (masks, cuts)
+}
+
+/// `feed_in_pieces`, with the masked bytes as runs, for comparison (a shadow may mask what
+/// the tracker does).
+fn run_in_pieces(h: Http, input: &[u8], splits: &[usize]) -> (Vec<(u64, u64)>, Vec<u64>) {
+    let (mut masks, cuts) = feed_in_pieces(h, input, splits);
     masks.sort_by_key(|m| m.start);
     let mut merged: Vec<(u64, u64)> = Vec::new();
     for m in masks {
@@ -215,33 +229,16 @@ mod passed_over {
 
     use super::*;
 
-    /// Masked runs and cuts of `input` fed in pieces of the sizes in `splits`, cycled.
     fn run_split(
         input: &[u8],
         splits: &[usize],
         line_by_line: bool,
     ) -> (Vec<(u64, u64)>, Vec<u64>) {
-        let mut h = Http {
+        let h = Http {
             line_by_line,
             ..Http::default()
         };
-        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
-        let (mut at, mut k) = (0, 0);
-        while at < input.len() {
-            let len = splits[k % splits.len()].min(input.len() - at);
-            h.feed(&input[at..at + len], at as u64, true, &mut masks, &mut cuts);
-            at += len;
-            k += 1;
-        }
-        masks.sort_by_key(|m| m.start);
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for m in masks {
-            match merged.last_mut() {
-                Some(last) if last.1 >= m.start => last.1 = last.1.max(m.end),
-                _ => merged.push((m.start, m.end)),
-            }
-        }
-        (merged, cuts)
+        run_in_pieces(h, input, splits)
     }
 
     fn parts() -> impl Strategy<Value = Vec<&'static str>> {
@@ -292,23 +289,14 @@ mod passed_over {
 /// Where the writes split a stream changes nothing that is masked: fed in pieces of any
 /// sizes, the tracker masks every byte it masks fed one byte at a time (it may mask more,
 /// as a shadow started on text only adds masks).
-mod splits {
+mod piece_sizes {
     use proptest::prelude::*;
 
     use super::*;
 
     fn masked(input: &[u8], splits: &[usize]) -> Vec<bool> {
-        let mut h = Http::default();
-        let (mut masks, mut cuts) = (Vec::new(), Vec::new());
-        let (mut at, mut k) = (0, 0);
-        while at < input.len() {
-            let len = splits[k % splits.len()].min(input.len() - at);
-            h.feed(&input[at..at + len], at as u64, true, &mut masks, &mut cuts);
-            at += len;
-            k += 1;
-        }
         let mut bytes = vec![false; input.len()];
-        for m in masks {
+        for m in feed_in_pieces(Http::default(), input, splits).0 {
             bytes[m.start as usize..m.end as usize].fill(true);
         }
         bytes
