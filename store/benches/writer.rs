@@ -271,7 +271,7 @@ fn main() {
     let per_event = |cpu: Duration| cpu.as_nanos() as f64 / count as f64;
     let (plain_ns, sealed_ns) = (per_event(write_cpu), per_event(sealed_cpu));
     println!(
-        "| writer CPU per event | unsealed → sealed | {plain_ns:.0} → {sealed_ns:.0} ns (+{:.0} ns, +{:.1} %) | | |",
+        "| writer CPU per event | unsealed → sealed | {plain_ns:.0} → {sealed_ns:.0} ns ({:+.0} ns, {:+.1} %) | | |",
         sealed_ns - plain_ns,
         100.0 * (sealed_ns - plain_ns) / plain_ns
     );

@@ -184,6 +184,7 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
     file_copy(&plan, &bins, &tools, &work, &mut doc)?;
     capacity(&plan, &bins, &work, &mut doc)?;
     allocations(&plan, root, &bins, &work, &mut doc)?;
+    steady_cpu(&plan, &bins, &work, &mut doc)?;
     let _ = std::fs::remove_dir_all(&work);
     let elapsed = started.elapsed().as_secs_f64();
     println!("bench compare: done in {elapsed:.0} s");
@@ -285,6 +286,32 @@ fn counted_allocations(counting: &Bins, work: &Path, size: u64, iters: u64) -> R
         .and_then(|(count, _)| count.parse::<u64>().ok())
         .context("the counting recorderd reported no allocations")?;
     Ok((allocations, captured.all_events))
+}
+
+/// recorderd's CPU per event in steady state: the syscall-heavy loops under recorderd at
+/// their length and at ten times it, in pairs. What a recording costs once (its pipeline
+/// filling its buffers, detaching the probes, freeing its memory) is in both runs alike, so
+/// the difference in CPU over the difference in events is an event's cost, apart from it.
+fn steady_cpu(plan: &Plan, bins: &Bins, work: &Path, doc: &mut report::Doc) -> Result<()> {
+    let mut rows = Vec::new();
+    for &(size, iters) in &plan.syscalls {
+        let run = |iters: u64, rep: usize| -> Result<Captured> {
+            let dir = work.join(format!("steady-{size}-{iters}-{rep}"));
+            let args = syscalls_args(work, size, iters);
+            let sample = gated(bins, Tracer::Recorderd, args, &dir, Scope::DataFds)?;
+            println!(
+                "{}",
+                report::progress("steady", size, Tracer::Recorderd, &sample)
+            );
+            Ok(sample.captured)
+        };
+        let pairs = (0..plan.reps)
+            .map(|rep| Ok((run(iters, rep)?, run(10 * iters, rep)?)))
+            .collect::<Result<_>>()?;
+        rows.push(report::SteadyRuns { size, pairs });
+    }
+    doc.steady(rows);
+    Ok(())
 }
 
 /// One measured run of a gated workload.

@@ -8,6 +8,7 @@ mod cells;
 mod goals;
 mod http;
 mod stat;
+mod steady;
 
 use std::{fmt::Write as _, path::Path};
 
@@ -16,6 +17,7 @@ use anyhow::Result;
 pub use capacity::Step;
 use cells::{added_ns, completeness, cpu_per_m, cpu_s_per_m, data_table, elapsed_ratio, lost};
 use stat::{show, size_name, Stat};
+pub use steady::SteadyRuns;
 
 use super::{
     tracer::{Captured, Tracer, Wakeup},
@@ -66,6 +68,8 @@ struct Goals {
     events_kept_4k: Option<f64>,
     /// (payload size, heap allocations per event) under the counting build.
     allocations: Vec<(u64, f64)>,
+    /// recorderd's CPU per event in steady state, by payload size.
+    steady: Vec<steady::Steady>,
 }
 
 /// Heap allocations of one payload size: (allocations, events) of a run and of one ten
@@ -85,6 +89,7 @@ pub struct Doc {
     floor: String,
     capacity: String,
     allocations: String,
+    steady: String,
     goals: Goals,
 }
 
@@ -99,6 +104,7 @@ impl Doc {
             floor: String::new(),
             capacity: String::new(),
             allocations: String::new(),
+            steady: String::new(),
             goals: Goals::default(),
         }
     }
@@ -244,8 +250,11 @@ impl Doc {
         crate::bench::replace_section(&path, "floor", &self.floor)?;
         crate::bench::replace_section(&path, "capacity", &self.capacity)?;
         crate::bench::replace_section(&path, "allocations", &self.allocations)?;
+        crate::bench::replace_section(&path, "steady", &self.steady)?;
         crate::bench::replace_section(&path, "goals", &self.goals_text())?;
-        println!("bench: wrote the compare, floor, capacity, allocations and goals sections");
+        println!(
+            "bench: wrote the compare, floor, capacity, allocations, steady and goals sections"
+        );
         Ok(())
     }
 }

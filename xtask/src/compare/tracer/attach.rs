@@ -236,15 +236,22 @@ pub struct Usage {
     pub killed: bool,
 }
 
-/// User + system CPU `pid` has used so far, from /proc/PID/stat (clock-tick resolution).
+/// User + system CPU `pid` has used so far, all its threads' (those that ended too), to the
+/// nanosecond: the process's CPU-time clock. /proc/PID/stat counts whole clock ticks (10 ms
+/// here) and truncates, which added 5 ms on average to every "after attach" figure.
 fn cpu_so_far(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which ends at the last ')': state is field 3, utime 14.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf reads a configuration value and has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(ticks * 1_000_000_000 / per_second)
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: a valid out-pointer; the call only looks the process up.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return None;
+    }
+    // SAFETY: timespec is plain data that clock_gettime fills.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a clock id from clock_getcpuclockid and a valid out-pointer.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
 }
 
 /// Reaps `child` with wait4 to get its rusage; kills it after `timeout`.
