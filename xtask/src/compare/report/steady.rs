@@ -70,3 +70,53 @@ impl Doc {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of `events` events that took `cpu_us` of CPU after attach and lost `lost`.
+    fn run(cpu_us: u64, events: u64, lost: u64) -> Captured {
+        Captured {
+            events,
+            all_events: events,
+            whole_payloads: Some(events - lost),
+            lost,
+            cpu_ns: cpu_us * 1000,
+            ..Captured::default()
+        }
+    }
+
+    #[test]
+    fn an_event_costs_the_difference_in_cpu_over_the_difference_in_events() {
+        let mut doc = Doc::new(1, &[]);
+        // 10 ms a recording, 0.5 µs an event.
+        let pairs = vec![(
+            run(10_000 + 60_000, 120_000, 0),
+            run(10_000 + 600_000, 1_200_000, 0),
+        )];
+        doc.steady(vec![SteadyRuns { size: 64, pairs }]);
+        let per_m = doc.goals.steady[0].per_m.expect("a steady state");
+        assert!((per_m.median - 0.5).abs() < 1e-9, "{}", per_m.median);
+        assert!(
+            doc.steady.contains(
+                "| syscall-heavy, 64 B | 0.070 s: 120000 events | 0.610 s: 1200000 events | 0.50 | 0.010 |"
+            ),
+            "{}",
+            doc.steady
+        );
+    }
+
+    #[test]
+    fn longer_runs_that_shed_payloads_give_no_figure() {
+        let mut doc = Doc::new(1, &[]);
+        let pairs = vec![(run(70_000, 30_000, 0), run(300_000, 300_000, 200_000))];
+        doc.steady(vec![SteadyRuns { size: 4096, pairs }]);
+        assert!(doc.goals.steady[0].per_m.is_none());
+        assert!(
+            doc.steady.contains("no steady state) | — |"),
+            "{}",
+            doc.steady
+        );
+    }
+}
