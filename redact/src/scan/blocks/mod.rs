@@ -7,15 +7,18 @@
 //!
 //! Each class is computed for 16 bytes at once with `wide`'s vector compares, and its
 //! mask is the compare's top bits (one `pmovmskb` on x86-64); on a CPU with AVX2 the same
-//! compares take 32 bytes at once (`avx2`). The byte-at-a-time version this replaced,
-//! which packed bits with multiplications, took a fifth of the scan's time once key runs
-//! were read from these masks too; the 16-byte one was still the largest single cost of
-//! scanning ordinary text.
+//! compares take 32 bytes at once (`avx2`), and with AVX-512BW the whole block at once,
+//! each compare giving its mask directly (`avx512`). The byte-at-a-time version this
+//! replaced, which packed bits with multiplications, took a fifth of the scan's time once
+//! key runs were read from these masks too; the 16-byte one was still the largest single
+//! cost of scanning ordinary text.
 
 use wide::u8x16;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Masks of one 64-byte block: bit i stands for byte i of the block. Past the end of
 /// the buffer every bit is clear.
@@ -118,6 +121,12 @@ pub(crate) fn set_bits(mut mask: u64) -> impl Iterator<Item = usize> {
 /// The masks of every block of `buf`, into `out` (cleared first).
 pub(crate) fn classify(buf: &[u8], out: &mut Vec<Masks>) {
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512BW (and so AVX-512F), the features `classify_avx512`
+        // is compiled for.
+        return unsafe { classify_avx512(buf, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the one feature `classify_avx2` is compiled for.
         return unsafe { classify_avx2(buf, out) };
@@ -129,6 +138,12 @@ pub(crate) fn classify(buf: &[u8], out: &mut Vec<Masks>) {
 #[target_feature(enable = "avx2")]
 fn classify_avx2(buf: &[u8], out: &mut Vec<Masks>) {
     classify_with(buf, out, |block| avx2::block_masks(block));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn classify_avx512(buf: &[u8], out: &mut Vec<Masks>) {
+    classify_with(buf, out, |block| avx512::block_masks(block));
 }
 
 #[inline(always)]
@@ -153,14 +168,19 @@ mod tests {
 
     type BlockMasks = fn(&[u8; 64]) -> Masks;
 
-    /// Every version of `block_masks` this CPU can run: the portable one, and the AVX2 one
-    /// where the CPU has AVX2 (`classify` uses it there).
+    /// Every version of `block_masks` this CPU can run: the portable one, and the AVX2 and
+    /// AVX-512 ones where the CPU has them (`classify` uses the widest).
     fn versions() -> Vec<(&'static str, BlockMasks)> {
         let mut versions: Vec<(&'static str, BlockMasks)> = vec![("portable", block_masks)];
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: only called on a CPU with AVX2 (checked just above).
             versions.push(("avx2", |block| unsafe { avx2::block_masks(block) }));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: only called on a CPU with AVX-512BW (checked just above).
+            versions.push(("avx512", |block| unsafe { avx512::block_masks(block) }));
         }
         versions
     }
