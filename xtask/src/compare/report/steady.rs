@@ -52,19 +52,21 @@ impl Doc {
             });
             // A long run that shed payloads outran the pipeline: its events cost less than
             // kept ones, so the difference is no steady state's.
-            let (per_m, own) = if whole { (per_m, own) } else { (None, None) };
+            let per_m = per_m.filter(|_| whole);
+            let (per_event_cell, own_cell) = if whole {
+                (show(per_m, 2), show(own, 3))
+            } else {
+                (
+                    "— (the longer runs shed payloads: no steady state)".into(),
+                    "—".into(),
+                )
+            };
             let _ = writeln!(
                 self.steady,
-                "| syscall-heavy, {} | {} | {} | {} | {} |",
+                "| syscall-heavy, {} | {} | {} | {per_event_cell} | {own_cell} |",
                 size_name(size),
                 runs(|p| &p.0),
                 runs(|p| &p.1),
-                if whole {
-                    show(per_m, 2)
-                } else {
-                    "— (the longer runs shed payloads: no steady state)".into()
-                },
-                show(own, 3),
             );
             self.goals.steady.push(Steady { size, per_m });
         }
