@@ -1,4 +1,5 @@
-//! `[capture]`: what a recording captures besides the syscalls.
+//! `[capture]`: what a recording captures besides the syscalls, and how its pipeline
+//! shares the CPU with what it records.
 
 use serde::Deserialize;
 
@@ -28,6 +29,31 @@ impl std::str::FromStr for TlsSetting {
     }
 }
 
+/// How a recording's pipeline (decode, redaction, writing) is scheduled: the same words as
+/// `--priority` (docs/OPERATIONS.md, "Sharing the CPU").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Beside the traced program: on a busy host both slow down, and payloads are kept.
+    #[default]
+    Normal,
+    /// Only on CPU time nothing else wants (SCHED_IDLE): on a busy host the traced program
+    /// keeps its speed, and payloads past the drain's backlog budget are shed and counted.
+    Background,
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "normal" => Ok(Priority::Normal),
+            "background" => Ok(Priority::Background),
+            _ => Err(format!("`{text}` is not one of normal, background")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
@@ -39,6 +65,8 @@ pub struct CaptureConfig {
     /// Where separate debug files are looked for (by build id and debug link), before
     /// /usr/lib/debug.
     pub debug_dirs: Vec<std::path::PathBuf>,
+    /// How the pipeline is scheduled.
+    pub priority: Priority,
 }
 
 impl Default for CaptureConfig {
@@ -48,6 +76,7 @@ impl Default for CaptureConfig {
             stacks: false,
             stack_depth: crate::defaults::STACK_DEPTH,
             debug_dirs: Vec::new(),
+            priority: Priority::default(),
         }
     }
 }

@@ -16,12 +16,12 @@ pub mod retention;
 pub mod service;
 /// The binaries' logging (`RUST_LOG`).
 pub mod telemetry;
-/// `[capture]`: TLS plaintext.
+/// `[capture]`: TLS plaintext, stacks, the pipeline's priority.
 pub mod capture;
 /// `[upload]`: segments and the audit log to object storage.
 pub mod upload;
 
-pub use capture::{CaptureConfig, TlsSetting};
+pub use capture::{CaptureConfig, Priority, TlsSetting};
 pub use retention::{RetentionConfig, RetentionError};
 pub use service::{check_comm, CommError, ControlConfig, LimitsConfig, TargetConfig};
 pub use storage::StorageConfig;
@@ -233,6 +233,23 @@ mod tests {
         );
         assert_eq!("both".parse(), Ok(TlsSetting::Both));
         assert!("Both".parse::<TlsSetting>().is_err());
+    }
+
+    #[test]
+    fn the_pipelines_priority() {
+        assert_eq!(Config::default().capture.priority, Priority::Normal);
+        let file = write("[capture]\npriority = \"background\"\n");
+        let capture = load(Some(file.path())).unwrap().capture;
+        assert_eq!(capture.priority, Priority::Background);
+        let bad = write("[capture]\npriority = \"idle\"\n");
+        let error = load(Some(bad.path())).unwrap_err().to_string();
+        assert!(
+            error.contains("line 2") && error.contains("idle"),
+            "{error}"
+        );
+        assert_eq!("normal".parse(), Ok(Priority::Normal));
+        let error = "low".parse::<Priority>().unwrap_err();
+        assert_eq!(error, "`low` is not one of normal, background");
     }
 
     #[test]

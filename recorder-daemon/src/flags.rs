@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Parser};
 use recorder_common::MAX_PAYLOAD_LIMIT;
-use recorder_config::{units::parse_size, TlsSetting};
+use recorder_config::{units::parse_size, Priority, TlsSetting};
 
 /// recorderd: record what a process exchanges with the outside world, from the kernel.
 #[derive(Debug, Parser)]
@@ -77,6 +77,13 @@ pub struct RecorderdArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
+    /// How the pipeline (decode, redaction, writing) shares the CPU: `normal` beside the
+    /// traced program, which a saturated host then slows; `background` only on CPU time
+    /// nothing else wants, shedding payloads (counted) while it waits, never events
+    /// [default: `[capture] priority` of --config, else normal].
+    #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(Priority))]
+    pub priority: Option<Priority>,
+
     /// TLS through OpenSSL and GnuTLS: `plaintext` records what the program sent and received
     /// before encryption, and only the lengths of the ciphertext on the wire; `both` keeps the
     /// ciphertext's bytes too; `off` records the wire alone [default: `[capture] tls` of
@@ -119,6 +126,7 @@ pub fn foreground_only(args: &RecorderdArgs) -> Vec<&'static str> {
         ("--fsync-interval", args.fsync_interval.is_some()),
         ("--compression-level", args.compression_level.is_some()),
         ("--threads", args.threads.is_some()),
+        ("--priority", args.priority.is_some()),
         ("--tls", args.tls.is_some()),
         ("--stacks", args.stacks),
         ("--stack-depth", args.stack_depth.is_some()),
@@ -241,6 +249,10 @@ mod tests {
             defaults::COMPRESSION_LEVEL.to_string()
         );
         assert_eq!(stated("--threads"), "0 with up to 2 CPUs, else 1");
+        let priority = &help[help.find("--priority <MODE>").unwrap()..];
+        let priority = &priority[..priority.find("\n  -").unwrap_or(priority.len())];
+        assert!(priority.contains("else normal]"), "{priority}");
+        assert_eq!(Priority::default(), Priority::Normal);
         let threads = [1, 2, 3, 64].map(defaults::redaction_threads);
         assert_eq!(threads, [0, 0, 1, 1]);
     }

@@ -22,6 +22,8 @@ pub mod session;
 pub mod service;
 /// The capabilities recorderd keeps once its probes are attached.
 pub mod privileges;
+/// `--priority background`: the pipeline on CPU time nothing else wants.
+pub mod priority;
 /// A counting global allocator, for the benchmark's allocations per event.
 #[cfg(feature = "count-allocations")]
 pub mod allocations;

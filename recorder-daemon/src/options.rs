@@ -6,7 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use recorder_capture::{Limits, TlsCapture};
-use recorder_config::{check_comm, defaults, CommError, Config, ConfigError, TlsSetting};
+use recorder_config::{check_comm, defaults, CommError, Config, ConfigError, Priority, TlsSetting};
 use recorder_redact::Policy;
 use recorder_store::{
     audit,
@@ -37,6 +37,8 @@ pub struct Options {
     pub redaction: Arc<Policy>,
     /// Redaction worker threads (`--threads`; 0: on the pipeline's thread).
     pub threads: usize,
+    /// How the pipeline shares the CPU (`--priority`, `[capture] priority`).
+    pub priority: Priority,
     pub output: PathBuf,
     /// Who besides the owner may read the recordings (`[storage] reader_group`).
     pub access: Access,
@@ -80,6 +82,7 @@ impl Options {
             follow: true,
             redaction,
             threads: defaults::redaction_threads(usable_cpus()),
+            priority: config.capture.priority,
             output: config
                 .storage
                 .dir
@@ -129,6 +132,7 @@ impl Options {
         options.follow = !args.no_follow;
         options.duration = args.duration;
         options.threads = args.threads.unwrap_or(options.threads);
+        options.priority = args.priority.unwrap_or(options.priority);
         if let Some(output) = args.output {
             options.output = output;
         }
@@ -236,6 +240,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("plaintext, both, off"), "{error}");
+    }
+
+    #[test]
+    fn priority_from_the_config_and_the_flag_over_it() {
+        let default = foreground(&["recorderd", "--pid", "1"]).unwrap();
+        assert_eq!(default.priority, Priority::Normal);
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut config, b"[capture]\npriority = \"background\"\n").unwrap();
+        let path = config.path().to_str().unwrap();
+        let background = foreground(&["recorderd", "--config", path, "--pid", "1"]).unwrap();
+        assert_eq!(background.priority, Priority::Background);
+        let normal = [
+            "recorderd",
+            "--config",
+            path,
+            "--priority",
+            "normal",
+            "--pid",
+            "1",
+        ];
+        assert_eq!(foreground(&normal).unwrap().priority, Priority::Normal);
+        let error =
+            RecorderdArgs::try_parse_from(["recorderd", "--priority", "idle", "--pid", "1"])
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("normal, background"), "{error}");
     }
 
     #[test]

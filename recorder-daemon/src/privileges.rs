@@ -45,9 +45,15 @@ pub const SERVICE: &[Capability] = &[
     Capability::CAP_SYS_PTRACE,
     // Each recording's ring drain thread runs SCHED_FIFO (session::drain::realtime_for_drain);
     // the recording thread that starts it goes back to the normal policy right after. One-shot
-    // mode asks for it before its drop, so it does not keep this.
+    // mode asks for it before its drop, so it does not keep this. It also brings a
+    // `priority = "background"` recording's pipeline back to normal to finish (priority.rs).
     Capability::CAP_SYS_NICE,
 ];
+
+/// Added to the one-shot set with `--priority background`: the pipeline and its redaction
+/// workers come back from SCHED_IDLE to finish the recording, which raises their priority
+/// (priority.rs). The service keeps it anyway.
+pub const BACKGROUND: &[Capability] = &[Capability::CAP_SYS_NICE];
 
 /// Added to either set while `[storage] reader_group` is set: each new recording file is
 /// given that group with fchown (record::dir), and root is not a member of it. Without a

@@ -13,6 +13,10 @@ use recorder_tests::{record_busy, require_privileges, segment_files, Recording};
 const CAP_CHOWN: u32 = 0;
 const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_NICE: u32 = 23;
+/// Scheduling policies, as /proc/PID/task/TID/stat's 41st field gives them.
+const SCHED_FIFO: u64 = 1;
+const SCHED_IDLE: u64 = 5;
 
 fn mask(caps: &[u32]) -> u64 {
     caps.iter().fold(0, |mask, cap| mask | 1u64 << cap)
@@ -80,6 +84,55 @@ fn a_foreground_recording_keeps_only_what_reading_proc_needs() {
     let recording = Recording::read(Path::new(&path));
     assert!(recording.trailer.is_some());
     assert!(!recording.events.is_empty());
+    let limits = recording.header.and_then(|h| h.limits).unwrap();
+    assert_eq!(limits.priority, "normal");
+}
+
+/// A thread's scheduling policy, from its stat file (the fields after the `(name)`, which
+/// may hold spaces).
+fn policy_of(status: &str) -> u64 {
+    let stat = std::fs::read_to_string(status.replace("/status", "/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Field 3 (state) is the first after the name; policy is field 41.
+    after_name.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+}
+
+/// `--priority background`: the redaction workers run under SCHED_IDLE (the pipeline's own
+/// thread too, but only while it handles a batch), the drain does not, and CAP_SYS_NICE is
+/// kept to come back from it.
+#[test]
+fn a_background_recording_idles_its_redaction_not_its_drain() {
+    if !require_privileges() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("recordings");
+    let recorder = record_busy(&output, &["--threads", "1", "--priority", "background"]);
+    let pid = recorder.child.id();
+    let expected = mask(&[CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYS_NICE]);
+    assert_eq!(caps_of(pid, "CapEff:"), expected, "effective");
+    assert_eq!(caps_of(pid, "CapBnd:"), expected, "bounding");
+    let mut seen = Vec::new();
+    for thread in threads_once_one_is(pid, "redact-0") {
+        let name = field_of(&thread, "Name:");
+        let policy = policy_of(&thread);
+        match name.as_str() {
+            "redact-0" => assert_eq!(policy, SCHED_IDLE, "{name}"),
+            // Real-time where permitted (root here), never in the background.
+            "recorderd-drain" => assert_eq!(policy, SCHED_FIFO, "{name}"),
+            _ => {}
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["recorderd", "recorderd-drain", "redact-0"]);
+    let path = recorder.stop();
+    let recording = Recording::read(Path::new(&path));
+    assert!(recording.trailer.is_some());
+    assert!(!recording.events.is_empty());
+    // The recording says how it was made: its shed payloads may be why.
+    let limits = recording.header.and_then(|h| h.limits).unwrap();
+    assert_eq!(limits.priority, "background");
 }
 
 /// With a reader group each new segment is given that group (fchown), which root, not being a

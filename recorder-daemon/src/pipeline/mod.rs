@@ -21,6 +21,8 @@ pub mod tls;
 
 use std::path::PathBuf;
 
+use crate::priority::Background;
+
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{frame::Body, Event, Loss};
 use recorder_store::{loss, RecordingWriter, WriteError};
@@ -240,6 +242,12 @@ impl Pipeline {
     /// Frames that could not be written (disk full, write errors) so far.
     pub fn unwritten(&self) -> u64 {
         self.writer.unwritten()
+    }
+
+    /// Ends `--priority background` (priority.rs): the rest of the recording, its
+    /// redaction workers' part too, runs at the normal policy.
+    pub fn end_background(&self, background: &mut Background) {
+        background.end(self.redactor.workers());
     }
 
     /// Finishes the recording; returns its segment files and how many frames, in all, could

@@ -25,7 +25,7 @@ use super::{
     drain::{Batch, Drain, Message},
     Outcome, SessionError, END_TARGET_EXITED,
 };
-use crate::{options::Options, pipeline::Pipeline};
+use crate::{options::Options, pipeline::Pipeline, priority::Background};
 
 /// How often losses are polled and the writer's periodic work runs (closing a zstd frame
 /// that has been open a second, rotation by age, fsync). Short, so a crash loses at most
@@ -77,19 +77,22 @@ pub async fn run(
     let mut tick = interval(TICK);
     let mut reported = Loss::default();
     let mut reported_at = attached_at_ns;
+    let mut background = Background::new(options.priority);
 
     let end_reason = loop {
+        // What ends or steers the recording first, then the next batch: with a backlog
+        // of batches always ready, a fair choice would leave a stop waiting behind some.
         tokio::select! {
-            Some(message) = drain.next() => {
-                if let Message::Records(batch) = message {
-                    handle(batch, &mut pipeline, &drain)?;
-                }
-            }
+            biased;
             reason = &mut stop => break reason.unwrap_or("stopped"),
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
             Some(pid) = exit_rx.recv() => {
+                if !open_ended && pipeline.processes().live_count() <= 1 {
+                    // Likely the end: the backlog is handled at the normal policy.
+                    pipeline.end_background(&mut background);
+                }
                 // Its fork records (children to wait for) are in the ring before its exit.
-                flush(&mut drain, &mut pipeline).await?;
+                flush(&mut drain, &mut pipeline, &mut background).await?;
                 pipeline.processes().gone(pid);
             }
             _ = tick.tick() => {
@@ -107,14 +110,26 @@ pub async fn run(
                     processes.gone(pid);
                 }
             }
+            Some(message) = drain.next() => {
+                if let Message::Records(batch) = message {
+                    background.run(|| handle(batch, &mut pipeline, &drain))?;
+                    if background.is_active() {
+                        // The signal, exit and timer wake-ups are delivered by the runtime
+                        // between tasks: let it run them after each background batch.
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
         }
         if !open_ended && pipeline.processes().live_count() == 0 {
             break END_TARGET_EXITED;
         }
     };
 
+    // What waits is written at the normal policy, however busy the host (priority.rs).
+    pipeline.end_background(&mut background);
     // Everything the targets did before we stopped is already in the ring: take it all.
-    flush(&mut drain, &mut pipeline).await?;
+    flush(&mut drain, &mut pipeline, &mut background).await?;
     drop(drain);
     let end_mono_ns = clock::monotonic_ns();
     let totals = capture.losses()?;
@@ -155,11 +170,15 @@ fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), Wr
 }
 
 /// Asks the drain for everything in the ring now and handles all of it.
-async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), SessionError> {
+async fn flush(
+    drain: &mut Drain,
+    pipeline: &mut Pipeline,
+    background: &mut Background,
+) -> Result<(), SessionError> {
     drain.flush();
     while let Some(message) = drain.next().await {
         match message {
-            Message::Records(batch) => handle(batch, pipeline, drain)?,
+            Message::Records(batch) => background.run(|| handle(batch, pipeline, drain))?,
             Message::Flushed => return Ok(()),
         }
     }

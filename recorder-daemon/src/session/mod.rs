@@ -31,6 +31,8 @@ use tokio::{
     sync::oneshot,
 };
 
+use recorder_config::Priority;
+
 use crate::{
     options::Options,
     pipeline::{
@@ -156,10 +158,13 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
             };
             let _ = stop_tx.send(reason);
         });
-        let keep = privileges::needed(
+        let mut keep = privileges::needed(
             privileges::ONE_SHOT_AFTER_ATTACH,
             options.access.group.is_some(),
         );
+        if options.priority == Priority::Background {
+            keep.extend(privileges::BACKGROUND);
+        }
         let control = Control {
             stop,
             started: Box::new(move |started: &Started| {

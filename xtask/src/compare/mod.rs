@@ -316,9 +316,13 @@ fn http(plan: &Plan, bins: &Bins, tools: &Tools, work: &Path, doc: &mut report::
     }
     // Then again with wrk on one core and nginx sharing the other with the recorder, so the
     // recorder's cost shows alone; then over TLS, where recorderd records the plaintext.
+    // `--priority background` where the recorder competes with the server for the CPU.
+    let mut unpinned = whole_run_tracers(plan, tools);
+    unpinned.push(Tracer::RecorderdBackground);
+    let pinned = vec![Tracer::None, Tracer::Recorderd, Tracer::RecorderdBackground];
     let runs = [
-        (false, false, whole_run_tracers(plan, tools)),
-        (true, false, vec![Tracer::None, Tracer::Recorderd]),
+        (false, false, unpinned),
+        (true, false, pinned),
         (false, true, vec![Tracer::None, Tracer::Recorderd]),
     ];
     for (pinned, tls, tracers) in runs {

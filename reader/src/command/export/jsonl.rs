@@ -54,7 +54,8 @@ fn header(segment: u32, h: &Header) -> Value {
                     "cgroup": target.cgroup, "comm": target.comm },
         "limits": { "max_payload_bytes": limits.max_payload_bytes, "ring_bytes": limits.ring_bytes,
                     "tls": limits.tls, "tls_libraries": limits.tls_libraries,
-                    "stack_depth": limits.stack_depth, "unavailable": limits.unavailable },
+                    "stack_depth": limits.stack_depth, "unavailable": limits.unavailable,
+                    "priority": limits.priority },
         "redaction": {
             "enabled": redaction.enabled, "rules": redaction.rules, "pii": redaction.pii,
             "detectors": redaction.detectors, "detectors_off": redaction.detectors_off,

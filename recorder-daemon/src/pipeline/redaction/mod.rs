@@ -286,6 +286,11 @@ impl Redactor {
         self.stage.settle(|piece| frames.place(piece));
     }
 
+    /// The worker threads running now.
+    pub fn workers(&self) -> &[std::thread::JoinHandle<()>] {
+        self.stage.workers()
+    }
+
     /// The recording ends: decides everything still held, fail-closed, and ends the
     /// workers.
     pub fn finish(&mut self) {

@@ -175,6 +175,17 @@ impl Stage {
         }
     }
 
+    /// The worker threads running now.
+    pub fn workers(&self) -> &[JoinHandle<()>] {
+        match self {
+            Stage::Workers(Workers {
+                running: Some(running),
+                ..
+            }) => &running.threads,
+            _ => &[],
+        }
+    }
+
     /// Ends the workers (after [`settle`](Self::settle), they hold nothing).
     pub fn stop(&mut self) {
         if let Stage::Workers(workers) = self {

@@ -126,6 +126,26 @@ pub(super) fn completeness_per_request(
     }
 }
 
+/// The payload bytes a recorder kept, of those the events moved: recorderd's share (median
+/// over the runs), or what another recorder keeps by design.
+pub(super) fn payload_bytes_kept(tracer: Tracer, captured: &[&Captured]) -> String {
+    match tracer {
+        Tracer::None => "—".into(),
+        Tracer::Bpftrace => format!("first {BPFTRACE_STRLEN} B only"),
+        Tracer::Perf => "no payloads".into(),
+        Tracer::Strace => "yes (text)".into(),
+        _ => {
+            let share = Stat::of(
+                captured
+                    .iter()
+                    .filter(|c| c.payload_moved > 0)
+                    .map(|c| 100.0 * c.payload_kept as f64 / c.payload_moved as f64),
+            );
+            format!("{} %", show(share, 1))
+        }
+    }
+}
+
 pub(super) fn lost(captured: &[&Captured]) -> String {
     let lost = captured.iter().map(|c| c.lost).sum::<u64>();
     match captured.iter().filter(|c| c.killed).count() {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    cells::{completeness_per_request, cpu_per_m, lost, rss},
+    cells::{completeness_per_request, cpu_per_m, lost, payload_bytes_kept, rss},
     show, Doc, Stat,
 };
 use crate::compare::{
@@ -61,7 +61,7 @@ impl Doc {
                 )
             });
         self.compare.push_str(
-            "| recorder | requests/s | throughput vs untraced | added µs / request | events / request | lost | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            "| recorder | requests/s | throughput vs untraced | added µs / request | events / request | lost | payload bytes kept | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for (tracer, runs) in &samples {
             let rate = Stat::of(runs.iter().map(|(h, _)| h.rate()));
@@ -94,7 +94,7 @@ impl Doc {
             let captured: Vec<&Captured> = runs.iter().map(|(_, c)| c).collect();
             let _ = writeln!(
                 self.compare,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 tracer.label(),
                 show(rate, 0),
                 if untraced { "1".into() } else { show(ratio, 3) },
@@ -113,6 +113,7 @@ impl Doc {
                 } else {
                     lost(&captured)
                 },
+                payload_bytes_kept(*tracer, &captured),
                 if untraced {
                     "—".into()
                 } else {

@@ -228,6 +228,7 @@ impl Doc {
         for tracer in [
             Tracer::Recorderd,
             Tracer::RecorderdStacks,
+            Tracer::RecorderdBackground,
             Tracer::Neighbour,
             Tracer::Strace,
             Tracer::Perf,

@@ -45,13 +45,16 @@ pub fn attach(tracer: Tracer, bins: &Bins, pid: u32, dir: &Path) -> Result<Attac
                 startup_cpu_ns: 0,
             })
         }
-        Tracer::Recorderd | Tracer::RecorderdStacks => {
+        Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::RecorderdBackground => {
             let mut c = Command::new(&bins.recorderd);
             c.args(["--pid", &pid_s, "--output"])
                 .arg(dir.join("rec"))
                 .args(["--max-payload", MAX_PAYLOAD]);
             if tracer == Tracer::RecorderdStacks {
                 c.arg("--stacks");
+            }
+            if tracer == Tracer::RecorderdBackground {
+                c.args(["--priority", "background"]);
             }
             c
         }
@@ -134,9 +137,10 @@ impl Attached {
     /// Waits until the recorder says its probes are in (perf trace says nothing: a pause).
     fn wait_ready(&mut self, out: &Path, stderr: &Path) -> Result<()> {
         let (file, marker) = match self.tracer {
-            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Neighbour => {
-                (stderr, "recorderd: recording ")
-            }
+            Tracer::Recorderd
+            | Tracer::RecorderdStacks
+            | Tracer::RecorderdBackground
+            | Tracer::Neighbour => (stderr, "recorderd: recording "),
             Tracer::Strace => (stderr, "attached"),
             Tracer::Bpftrace => (out, "bpftrace-ready"),
             Tracer::Floor(_) => (stderr, "floor: attached"),
@@ -186,7 +190,11 @@ impl Attached {
         // trace are told to after a moment to drain.
         let stops_itself = matches!(
             self.tracer,
-            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Strace | Tracer::Floor(_)
+            Tracer::Recorderd
+                | Tracer::RecorderdStacks
+                | Tracer::RecorderdBackground
+                | Tracer::Strace
+                | Tracer::Floor(_)
         );
         if now || !stops_itself {
             if !now && self.tracer != Tracer::Neighbour {
@@ -210,9 +218,10 @@ impl Attached {
             bail!("{} did not finish within {timeout:?}", self.tracer.label());
         }
         let mut captured = match self.tracer {
-            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::Neighbour => {
-                recorderd_counts(bins, &self.dir.join("rec"), scope)?
-            }
+            Tracer::Recorderd
+            | Tracer::RecorderdStacks
+            | Tracer::RecorderdBackground
+            | Tracer::Neighbour => recorderd_counts(bins, &self.dir.join("rec"), scope)?,
             Tracer::Strace => text_counts(&self.dir.join("trace.out"), scope, parse_strace)?,
             Tracer::Perf => text_counts(&self.dir.join("trace.out"), scope, parse_perf)?,
             Tracer::Bpftrace => text_counts(&self.dir.join("trace.out"), scope, parse_bpftrace)?,

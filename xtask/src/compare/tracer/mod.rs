@@ -40,6 +40,8 @@ pub enum Tracer {
     Recorderd,
     /// recorderd with `--stacks`: the user stack of every syscall as well.
     RecorderdStacks,
+    /// recorderd with `--priority background`: its pipeline on CPU time nothing else wants.
+    RecorderdBackground,
     /// recorderd recording another process (a `sleep`), the workload not recorded: what a
     /// recording costs the rest of the host.
     Neighbour,
@@ -50,9 +52,12 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    /// recorderd recording the workload, with or without stacks.
+    /// recorderd recording the workload, however it is run.
     pub fn records_workload(self) -> bool {
-        matches!(self, Tracer::Recorderd | Tracer::RecorderdStacks)
+        matches!(
+            self,
+            Tracer::Recorderd | Tracer::RecorderdStacks | Tracer::RecorderdBackground
+        )
     }
 
     pub fn label(self) -> &'static str {
@@ -60,6 +65,7 @@ impl Tracer {
             Tracer::None => "untraced",
             Tracer::Recorderd => "recorderd",
             Tracer::RecorderdStacks => "recorderd --stacks",
+            Tracer::RecorderdBackground => "recorderd --priority background",
             Tracer::Neighbour => "untraced, recorderd recording another process",
             Tracer::Strace => "strace",
             Tracer::Perf => "perf trace",
@@ -78,6 +84,9 @@ impl Tracer {
                 "same data: every boundary syscall, args, fd → file/peer, payloads up to 1 MiB"
             }
             Tracer::RecorderdStacks => "more: the same, and each syscall's user stack, named",
+            Tracer::RecorderdBackground => {
+                "the same, but payloads are shed (counted) while its pipeline waits for a CPU"
+            }
             Tracer::Strace => {
                 "same data as text: every syscall in scope, payloads up to 1 MiB (escaped)"
             }
@@ -99,6 +108,9 @@ impl Tracer {
             Tracer::RecorderdStacks => {
                 format!("recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD} --stacks")
             }
+            Tracer::RecorderdBackground => format!(
+                "recorderd --pid PID --output DIR --max-payload {MAX_PAYLOAD} --priority background"
+            ),
             Tracer::Neighbour => {
                 format!("recorderd --output DIR --max-payload {MAX_PAYLOAD} -- sleep 3600")
             }
