@@ -9,7 +9,9 @@
 //! The ring's drain keeps its own policy (real-time where permitted), so records still
 //! leave the ring as they come; while the pipeline waits for a CPU they queue, and past the
 //! drain's budget their payloads are shed and counted. Once the recording ends, the rest is
-//! handled at the normal policy, the workers brought back too.
+//! handled at the normal policy, the workers brought back too; so it is from the first exit
+//! of a process the recording watches, after which the loop reads everything queued before
+//! it looks at anything else (most often that exit ends the recording).
 //!
 //! Coming back raises a priority, which the kernel allows with CAP_SYS_NICE: the service
 //! keeps it, and a foreground recording in the background keeps it too

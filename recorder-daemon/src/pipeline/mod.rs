@@ -21,12 +21,12 @@ pub mod tls;
 
 use std::path::PathBuf;
 
-use crate::priority::Background;
-
 use recorder_common::{record::process_op, ProcessRecord};
 use recorder_proto::v1::{frame::Body, Event, Loss};
 use recorder_store::{loss, RecordingWriter, WriteError};
 use recorder_syscalls::{by_nr, Effect};
+
+use crate::priority::Background;
 
 use self::{
     assemble::Assembler,

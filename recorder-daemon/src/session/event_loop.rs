@@ -87,10 +87,10 @@ pub async fn run(
             reason = &mut stop => break reason.unwrap_or("stopped"),
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
             Some(pid) = exit_rx.recv() => {
-                if !open_ended && pipeline.processes().live_count() <= 1 {
-                    // Likely the end: the backlog is handled at the normal policy.
-                    pipeline.end_background(&mut background);
-                }
+                // Everything queued is handled next, before anything else is looked at:
+                // at the normal policy, or a busy host could hold the loop for minutes.
+                // Most often this exit ends the recording anyway.
+                pipeline.end_background(&mut background);
                 // Its fork records (children to wait for) are in the ring before its exit.
                 flush(&mut drain, &mut pipeline, &mut background).await?;
                 pipeline.processes().gone(pid);

@@ -21,6 +21,7 @@ use recorder_capture::{
     target::{self, Spawned, TargetError},
     Capture, CaptureError, Scope,
 };
+use recorder_config::Priority;
 use recorder_store::{
     audit::{self, AuditError, AuditLog},
     clock, DirError, OutputDir, RecordingWriter, WriteError,
@@ -30,8 +31,6 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     sync::oneshot,
 };
-
-use recorder_config::Priority;
 
 use crate::{
     options::Options,
