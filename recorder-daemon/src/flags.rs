@@ -79,8 +79,8 @@ pub struct RecorderdArgs {
 
     /// How the pipeline (decode, redaction, writing) shares the CPU: `normal` beside the
     /// traced program, which a saturated host then slows; `background` only on CPU time
-    /// nothing else wants, shedding payloads (counted) while it waits, never events
-    /// [default: `[capture] priority` of --config, else normal].
+    /// nothing else wants, shedding payloads (counted) while it waits; events are kept as
+    /// long as the backlog's budget holds (docs/OPERATIONS.md) [default: `[capture] priority` of --config, else normal].
     #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(Priority))]
     pub priority: Option<Priority>,
 

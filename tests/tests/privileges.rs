@@ -15,6 +15,7 @@ const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_NICE: u32 = 23;
 /// Scheduling policies, as /proc/PID/task/TID/stat's 41st field gives them.
+const SCHED_OTHER: u64 = 0;
 const SCHED_FIFO: u64 = 1;
 const SCHED_IDLE: u64 = 5;
 
@@ -126,6 +127,17 @@ fn a_background_recording_idles_its_redaction_not_its_drain() {
     }
     seen.sort();
     assert_eq!(seen, ["recorderd", "recorderd-drain", "redact-0"]);
+    // The loop's thread is in the background only while it handles a batch: between them it
+    // waits at the normal policy, which it must be seen at (the workload writes steadily).
+    let main = format!("/proc/{pid}/task/{pid}/status");
+    let deadline = Instant::now() + Duration::from_secs(5) * recorder_tests::time_scale();
+    while policy_of(&main) != SCHED_OTHER {
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline's thread never left SCHED_IDLE"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let path = recorder.stop();
     let recording = Recording::read(Path::new(&path));
     assert!(recording.trailer.is_some());

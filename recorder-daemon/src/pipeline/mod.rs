@@ -26,8 +26,6 @@ use recorder_proto::v1::{frame::Body, Event, Loss};
 use recorder_store::{loss, RecordingWriter, WriteError};
 use recorder_syscalls::{by_nr, Effect};
 
-use crate::priority::Background;
-
 use self::{
     assemble::Assembler,
     decode::{decode, RawRecord},
@@ -244,10 +242,9 @@ impl Pipeline {
         self.writer.unwritten()
     }
 
-    /// Ends `--priority background` (priority.rs): the rest of the recording, its
-    /// redaction workers' part too, runs at the normal policy.
-    pub fn end_background(&self, background: &mut Background) {
-        background.end(self.redactor.workers());
+    /// The redaction worker threads running now (`--priority background` moves them).
+    pub fn redaction_workers(&self) -> &[std::thread::JoinHandle<()>] {
+        self.redactor.workers()
     }
 
     /// Finishes the recording; returns its segment files and how many frames, in all, could

@@ -18,7 +18,7 @@ use recorder_store::{clock, loss, WriteError};
 use tokio::{
     io::{unix::AsyncFd, Interest},
     sync::{mpsc, oneshot},
-    time::{interval, sleep},
+    time::{interval, sleep, MissedTickBehavior},
 };
 
 use super::{
@@ -75,6 +75,8 @@ pub async fn run(
     let deadline = sleep(options.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
     let mut tick = interval(TICK);
+    // A tick missed during a long batch is not made up in a burst.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut reported = Loss::default();
     let mut reported_at = attached_at_ns;
     let mut background = Background::new(options.priority);
@@ -87,15 +89,17 @@ pub async fn run(
             reason = &mut stop => break reason.unwrap_or("stopped"),
             _ = &mut deadline, if options.duration.is_some() => break "duration reached",
             Some(pid) = exit_rx.recv() => {
-                // Everything queued is handled next, before anything else is looked at:
-                // at the normal policy, or a busy host could hold the loop for minutes.
-                // Most often this exit ends the recording anyway.
-                pipeline.end_background(&mut background);
+                // Everything queued is handled next, before anything else is looked at,
+                // so at the normal policy: a busy host could hold the loop for minutes.
+                background.pause(pipeline.redaction_workers());
                 // Its fork records (children to wait for) are in the ring before its exit.
-                flush(&mut drain, &mut pipeline, &mut background).await?;
+                flush(&mut drain, &mut pipeline).await?;
                 pipeline.processes().gone(pid);
+                background.resume(pipeline.redaction_workers());
             }
             _ = tick.tick() => {
+                // Expiries and Loss frames may wait on the workers.
+                background.pause(pipeline.redaction_workers());
                 let now = clock::monotonic_ns();
                 let losses = capture.losses()?;
                 pipeline.record_loss(loss::since(&losses, &reported), reported_at, now)?;
@@ -109,6 +113,7 @@ pub async fn run(
                 for pid in vanished {
                     processes.gone(pid);
                 }
+                background.resume(pipeline.redaction_workers());
             }
             Some(message) = drain.next() => {
                 if let Message::Records(batch) = message {
@@ -127,9 +132,9 @@ pub async fn run(
     };
 
     // What waits is written at the normal policy, however busy the host (priority.rs).
-    pipeline.end_background(&mut background);
+    background.end(pipeline.redaction_workers());
     // Everything the targets did before we stopped is already in the ring: take it all.
-    flush(&mut drain, &mut pipeline, &mut background).await?;
+    flush(&mut drain, &mut pipeline).await?;
     drop(drain);
     let end_mono_ns = clock::monotonic_ns();
     let totals = capture.losses()?;
@@ -170,15 +175,11 @@ fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), Wr
 }
 
 /// Asks the drain for everything in the ring now and handles all of it.
-async fn flush(
-    drain: &mut Drain,
-    pipeline: &mut Pipeline,
-    background: &mut Background,
-) -> Result<(), SessionError> {
+async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), SessionError> {
     drain.flush();
     while let Some(message) = drain.next().await {
         match message {
-            Message::Records(batch) => background.run(|| handle(batch, pipeline, drain))?,
+            Message::Records(batch) => handle(batch, pipeline, drain)?,
             Message::Flushed => return Ok(()),
         }
     }

@@ -37,7 +37,7 @@ use crate::{
     pipeline::{
         fdtable::FdTable, processes::Processes, redaction::Redactor, stacks::Stacks, Pipeline,
     },
-    privileges,
+    priority, privileges,
 };
 
 /// How whoever started a recording steers it while it runs.
@@ -161,7 +161,7 @@ pub fn run(options: Options) -> Result<Outcome, SessionError> {
             privileges::ONE_SHOT_AFTER_ATTACH,
             options.access.group.is_some(),
         );
-        if options.priority == Priority::Background {
+        if options.priority == Priority::Background && priority::may_come_back() {
             keep.extend(privileges::BACKGROUND);
         }
         let control = Control {
@@ -283,6 +283,11 @@ async fn record_audited(
     audit: &AuditLog,
     audited_start: &mut bool,
 ) -> Result<Outcome, SessionError> {
+    // What the recording can have, which its Header says (priority.rs).
+    let options = &Options {
+        priority: priority::possible(options.priority),
+        ..options.clone()
+    };
     let Control {
         stop,
         started,
