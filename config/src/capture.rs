@@ -42,15 +42,24 @@ pub enum Priority {
     Background,
 }
 
+impl Priority {
+    /// Its word, as `--priority`, the file and a recording's Header write it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Background => "background",
+        }
+    }
+}
+
 impl std::str::FromStr for Priority {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "normal" => Ok(Priority::Normal),
-            "background" => Ok(Priority::Background),
-            _ => Err(format!("`{text}` is not one of normal, background")),
-        }
+        [Priority::Normal, Priority::Background]
+            .into_iter()
+            .find(|priority| priority.word() == text)
+            .ok_or_else(|| format!("`{text}` is not one of normal, background"))
     }
 }
 

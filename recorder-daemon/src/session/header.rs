@@ -2,7 +2,6 @@
 //! limits, redaction policy, clock base), and the words for what it records and who asked.
 
 use recorder_capture::{target::Spawned, Capture, TlsCapture};
-use recorder_config::Priority;
 use recorder_proto::v1::{CaptureLimits, Header, Target};
 use recorder_store::clock;
 
@@ -48,11 +47,7 @@ pub fn header(
             tls_libraries: capture.tls_libraries().to_vec(),
             stack_depth: options.limits.stack_depth,
             unavailable: capture.unavailable().to_vec(),
-            priority: match options.priority {
-                Priority::Normal => "normal",
-                Priority::Background => "background",
-            }
-            .to_owned(),
+            priority: options.priority.word().to_owned(),
         }),
         redaction: Some(redactor.header_policy()),
         clock: Some(clock::clock_base()),
