@@ -230,11 +230,19 @@ impl Pipeline {
         self.write(Body::Loss(Box::new(frame)), to_mono_ns)
     }
 
+    /// The writer's periodic work: closing a frame open too long, rotation by age, fsync.
     pub fn tick(&mut self, now_mono_ns: u64) -> Result<(), WriteError> {
-        // The hold-back time bound: what waited long enough is decided and written.
-        self.redactor.expire(now_mono_ns);
-        self.release()?;
         self.writer.tick(now_mono_ns)
+    }
+
+    /// The hold-back time bound, judged at `seen_to_ns`: every record the targets made
+    /// before then has been handled. What waited that long for its stream to go on is
+    /// decided, fail-closed, and written. Judged by the daemon's own clock instead, a
+    /// pipeline running behind would mask the tail of a stream whose next bytes, or close,
+    /// came in time and are only waiting in the queue.
+    pub fn expire(&mut self, seen_to_ns: u64) -> Result<(), WriteError> {
+        self.redactor.expire(seen_to_ns);
+        self.release()
     }
 
     /// Frames that could not be written (disk full, write errors) so far.

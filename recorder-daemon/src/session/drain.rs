@@ -22,6 +22,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use crossbeam_queue::ArrayQueue;
 use recorder_common::{kind, DataRecord, EventHeader};
+use recorder_store::clock;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use tokio::sync::mpsc;
 
@@ -117,8 +118,11 @@ impl Batch {
 /// What the drain sends the pipeline.
 pub enum Message {
     Records(Batch),
-    /// Everything the ring held when the flush was asked for has been sent before this.
-    Flushed,
+    /// Every record committed to the ring before `at_ns` (monotonic) has been sent before
+    /// this: the pipeline, once it has handled them, has seen the targets up to then.
+    Flushed {
+        at_ns: u64,
+    },
 }
 
 enum Request {
@@ -144,6 +148,8 @@ pub struct Drain {
     messages: mpsc::UnboundedReceiver<Message>,
     /// Bytes sent and not yet handled by the pipeline.
     queued: Arc<AtomicU64>,
+    /// Flushes asked for and not yet answered by their `Flushed`.
+    flushes_waiting: u32,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -207,13 +213,18 @@ impl Drain {
             wake,
             messages,
             queued,
+            flushes_waiting: 0,
             thread: Some(thread),
         })
     }
 
     /// The next message; `None` once the drain has stopped.
     pub async fn next(&mut self) -> Option<Message> {
-        self.messages.recv().await
+        let message = self.messages.recv().await;
+        if let Some(Message::Flushed { .. }) = message {
+            self.flushes_waiting -= 1;
+        }
+        message
     }
 
     /// The pipeline has handled `batch`: its bytes leave the backlog and its buffer goes
@@ -228,8 +239,14 @@ impl Drain {
     }
 
     /// Asks for everything in the ring now; a `Flushed` message follows it.
-    pub fn flush(&self) {
+    pub fn flush(&mut self) {
+        self.flushes_waiting += 1;
         self.ask(Request::Flush);
+    }
+
+    /// Whether a flush asked for has not been answered yet.
+    pub fn flushing(&self) -> bool {
+        self.flushes_waiting > 0
     }
 
     fn ask(&self, request: Request) {
@@ -269,8 +286,11 @@ impl Consumer {
         loop {
             match self.requests.try_recv() {
                 Ok(Request::Flush) => {
+                    // A record reserved before this moment but committed after it comes
+                    // in the next pass; the window is the probe's own run, microseconds.
+                    let at_ns = clock::monotonic_ns();
                     self.take_all(Send::Now);
-                    if self.send(Message::Flushed).is_err() {
+                    if self.send(Message::Flushed { at_ns }).is_err() {
                         return;
                     }
                     continue;

@@ -105,6 +105,11 @@ pub async fn run(
                 pipeline.record_loss(loss::since(&losses, &reported), reported_at, now)?;
                 (reported, reported_at) = (losses, now);
                 pipeline.tick(now)?;
+                // The hold-back time bound is judged once the ring's records up to now
+                // are handled (its `Flushed`), not now: see `Pipeline::expire`.
+                if !drain.flushing() {
+                    drain.flush();
+                }
                 events.store(pipeline.stats().events, Ordering::Relaxed);
                 // A process whose exit record was lost still ends the recording.
                 let processes = pipeline.processes();
@@ -115,8 +120,8 @@ pub async fn run(
                 }
                 background.resume(pipeline.redaction_workers());
             }
-            Some(message) = drain.next() => {
-                if let Message::Records(batch) = message {
+            Some(message) = drain.next() => match message {
+                Message::Records(batch) => {
                     background.run(|| handle(batch, &mut pipeline, &drain))?;
                     if background.is_active() {
                         // The signal, exit and timer wake-ups are delivered by the runtime
@@ -124,7 +129,13 @@ pub async fn run(
                         tokio::task::yield_now().await;
                     }
                 }
-            }
+                Message::Flushed { at_ns } => {
+                    // Expiries wait on the workers.
+                    background.pause(pipeline.redaction_workers());
+                    pipeline.expire(at_ns)?;
+                    background.resume(pipeline.redaction_workers());
+                }
+            },
         }
         if !open_ended && pipeline.processes().live_count() == 0 {
             break END_TARGET_EXITED;
@@ -174,13 +185,19 @@ fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), Wr
     pipeline.end_batch()
 }
 
-/// Asks the drain for everything in the ring now and handles all of it.
+/// Asks the drain for everything in the ring now and handles all of it (and what an
+/// earlier flush, still unanswered, brings first).
 async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), SessionError> {
     drain.flush();
     while let Some(message) = drain.next().await {
         match message {
             Message::Records(batch) => handle(batch, pipeline, drain)?,
-            Message::Flushed => return Ok(()),
+            Message::Flushed { at_ns } => {
+                pipeline.expire(at_ns)?;
+                if !drain.flushing() {
+                    return Ok(());
+                }
+            }
         }
     }
     Err(SessionError::Runtime(std::io::Error::other(

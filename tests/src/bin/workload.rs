@@ -6,7 +6,8 @@
 //!   sends a known message.
 //! - `demo`: the same without waiting, against a loopback server it runs itself.
 //! - `vectored DIR`: after a line on stdin, writev/readv on a file, dup2 and a write through
-//!   the copy, rename and unlink, and sendmsg/recvmsg over a unix socketpair.
+//!   the copy, rename and unlink, and sendmsg/recvmsg over a unix socketpair, each end
+//!   closed after its call.
 //! - `tree DIR ADDR`: opens a file in DIR, a TCP connection to ADDR and a pipe, says
 //!   `ready` on stdout, and waits for a line on stdin (the recorder attaches meanwhile); then
 //!   uses those fds, has a thread write to the pipe, forks a child that writes a file and
@@ -20,6 +21,9 @@
 //!   header line of LEN bytes, `Authorization: Bearer holdtok{i}…`, with no line end, keeping
 //!   them all open; says `workload: holding N connections` on stderr and exits (which closes
 //!   them).
+//! - `tails`: twice, after a line on stdin, writes an unfinished line (`quick tail`, then
+//!   `slow tail`) on a unix socket pair and says `sent`; after the next line closes both
+//!   ends and says `closed`. The test decides how long each stream stays open.
 //! - `soak SECONDS DIR`: after a line on stdin, for SECONDS, a mixed load (`cargo xtask soak`): an HTTP/1.1 server
 //!   thread and a client that sends it a request carrying the secret (env `SOAK_SECRET`)
 //!   in its Authorization header and its JSON body, a new connection each, about 100 a
@@ -74,13 +78,14 @@ fn main() {
             (Ok(count), Ok(len)) => holders(count, len),
             _ => Err(std::io::Error::other("holders: N and LEN are numbers")),
         },
+        Some("tails") => tails(),
         Some("vectored") if args.len() == 3 => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line).expect("stdin");
             vectored(Path::new(&args[2]))
         }
         _ => {
-            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | vectored DIR | tree DIR HOST:PORT | burst N | busy FILE | holders N LEN | soak SECONDS DIR");
+            eprintln!("usage: recorder-workload basic DIR HOST:PORT | demo | vectored DIR | tree DIR HOST:PORT | burst N | busy FILE | holders N LEN | tails | soak SECONDS DIR");
             std::process::exit(2);
         }
     };
@@ -232,6 +237,9 @@ fn vectored(dir: &Path) -> std::io::Result<()> {
         msg.msg_iov = out_iov.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = 2;
         check(libc::sendmsg(pair[0], &msg, 0))?;
+        // Closed at once, as the receiver after it: a stream's last bytes are decided at
+        // its close, not at the hold-back time.
+        check(libc::close(pair[0]) as isize)?;
         let mut buf = [0u8; 64];
         let mut in_iov = [libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
@@ -241,6 +249,7 @@ fn vectored(dir: &Path) -> std::io::Result<()> {
         msg.msg_iov = in_iov.as_mut_ptr();
         msg.msg_iovlen = 1;
         check(libc::recvmsg(pair[1], &mut msg, 0))?;
+        check(libc::close(pair[1]) as isize)?;
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "fd={fd}")?;
@@ -253,6 +262,24 @@ fn vectored(dir: &Path) -> std::io::Result<()> {
     writeln!(out, "sender={}", pair[0])?;
     writeln!(out, "receiver={}", pair[1])?;
     out.flush()
+}
+
+fn tails() -> std::io::Result<()> {
+    let mut stdin = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let mut line = String::new();
+    for tail in [&b"quick tail"[..], b"slow tail"] {
+        stdin.read_line(&mut line)?;
+        let (mut sender, receiver) = std::os::unix::net::UnixStream::pair()?;
+        sender.write_all(tail)?;
+        writeln!(out, "sent")?;
+        out.flush()?;
+        stdin.read_line(&mut line)?;
+        drop((sender, receiver));
+        writeln!(out, "closed")?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// Arguments `tree` passes to `/bin/true`: spaces and non-ASCII survive as they are.

@@ -223,11 +223,14 @@ impl Redactor {
         Ok(())
     }
 
-    /// The time bound: decides, fail-closed, bytes held longer than the hold-back time.
-    pub fn expire(&mut self, now_ns: u64) {
+    /// The time bound: decides, fail-closed, bytes held for the hold-back time before
+    /// `seen_to_ns`, the moment up to which every record has been pushed.
+    pub fn expire(&mut self, seen_to_ns: u64) {
         let frames = &mut self.frames;
-        self.stage
-            .send_to_all(|| Request::Expire { now_ns }, |piece| frames.place(piece));
+        self.stage.send_to_all(
+            || Request::Expire { seen_to_ns },
+            |piece| frames.place(piece),
+        );
         self.flush();
     }
 

@@ -29,9 +29,10 @@ pub enum Request {
     },
     /// The stream ended: what it holds is complete.
     Close { stream: StreamId },
-    /// The hold-back time bound: decide, fail-closed, what waited long enough. Streams that
-    /// hold nothing give back buffer capacity past [`IDLE_KEEP`].
-    Expire { now_ns: u64 },
+    /// The hold-back time bound: decide, fail-closed, what waited long enough before
+    /// `seen_to_ns`, up to which every record has been pushed. Streams that hold nothing
+    /// give back buffer capacity past [`IDLE_KEEP`].
+    Expire { seen_to_ns: u64 },
     /// The recording's memory bound: decide, fail-closed, everything `stream` holds, and
     /// free its buffers.
     Force { stream: StreamId },
@@ -121,9 +122,9 @@ impl Shard {
                     }
                 }
             }
-            Request::Expire { now_ns } => {
+            Request::Expire { seen_to_ns } => {
                 for entry in self.streams.values_mut() {
-                    entry.redactor.expire(now_ns);
+                    entry.redactor.expire(seen_to_ns);
                     hand_back(entry, &mut self.lists, reply);
                     // What an idle stream's buffers grew to goes back.
                     if entry.pending.is_empty() {
