@@ -119,9 +119,11 @@ fn replay(
             in_batch += 2;
             if in_batch >= BATCH_RECORDS {
                 pipeline.end_batch()?;
+                pipeline.seen_to(ns);
                 in_batch = 0;
             }
             if ns >= next_tick {
+                pipeline.expire()?;
                 pipeline.tick(ns)?;
                 next_tick = ns + TICK_NS;
             }

@@ -9,9 +9,10 @@
 //! The ring's drain keeps its own policy (real-time where permitted), so records still
 //! leave the ring as they come; while the pipeline waits for a CPU they queue, and past the
 //! drain's budget their payloads are shed and counted. Where the loop must wait on the
-//! redaction workers outside a batch (a tick's expiries and Loss frames, the flush at a
-//! watched process's exit), they come back for the wait and go back after it. Once the
-//! recording ends, the rest is handled at the normal policy, the workers' part too.
+//! redaction workers outside a batch (a tick's expiries and Loss frames, a flush's expiry,
+//! the flush at a watched process's exit), they come back for the wait and go back after
+//! it. Once the recording ends, the rest is handled at the normal policy, the workers' part
+//! too.
 //!
 //! Coming back raises a priority, which the kernel allows with CAP_SYS_NICE: the service
 //! keeps it, and a foreground recording in the background keeps it too

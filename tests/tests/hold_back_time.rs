@@ -60,11 +60,11 @@ fn the_time_bound_counts_the_targets_time_not_the_daemons() {
     tell.write_all(b"go\n").unwrap();
     expect_line(&mut said, "sent");
     std::thread::sleep(Duration::from_millis(100));
-    signal(&recorder, libc::SIGSTOP);
+    let stopped = Stopped::stop(recorder.child.id());
     tell.write_all(b"close\n").unwrap();
     expect_line(&mut said, "closed");
     std::thread::sleep(STALL);
-    signal(&recorder, libc::SIGCONT);
+    drop(stopped);
 
     // 2. `slow tail` is written and its stream stays open until its event is on disk: only
     //    the time bound can have decided it.
@@ -125,10 +125,27 @@ fn expect_line(said: &mut BufReader<ChildStdout>, expected: &str) {
     assert_eq!(line.trim_end(), expected, "the workload said");
 }
 
-fn signal(recorder: &Recorder, signal: i32) {
-    // SAFETY: a plain signal to our own child.
-    let sent = unsafe { libc::kill(recorder.child.id() as i32, signal) };
-    assert_eq!(sent, 0, "signal {signal} to recorderd");
+/// recorderd stopped (SIGSTOP) until this is dropped, also when the test fails meanwhile:
+/// a stopped recorderd would keep its probes attached.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        // SAFETY: a plain signal to our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) },
+            0,
+            "SIGSTOP"
+        );
+        Stopped(pid as i32)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
 }
 
 /// The events on disk so far, in every segment; a segment still being written ends in a

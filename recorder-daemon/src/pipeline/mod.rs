@@ -63,6 +63,8 @@ pub struct Pipeline {
     shed_reported: u64,
     /// Stream holds the memory bound forced that a Loss frame has already counted.
     holds_forced_reported: u64,
+    /// Every record the targets made before this moment has been handled (`seen_to`).
+    seen_to_ns: u64,
 }
 
 impl Pipeline {
@@ -84,6 +86,7 @@ impl Pipeline {
             stats: PipelineStats::default(),
             shed_reported: 0,
             holds_forced_reported: 0,
+            seen_to_ns: 0,
         }
     }
 
@@ -235,13 +238,19 @@ impl Pipeline {
         self.writer.tick(now_mono_ns)
     }
 
-    /// The hold-back time bound, judged at `seen_to_ns`: every record the targets made
-    /// before then has been handled. What waited that long for its stream to go on is
-    /// decided, fail-closed, and written. Judged by the daemon's own clock instead, a
-    /// pipeline running behind would mask the tail of a stream whose next bytes, or close,
-    /// came in time and are only waiting in the queue.
-    pub fn expire(&mut self, seen_to_ns: u64) -> Result<(), WriteError> {
-        self.redactor.expire(seen_to_ns);
+    /// Every record the targets made before `ns` (monotonic) has now been handled: what
+    /// the drain stamps on its batches.
+    pub fn seen_to(&mut self, ns: u64) {
+        self.seen_to_ns = self.seen_to_ns.max(ns);
+    }
+
+    /// The hold-back time bound, judged at the moment up to which every record has been
+    /// handled ([`seen_to`](Self::seen_to)): what waited that long before it for its stream
+    /// to go on is decided, fail-closed, and written. Judged by the daemon's own clock
+    /// instead, a pipeline running behind would mask the tail of a stream whose next bytes,
+    /// or close, came in time and are only waiting in the queue.
+    pub fn expire(&mut self) -> Result<(), WriteError> {
+        self.redactor.expire(self.seen_to_ns);
         self.release()
     }
 

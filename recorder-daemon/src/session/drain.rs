@@ -7,6 +7,9 @@
 //! (syscall records alone growing the queue) the drain pauses until the pipeline catches up;
 //! the ring then fills, the probes shed payloads at their own high-water mark, and only
 //! after that count lost records. Memory stays bounded and every loss is counted.
+//!
+//! Each batch says up to when the targets have been seen (`Batch::seen_to_ns`): redaction's
+//! time bound counts in the targets' time from it, however far behind the pipeline runs.
 
 use std::{
     mem::MaybeUninit,
@@ -78,19 +81,27 @@ fn normal_policy() {
 /// Records copied out of the ring, each as its length (u32, native order) and its bytes.
 pub struct Batch {
     bytes: Vec<u8>,
+    /// Every record committed to the ring before this moment (monotonic ns) is in this
+    /// batch or an earlier one: once the pipeline has handled it, it has seen the targets
+    /// up to then (redaction's time bound counts from it; `Pipeline::expire`).
+    seen_to_ns: u64,
 }
 
 impl Batch {
     fn with_capacity(bytes: usize) -> Self {
         Batch {
             bytes: Vec::with_capacity(bytes),
+            seen_to_ns: 0,
         }
     }
 
     /// A handled batch's buffer, emptied for the next one.
     fn recycled(mut bytes: Vec<u8>) -> Self {
         bytes.clear();
-        Batch { bytes }
+        Batch {
+            bytes,
+            seen_to_ns: 0,
+        }
     }
 
     fn push(&mut self, record: &[u8]) {
@@ -102,6 +113,11 @@ impl Batch {
     /// Bytes it holds (what the backlog budget counts).
     pub fn bytes(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// See the field.
+    pub fn seen_to_ns(&self) -> u64 {
+        self.seen_to_ns
     }
 
     pub fn records(&self) -> impl Iterator<Item = &[u8]> {
@@ -118,10 +134,10 @@ impl Batch {
 /// What the drain sends the pipeline.
 pub enum Message {
     Records(Batch),
-    /// Every record committed to the ring before `at_ns` (monotonic) has been sent before
-    /// this: the pipeline, once it has handled them, has seen the targets up to then.
+    /// Everything the ring held when the flush was asked for has been sent before this;
+    /// `seen_to_ns` as a batch's, for when no batch comes (targets that do nothing).
     Flushed {
-        at_ns: u64,
+        seen_to_ns: u64,
     },
 }
 
@@ -202,6 +218,7 @@ impl Drain {
             messages: message_tx,
             queued: queued.clone(),
             batch: Batch::with_capacity(BATCH_CAPACITY),
+            emptied_from_ns: 0,
             pool,
         };
         let thread = std::thread::Builder::new()
@@ -240,8 +257,9 @@ impl Drain {
 
     /// Asks for everything in the ring now; a `Flushed` message follows it.
     pub fn flush(&mut self) {
-        self.flushes_waiting += 1;
-        self.ask(Request::Flush);
+        if self.ask(Request::Flush) {
+            self.flushes_waiting += 1;
+        }
     }
 
     /// Whether a flush asked for has not been answered yet.
@@ -249,16 +267,24 @@ impl Drain {
         self.flushes_waiting > 0
     }
 
-    fn ask(&self, request: Request) {
-        if self.requests.send(request).is_ok() {
+    /// Whether the pipeline has handled every batch sent to it.
+    pub fn caught_up(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0
+    }
+
+    /// `false` once the drain thread is gone.
+    fn ask(&self, request: Request) -> bool {
+        let sent = self.requests.send(request).is_ok();
+        if sent {
             let _ = rustix::io::write(self.wake.as_fd(), &1u64.to_ne_bytes());
         }
+        sent
     }
 }
 
 impl Drop for Drain {
     fn drop(&mut self) {
-        self.ask(Request::Stop);
+        let _ = self.ask(Request::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -275,6 +301,9 @@ struct Consumer {
     messages: mpsc::UnboundedSender<Message>,
     queued: Arc<AtomicU64>,
     batch: Batch,
+    /// When the last pass that emptied the ring began: every record committed before
+    /// then has been taken (what a sent batch's `seen_to_ns` says).
+    emptied_from_ns: u64,
     /// Empty batch buffers, the most recently handled on top (its pages are the ones
     /// already in memory).
     pool: Vec<Vec<u8>>,
@@ -286,11 +315,9 @@ impl Consumer {
         loop {
             match self.requests.try_recv() {
                 Ok(Request::Flush) => {
-                    // A record reserved before this moment but committed after it comes
-                    // in the next pass; the window is the probe's own run, microseconds.
-                    let at_ns = clock::monotonic_ns();
                     self.take_all(Send::Now);
-                    if self.send(Message::Flushed { at_ns }).is_err() {
+                    let seen_to_ns = self.emptied_from_ns;
+                    if self.send(Message::Flushed { seen_to_ns }).is_err() {
                         return;
                     }
                     continue;
@@ -333,6 +360,10 @@ impl Consumer {
     /// Copies every record waiting in the ring into batches and sends the full ones, and
     /// what is left as `send` says; returns how many records there were.
     fn take_all(&mut self, send: Send) -> usize {
+        // Records committed before this moment are taken by this pass, except one behind a
+        // record still being written (a probe between its reservation and its commit):
+        // that comes in the next pass, and a time bound it misses decides fail-closed.
+        let pass_from = clock::monotonic_ns();
         let mut taken = 0;
         // The backlog only grows by the batches this thread sends: read it once per batch,
         // not once per record (the pipeline thread writes the same cache line).
@@ -353,6 +384,7 @@ impl Consumer {
                 shedding = self.over_budget();
             }
         }
+        self.emptied_from_ns = pass_from;
         // A part-filled batch goes now only if the pipeline has nothing queued: while it is
         // behind, these records would only wait in its queue, and part-filled batches sent
         // on every pass would use up the pool by their number (then the drain would have to
@@ -380,7 +412,8 @@ impl Consumer {
             // Only past what the pool covers: full batches up to the pause, one part-filled.
             None => Batch::with_capacity(BATCH_CAPACITY),
         };
-        let batch = std::mem::replace(&mut self.batch, next);
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        batch.seen_to_ns = self.emptied_from_ns;
         self.queued
             .fetch_add(batch.bytes() as u64, Ordering::Relaxed);
         let _ = self.send(Message::Records(batch));

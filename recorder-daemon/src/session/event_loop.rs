@@ -27,9 +27,9 @@ use super::{
 };
 use crate::{options::Options, pipeline::Pipeline, priority::Background};
 
-/// How often losses are polled and the writer's periodic work runs (closing a zstd frame
-/// that has been open a second, rotation by age, fsync). Short, so a crash loses at most
-/// about a second and a quarter of events.
+/// How often losses are polled, redaction's time bound is checked, and the writer's
+/// periodic work runs (closing a zstd frame that has been open a second, rotation by age,
+/// fsync). Short, so a crash loses at most about a second and a quarter of events.
 const TICK: Duration = Duration::from_millis(250);
 
 /// What the loop runs on: the attached probes, the ring's drain, the processes whose exits
@@ -98,16 +98,17 @@ pub async fn run(
                 background.resume(pipeline.redaction_workers());
             }
             _ = tick.tick() => {
-                // Expiries and Loss frames may wait on the workers.
+                // Expiries and Loss frames may wait on the workers (a full queue).
                 background.pause(pipeline.redaction_workers());
                 let now = clock::monotonic_ns();
                 let losses = capture.losses()?;
                 pipeline.record_loss(loss::since(&losses, &reported), reported_at, now)?;
                 (reported, reported_at) = (losses, now);
+                pipeline.expire()?;
                 pipeline.tick(now)?;
-                // The hold-back time bound is judged once the ring's records up to now
-                // are handled (its `Flushed`), not now: see `Pipeline::expire`.
-                if !drain.flushing() {
+                // Batches say up to when the targets have been seen; while none come (the
+                // targets idle), a flush's answer says it, and expires what waits.
+                if drain.caught_up() && !drain.flushing() {
                     drain.flush();
                 }
                 events.store(pipeline.stats().events, Ordering::Relaxed);
@@ -129,10 +130,10 @@ pub async fn run(
                         tokio::task::yield_now().await;
                     }
                 }
-                Message::Flushed { at_ns } => {
-                    // Expiries wait on the workers.
+                Message::Flushed { seen_to_ns } => {
                     background.pause(pipeline.redaction_workers());
-                    pipeline.expire(at_ns)?;
+                    pipeline.seen_to(seen_to_ns);
+                    pipeline.expire()?;
                     background.resume(pipeline.redaction_workers());
                 }
             },
@@ -181,6 +182,7 @@ fn handle(batch: Batch, pipeline: &mut Pipeline, drain: &Drain) -> Result<(), Wr
     for record in batch.records() {
         pipeline.handle(record)?;
     }
+    pipeline.seen_to(batch.seen_to_ns());
     drain.handled(batch);
     pipeline.end_batch()
 }
@@ -192,8 +194,8 @@ async fn flush(drain: &mut Drain, pipeline: &mut Pipeline) -> Result<(), Session
     while let Some(message) = drain.next().await {
         match message {
             Message::Records(batch) => handle(batch, pipeline, drain)?,
-            Message::Flushed { at_ns } => {
-                pipeline.expire(at_ns)?;
+            Message::Flushed { seen_to_ns } => {
+                pipeline.seen_to(seen_to_ns);
                 if !drain.flushing() {
                     return Ok(());
                 }

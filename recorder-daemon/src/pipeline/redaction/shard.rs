@@ -73,7 +73,7 @@ pub struct Shard {
 
 /// Emptied redaction lists a shard keeps, at most.
 const KEPT_LISTS: usize = 64;
-/// Buffer capacity a stream holding nothing keeps past a tick, in bytes: a busy stream's
+/// Buffer capacity a stream holding nothing keeps past an expiry, in bytes: a busy stream's
 /// next payloads reuse it, and ten thousand quiet streams keep 40 MiB at most, not each
 /// its largest burst.
 const IDLE_KEEP: usize = 4 * 1024;

@@ -147,7 +147,7 @@ impl Stage {
         }
     }
 
-    /// Sends what is queued (the end of a ring batch, a tick), then polls.
+    /// Sends what is queued (the end of a ring batch, an expiry), then polls.
     pub fn flush(&mut self, mut on_piece: impl FnMut(Piece)) {
         if let Some(running) = self.running() {
             for shard in 0..running.work.len() {
