@@ -75,6 +75,8 @@ pub(crate) struct Http {
     shadowing: bool,
     /// This is a shadow: it looks for no shadow of its own.
     is_shadow: bool,
+    /// Stream offset where the body being read (or masked) began.
+    body_from: u64,
     /// Lines are read one at a time, each decided by its first byte, as before lines were
     /// passed over in one search: the tests' reference.
     #[cfg(test)]
@@ -244,6 +246,9 @@ impl Http {
                     } else {
                         self.capture(&rest[..p]);
                         self.line_done(compressed);
+                        if self.in_body() {
+                            self.body_from = at + p as u64 + 1;
+                        }
                     }
                     if watch && self.state == State::Idle {
                         let after = (i + p + 1).min(bytes.len());
@@ -321,7 +326,8 @@ impl Http {
 
     /// Follows what may be a message in a shadow, starting in `state` with `line` read, and
     /// feeds it `rest` (at stream offset `base`). One at a time: a shadow still reading
-    /// headers may have been started by text and gives way; one in a body is kept; one
+    /// headers may have been started by text and gives way; one in a body begun by `base`
+    /// is kept; one
     /// between messages gives way even while it holds part of a line (it was fed this
     /// whole piece first, so it may have read past the end of its message and into the
     /// text where this status line was found).
@@ -334,7 +340,9 @@ impl Http {
         masks: &mut Vec<Mask>,
     ) {
         let shadow = self.shadow.get_or_insert_with(Box::default);
-        if self.shadowing && !matches!(shadow.state, State::Headers { .. } | State::Idle) {
+        // Fed the whole piece first, a shadow may have read past `base` into a body; it
+        // is kept only if its body began by then, as it would have byte by byte.
+        if self.shadowing && shadow.in_body() && shadow.body_from <= base {
             return;
         }
         shadow.state = state;
@@ -348,6 +356,11 @@ impl Http {
         }
         shadow.feed(rest, base, self.compressed, masks, &mut Vec::new());
         self.shadowing = !shadow.over();
+    }
+
+    /// Reading (or masking) a body.
+    fn in_body(&self) -> bool {
+        !matches!(self.state, State::Headers { .. } | State::Idle)
     }
 
     /// Nothing of a message is being read.
