@@ -369,6 +369,19 @@ impl Recording {
     }
 }
 
+/// The events of `segment` up to its end, or up to a torn tail: one still being written, or
+/// a killed writer's.
+pub fn readable_events(segment: &Path) -> Vec<Event> {
+    let mut reader = SegmentReader::open(segment).unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Vec::new();
+    while let Ok(Some(body)) = reader.next_body() {
+        if let Body::Event(event) = body {
+            events.push(*event);
+        }
+    }
+    events
+}
+
 /// The payload bytes of one direction of `events`, in recorded order.
 pub fn payload_bytes<'a>(
     events: impl IntoIterator<Item = &'a Event>,

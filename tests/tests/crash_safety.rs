@@ -5,11 +5,9 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use recorder_proto::v1::frame::Body;
-use recorder_store::SegmentReader;
 use recorder_tests::{
-    assert_recent_gapless_prefix, binary, is_busy_write, require_privileges, segment_files,
-    sigkill_busy_recording, wait_timeout, STEP_TIMEOUT,
+    assert_recent_gapless_prefix, binary, is_busy_write, readable_events, require_privileges,
+    segment_files, sigkill_busy_recording, wait_timeout, STEP_TIMEOUT,
 };
 
 #[test]
@@ -36,15 +34,10 @@ fn sigkill_loses_at_most_the_last_flush_interval() {
     assert!(stdout.starts_with("incomplete: "), "{stdout}");
 
     let segment = segment_files(&output).remove(0);
-    let mut reader = SegmentReader::open(&segment).unwrap();
-    let mut writes = Vec::new();
-    while let Ok(Some(body)) = reader.next_body() {
-        if let Body::Event(event) = body {
-            if is_busy_write(&event) {
-                writes.push(*event);
-            }
-        }
-    }
+    let writes: Vec<_> = readable_events(&segment)
+        .into_iter()
+        .filter(is_busy_write)
+        .collect();
     // What is readable is a gapless prefix of what the workload wrote.
     assert_recent_gapless_prefix(&writes, killed_at);
 }

@@ -10,10 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_proto::v1::{frame::Body, Event};
-use recorder_store::{Keyring, SegmentReader};
+use recorder_proto::v1::Event;
 use recorder_tests::{
-    binary, require_privileges, segment_files, wait_timeout, Recorder, STEP_TIMEOUT,
+    binary, readable_events, require_privileges, segment_files, wait_timeout, Recorder,
+    STEP_TIMEOUT,
 };
 
 /// The hold-back time the test records with: long enough that the few milliseconds
@@ -148,19 +148,11 @@ impl Drop for Stopped {
     }
 }
 
-/// The events on disk so far, in every segment; a segment still being written ends in a
-/// torn frame, which ends its reading.
+/// The events on disk so far, in every segment (the one being written up to its torn
+/// tail).
 fn written_events(output: &Path) -> Vec<Event> {
-    let mut events = Vec::new();
-    for segment in segment_files(output) {
-        let Ok(mut reader) = SegmentReader::open_with(&segment, &Keyring::default()) else {
-            continue;
-        };
-        while let Ok(Some(body)) = reader.next_body() {
-            if let Body::Event(event) = body {
-                events.push(*event);
-            }
-        }
-    }
-    events
+    segment_files(output)
+        .iter()
+        .flat_map(|segment| readable_events(segment))
+        .collect()
 }

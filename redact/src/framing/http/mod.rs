@@ -327,10 +327,9 @@ impl Http {
     /// Follows what may be a message in a shadow, starting in `state` with `line` read, and
     /// feeds it `rest` (at stream offset `base`). One at a time: a shadow still reading
     /// headers may have been started by text and gives way; one in a body begun by `base`
-    /// is kept; one
-    /// between messages gives way even while it holds part of a line (it was fed this
-    /// whole piece first, so it may have read past the end of its message and into the
-    /// text where this status line was found).
+    /// is kept; one between messages gives way even while it holds part of a line (it was
+    /// fed this whole piece first, so it may have read past the end of its message and into
+    /// the text where this status line was found).
     fn start_shadow(
         &mut self,
         state: State,

@@ -310,6 +310,13 @@ mod piece_sizes {
             .count()
     }
 
+    /// `input` in two pieces, split anywhere, masks every byte it masks one byte at a time.
+    fn assert_every_split_masks_what_single_bytes_do(input: &[u8]) {
+        for split in 2..input.len() {
+            assert_eq!(unmasked_in_pieces(input, &[split]), 0, "split {split}");
+        }
+    }
+
     /// A shadow's message ends early in a piece, and the rest of the piece is a body line
     /// that ends with a status line: a shadow between messages gives way to it, though it
     /// read on into that line when it was fed the piece.
@@ -324,9 +331,7 @@ mod piece_sizes {
         ]
         .concat()
         .into_bytes();
-        for split in 2..input.len() {
-            assert_eq!(unmasked_in_pieces(&input, &[split]), 0, "split {split}");
-        }
+        assert_every_split_masks_what_single_bytes_do(&input);
     }
 
     /// A shadow follows a response whose headers run on (a status line in the middle of
@@ -345,9 +350,7 @@ mod piece_sizes {
         ]
         .concat()
         .into_bytes();
-        for split in 2..input.len() {
-            assert_eq!(unmasked_in_pieces(&input, &[split]), 0, "split {split}");
-        }
+        assert_every_split_masks_what_single_bytes_do(&input);
         let status = input.len() - 66;
         assert_eq!(unmasked_in_pieces(&input, &[status, 62]), 0);
     }
