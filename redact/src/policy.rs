@@ -10,7 +10,7 @@ use crate::config::{CaptureConfig, CaptureMode, Config, ConfigError};
 use crate::detector::{Detector, Rule, FAIL_CLOSED_NAME, FIRST_USER_RULE};
 use crate::keys::KeyMatcher;
 use crate::paths::NeverCapture;
-use crate::scan::{KeyStems, ValueDetectors};
+use crate::scan::{KeyStems, ValueDetectors, MAX_HEADER_NAME};
 use crate::stream::StreamRedactor;
 use crate::Redacted;
 
@@ -140,13 +140,19 @@ impl Policy {
         }
         let user_rules = validate_rules(config)?;
         for key in &config.extra_keys {
-            if crate::keys::normalize(key.as_bytes()).is_empty() {
-                return Err(ConfigError::BadEntry {
-                    field: "extra_keys",
-                    value: key.clone(),
-                    reason: "has no letters or digits",
-                });
-            }
+            let reason = if crate::keys::normalize(key.as_bytes()).is_empty() {
+                "has no letters or digits"
+            } else if key.len() > crate::keys::MAX_KEY_LEN {
+                // Spelled as written, it is a longer key than any the detector reads.
+                "is longer than 128 bytes, the longest key redaction reads"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::BadEntry {
+                field: "extra_keys",
+                value: key.clone(),
+                reason,
+            });
         }
         let mut headers: FxHashSet<Vec<u8>> = DENIED_HEADERS
             .iter()
@@ -164,11 +170,20 @@ impl Policy {
                     reason: "is not a valid HTTP header name",
                 });
             }
+            // No longer name is read (`header_denied`, the HTTP/1 scan): such an entry
+            // would load and never match.
+            if header.len() > MAX_HEADER_NAME {
+                return Err(ConfigError::BadEntry {
+                    field: "extra_headers",
+                    value: header.clone(),
+                    reason: "is longer than 64 bytes, the longest header name redaction reads",
+                });
+            }
             headers.insert(header.to_ascii_lowercase().into_bytes());
         }
         let mut header_lengths = 0u128;
         let mut header_firsts = [false; 256];
-        for h in headers.iter().filter(|h| h.len() <= 64) {
+        for h in &headers {
             header_lengths |= 1 << h.len();
             header_firsts[usize::from(h[0])] = true;
         }
@@ -304,7 +319,7 @@ impl Policy {
     }
 
     pub(crate) fn header_denied(&self, name: &[u8]) -> bool {
-        if name.len() > 64
+        if name.len() > MAX_HEADER_NAME
             || self.header_lengths >> name.len() & 1 == 0
             || name
                 .first()
@@ -312,7 +327,7 @@ impl Policy {
         {
             return false;
         }
-        let mut lower = [0u8; 64];
+        let mut lower = [0u8; MAX_HEADER_NAME];
         for (dst, src) in lower.iter_mut().zip(name) {
             *dst = src.to_ascii_lowercase();
         }

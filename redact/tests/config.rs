@@ -257,3 +257,55 @@ fn policy_is_send_and_sync() {
     check::<Policy>();
     check::<recorder_redact::StreamRedactor>();
 }
+
+/// A configured header name of 64 bytes, the longest the HTTP/1 scan reads, is masked; a
+/// longer one, which would never match, is refused with the reason. (One once loaded and
+/// never matched: its value was written unmasked.)
+#[test]
+fn extra_headers_are_masked_up_to_the_longest_name_read() {
+    let name = format!("X-Tenant-{}", "R".repeat(55));
+    let config = Config::from_toml(&format!(
+        "extra_headers = [\"{name}\"]\n[detectors]\nkey-value = false\n"
+    ))
+    .unwrap();
+    let policy = Policy::new(&config).unwrap();
+    let input = format!("GET / HTTP/1.1\r\n{name}: eu-west\r\n\r\n");
+    let out = String::from_utf8(policy.redact_buffer(input.as_bytes()).bytes).unwrap();
+    assert_eq!(out, format!("GET / HTTP/1.1\r\n{name}: *******\r\n\r\n"));
+
+    let longer = format!("{name}S");
+    let err =
+        Policy::new(&Config::from_toml(&format!("extra_headers = [\"{longer}\"]\n")).unwrap())
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "redaction config: extra_headers entry `{longer}` is longer than 64 bytes, the \
+             longest header name redaction reads"
+        )
+    );
+}
+
+/// A configured key of 128 bytes, the longest key the key-value detector reads, masks its
+/// value; a longer one, which would never match as written, is refused with the reason.
+#[test]
+fn extra_keys_are_masked_up_to_the_longest_key_read() {
+    let key = format!("tenant_{}", "r".repeat(121));
+    let policy =
+        Policy::new(&Config::from_toml(&format!("extra_keys = [\"{key}\"]\n")).unwrap()).unwrap();
+    let out = policy
+        .redact_buffer(format!("{key}=eu-west\n").as_bytes())
+        .bytes;
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{key}=*******\n"));
+
+    let longer = format!("{key}s");
+    let err = Policy::new(&Config::from_toml(&format!("extra_keys = [\"{longer}\"]\n")).unwrap())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "redaction config: extra_keys entry `{longer}` is longer than 128 bytes, the \
+             longest key redaction reads"
+        )
+    );
+}

@@ -20,8 +20,8 @@ use words::{vocabulary, DESCRIPTIVE};
 #[cfg(test)]
 use words::{COMPONENT, CONTAINED, PII_COMPONENT, PII_CONTAINED};
 
-/// Keys longer than this are not considered.
-const MAX_KEY_LEN: usize = 128;
+/// Keys longer than this are not considered (nor is a configured key that long).
+pub(crate) const MAX_KEY_LEN: usize = 128;
 
 /// The compiled key vocabulary.
 #[derive(Debug)]

@@ -46,8 +46,9 @@ const fn token_table() -> [bool; 256] {
 /// HTTP token bytes (header names).
 static TOKEN: [bool; 256] = token_table();
 
-/// Longest header name looked at; `header` rejects longer ones.
-const MAX_NAME: usize = 64;
+/// Longest header name looked at; `header` rejects longer ones, and so does the config
+/// (`extra_headers`).
+pub(crate) const MAX_NAME: usize = 64;
 
 /// `masks` are `buf`'s (`blocks::classify`).
 pub(crate) fn scan(

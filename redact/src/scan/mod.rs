@@ -26,6 +26,7 @@ mod value;
 
 use key_runs::KeyMemory;
 pub(crate) use key_runs::KeyStems;
+pub(crate) use lines::MAX_NAME as MAX_HEADER_NAME;
 pub(crate) use value::ValueDetectors;
 use value::ValueScratch;
 
