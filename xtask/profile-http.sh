@@ -10,7 +10,12 @@
 # request with its Authorization header and JSON body). PERF=0 runs without perf; ARGS adds
 # recorderd flags (ARGS="--threads 0"); PINNED=1 runs wrk on CPU 0 and nginx and recorderd on
 # CPU 1, as the bench's pinned row does. Prints wrk's rate and recorderd's CPU during the
-# run, and leaves perf.data and recorderd.log in OUT.
+# run, and leaves perf.data and recorderd.log in OUT. UNTRACED=1 runs nginx under wrk with
+# no recorderd (the baseline the ratios divide by). BPF_STATS=1 turns on the kernel's
+# per-program counters (sysctl kernel.bpf_stats_enabled, restored after) and prints the time
+# recorderd's programs ran during wrk, in every task on the host; the counting itself adds
+# two clock reads to each run, so that time is an upper bound, and the rate of such a run is
+# not the one to quote.
 set -euo pipefail
 tools="nginx wrk"
 [ "${PERF:-1}" = 0 ] || tools="$tools perf"
@@ -65,6 +70,24 @@ until (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; do
     sleep 0.05
 done
 
+if [ "${UNTRACED:-0}" != 0 ]; then
+    taskset -c "$client_cpus" wrk -t1 -c16 -d5s -s "$out/post.lua" "http://127.0.0.1:$port/orders" > "$out/wrk"
+    grep 'Requests/sec' "$out/wrk"
+    exit 0
+fi
+
+if [ "${BPF_STATS:-0}" != 0 ]; then
+    stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+    trap 'kill -QUIT "$server" 2> /dev/null || true; sysctl -qw kernel.bpf_stats_enabled="$stats_was"' EXIT
+    sysctl -qw kernel.bpf_stats_enabled=1
+fi
+# The run count and run time of each of process $1's BPF programs, one "runs ns" line each.
+prog_stats() {
+    for info in /proc/"$1"/fdinfo/*; do
+        awk '/^run_time_ns:/ {ns = $2} /^run_cnt:/ {runs = $2} END {if (runs != "") print runs, ns}' "$info" 2> /dev/null
+    done | awk '{runs += $1; ns += $2} END {print runs + 0, ns + 0}'
+}
+
 # shellcheck disable=SC2086 # ARGS is split into flags on purpose
 taskset -c "$server_cpus" "$bin/recorderd" --pid "$server" --output "$out/rec" --max-payload 1MiB ${ARGS:-} 2> "$out/recorderd.log" &
 rec=$!
@@ -78,12 +101,18 @@ if [ "${PERF:-1}" != 0 ]; then
     sleep 1 # perf has attached
 fi
 start=$(ticks "$rec")
+read -r runs_before ns_before < <(prog_stats "$rec")
 taskset -c "$client_cpus" wrk -t1 -c16 -d5s -s "$out/post.lua" "http://127.0.0.1:$port/orders" > "$out/wrk"
 end=$(ticks "$rec")
+read -r runs_after ns_after < <(prog_stats "$rec")
 kill -QUIT "$server"; wait "$server" || true
 wait "$rec" || true
 [ -z "$perf" ] || wait "$perf" || true
 
 grep 'Requests/sec' "$out/wrk"
 echo "recorderd CPU during wrk: $(( end - start )) ticks of 1/$(getconf CLK_TCK) s"
+if [ "${BPF_STATS:-0}" != 0 ]; then
+    runs=$(( runs_after - runs_before )) ns=$(( ns_after - ns_before ))
+    echo "recorderd's programs during wrk: $runs runs, $ns ns ($(( ns / (runs > 0 ? runs : 1) )) ns a run)"
+fi
 tail -1 "$out/recorderd.log"

@@ -12,6 +12,9 @@
 //!   64-byte loop) no piece ends a line;
 //! - `http`: the request the bench's HTTP row sends (a bearer token and a JSON body),
 //!   one request per piece whatever PIECE_BYTES says, as the server reads them;
+//! - `response`: the response nginx sends back in that row, one per piece likewise: its
+//!   JSON body has no final line break, so each response's status line ends the line the
+//!   body before it began (the HTTP tracker's case of a body run into the next message);
 //! - `runs`: lines of 64 KiB of `eyJ-eyJ-…`, a JWT begun at every fourth byte and never
 //!   finished, a worst case a traced program could write on purpose;
 //! - `pem`: lines of 64 KiB of `-----BEGIN PRIVATE KEY`, a PEM block begun every 22
@@ -104,6 +107,21 @@ fn http_request() -> Vec<u8> {
     .into_bytes()
 }
 
+/// The response the bench's HTTP row gets from nginx (`xtask/profile-http.sh`): a JSON body
+/// without a final line break, so the next response's status line ends its last line.
+fn http_response() -> Vec<u8> {
+    let body = concat!(
+        r#"{"id":"ord_7f3a91c2","status":"created","items":[{"sku":"A-1177","qty":3,"price":"19.90"},"#,
+        r#"{"sku":"B-2044","qty":1,"price":"4.50"}],"total":"64.20","currency":"EUR"}"#
+    );
+    format!(
+        "HTTP/1.1 201 Created\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 15:11:20 GMT\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// HEADERS frames (END_HEADERS) on streams 1, 3, 5, ...: first a field that adds a name of
 /// 4000 bytes to the table, then fields of 4 bytes, each a literal not indexed whose name is
 /// that entry (index 62) and whose value is `a`.
@@ -141,7 +159,8 @@ fn main() {
 "#
         .repeat(64),
         "syscalls" => {
-            let line = br#"{"order":8841,"sku":"A-1177","qty":3,"price":"19.90","note":"leave at door"}
+            let line =
+                br#"{"order":8841,"sku":"A-1177","qty":3,"price":"19.90","note":"leave at door"}
 "#;
             line.iter().copied().cycle().take(piece).collect()
         }
@@ -151,14 +170,19 @@ fn main() {
             piece = request.len();
             request
         }
+        "response" => {
+            let response = http_response();
+            piece = response.len();
+            response
+        }
         "runs" => [b"eyJ-".repeat(16 << 10), b"\n".to_vec()].concat(),
         "h2names" => h2_long_names(),
         "pem" => [b"-----BEGIN PRIVATE KEY".repeat(3 << 10), b"\n".to_vec()].concat(),
         "resync" => [&b"*2\r\n$4\r\nAUTH\r\n"[..], &[b'x'; 4000], b"\n"].concat(),
         "digits" => [b"4111 ".repeat(13107), b"\n".to_vec()].concat(),
         other => panic!(
-            "MODE is mixed, ordinary, json, syscalls, dense, http, runs, pem, h2names, resync or digits, \
-             not {other}"
+            "MODE is mixed, ordinary, json, syscalls, dense, http, response, runs, pem, h2names, \
+             resync or digits, not {other}"
         ),
     };
     let mut data = Vec::with_capacity(mib << 20);
