@@ -61,7 +61,7 @@ impl Doc {
                 )
             });
         self.compare.push_str(
-            "| recorder | requests/s | throughput vs untraced | added µs / request | events / request | lost | payload bytes kept | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            "| recorder | requests/s | throughput vs untraced | added µs / request | recorder CPU µs / request | events / request | lost | payload bytes kept | disk bytes / MB payload | recorder CPU s / M events (after attach) | recorder peak RSS |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for (tracer, runs) in &samples {
             let rate = Stat::of(runs.iter().map(|(h, _)| h.rate()));
@@ -72,6 +72,12 @@ impl Doc {
                         .map(|(h, _)| (1.0 / h.rate() - 1.0 / b.median) * 1e6),
                 )
             });
+            // Set beside the time added per request: on the pinned row, where the recorder
+            // shares the server's core, the difference is what its probes cost the server.
+            let cpu_per_request = Stat::of(
+                runs.iter()
+                    .map(|(h, c)| c.cpu_ns as f64 / 1e3 / h.requests as f64),
+            );
             let per_request = Stat::of(
                 runs.iter()
                     .map(|(h, c)| c.all_events as f64 / h.requests as f64),
@@ -94,7 +100,7 @@ impl Doc {
             let captured: Vec<&Captured> = runs.iter().map(|(_, c)| c).collect();
             let _ = writeln!(
                 self.compare,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 tracer.label(),
                 show(rate, 0),
                 if untraced { "1".into() } else { show(ratio, 3) },
@@ -102,6 +108,11 @@ impl Doc {
                     "—".into()
                 } else {
                     show(added, 1)
+                },
+                if untraced {
+                    "—".into()
+                } else {
+                    show(cpu_per_request, 1)
                 },
                 if untraced {
                     reference.map_or("—".into(), |r| format!("({:.2} syscalls)", r.median))
