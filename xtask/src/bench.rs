@@ -61,7 +61,8 @@ pub fn run(root: &Path, quick: bool) -> Result<()> {
 /// Redaction throughput on one core: the redactor's `throughput` example streams a corpus
 /// through one `StreamRedactor` in pieces of a given size, as syscalls would hand them over:
 /// mixed (ordinary traffic and planted secrets), ordinary traffic alone (the false-positive
-/// corpus), secret-dense traffic, and the HTTP row's request one request per piece.
+/// corpus), secret-dense traffic, and the HTTP row's request and nginx's response to it, one
+/// per piece.
 /// Then the pipeline's redaction stage, on its threads.
 fn redaction(root: &Path, quick: bool) -> Result<()> {
     let mib = if quick { "2" } else { "64" };
@@ -70,7 +71,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
     let runs = ["mixed", "ordinary", "dense"]
         .into_iter()
         .flat_map(|mode| ["4096", "512", "64"].map(|piece| (mode, piece)))
-        .chain([("http", "0")]);
+        .chain([("http", "0"), ("response", "0")]);
     for (mode, piece) in runs {
         let output = Command::new("cargo")
             .args([
@@ -112,6 +113,7 @@ fn redaction(root: &Path, quick: bool) -> Result<()> {
         }
         let input = match mode {
             "http" => format!("{mib} MiB of the HTTP row's request, one per piece"),
+            "response" => format!("{mib} MiB of the HTTP row's response, one per piece"),
             _ => format!("{mib} MiB {mode} corpus in {piece}-byte pieces"),
         };
         rows.push(format!(
