@@ -14,6 +14,9 @@ use crate::scan::{KeyStems, ValueDetectors, MAX_HEADER_NAME};
 use crate::stream::StreamRedactor;
 use crate::Redacted;
 
+// The limits the config's refusals name.
+const _: () = assert!(MAX_HEADER_NAME == 64 && crate::keys::MAX_KEY_LEN == 128);
+
 /// Header names whose values are always masked (names are kept).
 const DENIED_HEADERS: &[&str] = &[
     "authorization",
@@ -140,11 +143,12 @@ impl Policy {
         }
         let user_rules = validate_rules(config)?;
         for key in &config.extra_keys {
-            let reason = if crate::keys::normalize(key.as_bytes()).is_empty() {
+            let letters = crate::keys::normalize(key.as_bytes()).len();
+            let reason = if letters == 0 {
                 "has no letters or digits"
-            } else if key.len() > crate::keys::MAX_KEY_LEN {
-                // Spelled as written, it is a longer key than any the detector reads.
-                "is longer than 128 bytes, the longest key redaction reads"
+            } else if letters > crate::keys::MAX_KEY_LEN {
+                // Every spelling of it is longer than any key the detector reads.
+                "has more than 128 letters and digits; no key that long is read"
             } else {
                 continue;
             };

@@ -31,12 +31,20 @@ pub(crate) struct KeyMatcher {
     component: Vec<Vec<u8>>,
     component_set: WordSet,
     descriptive: WordSet,
+    /// The prefilter stems of the configured keys matched anywhere, from their spelling.
+    extra_stems: Vec<Vec<u8>>,
 }
 
 impl KeyMatcher {
     pub(crate) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
         let (contained, component) = vocabulary(pii, extra);
+        let extra_stems = extra
+            .iter()
+            .map(|key| spelled_stem(key.as_bytes()))
+            .filter(|stem| !stem.is_empty())
+            .collect();
         KeyMatcher {
+            extra_stems,
             contained_ends: WordEnds::new(&contained),
             component_set: WordSet::new(component.iter().map(Vec::as_slice)),
             descriptive: WordSet::new(DESCRIPTIVE.iter().map(|w| w.as_bytes())),
@@ -51,9 +59,15 @@ impl KeyMatcher {
         // A contained word like `apikey` may be spelled `api_key` in the text, so the
         // prefilter uses each word's first few letters, which survive any separator
         // placement as long as the first component is at least that long.
+        // A configured key adds the stem of its own spelling too: its first component
+        // may be shorter (`x_tenant_ref` holds no `xten`).
         let mut words: Vec<Vec<u8>> = Vec::new();
-        for word in self.contained.iter().chain(&self.component) {
-            let stem = first_part(word);
+        let stems = self
+            .contained
+            .iter()
+            .chain(&self.component)
+            .map(|w| first_part(w));
+        for stem in stems.chain(self.extra_stems.iter().cloned()) {
             if !words.contains(&stem) {
                 words.push(stem);
             }
@@ -190,6 +204,22 @@ fn first_part(word: &[u8]) -> Vec<u8> {
         }
     }
     word[..n].to_vec()
+}
+
+/// The stem of a configured key as spelled (`x_tenant_ref`, `xTenantRef`): `first_part` of
+/// it normalized, cut at the end of its first component, which every spelling of the key
+/// with the same components holds whole. Empty for a key with no letters or digits.
+fn spelled_stem(key: &[u8]) -> Vec<u8> {
+    let norm = normalize(key);
+    // `Components` holds at most `MAX_KEY_LEN` normalized bytes; the config refuses more.
+    if norm.is_empty() || norm.len() > MAX_KEY_LEN {
+        return Vec::new();
+    }
+    let components = Components::of(key);
+    let first = components.comps().next().map_or(norm.len(), |(_, end)| end);
+    let mut stem = first_part(&norm);
+    stem.truncate(first);
+    stem
 }
 
 /// ASCII-lowercase with every non-alphanumeric byte removed.

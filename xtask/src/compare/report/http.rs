@@ -72,8 +72,9 @@ impl Doc {
                         .map(|(h, _)| (1.0 / h.rate() - 1.0 / b.median) * 1e6),
                 )
             });
-            // Set beside the time added per request: on the pinned row, where the recorder
-            // shares the server's core, the difference is what its probes cost the server.
+            // Set beside the time added per request. The recorder's CPU runs from its attach
+            // to its exit: with `--priority background` that takes in the backlog it writes
+            // after the load has ended.
             let cpu_per_request = Stat::of(
                 runs.iter()
                     .map(|(h, c)| c.cpu_ns as f64 / 1e3 / h.requests as f64),
