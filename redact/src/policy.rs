@@ -143,12 +143,11 @@ impl Policy {
         }
         let user_rules = validate_rules(config)?;
         for key in &config.extra_keys {
-            let letters = crate::keys::normalize(key.as_bytes()).len();
-            let reason = if letters == 0 {
+            let reason = if crate::keys::normalize(key.as_bytes()).is_empty() {
                 "has no letters or digits"
-            } else if letters > crate::keys::MAX_KEY_LEN {
-                // Every spelling of it is longer than any key the detector reads.
-                "has more than 128 letters and digits; no key that long is read"
+            } else if key.len() > crate::keys::MAX_KEY_LEN {
+                // Written as it is, it is longer than any key the detector reads.
+                "is longer than 128 bytes, the longest key redaction reads"
             } else {
                 continue;
             };

@@ -31,17 +31,19 @@ pub(crate) struct KeyMatcher {
     component: Vec<Vec<u8>>,
     component_set: WordSet,
     descriptive: WordSet,
-    /// The prefilter stems of the configured keys matched anywhere, from their spelling.
+    /// The prefilter stems of the configured keys matched anywhere: their first letter.
     extra_stems: Vec<Vec<u8>>,
 }
 
 impl KeyMatcher {
     pub(crate) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
         let (contained, component) = vocabulary(pii, extra);
+        // A configured key may be written with its components run together or apart
+        // (`XTENANTREF`, `x_tenant_ref`), and only its first letter is in every spelling.
         let extra_stems = extra
             .iter()
-            .map(|key| spelled_stem(key.as_bytes()))
-            .filter(|stem| !stem.is_empty())
+            .filter(|key| words::matched_anywhere(key))
+            .map(|key| normalize(key.as_bytes())[..1].to_vec())
             .collect();
         KeyMatcher {
             extra_stems,
@@ -59,8 +61,8 @@ impl KeyMatcher {
         // A contained word like `apikey` may be spelled `api_key` in the text, so the
         // prefilter uses each word's first few letters, which survive any separator
         // placement as long as the first component is at least that long.
-        // A configured key adds the stem of its own spelling too: its first component
-        // may be shorter (`x_tenant_ref` holds no `xten`).
+        // A configured key adds its first letter (`extra_stems`): its first component may
+        // be shorter than the stem (`x_tenant_ref` holds no `xten`).
         let mut words: Vec<Vec<u8>> = Vec::new();
         let stems = self
             .contained
@@ -206,20 +208,12 @@ fn first_part(word: &[u8]) -> Vec<u8> {
     word[..n].to_vec()
 }
 
-/// The stem of a configured key as spelled (`x_tenant_ref`, `xTenantRef`): `first_part` of
-/// it normalized, cut at the end of its first component, which every spelling of the key
-/// with the same components holds whole. Empty for a key with no letters or digits.
-fn spelled_stem(key: &[u8]) -> Vec<u8> {
-    let norm = normalize(key);
-    // `Components` holds at most `MAX_KEY_LEN` normalized bytes; the config refuses more.
-    if norm.is_empty() || norm.len() > MAX_KEY_LEN {
-        return Vec::new();
+/// How many components `key` has (`Components`); 0 past `MAX_KEY_LEN` letters and digits.
+fn component_count(key: &[u8]) -> usize {
+    if normalize(key).len() > MAX_KEY_LEN {
+        return 0;
     }
-    let components = Components::of(key);
-    let first = components.comps().next().map_or(norm.len(), |(_, end)| end);
-    let mut stem = first_part(&norm);
-    stem.truncate(first);
-    stem
+    Components::of(key).comps().count()
 }
 
 /// ASCII-lowercase with every non-alphanumeric byte removed.

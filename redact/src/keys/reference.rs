@@ -1,7 +1,9 @@
 //! The matcher as it was before it was made cheaper (an Aho-Corasick overlapping search,
 //! word lists searched linearly, a zeroed component array per key). Its `is_sensitive`
-//! and `Components` are kept verbatim (`prefilter_words`, unchanged, is left out) so the
-//! differential test can check the fast one answers the same for every key.
+//! and `Components` are kept verbatim (`prefilter_words`, which it did not have a say in,
+//! is left out) so the differential test can check the fast one answers the same for every
+//! key. Both take their words from `vocabulary`, which has changed since (configured keys
+//! of two components matched anywhere).
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 

@@ -4,8 +4,8 @@
 use super::normalize;
 
 /// The words matched anywhere in a key and those matched as a whole component, normalized:
-/// the lists, PII's with `pii`, and the configured `extra` keys (long ones anywhere, short
-/// ones as components).
+/// the lists, PII's with `pii`, and the configured `extra` keys (`matched_anywhere`, or
+/// as components).
 pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
     let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
@@ -16,13 +16,21 @@ pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<
     }
     for key in extra {
         let norm = normalize(key.as_bytes());
-        if norm.len() >= 5 {
+        if matched_anywhere(key) {
             contained.push(norm);
         } else if !norm.is_empty() {
             component.push(norm);
         }
     }
     (contained, component)
+}
+
+/// Whether configured key `key` is matched anywhere in a key rather than as a whole
+/// component: a long one, and a short one written as more than one component (`x_id`),
+/// which its spellings in text split into components none of which is the whole key.
+pub(super) fn matched_anywhere(key: &str) -> bool {
+    let letters = normalize(key.as_bytes()).len();
+    letters >= 5 || (letters > 1 && super::component_count(key.as_bytes()) > 1)
 }
 
 /// Matched anywhere in the normalized key.
