@@ -41,8 +41,8 @@ impl Doc {
         } else {
             let _ = writeln!(
                 self.compare,
-                "\n**HTTP**: nginx (one process, `return 201` with a 180 B JSON body, access log \
-                 off) on loopback under `{}`: POSTs of a 260 B JSON order. The recorders attach \
+                "\n**HTTP**: nginx (one process, `return 201` with a 164 B JSON body, access log \
+                 off) on loopback under `{}`: POSTs of a 243 B JSON order. The recorders attach \
                  to nginx. Syscalls per request come from strace, which stops at every one.\n",
                 workload::wrk_command(secs)
             );
