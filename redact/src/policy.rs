@@ -145,6 +145,10 @@ impl Policy {
         for key in &config.extra_keys {
             let reason = if crate::keys::normalize(key.as_bytes()).is_empty() {
                 "has no letters or digits"
+            } else if !key.is_ascii() {
+                // A key run in traffic is ASCII: `naïve_key` is read as `ve_key`.
+                "holds a character that is not ASCII; keys are read as ASCII letters, digits, \
+                 `_`, `-` and `.`"
             } else if key.len() > crate::keys::MAX_KEY_LEN {
                 // Written as it is, it is longer than any key the detector reads.
                 "is longer than 128 bytes, the longest key redaction reads"

@@ -350,3 +350,17 @@ fn an_extra_key_is_masked_in_every_spelling() {
         );
     }
 }
+
+/// A configured key with a character that is not ASCII is refused: a key in traffic is read
+/// as a run of ASCII letters, digits, `_`, `-` and `.`, so `naïve_key=x` is read as the key
+/// `ve_key`, and no spelling of the entry was ever matched.
+#[test]
+fn an_extra_key_that_is_not_ascii_is_refused() {
+    let err =
+        Policy::new(&Config::from_toml("extra_keys = [\"naïve_key\"]\n").unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "redaction config: extra_keys entry `naïve_key` holds a character that is not ASCII; \
+         keys are read as ASCII letters, digits, `_`, `-` and `.`"
+    );
+}
