@@ -317,14 +317,20 @@ fn extra_keys_are_masked_up_to_the_longest_key_read() {
 /// through to disk unmasked.)
 #[test]
 fn an_extra_key_is_masked_in_every_spelling() {
-    let spellings = [
+    let tenant = [
         "x_tenant_ref",
         "xTenantRef",
         "X-TENANT-REF",
         "xtenantref",
         "db.x_tenant_ref",
     ];
-    for written in ["x_tenant_ref", "XTENANTREF", "xTenantRef"] {
+    let cases = [
+        ("x_tenant_ref", &tenant[..]),
+        ("XTENANTREF", &tenant[..]),
+        ("xTenantRef", &tenant[..]),
+        ("x_id", &["x_id", "xId", "X-ID", "xid"][..]),
+    ];
+    for (written, spellings) in cases {
         let config = Config::from_toml(&format!("extra_keys = [\"{written}\"]\n")).unwrap();
         let policy = Policy::new(&config).unwrap();
         for key in spellings {
@@ -337,17 +343,6 @@ fn an_extra_key_is_masked_in_every_spelling() {
                 "{key}, configured as {written}"
             );
         }
-    }
-    let policy = Policy::new(&Config::from_toml("extra_keys = [\"x_id\"]\n").unwrap()).unwrap();
-    for key in ["x_id", "xId", "X-ID", "xid"] {
-        let out = policy
-            .redact_buffer(format!("{key}=eu-west\n").as_bytes())
-            .bytes;
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("{key}=*******\n"),
-            "{key}"
-        );
     }
 }
 
