@@ -258,25 +258,34 @@ fn policy_is_send_and_sync() {
     check::<recorder_redact::StreamRedactor>();
 }
 
+/// The policy of config text `toml` (which must parse), or why it was refused.
+fn policy_from(toml: &str) -> Result<Policy, ConfigError> {
+    Policy::new(&Config::from_toml(toml).unwrap())
+}
+
+/// `text` through `policy`, as text.
+fn redacted(policy: &Policy, text: &str) -> String {
+    String::from_utf8(policy.redact_buffer(text.as_bytes()).bytes).unwrap()
+}
+
 /// A configured header name of 64 bytes, the longest the HTTP/1 scan reads, is masked; a
 /// longer one, which would never match, is refused with the reason. (One once loaded and
 /// never matched: its value was written unmasked.)
 #[test]
 fn extra_headers_are_masked_up_to_the_longest_name_read() {
     let name = format!("X-Tenant-{}", "R".repeat(55));
-    let config = Config::from_toml(&format!(
+    let policy = policy_from(&format!(
         "extra_headers = [\"{name}\"]\n[detectors]\nkey-value = false\n"
     ))
     .unwrap();
-    let policy = Policy::new(&config).unwrap();
     let input = format!("GET / HTTP/1.1\r\n{name}: eu-west\r\n\r\n");
-    let out = String::from_utf8(policy.redact_buffer(input.as_bytes()).bytes).unwrap();
-    assert_eq!(out, format!("GET / HTTP/1.1\r\n{name}: *******\r\n\r\n"));
+    assert_eq!(
+        redacted(&policy, &input),
+        format!("GET / HTTP/1.1\r\n{name}: *******\r\n\r\n")
+    );
 
     let longer = format!("{name}S");
-    let err =
-        Policy::new(&Config::from_toml(&format!("extra_headers = [\"{longer}\"]\n")).unwrap())
-            .unwrap_err();
+    let err = policy_from(&format!("extra_headers = [\"{longer}\"]\n")).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -292,16 +301,14 @@ fn extra_headers_are_masked_up_to_the_longest_name_read() {
 #[test]
 fn extra_keys_are_masked_up_to_the_longest_key_read() {
     let key = format!("tenant_{}", "r".repeat(121));
-    let policy =
-        Policy::new(&Config::from_toml(&format!("extra_keys = [\"{key}\"]\n")).unwrap()).unwrap();
-    let out = policy
-        .redact_buffer(format!("{key}=eu-west\n").as_bytes())
-        .bytes;
-    assert_eq!(String::from_utf8(out).unwrap(), format!("{key}=*******\n"));
+    let policy = policy_from(&format!("extra_keys = [\"{key}\"]\n")).unwrap();
+    assert_eq!(
+        redacted(&policy, &format!("{key}=eu-west\n")),
+        format!("{key}=*******\n")
+    );
 
     let longer = format!("{key}s");
-    let err = Policy::new(&Config::from_toml(&format!("extra_keys = [\"{longer}\"]\n")).unwrap())
-        .unwrap_err();
+    let err = policy_from(&format!("extra_keys = [\"{longer}\"]\n")).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -331,14 +338,10 @@ fn an_extra_key_is_masked_in_every_spelling() {
         ("x_id", &["x_id", "xId", "X-ID", "xid"][..]),
     ];
     for (written, spellings) in cases {
-        let config = Config::from_toml(&format!("extra_keys = [\"{written}\"]\n")).unwrap();
-        let policy = Policy::new(&config).unwrap();
+        let policy = policy_from(&format!("extra_keys = [\"{written}\"]\n")).unwrap();
         for key in spellings {
-            let out = policy
-                .redact_buffer(format!("{key}=eu-west\n").as_bytes())
-                .bytes;
             assert_eq!(
-                String::from_utf8(out).unwrap(),
+                redacted(&policy, &format!("{key}=eu-west\n")),
                 format!("{key}=*******\n"),
                 "{key}, configured as {written}"
             );
@@ -351,8 +354,7 @@ fn an_extra_key_is_masked_in_every_spelling() {
 /// `ve_key`, and no spelling of the entry was ever matched.
 #[test]
 fn an_extra_key_that_is_not_ascii_is_refused() {
-    let err =
-        Policy::new(&Config::from_toml("extra_keys = [\"naïve_key\"]\n").unwrap()).unwrap_err();
+    let err = policy_from("extra_keys = [\"naïve_key\"]\n").unwrap_err();
     assert_eq!(
         err.to_string(),
         "redaction config: extra_keys entry `naïve_key` holds a character that is not ASCII; \

@@ -208,11 +208,8 @@ fn first_part(word: &[u8]) -> Vec<u8> {
     word[..n].to_vec()
 }
 
-/// How many components `key` has (`Components`); 0 past `MAX_KEY_LEN` letters and digits.
+/// How many components `key`, of at most `MAX_KEY_LEN` letters and digits, has.
 fn component_count(key: &[u8]) -> usize {
-    if normalize(key).len() > MAX_KEY_LEN {
-        return 0;
-    }
     Components::of(key).comps().count()
 }
 

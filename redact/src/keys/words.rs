@@ -30,6 +30,7 @@ pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<
 /// which its spellings in text split into components none of which is the whole key.
 pub(super) fn matched_anywhere(key: &str) -> bool {
     let letters = normalize(key.as_bytes()).len();
+    // Counted only for two to four letters, well inside what `Components` holds.
     letters >= 5 || (letters > 1 && super::component_count(key.as_bytes()) > 1)
 }
 
