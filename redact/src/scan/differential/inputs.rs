@@ -2,6 +2,36 @@
 
 use proptest::prelude::*;
 
+/// The fifth policy pair's additions. The keys: one of several components, a short one
+/// of two (matched anywhere), one a built-in key holds.
+pub(super) const CONFIGURED_KEYS: &[&str] = &["x_tenant_ref", "x_id", "internal_ref"];
+pub(super) const CONFIGURED_HEADER: &str = "X-Tenant-Ticket";
+pub(super) const CONFIGURED_RULE: &str = "TKT-[0-9]{8}";
+
+/// The configured keys as traffic spells them, and near misses.
+const CONFIGURED_KEY_SPELLINGS: &[&str] = &[
+    "x_tenant_ref",
+    "XTenantRef",
+    "X-TENANT-REF",
+    "xtenantref",
+    "tenant_ref",
+    "x_id",
+    "xId",
+    "X_ID",
+    "x_idx",
+    "internalRef",
+    "INTERNAL_REF",
+    "internal",
+];
+
+/// The configured header and rule, and near misses.
+const CONFIGURED_OTHERS: &[&str] = &[
+    "\nX-Tenant-Ticket: ",
+    "\nx-tenant-ticket:",
+    "TKT-12345678",
+    "TKT-1234567",
+];
+
 /// Fragments that sit on the prefilter's edges: separators with and without spaces and
 /// quotes, flags, XML, digit groups with joiners, key stems in every case, trigger
 /// literals in the wrong case, padding, and line breaks.
@@ -129,6 +159,8 @@ pub(super) fn soup() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(
         prop_oneof![
             4 => (0..PARTS.len()).prop_map(|i| PARTS[i].as_bytes().to_vec()),
+            1 => prop_oneof![pick(CONFIGURED_KEY_SPELLINGS), pick(CONFIGURED_OTHERS)]
+                .prop_map(|p| p.as_bytes().to_vec()),
             1 => proptest::collection::vec(any::<u8>(), 0..4),
         ],
         0..80,
@@ -186,7 +218,7 @@ pub(super) fn key_values() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(
         (
             pick(OPEN),
-            pick(KEY),
+            prop_oneof![4 => pick(KEY), 1 => pick(CONFIGURED_KEY_SPELLINGS)],
             pick(CLOSE),
             pick(SEP),
             pick(VALUE),
@@ -251,6 +283,7 @@ pub(super) fn token_runs_and_headers() -> impl Strategy<Value = Vec<u8>> {
                         }),
                     1 => pick(&["\nAuthorization: x", "\nAUTH pw", "\nCookie:a=b"])
                         .prop_map(|h| h.as_bytes().to_vec()),
+                    1 => pick(CONFIGURED_OTHERS).prop_map(|h| h.as_bytes().to_vec()),
                 ],
                 pick(&["", "=", "==", "===", " ", "\n", ".", ",", "\u{e9}"]),
             ),

@@ -3,7 +3,8 @@
 //! the same bytes and the same (rule, offset, length) annotations for every piece — on
 //! the planted-secret generators, on the false-positive corpus and on a soup of
 //! separators, digits, key fragments, token runs and header names built to sit on the
-//! fast path's edges (prefilter, block masks, length limits). Streams
+//! fast path's edges (prefilter, block masks, length limits), with the built-in policy
+//! and with one an operator added keys, a header and a rule to. Streams
 //! are cut at every piece size the other tests and the benchmark use, and at random
 //! syscall-sized ones with timer expiries under tight hold-back bounds.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use crate::{Config, HoldBackConfig, Policy, Redacted, StreamRedactor};
+use crate::{Config, HoldBackConfig, Policy, Redacted, RuleConfig, StreamRedactor};
 
 #[path = "../../../tests/support/generators.rs"]
 mod generators;
@@ -20,14 +21,18 @@ use generators::Item;
 
 mod inputs;
 
-use inputs::{digit_groups, key_values, soup, token_runs_and_headers, vendor_tokens};
+use inputs::{
+    digit_groups, key_values, soup, token_runs_and_headers, vendor_tokens, CONFIGURED_HEADER,
+    CONFIGURED_KEYS, CONFIGURED_RULE,
+};
 
 const MS: u64 = 1_000_000;
 
 /// Piece sizes of `tests/stream.rs`, `tests/false_positives.rs` and the benchmark.
 const PIECE_SIZES: &[usize] = &[1, 2, 3, 5, 8, 13, 64, 512, 1000, 4096];
 
-/// (fast, reference) pairs: default bounds, tiny byte bounds, no time at all, PII on.
+/// (fast, reference) pairs: default bounds, tiny byte bounds, no time at all, PII on,
+/// and an operator's additions (`extra_keys`, `extra_headers`, a rule of their own).
 fn policy_pairs() -> &'static [(Arc<Policy>, Arc<Policy>)] {
     static PAIRS: std::sync::OnceLock<Vec<(Arc<Policy>, Arc<Policy>)>> = std::sync::OnceLock::new();
     PAIRS.get_or_init(|| {
@@ -51,6 +56,15 @@ fn policy_pairs() -> &'static [(Arc<Policy>, Arc<Policy>)] {
             },
             Config {
                 pii: true,
+                ..Config::default()
+            },
+            Config {
+                extra_keys: CONFIGURED_KEYS.iter().map(|k| k.to_string()).collect(),
+                extra_headers: vec![CONFIGURED_HEADER.to_string()],
+                rules: vec![RuleConfig {
+                    name: "ticket-id".to_string(),
+                    pattern: CONFIGURED_RULE.to_string(),
+                }],
                 ..Config::default()
             },
         ];
@@ -101,17 +115,17 @@ fn run(policy: &Arc<Policy>, input: &[u8], steps: &[Step], close: bool) -> Vec<R
 }
 
 fn same(input: &[u8], steps: &[Step], close: bool) -> Result<(), TestCaseError> {
-    for (fast, reference) in policy_pairs() {
+    for (pair, (fast, reference)) in policy_pairs().iter().enumerate() {
         let got = run(fast, input, steps, close);
         let want = run(reference, input, steps, close);
         prop_assert_eq!(got.len(), want.len());
         for (piece, (g, w)) in got.iter().zip(&want).enumerate() {
             prop_assert!(
                 g == w,
-                "piece {} differs (hold-back {:?}, pii {}): fast {:?}, reference {:?}",
+                "piece {} differs (policy pair {}, hold-back {:?}): fast {:?}, reference {:?}",
                 piece,
+                pair,
                 fast.hold_back(),
-                fast.summary().pii,
                 g.redactions,
                 w.redactions
             );
