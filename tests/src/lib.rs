@@ -71,7 +71,7 @@ pub fn binary(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run `cargo build --workspace --bins` (cargo xtask test does)",
+        "{} is not built: run `cargo build --workspace --exclude recorder-ebpf --bins` (cargo xtask test does)",
         path.display()
     );
     path

@@ -109,6 +109,43 @@ fn recorderd_refuses_to_record_itself_and_needs_a_target() {
     assert!(lines[0].contains("invalid value 'not-a-pid'"), "{lines:?}");
 }
 
+/// A redaction config whose entry could never match (so its values would go to disk
+/// unmasked) is refused by both commands alike: one line naming the entry, exit 2, and
+/// nothing recorded.
+#[test]
+fn a_config_entry_that_would_never_match_is_refused_by_both_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("recorderd.toml");
+    std::fs::write(&config, "[redaction]\nextra_keys = [\"na\u{ef}ve_key\"]\n").unwrap();
+    let output = dir.path().join("r");
+    let (code, lines) = failure_lines(
+        Command::new(binary("recorderd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--output")
+            .arg(&output)
+            .args(["--", "true"]),
+    );
+    assert_eq!(code, 2, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("extra_keys") && lines[0].contains("not ASCII"),
+        "{lines:?}"
+    );
+    assert!(!output.exists(), "nothing is recorded");
+    let (code, redact_test) = failure_lines(
+        Command::new(binary("recorder"))
+            .args(["redact-test", "--config"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(code, 2, "{redact_test:?}");
+    assert_eq!(
+        redact_test,
+        [lines[0].replacen("recorderd:", "recorder:", 1)]
+    );
+}
+
 #[test]
 fn inspect_rejects_files_that_are_not_recordings() {
     let dir = tempfile::tempdir().unwrap();

@@ -81,7 +81,9 @@ impl CommandError {
             CommandError::Key(KeyError::Exists { .. } | KeyError::Write { .. }) => {
                 Some(ExitCode::from(EXIT_ERROR))
             }
+            // A config file recorderd would refuse with 2 is refused with 2 here too.
             CommandError::Key(_)
+            | CommandError::Config(_)
             | CommandError::Usage(_)
             | CommandError::Retention(_)
             | CommandError::Dir(_)
