@@ -349,6 +349,21 @@ fn an_extra_key_is_masked_in_every_spelling() {
     }
 }
 
+/// Where a configured key is matched inside a longer key, as docs/REDACTION.md says: a
+/// short one written as two components anywhere (so `x_id` masks `box_id` too), a short
+/// one-component one only as a whole component.
+#[test]
+fn a_short_extra_key_is_matched_as_its_components_say() {
+    let policy = policy_from("extra_keys = [\"x_id\", \"xref\"]\n").unwrap();
+    assert_eq!(
+        redacted(
+            &policy,
+            "box_id=1 tax_id=2 max_idle=3 x_id=4 xref=5 my_xref=6 xrefs=7 a.xref=8\n"
+        ),
+        "box_id=* tax_id=* max_idle=* x_id=* xref=* my_xref=* xrefs=7 a.xref=*\n"
+    );
+}
+
 /// A configured key with a character that is not ASCII is refused: a key in traffic is read
 /// as a run of ASCII letters, digits, `_`, `-` and `.`, so `naïve_key=x` is read as the key
 /// `ve_key`, and no spelling of the entry was ever matched.

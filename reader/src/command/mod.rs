@@ -2,7 +2,7 @@
 //! never touches the probes.
 //!
 //! Exit codes (documented in docs/FORMAT.md): 0 success; 1 error (not a recording, I/O);
-//! 2 usage (including a bad identity file); 3 the recording is incomplete (the writer stopped
+//! 2 usage (including a bad identity or config file); 3 the recording is incomplete (the writer stopped
 //! without a trailer); 4 corrupt; 5 sealed, and no identity given opens it.
 
 pub mod audit;

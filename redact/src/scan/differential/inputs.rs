@@ -3,12 +3,13 @@
 use proptest::prelude::*;
 
 /// The fifth policy pair's additions. The keys: one of several components, a short one
-/// of two (matched anywhere), one a built-in key holds.
+/// of two (matched anywhere), and the one docs/REDACTION.md's example configures.
 pub(super) const CONFIGURED_KEYS: &[&str] = &["x_tenant_ref", "x_id", "internal_ref"];
 pub(super) const CONFIGURED_HEADER: &str = "X-Tenant-Ticket";
 pub(super) const CONFIGURED_RULE: &str = "TKT-[0-9]{8}";
 
-/// The configured keys as traffic spells them, and near misses.
+/// The configured keys as traffic spells them, keys holding them (`x_idx` holds `xid`), and
+/// keys that hold only part of one (`tenant_ref`, `internal`).
 const CONFIGURED_KEY_SPELLINGS: &[&str] = &[
     "x_tenant_ref",
     "XTenantRef",
@@ -24,10 +25,13 @@ const CONFIGURED_KEY_SPELLINGS: &[&str] = &[
     "internal",
 ];
 
-/// The configured header and rule, and near misses.
+/// The configured header and rule in both cases, and near misses (a longer and a shorter
+/// name, a ticket a digit short).
 const CONFIGURED_OTHERS: &[&str] = &[
     "\nX-Tenant-Ticket: ",
     "\nx-tenant-ticket:",
+    "\nX-Tenant-Tickets: ",
+    "\nX-Tenant-Ticke:",
     "TKT-12345678",
     "TKT-1234567",
 ];
