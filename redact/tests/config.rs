@@ -263,6 +263,11 @@ fn policy_from(toml: &str) -> Result<Policy, ConfigError> {
     Policy::new(&Config::from_toml(toml).unwrap())
 }
 
+/// Why the policy `toml` describes is refused.
+fn refusal(toml: &str) -> String {
+    policy_from(toml).unwrap_err().to_string()
+}
+
 /// `text` through `policy`, as text.
 fn redacted(policy: &Policy, text: &str) -> String {
     String::from_utf8(policy.redact_buffer(text.as_bytes()).bytes).unwrap()
@@ -285,9 +290,8 @@ fn extra_headers_are_masked_up_to_the_longest_name_read() {
     );
 
     let longer = format!("{name}S");
-    let err = policy_from(&format!("extra_headers = [\"{longer}\"]\n")).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal(&format!("extra_headers = [\"{longer}\"]\n")),
         format!(
             "redaction config: extra_headers entry `{longer}` is longer than 64 bytes, the \
              longest header name redaction reads"
@@ -308,9 +312,8 @@ fn extra_keys_are_masked_up_to_the_longest_key_read() {
     );
 
     let longer = format!("{key}s");
-    let err = policy_from(&format!("extra_keys = [\"{longer}\"]\n")).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal(&format!("extra_keys = [\"{longer}\"]\n")),
         format!(
             "redaction config: extra_keys entry `{longer}` is longer than 128 bytes, the \
              longest key redaction reads"
@@ -369,9 +372,8 @@ fn a_short_extra_key_is_matched_as_its_components_say() {
 /// `ve_key`, and no spelling of the entry was ever matched.
 #[test]
 fn an_extra_key_that_is_not_ascii_is_refused() {
-    let err = policy_from("extra_keys = [\"naïve_key\"]\n").unwrap_err();
     assert_eq!(
-        err.to_string(),
+        refusal("extra_keys = [\"naïve_key\"]\n"),
         "redaction config: extra_keys entry `naïve_key` holds a character that is not ASCII; \
          keys are read as ASCII letters, digits, `_`, `-` and `.`"
     );

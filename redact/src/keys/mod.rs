@@ -37,14 +37,7 @@ pub(crate) struct KeyMatcher {
 
 impl KeyMatcher {
     pub(crate) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
-        let (contained, component) = vocabulary(pii, extra);
-        // A configured key may be written with its components run together or apart
-        // (`XTENANTREF`, `x_tenant_ref`), and only its first letter is in every spelling.
-        let extra_stems = extra
-            .iter()
-            .filter(|key| words::matched_anywhere(key))
-            .map(|key| normalize(key.as_bytes())[..1].to_vec())
-            .collect();
+        let (contained, component, extra_stems) = vocabulary(pii, extra);
         KeyMatcher {
             extra_stems,
             contained_ends: WordEnds::new(&contained),

@@ -19,7 +19,7 @@ pub(super) struct KeyMatcher {
 
 impl KeyMatcher {
     pub(super) fn new(pii: bool, extra: &[String]) -> KeyMatcher {
-        let (contained, component) = vocabulary(pii, extra);
+        let (contained, component, _) = vocabulary(pii, extra);
         let contained_search = AhoCorasick::builder()
             .kind(Some(AhoCorasickKind::DFA))
             .build(&contained)

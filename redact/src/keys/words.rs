@@ -3,10 +3,16 @@
 
 use super::normalize;
 
+/// Normalized words, each its bytes.
+type Words = Vec<Vec<u8>>;
+
 /// The words matched anywhere in a key and those matched as a whole component, normalized:
 /// the lists, PII's with `pii`, and the configured `extra` keys (`matched_anywhere`, or
-/// as components).
-pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// as components). Third, the prefilter stems of the configured keys matched anywhere:
+/// each one's first letter, since a configured key may be written with its components run
+/// together or apart (`XTENANTREF`, `x_tenant_ref`) and only that letter is in every
+/// spelling.
+pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Words, Words, Words) {
     let bytes = |words: &[&str]| words.iter().map(|w| w.as_bytes().to_vec()).collect();
     let mut contained: Vec<Vec<u8>> = bytes(CONTAINED);
     let mut component: Vec<Vec<u8>> = bytes(COMPONENT);
@@ -14,21 +20,23 @@ pub(super) fn vocabulary(pii: bool, extra: &[String]) -> (Vec<Vec<u8>>, Vec<Vec<
         contained.extend(bytes(PII_CONTAINED));
         component.extend(bytes(PII_COMPONENT));
     }
+    let mut extra_stems = Vec::new();
     for key in extra {
         let norm = normalize(key.as_bytes());
         if matched_anywhere(key) {
+            extra_stems.push(norm[..1].to_vec());
             contained.push(norm);
         } else if !norm.is_empty() {
             component.push(norm);
         }
     }
-    (contained, component)
+    (contained, component, extra_stems)
 }
 
 /// Whether configured key `key` is matched anywhere in a key rather than as a whole
 /// component: a long one, and a short one written as more than one component (`x_id`),
 /// which its spellings in text split into components none of which is the whole key.
-pub(super) fn matched_anywhere(key: &str) -> bool {
+fn matched_anywhere(key: &str) -> bool {
     let letters = normalize(key.as_bytes()).len();
     // Counted only for two to four letters, well inside what `Components` holds.
     letters >= 5 || (letters > 1 && super::component_count(key.as_bytes()) > 1)
