@@ -4,11 +4,11 @@
 //! the planted-secret generators, on the false-positive corpus and on a soup of
 //! separators, digits, key fragments, token runs and header names built to sit on the
 //! fast path's edges (prefilter, block masks, length limits), with the built-in policy
-//! and with one an operator added keys (whose one-letter stems change what the fast path
-//! walks), a header and a rule to (the same code on both paths: there for how their spans
-//! meet the other detectors'). Streams
-//! are cut at every piece size the other tests and the benchmark use, and at random
-//! syscall-sized ones with timer expiries under tight hold-back bounds.
+//! and with one to which an operator added keys (whose one-letter stems change what the
+//! fast path walks), a header and a rule (these two run the same code on both paths; they
+//! are there for how their spans meet the other detectors'). Streams are cut at every
+//! piece size the other tests and the benchmark use, and at random syscall-sized ones
+//! with timer expiries under tight hold-back bounds.
 
 use std::sync::Arc;
 
