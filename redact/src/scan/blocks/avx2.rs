@@ -60,9 +60,7 @@ fn half_masks(lanes: &[u8; 32]) -> [u32; 10] {
     ]
 }
 
-// Never inlined: inlined into `classify`'s loop, LLVM rebuilt the vectors byte by byte
-// (`vpinsrb`) and the pass took twice the instructions of the portable one.
-#[inline(never)]
+#[inline]
 #[target_feature(enable = "avx2")]
 pub(super) fn block_masks(block: &[u8; 64]) -> Masks {
     let (low, high) = block.split_at(32);

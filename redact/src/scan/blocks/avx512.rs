@@ -23,8 +23,7 @@ fn within(x: __m512i, low: u8, count: u8) -> u64 {
     _mm512_cmplt_epu8_mask(y, _mm512_set1_epi8(count as i8))
 }
 
-// Never inlined, as the AVX2 version is not: `classify` calls it once a block.
-#[inline(never)]
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) fn block_masks(block: &[u8; 64]) -> Masks {
     // SAFETY: `block` is 64 readable bytes, and an unaligned load needs no alignment.
