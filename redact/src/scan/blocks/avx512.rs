@@ -23,6 +23,8 @@ fn within(x: __m512i, low: u8, count: u8) -> u64 {
     _mm512_cmplt_epu8_mask(y, _mm512_set1_epi8(count as i8))
 }
 
+// Inlined into `classify`'s loop, as the AVX2 version is: its constants stay in registers
+// and the masks go straight into their slot.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) fn block_masks(block: &[u8; 64]) -> Masks {
