@@ -244,8 +244,16 @@ impl Http {
                     if self.skipping {
                         self.skipping = false;
                     } else {
-                        self.capture(&rest[..p]);
-                        self.line_done(compressed);
+                        if self.line.is_empty() {
+                            // A line whole in this write is read where it is, not copied.
+                            self.line_done(&rest[..p.min(LINE_CAPTURE)], compressed);
+                        } else {
+                            self.capture(&rest[..p]);
+                            let line = std::mem::take(&mut self.line);
+                            self.line_done(&line, compressed);
+                            self.line = line;
+                            self.line.clear();
+                        }
                         if self.in_body() {
                             self.body_from = at + p as u64 + 1;
                         }
@@ -367,8 +375,10 @@ impl Http {
         self.state == State::Idle && self.line.is_empty()
     }
 
-    fn line_done(&mut self, compressed: bool) {
-        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+    /// Reads `line`, the current line (its first `LINE_CAPTURE` bytes, without the line
+    /// feed), into the state.
+    fn line_done(&mut self, line: &[u8], compressed: bool) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let State::Headers { request, .. } = self.state {
             self.after_response = !request && line.is_empty();
         }
@@ -430,7 +440,6 @@ impl Http {
             },
             other => other,
         };
-        self.line.clear();
     }
 
     pub(crate) fn gap(&mut self, len: u64) {
