@@ -245,10 +245,13 @@ impl Http {
                         self.skipping = false;
                     } else {
                         if self.line.is_empty() {
-                            // A line whole in this write is read where it is, not copied.
+                            // Nothing of the line came in an earlier write: it is read
+                            // where it is, as much of it as `capture` would have kept,
+                            // without the copy (reading the copy back waited on it).
                             self.line_done(&rest[..p.min(LINE_CAPTURE)], compressed);
                         } else {
                             self.capture(&rest[..p]);
+                            // Lent to `line_done`, which takes `self` too; back emptied.
                             let line = std::mem::take(&mut self.line);
                             self.line_done(&line, compressed);
                             self.line = line;
@@ -375,8 +378,9 @@ impl Http {
         self.state == State::Idle && self.line.is_empty()
     }
 
-    /// Reads `line`, the current line (its first `LINE_CAPTURE` bytes, without the line
-    /// feed), into the state.
+    /// Moves `state` and `after_response` on past `line`, the line just ended as `capture`
+    /// keeps it (its first `LINE_CAPTURE` bytes, without the line feed; a final `\r` is
+    /// dropped here). Reads nothing else of `self`, and leaves `self.line` to the caller.
     fn line_done(&mut self, line: &[u8], compressed: bool) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let State::Headers { request, .. } = self.state {
